@@ -1,0 +1,1 @@
+"""textkit.base: the bottom of the textkit chain, how text becomes words."""

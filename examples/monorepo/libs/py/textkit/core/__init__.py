@@ -1,0 +1,1 @@
+"""textkit.core: text statistics, the public API of the textkit libraries."""

@@ -1,0 +1,1 @@
+"""textkit.util: counting helpers on top of textkit.base."""

@@ -1,0 +1,1 @@
+"""wordcount.formats: render reports as plain text or JSON."""

@@ -1,0 +1,1 @@
+"""wordcount.report: reports over analyzed documents."""

@@ -1,0 +1,1 @@
+"""wordcount.service: analyze documents with textkit according to user settings."""
