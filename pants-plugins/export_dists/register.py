@@ -1,9 +1,19 @@
-"""The export-dists backend: one intransitive wheel per exportable target."""
+"""The export-dists backend: one intransitive wheel per exportable target, `pants export-dists ::`."""
 from __future__ import annotations
+
+from export_dists import dists, export, goal, requirements, versioning
+from export_dists.target_types import target_types_with_fields
 
 
 def rules():
-    return []
+    return [
+        *dists.rules(),
+        *export.rules(),
+        *goal.rules(),
+        *requirements.rules(),
+        *versioning.rules(),
+        *target_types_with_fields(),
+    ]
 
 
 def target_types():

@@ -1,0 +1,241 @@
+"""One export: the dists of the requested targets and their first-party closure, as wheels."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pants.engine.addresses import Address
+from pants.engine.fs import DigestContents
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.util.strutil import softwrap
+
+from export_dists.dists import DistIdentity, DistIdentityRequest, DistPlan, DistPlanRequest, NamingSettings
+from export_dists.layout import ExportedDist, ExportInfo
+from export_dists.naming import normalize
+from export_dists.requirements import (
+    LockfileVersions,
+    LockfileVersionsRequest,
+    RequirementLine,
+    requires_dist,
+    resolves_used,
+)
+from export_dists.subsystem import UnexportableDependencies
+from export_dists.versioning import ExportCommit, ExportCommitRequest, render_version
+from export_dists.wheel import CoreMetadata, Wheel, build_wheel, provenance_json
+
+logger = logging.getLogger(__name__)
+
+
+class DistNameCollision(Exception):
+    pass
+
+
+class UnexportableDependencyError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    roots: tuple[Address, ...]  # target generators (or lone targets) named by the specs
+    settings: NamingSettings
+    version_template: str
+    allow_dirty: bool
+    pin_from_lockfiles: bool
+    unexportable: UnexportableDependencies
+
+
+@dataclass(frozen=True)
+class PlannedDist:
+    plan: DistPlan
+    requirements: tuple[RequirementLine, ...]
+
+
+@dataclass(frozen=True)
+class Export:
+    info: ExportInfo
+    dists: tuple[ExportedDist, ...]
+    planned: tuple[PlannedDist, ...]  # same order as dists
+    requested: tuple[Address, ...]
+    skipped: tuple[DistIdentity, ...]  # named by the specs but not exportable
+
+
+@dataclass(frozen=True)
+class WheelRequest:
+    plan: DistPlan
+    version: str
+    requires_dist: tuple[str, ...]
+    sha: str
+    namespace: str
+    dirty: bool
+    commit_epoch: int
+
+
+@rule(desc="Build a wheel")
+async def build_dist_wheel(request: WheelRequest) -> Wheel:
+    plan = request.plan
+    contents = await Get(DigestContents, plan.digest)
+    by_path = {entry.path: entry.content for entry in contents}
+    files = {owned.wheel_path: by_path[owned.path] for owned in plan.files}
+    address = plan.identity.address.spec
+    name = plan.identity.name
+    assert name is not None
+    metadata = CoreMetadata(
+        name=name,
+        version=request.version,
+        summary=f"Pants target {address} at commit {request.sha}",
+        requires_dist=request.requires_dist,
+        requires_python=plan.requires_python,
+        keywords=("export-dists", f"sha={request.sha}"),
+        description=softwrap(
+            f"""
+            Exported by export-dists from the Pants target `{address}` at commit `{request.sha}`.
+            This wheel holds only that target's files; its first-party dependencies are separate
+            dists pinned to the same commit.
+            """
+        ),
+    )
+    provenance = provenance_json(
+        sha=request.sha,
+        address=address,
+        namespace=request.namespace,
+        version=request.version,
+        dirty=request.dirty,
+    )
+    return build_wheel(
+        metadata,
+        files,
+        timestamp=request.commit_epoch,
+        extra_dist_info={"export_dists.json": provenance},
+    )
+
+
+def _check_collisions(plans: dict[Address, DistPlan]) -> None:
+    seen: dict[str, Address] = {}
+    for address, plan in sorted(plans.items()):
+        assert plan.identity.name is not None
+        project = normalize(plan.identity.name)
+        if project in seen:
+            raise DistNameCollision(
+                softwrap(
+                    f"""
+                    The targets {seen[project]} and {address} would both be exported as the dist
+                    {project!r}. Rename one of them, set `export_dist_name="..."` on one, or
+                    `skip_export_dist=True` to leave one out.
+                    """
+                )
+            )
+        seen[project] = address
+
+
+def _report_unexportable(plans: dict[Address, DistPlan], policy: UnexportableDependencies) -> None:
+    problems = []
+    for address, plan in sorted(plans.items()):
+        for dep in plan.not_exportable:
+            edge = dep.edges[0]
+            problems.append(
+                f"{address} (dist {plan.identity.name}) depends on {dep.identity.address} "
+                f"(`{dep.identity.alias}`, via {edge.source} -> {edge.target}): "
+                f"{dep.identity.not_exportable_because}."
+            )
+    if not problems:
+        return
+    if policy == UnexportableDependencies.ERROR:
+        raise UnexportableDependencyError(
+            "These dependencies cannot be exported as dists:\n\n"
+            + "\n".join(f"- {p}" for p in problems)
+            + "\n\nFix each one as it says, or set [export-dists].unexportable_dependencies = "
+            '"warn" to export without them.'
+        )
+    for problem in problems:
+        logger.warning(f"{problem} It is left out of Requires-Dist.")
+
+
+@rule(desc="Plan and build an export")
+async def build_export(request: ExportRequest) -> Export:
+    identities = await MultiGet(
+        Get(DistIdentity, DistIdentityRequest(address, request.settings)) for address in request.roots
+    )
+    requested = tuple(i.address for i in identities if i.exportable)
+    skipped = tuple(i for i in identities if not i.exportable)
+
+    # The first-party closure: an exported wheel pins its dependencies to this very version, so
+    # they must be in the same export or the wheel could not be installed from it.
+    plans: dict[Address, DistPlan] = {}
+    frontier = list(requested)
+    while frontier:
+        found = await MultiGet(Get(DistPlan, DistPlanRequest(a, request.settings)) for a in frontier)
+        for plan in found:
+            plans[plan.identity.address] = plan
+        frontier = sorted(
+            {
+                dep.identity.address
+                for plan in found
+                for dep in plan.first_party
+                if dep.identity.address not in plans
+            }
+        )
+    _check_collisions(plans)
+    _report_unexportable(plans, request.unexportable)
+
+    commit = await Get(ExportCommit, ExportCommitRequest(request.allow_dirty))
+    version = render_version(request.version_template, commit)
+    ordered = [plans[a] for a in sorted(plans)]
+
+    lockfiles: dict[str, LockfileVersions] | None = None
+    if request.pin_from_lockfiles:
+        found_locks = await MultiGet(
+            Get(LockfileVersions, LockfileVersionsRequest(resolve)) for resolve in resolves_used(ordered)
+        )
+        lockfiles = {lock.resolve: lock for lock in found_locks}
+        for lock in found_locks:
+            if lock.path is None:
+                logger.warning(
+                    f"[export-dists].third_party_pins = \"lockfile\", but the resolve {lock.resolve!r} "
+                    "has no lockfile: its requirements are exported as written. Run "
+                    "`pants generate-lockfiles`."
+                )
+
+    planned = [
+        PlannedDist(plan, requires_dist(plan, version=version, lockfiles=lockfiles)) for plan in ordered
+    ]
+    wheels = await MultiGet(
+        Get(
+            Wheel,
+            WheelRequest(
+                plan=p.plan,
+                version=version,
+                requires_dist=tuple(line.text for line in p.requirements),
+                sha=commit.sha,
+                namespace=request.settings.namespace,
+                dirty=commit.dirty,
+                commit_epoch=commit.commit_epoch,
+            ),
+        )
+        for p in planned
+    )
+    dists = tuple(
+        ExportedDist(
+            name=p.plan.identity.name or "",
+            version=version,
+            address=p.plan.identity.address.spec,
+            wheel=wheel,
+            requires_dist=tuple(line.text for line in p.requirements),
+            requires_python=p.plan.requires_python,
+        )
+        for p, wheel in zip(planned, wheels)
+    )
+    info = ExportInfo(
+        sha=commit.sha,
+        version=version,
+        count=commit.count,
+        namespace=request.settings.namespace,
+        dirty=commit.dirty,
+        branches=commit.branches,
+        tags=commit.tags,
+        commit_time=commit.commit_time,
+    )
+    return Export(info, dists, tuple(planned), requested, skipped)
+
+
+def rules():
+    return collect_rules()

@@ -1,0 +1,162 @@
+"""The `export-dists` goal: gather the export, write it atomically (or explain one dist)."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path, PurePath
+
+from pants.base.build_root import BuildRoot
+from pants.core.util_rules.distdir import DistDir
+from pants.engine.console import Console
+from pants.engine.fs import PathGlobs, Paths
+from pants.engine.goal import Goal
+from pants.engine.rules import Get, collect_rules, goal_rule
+from pants.engine.target import Targets
+from pants.engine.internals.graph import Owners, OwnersRequest
+
+from export_dists.dists import EdgeKind, NamingSettings
+from export_dists.export import Export, ExportRequest, PlannedDist
+from export_dists.layout import export_files, write_export
+from export_dists.naming import normalize
+from export_dists.subsystem import ExportDistsSubsystem, ThirdPartyPins
+
+
+class ExplainError(Exception):
+    pass
+
+
+class ExportDists(Goal):
+    subsystem_cls = ExportDistsSubsystem
+    environment_behavior = Goal.EnvironmentBehavior.LOCAL_ONLY
+
+
+def output_root(subsystem: ExportDistsSubsystem, build_root: BuildRoot, dist_dir: DistDir) -> Path:
+    configured = subsystem.output_dir
+    if configured:
+        path = Path(os.path.expanduser(configured))
+        return path if path.is_absolute() else Path(build_root.path) / path
+    return Path(build_root.path) / dist_dir.relpath / "export-dists"
+
+
+def _find(export: Export, wanted: str) -> PlannedDist:
+    wanted_project = normalize(wanted)
+    for planned in export.planned:
+        identity = planned.plan.identity
+        if wanted in (identity.address.spec, str(identity.address)) or (
+            identity.name and normalize(identity.name) == wanted_project
+        ):
+            return planned
+    # A file address or a generated target: explain the dist that owns it.
+    for planned in export.planned:
+        if any(wanted in (f.path, f.owner.spec) for f in planned.plan.files):
+            return planned
+    names = ", ".join(sorted(p.plan.identity.name or "" for p in export.planned)[:20])
+    raise ExplainError(
+        f"--explain={wanted!r} is neither the address nor the dist name of a target in the given "
+        f"specs (or their dependencies). Pass the specs that include it, e.g. "
+        f"`pants export-dists --explain={wanted} ::`. Dists here: {names}"
+    )
+
+
+async def _explain(console: Console, export: Export, wanted: str) -> None:
+    planned = _find(export, wanted)
+    plan = planned.plan
+    out = console.print_stdout
+    out(f"dist:     {plan.identity.name}")
+    out(f"version:  {export.info.version}  (commit {export.info.sha}{', dirty' if export.info.dirty else ''})")
+    out(f"target:   {plan.identity.address.spec}  ({plan.identity.alias})")
+    out(f"python:   {plan.requires_python or '(no Requires-Python)'}")
+    out("")
+    out(f"files ({len(plan.files)}):")
+    for owned in plan.files:
+        out(f"  {owned.wheel_path}    <- {owned.path}  [{owned.owner.spec}]")
+    out("")
+    out(f"Requires-Dist ({len(planned.requirements)}):")
+    for line in planned.requirements:
+        out(f"  {line.text}")
+        for edge in line.edges:
+            out(f"      {edge.kind.value}: {edge.source.spec} -> {edge.target.spec}")
+    if plan.excluded:
+        out("")
+        out("excluded dependencies:")
+        for edge in plan.excluded:
+            out(f"  {EdgeKind.EXCLUDED.value}: {edge.source.spec} -> !{edge.target.spec}")
+    if plan.not_exportable:
+        out("")
+        out("dependencies left out (not exportable):")
+        for dep in plan.not_exportable:
+            out(f"  {dep.identity.address.spec} ({dep.identity.alias}): {dep.identity.not_exportable_because}")
+
+    # Files beside this dist's files that no exported target owns are not in any wheel: say so.
+    directories = sorted({str(PurePath(f.path).parent) for f in plan.files})
+    neighbours = await Get(Paths, PathGlobs([f"{d}/*" for d in directories]))
+    candidates = [p for p in neighbours.files if os.path.basename(p) not in ("BUILD", "BUILD.pants")]
+    owners_by_file = {}
+    if candidates:
+        owned_paths = {f.path for p in export.planned for f in p.plan.files}
+        unowned = [p for p in candidates if p not in owned_paths]
+        for path in unowned:
+            owners = await Get(Owners, OwnersRequest((path,)))
+            owners_by_file[path] = owners
+    if owners_by_file:
+        out("")
+        out("WARNING: files beside this dist that are in no exported dist:")
+        for path, owners in sorted(owners_by_file.items()):
+            owner_text = ", ".join(o.spec for o in owners) if owners else "no target"
+            out(f"  {path}  (owned by {owner_text})")
+
+
+@goal_rule
+async def export_dists(
+    console: Console,
+    targets: Targets,
+    subsystem: ExportDistsSubsystem,
+    build_root: BuildRoot,
+    dist_dir: DistDir,
+) -> ExportDists:
+    started = time.monotonic()
+    roots = tuple(sorted({t.address.maybe_convert_to_target_generator() for t in targets}))
+    if not roots:
+        console.print_stderr(
+            "No targets given: pass specs, e.g. `pants export-dists ::` or `pants export-dists src/python/a/b`."
+        )
+        return ExportDists(exit_code=1)
+    request = ExportRequest(
+        roots=roots,
+        settings=NamingSettings(
+            namespace=subsystem.namespace,
+            strip_source_roots=subsystem.strip_source_roots,
+            include_test_utils=subsystem.include_test_utils,
+        ),
+        version_template=subsystem.version_template,
+        allow_dirty=subsystem.allow_dirty,
+        pin_from_lockfiles=subsystem.third_party_pins == ThirdPartyPins.LOCKFILE,
+        unexportable=subsystem.unexportable_dependencies,
+    )
+    export = await Get(Export, ExportRequest, request)
+    if subsystem.explain:
+        await _explain(console, export, subsystem.explain)
+        return ExportDists(exit_code=0)
+    if not export.dists:
+        console.print_stderr("Nothing to export: the specs name no python_sources or resources targets.")
+        return ExportDists(exit_code=1)
+
+    out_root = output_root(subsystem, build_root, dist_dir)
+    result = write_export(out_root, export.info.directory_name, export_files(export.info, export.dists))
+    shown = os.path.relpath(result.path, build_root.path)
+    if shown.startswith(".."):
+        shown = str(result.path)
+    extra = len(export.dists) - len(export.requested)
+    deps_note = f" ({len(export.requested)} requested + {extra} first-party dependencies)" if extra else ""
+    state = "wrote" if result.written else "unchanged (already exported)"
+    console.print_stderr(
+        f"export-dists: {len(export.dists)} dists{deps_note} at version {export.info.version} "
+        f"(commit {export.info.sha[:12]}{', DIRTY' if export.info.dirty else ''}) "
+        f"{state}: {shown} [{time.monotonic() - started:.1f}s]"
+    )
+    console.print_stdout(str(result.path))
+    return ExportDists(exit_code=0)
+
+
+def rules():
+    return collect_rules()

@@ -1,0 +1,170 @@
+"""The export directory: manifest.json, wheels, .metadata files and a static simple/ tree.
+
+This module is the goal's side of the contract documented in docs/design.md; the relay reads the
+same layout through relay/contract.py.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from export_dists.naming import normalize
+from export_dists.wheel import Wheel
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ExportedDist:
+    name: str
+    version: str
+    address: str
+    wheel: Wheel
+    requires_dist: tuple[str, ...]
+    requires_python: str | None
+
+    @property
+    def project(self) -> str:
+        return normalize(self.name)
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    sha: str
+    version: str
+    count: int
+    namespace: str
+    dirty: bool
+    branches: tuple[str, ...]
+    tags: tuple[str, ...]
+    commit_time: str
+
+    @property
+    def directory_name(self) -> str:
+        return f"{self.sha}.dirty" if self.dirty else self.sha
+
+
+def manifest_document(info: ExportInfo, dists: Iterable[ExportedDist]) -> dict:
+    return {
+        "format": FORMAT,
+        "sha": info.sha,
+        "version": info.version,
+        "count": info.count,
+        "namespace": info.namespace,
+        "dirty": info.dirty,
+        "branches": list(info.branches),
+        "tags": list(info.tags),
+        "commit_time": info.commit_time,
+        "dists": [
+            {
+                "name": dist.name,
+                "project": dist.project,
+                "version": dist.version,
+                "filename": dist.wheel.filename,
+                "sha256": dist.wheel.sha256,
+                "size": len(dist.wheel.content),
+                "metadata_sha256": dist.wheel.metadata_sha256,
+                "metadata_size": len(dist.wheel.metadata),
+                "requires_dist": list(dist.requires_dist),
+                "requires_python": dist.requires_python,
+                "address": dist.address,
+            }
+            for dist in sorted(dists, key=lambda d: d.project)
+        ],
+    }
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html>\n<head>\n"
+        '<meta name="pypi:repository-version" content="1.1">\n'
+        f"<title>{html.escape(title)}</title>\n</head>\n<body>\n{body}</body>\n</html>\n"
+    )
+
+
+def simple_tree(dists: Iterable[ExportedDist]) -> dict[str, str]:
+    """The static PEP 503 pages, keyed by path under the export directory."""
+    ordered = sorted(dists, key=lambda d: d.project)
+    pages: dict[str, str] = {}
+    root_links = "".join(
+        f'<a href="{dist.project}/">{html.escape(dist.name)}</a><br>\n' for dist in ordered
+    )
+    pages["simple/index.html"] = _page("Simple index", root_links)
+    for dist in ordered:
+        wheel = dist.wheel
+        attrs = [f'href="../../{wheel.filename}#sha256={wheel.sha256}"']
+        if dist.requires_python:
+            attrs.append(f'data-requires-python="{html.escape(dist.requires_python)}"')
+        attrs.append(f'data-dist-info-metadata="sha256={wheel.metadata_sha256}"')
+        attrs.append(f'data-core-metadata="sha256={wheel.metadata_sha256}"')
+        link = f"<a {' '.join(attrs)}>{html.escape(wheel.filename)}</a><br>\n"
+        pages[f"simple/{dist.project}/index.html"] = _page(f"Links for {dist.name}", link)
+    return pages
+
+
+def export_files(info: ExportInfo, dists: Iterable[ExportedDist]) -> dict[str, bytes]:
+    """Every file of one export directory, keyed by relative path; manifest.json included."""
+    dists = tuple(dists)
+    files: dict[str, bytes] = {}
+    for dist in dists:
+        files[dist.wheel.filename] = dist.wheel.content
+        files[f"{dist.wheel.filename}.metadata"] = dist.wheel.metadata
+    for path, page in simple_tree(dists).items():
+        files[path] = page.encode()
+    document = manifest_document(info, dists)
+    files[MANIFEST] = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
+    return files
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    path: Path
+    written: bool  # False when an identical export was already there
+
+
+def write_export(output_dir: Path, directory_name: str, files: Mapping[str, bytes]) -> WriteResult:
+    """Write an export directory atomically: a temporary sibling, renamed into place when complete.
+
+    A crash leaves only a `.tmp-*` directory, which readers ignore. An existing export of the same
+    commit is kept as it is when identical, and replaced atomically when not (a dirty re-export).
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    final = output_dir / directory_name
+    if final.is_dir() and _same_contents(final, files):
+        return WriteResult(final, written=False)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{directory_name}-", dir=output_dir))
+    try:
+        # manifest.json last: a reader that sees it sees a complete directory.
+        for relpath in sorted(files, key=lambda p: (p == MANIFEST, p)):
+            target = staging / relpath
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(files[relpath])
+            os.chmod(target, 0o644)
+        os.chmod(staging, 0o755)
+        if final.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".old-{directory_name}-", dir=output_dir))
+            os.rename(final, retired / "export")
+            os.rename(staging, final)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return WriteResult(final, written=True)
+
+
+def _same_contents(directory: Path, files: Mapping[str, bytes]) -> bool:
+    existing = {
+        str(path.relative_to(directory)) for path in directory.rglob("*") if path.is_file()
+    }
+    if existing != set(files):
+        return False
+    return all((directory / relpath).read_bytes() == data for relpath, data in files.items())

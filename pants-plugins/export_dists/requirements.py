@@ -1,0 +1,132 @@
+"""Requires-Dist: first-party deps as pinned dists, third-party deps as written or lockfile-pinned."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from export_dists.compat import InvalidRequirement, Requirement, canonicalize_name
+
+from pants.backend.python.subsystems.setup import PythonSetup
+from pants.engine.fs import DigestContents, PathGlobs, GlobMatchErrorBehavior
+from pants.engine.rules import Get, collect_rules, rule
+from pants.util.frozendict import FrozenDict
+
+from export_dists.dists import DependencyEdge, DistPlan
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RequirementLine:
+    """One Requires-Dist line and the dependency edges that produced it."""
+
+    text: str
+    edges: tuple[DependencyEdge, ...]
+    first_party: bool
+
+
+def pin_to_version(requirement: str, version: str) -> str:
+    """`requests[socks]>=2.28; python_version<"3.12"` -> `requests[socks]==2.31.0; python_version < "3.12"`."""
+    parsed = Requirement(requirement)
+    extras = f"[{','.join(sorted(parsed.extras))}]" if parsed.extras else ""
+    marker = f"; {parsed.marker}" if parsed.marker else ""
+    return f"{parsed.name}{extras}=={version}{marker}"
+
+
+def normalize_requirement(requirement: str) -> str:
+    """A requirement string as packaging renders it: one spelling for one requirement."""
+    return str(Requirement(requirement))
+
+
+def parse_lockfile_versions(content: bytes) -> dict[str, str]:
+    """Project -> version from a Pants/pex lockfile (JSON after a `//` comment header)."""
+    text = "\n".join(
+        line for line in content.decode().splitlines() if not line.lstrip().startswith("//")
+    )
+    document = json.loads(text)
+    versions: dict[str, str] = {}
+    for resolve in document.get("locked_resolves", []):
+        for locked in resolve.get("locked_requirements", []):
+            versions.setdefault(canonicalize_name(locked["project_name"]), locked["version"])
+    return versions
+
+
+@dataclass(frozen=True)
+class LockfileVersionsRequest:
+    resolve: str
+
+
+@dataclass(frozen=True)
+class LockfileVersions:
+    resolve: str
+    path: str | None
+    versions: FrozenDict[str, str]
+
+
+@rule(desc="Read a resolve's lockfile versions")
+async def lockfile_versions(request: LockfileVersionsRequest, python_setup: PythonSetup) -> LockfileVersions:
+    path = python_setup.resolves.get(request.resolve)
+    if not path:
+        return LockfileVersions(request.resolve, None, FrozenDict())
+    contents = await Get(
+        DigestContents,
+        PathGlobs([path], glob_match_error_behavior=GlobMatchErrorBehavior.ignore),
+    )
+    if not contents:
+        return LockfileVersions(request.resolve, None, FrozenDict())
+    try:
+        versions = parse_lockfile_versions(contents[0].content)
+    except (ValueError, KeyError) as e:
+        logger.warning(f"Could not read versions from the lockfile {path} of resolve {request.resolve}: {e}")
+        versions = {}
+    return LockfileVersions(request.resolve, path, FrozenDict(versions))
+
+
+def requires_dist(
+    plan: DistPlan,
+    *,
+    version: str,
+    lockfiles: Mapping[str, LockfileVersions] | None = None,
+) -> tuple[RequirementLine, ...]:
+    """The Requires-Dist lines of one dist, deduplicated, in a stable order.
+
+    First-party dependencies come first (sorted by name), pinned `==version`; third-party ones
+    follow (sorted), as written or pinned to the lockfile version when `lockfiles` is given.
+    """
+    first: dict[str, list[DependencyEdge]] = {}
+    for dep in plan.first_party:
+        assert dep.identity.name is not None
+        if dep.identity.address == plan.identity.address:
+            continue
+        first.setdefault(f"{dep.identity.name}=={version}", []).extend(dep.edges)
+    third: dict[str, list[DependencyEdge]] = {}
+    for req in plan.third_party:
+        text = req.requirement
+        try:
+            text = normalize_requirement(text)
+            if lockfiles is not None and req.resolve is not None:
+                locked = lockfiles.get(req.resolve)
+                pinned = locked.versions.get(canonicalize_name(Requirement(text).name)) if locked else None
+                if pinned:
+                    text = pin_to_version(text, pinned)
+                else:
+                    logger.warning(
+                        f"{req.address}: {req.requirement!r} is not in the lockfile of resolve "
+                        f"{req.resolve!r}; it is exported as written. Run `pants generate-lockfiles`."
+                    )
+        except InvalidRequirement:
+            pass  # Pants accepted it; export it exactly as written.
+        third.setdefault(text, []).extend(req.edges)
+    lines = [RequirementLine(text, tuple(edges), True) for text, edges in sorted(first.items())]
+    lines.extend(RequirementLine(text, tuple(edges), False) for text, edges in sorted(third.items(), key=lambda kv: kv[0].lower()))
+    return tuple(lines)
+
+
+def resolves_used(plans: Iterable[DistPlan]) -> tuple[str, ...]:
+    return tuple(sorted({req.resolve for plan in plans for req in plan.third_party if req.resolve}))
+
+
+def rules():
+    return collect_rules()

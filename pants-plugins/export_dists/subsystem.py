@@ -1,0 +1,120 @@
+"""Options of the export-dists goal (scope `[export-dists]`)."""
+from __future__ import annotations
+
+from enum import Enum
+
+from pants.engine.goal import GoalSubsystem
+from pants.option.option_types import BoolOption, EnumOption, StrOption
+from pants.util.strutil import softwrap
+
+
+class ThirdPartyPins(Enum):
+    AS_WRITTEN = "as-written"
+    LOCKFILE = "lockfile"
+
+
+class UnexportableDependencies(Enum):
+    WARN = "warn"
+    ERROR = "error"
+
+
+class ExportDistsSubsystem(GoalSubsystem):
+    name = "export-dists"
+    help = softwrap(
+        """
+        Write one intransitive wheel per exportable target (python_sources, python_source,
+        resources, resource), named after its directory and pinned to its first-party
+        dependencies at this commit's version, plus manifest.json and a static simple/ index,
+        into `<output_dir>/<commit sha>/`. Install with
+        `pip install --find-links <output_dir>/<sha> monorepo.src.python.a.b` or serve the output
+        directory with the relay.
+        """
+    )
+
+    namespace = StrOption(
+        default="monorepo",
+        help=softwrap(
+            """
+            The first part of every dist name: `src/python/a/b` becomes `<namespace>.src.python.a.b`.
+            Pick something no public package uses, e.g. your company's name.
+            """
+        ),
+    )
+    output_dir = StrOption(
+        default=None,
+        help=softwrap(
+            """
+            Where exports are written, one directory per commit sha. Relative paths are relative to
+            the build root. Point this at a relay's store to publish (push mode). Default:
+            `<distdir>/export-dists` (normally `dist/export-dists`).
+            """
+        ),
+    )
+    strip_source_roots = BoolOption(
+        default=False,
+        help=softwrap(
+            """
+            Leave the source root out of dist names: with source root `src/python`, the target in
+            `src/python/a/b` becomes `<namespace>.a.b` instead of `<namespace>.src.python.a.b`.
+            """
+        ),
+    )
+    include_test_utils = BoolOption(
+        default=False,
+        help="Also export `python_test_utils` targets (python_tests are never exported).",
+    )
+    third_party_pins = EnumOption(
+        default=ThirdPartyPins.AS_WRITTEN,
+        help=softwrap(
+            """
+            How third-party requirements appear in Requires-Dist. `as-written`: the requirement
+            string from the BUILD file or requirements.txt. `lockfile`: pinned `==` to the version
+            in the target's resolve lockfile (when the repository has one), so a bumped pin in the
+            monorepo is installed exactly on the notebook's next install.
+            """
+        ),
+    )
+    version_template = StrOption(
+        default="0.{count}+g{short_sha}",
+        help=softwrap(
+            """
+            The version of every dist of an export. Placeholders: `{count}` (commits on the
+            first-parent history of HEAD), `{sha}` (full commit sha), `{short_sha}` (its first 12
+            hex digits). The default is a final release with the sha as local label: pip, uv and
+            pex pick the newest without --pre, `NAME==0.N` matches it, and exact pins resolve.
+            Avoid `.devN` schemes: pip finds no version when a requirement has a range and only
+            dev releases exist. Must be a valid PEP 440 version and should grow with `{count}`.
+            """
+        ),
+    )
+    allow_dirty = BoolOption(
+        default=False,
+        help=softwrap(
+            """
+            Export even when the work tree has uncommitted changes. Such an export is marked: its
+            version's local label ends in `.dirty` and its directory is `<sha>.dirty`, so it is
+            never taken for the commit.
+            """
+        ),
+    )
+    explain = StrOption(
+        default=None,
+        help=softwrap(
+            """
+            Instead of writing an export, explain one dist, given its target address or its dist
+            name: version, files and the target owning each, each Requires-Dist line and the
+            dependency edge that produced it (inferred import, explicit, or excluded with `!`), and
+            files under a source root that no exported target owns.
+            """
+        ),
+    )
+    unexportable_dependencies = EnumOption(
+        default=UnexportableDependencies.WARN,
+        help=softwrap(
+            """
+            What to do when an exported target depends on a target that cannot be a dist
+            (`files`, `pex_binary`, `python_tests`, a target with `skip_export_dist=True`, ...):
+            `warn` names each such dependency and leaves it out of Requires-Dist; `error` stops.
+            """
+        ),
+    )

@@ -1,0 +1,167 @@
+"""The version of an export, from git: `0.<first-parent count>+g<short sha>` by default."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from export_dists.compat import InvalidVersion, Version
+
+from pants.base.build_root import BuildRoot
+from pants.engine.process import Process, ProcessCacheScope, ProcessResult, FallibleProcessResult
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.util.logging import LogLevel
+from pants.util.strutil import softwrap
+from pants.vcs.git import MaybeGitBinary
+
+logger = logging.getLogger(__name__)
+
+# Paths Pants itself writes inside a build root: never a reason to call a tree dirty.
+_PANTS_OUTPUTS = (".pants.d/", ".pids/", "dist/", ".pants.workdir.file_lock")
+
+
+class ExportVersionError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ExportCommitRequest:
+    allow_dirty: bool
+
+
+@dataclass(frozen=True)
+class ExportCommit:
+    sha: str
+    count: int
+    commit_time: str  # ISO 8601, committer date
+    commit_epoch: int
+    dirty: bool
+    branches: tuple[str, ...]
+    tags: tuple[str, ...]
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha[:12]
+
+
+def render_version(template: str, commit: ExportCommit) -> str:
+    """Fill the version template; a dirty export gets `.dirty` at the end of its local label."""
+    try:
+        text = template.format(count=commit.count, sha=commit.sha, short_sha=commit.short_sha)
+    except (KeyError, IndexError, ValueError) as e:
+        raise ExportVersionError(
+            softwrap(
+                f"""
+                [export-dists].version_template = {template!r} is not a valid template ({e}).
+                Use only the placeholders {{count}}, {{sha}} and {{short_sha}}, e.g. the default
+                `0.{{count}}+g{{short_sha}}`.
+                """
+            )
+        )
+    if commit.dirty:
+        text = f"{text}.dirty" if "+" in text else f"{text}+dirty"
+    try:
+        version = Version(text)
+    except InvalidVersion:
+        raise ExportVersionError(
+            softwrap(
+                f"""
+                [export-dists].version_template = {template!r} gives {text!r}, which is not a valid
+                PEP 440 version. Use e.g. the default `0.{{count}}+g{{short_sha}}`.
+                """
+            )
+        )
+    if commit.sha[:7] not in text:
+        logger.warning(
+            f"The export version {text} does not show the commit sha {commit.short_sha}: add "
+            "{short_sha} to [export-dists].version_template so installed dists show their commit."
+        )
+    return str(version)
+
+
+def _is_pants_output(status_line: str) -> bool:
+    path = status_line[3:].strip().strip('"')
+    return any(path == out.rstrip("/") or path.startswith(out) for out in _PANTS_OUTPUTS)
+
+
+@rule(desc="Read the commit to export from git")
+async def export_commit(
+    request: ExportCommitRequest, build_root: BuildRoot, maybe_git: MaybeGitBinary
+) -> ExportCommit:
+    if maybe_git.git_binary is None:
+        raise ExportVersionError(
+            "export-dists derives versions from git, and no `git` binary was found on the PATH: "
+            "install git and re-run."
+        )
+    git = maybe_git.git_binary.path
+
+    def git_process(*args: str, description: str) -> Process:
+        return Process(
+            argv=(git, "-C", build_root.path, *args),
+            description=description,
+            # Git state changes outside the engine's view: read it afresh in every run.
+            cache_scope=ProcessCacheScope.PER_SESSION,
+            level=LogLevel.DEBUG,
+        )
+
+    head = await Get(
+        FallibleProcessResult, Process, git_process("rev-parse", "--verify", "HEAD", description="git rev-parse HEAD")
+    )
+    if head.exit_code != 0:
+        raise ExportVersionError(
+            softwrap(
+                f"""
+                export-dists needs a git checkout with at least one commit at {build_root.path} to
+                derive versions, and git said: {head.stderr.decode().strip()}. Run
+                `git init && git add -A && git commit -m "..."` (or export from a checkout).
+                """
+            )
+        )
+    sha = head.stdout.decode().strip()
+    shallow, count, show, status, branches, tags = await MultiGet(
+        Get(ProcessResult, Process, git_process("rev-parse", "--is-shallow-repository", description="git: shallow?")),
+        Get(ProcessResult, Process, git_process("rev-list", "--first-parent", "--count", sha, description="git: count")),
+        Get(ProcessResult, Process, git_process("show", "-s", "--format=%cI %ct", sha, description="git: commit time")),
+        Get(ProcessResult, Process, git_process("status", "--porcelain", "--untracked-files=normal", description="git status")),
+        Get(ProcessResult, Process, git_process("for-each-ref", "--points-at", sha, "--format=%(refname:short)", "refs/heads", description="git: branches")),
+        Get(ProcessResult, Process, git_process("for-each-ref", "--points-at", sha, "--format=%(refname:short)", "refs/tags", description="git: tags")),
+    )
+    if shallow.stdout.decode().strip() == "true":
+        raise ExportVersionError(
+            softwrap(
+                f"""
+                {build_root.path} is a shallow clone: the first-parent commit count that versions
+                are made of would be wrong. Run `git fetch --unshallow` (in CI: clone with
+                `fetch-depth: 0`) and re-run.
+                """
+            )
+        )
+    changes = [
+        line for line in status.stdout.decode().splitlines() if line.strip() and not _is_pants_output(line)
+    ]
+    if changes and not request.allow_dirty:
+        shown = "\n".join(f"  {line}" for line in changes[:10])
+        more = f"\n  ... and {len(changes) - 10} more" if len(changes) > 10 else ""
+        raise ExportVersionError(
+            softwrap(
+                f"""
+                The work tree at {build_root.path} has uncommitted changes, so an export would not
+                match commit {sha[:12]}. Commit or stash them, or pass --export-dists-allow-dirty
+                to export anyway (the version is then marked `.dirty`).
+                """
+            )
+            + f"\n\n{shown}{more}"
+        )
+    time_iso, time_epoch = show.stdout.decode().split()
+    return ExportCommit(
+        sha=sha,
+        count=int(count.stdout.decode().strip()),
+        commit_time=time_iso,
+        commit_epoch=int(time_epoch),
+        dirty=bool(changes),
+        branches=tuple(sorted(branches.stdout.decode().split())),
+        tags=tuple(sorted(tags.stdout.decode().split())),
+    )
+
+
+def rules():
+    return collect_rules()
