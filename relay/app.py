@@ -1,0 +1,341 @@
+"""The aiohttp application: settings, routes and thin handlers over refs, store and render."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable
+from urllib.parse import unquote
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from packaging.utils import canonicalize_name
+
+from relay import render
+from relay.auth import Authenticator
+from relay.materialize import Materializer
+from relay.refs import RefError, Refs, View
+from relay.store import EvictionPolicy, Store
+
+logger = logging.getLogger("relay")
+access_logger = logging.getLogger("relay.access")
+
+# PEP 508 names; anything else in the project position is rejected before any lookup.
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
+_UNSAFE_RAW = re.compile(r"%(2f|5c|00)|\\|\x00", re.IGNORECASE)
+IMMUTABLE = "max-age=31536000, immutable"
+HEALTH_PATH = "/-/health"
+
+
+@dataclass(frozen=True)
+class Settings:
+    default_ref: str = "main"
+    upstream: str | None = None
+    # Names under these namespaces are never sent upstream, even if no export has them yet.
+    namespaces: tuple[str, ...] = ()
+    branch_max_age: int = 60
+    policy: EvictionPolicy = EvictionPolicy()
+    evict_interval: float = 600.0
+
+
+STORE = web.AppKey("store", Store)
+REFS = web.AppKey("refs", Refs)
+PAGES = web.AppKey("pages", render.PageCache)
+SETTINGS = web.AppKey("settings", Settings)
+AUTH = web.AppKey("auth", Authenticator)
+MATERIALIZER = web.AppKey("materializer", Materializer)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One logfmt line per request: method, path, status, time in ms, client."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            'method=%s path="%s" status=%d ms=%.1f client=%s bytes=%d',
+            request.method,
+            request.path_qs.replace('"', "%22"),
+            response.status,
+            time * 1000,
+            request.remote,
+            response.body_length,
+        )
+
+
+# Middlewares.
+
+
+@web.middleware
+async def reject_unsafe_paths(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Traversal and encoded separators are refused before routing, whatever the route."""
+    raw = request.raw_path.split("?", 1)[0]
+    segments = unquote(raw).split("/")
+    if _UNSAFE_RAW.search(raw) or not raw.startswith("/") or any(s in (".", "..") for s in segments):
+        return _error(400, f"path {raw!r} is not allowed: no '..', '.', encoded slashes or backslashes")
+    if "" in segments[1:-1]:
+        return _error(400, f"path {raw!r} is not allowed: empty path segment")
+    return await handler(request)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    auth = request.app.get(AUTH)
+    if auth is None or request.path == HEALTH_PATH:
+        return await handler(request)
+    header = request.headers.get("Authorization")
+    user = auth.check(header, slow=False)
+    if user is False:
+        user = await asyncio.get_running_loop().run_in_executor(None, auth.check, header)
+    if not user:
+        response = _error(401, "authentication required: give a user and password or a token")
+        response.headers["WWW-Authenticate"] = 'Basic realm="relay", charset="UTF-8"'
+        return response
+    return await handler(request)
+
+
+@web.middleware
+async def ref_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RefError as e:
+        return _error(e.status, e.message)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=message + "\n", headers={"Cache-Control": "no-store"})
+
+
+# Helpers shared by the handlers.
+
+
+async def _view(request: web.Request) -> View:
+    ref = request.match_info.get("ref") or request.app[SETTINGS].default_ref
+    view = await request.app[REFS].resolve(ref)
+    request.app[STORE].touch(view.tip.key)
+    return view
+
+
+def _base(request: web.Request, levels_below_ref: int) -> str:
+    """The relative way from a page back to the root (links stay right behind a path prefix)."""
+    ref = request.match_info.get("ref")
+    depth = (ref.count("/") + 1 if ref else 0) + levels_below_ref
+    return "../" * depth
+
+
+def _cache_control(request: web.Request, view: View) -> str:
+    scope = "private" if AUTH in request.app else "public"
+    if view.immutable:
+        return f"{scope}, {IMMUTABLE}"
+    return f"{scope}, max-age={request.app[SETTINGS].branch_max_age}"
+
+
+def _etag_matches(request: web.Request, *etags: str) -> bool:
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    # Weak comparison (RFC 9110): a W/ prefix does not matter for If-None-Match.
+    offered = {t.strip()[2:] if t.strip().startswith("W/") else t.strip() for t in header.split(",")}
+    return "*" in offered or any(e in offered for e in etags)
+
+
+def _media_type(request: web.Request) -> str:
+    # ?format= overrides Accept, as on PyPI, for browsers and curl.
+    media_type = render.negotiate(request.query.get("format") or request.headers.get("Accept"))
+    if media_type is None:
+        raise RefError(406, f"none of the requested types is served; use one of: {', '.join(render.OFFERS)}")
+    return media_type
+
+
+def _page_response(request: web.Request, rendered: render.Rendered, view: View) -> web.Response:
+    gz = "gzip" in request.headers.get("Accept-Encoding", "").lower()
+    etag = rendered.gzip_etag if gz else rendered.etag
+    headers = {
+        "ETag": etag,
+        "Cache-Control": _cache_control(request, view),
+        "Vary": "Accept, Accept-Encoding, Authorization",
+        "X-Relay-Commit": view.sha,
+    }
+    if _etag_matches(request, rendered.etag, rendered.gzip_etag):
+        return web.Response(status=304, headers=headers)
+    if gz:
+        headers["Content-Encoding"] = "gzip"
+    headers["Content-Type"] = rendered.content_type
+    return web.Response(body=rendered.gzipped if gz else rendered.body, headers=headers)
+
+
+def _reserved(request: web.Request, project: str) -> bool:
+    """A name the monorepo owns: never sent upstream, so no public package can shadow it."""
+    exports = [s.export for s in request.app[STORE].exports().values()]
+    namespaces = {canonicalize_name(n) for n in request.app[SETTINGS].namespaces}
+    namespaces |= {canonicalize_name(e.namespace) for e in exports}
+    if any(project == n or project.startswith(n + "-") for n in namespaces):
+        return True
+    return any(e.dist(project) is not None for e in exports)
+
+
+# Handlers.
+
+
+async def health(request: web.Request) -> web.Response:
+    materializer = request.app.get(MATERIALIZER)
+    body = {
+        "status": "ok",
+        "exports": len(request.app[STORE].exports()),
+        "building": list(materializer.building) if materializer else [],
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+async def root_index(request: web.Request) -> web.Response:
+    media_type = _media_type(request)
+    view = await _view(request)
+    rendered = request.app[PAGES].get(
+        ("root", view.keys), lambda: render.root_page(view.exports), media_type
+    )
+    assert rendered is not None
+    return _page_response(request, rendered, view)
+
+
+async def project_index(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["project"]
+    if not _PROJECT_NAME.fullmatch(name):
+        raise RefError(400, f"{name!r} is not a valid project name (PEP 508)")
+    project = canonicalize_name(name)
+    if name != project or not request.path.endswith("/"):
+        # Relative, so the redirect also works behind a path prefix.
+        location = ("../" if request.path.endswith("/") else "") + project + "/"
+        if request.query_string:
+            location += "?" + request.query_string
+        raise web.HTTPMovedPermanently(location)
+    media_type = _media_type(request)
+    view = await _view(request)
+    base = _base(request, 2)
+    rendered = request.app[PAGES].get(
+        ("project", view.keys, project, base),
+        lambda: render.project_page(project, view.exports, lambda key, f: render.file_url(base, key, f)),
+        media_type,
+    )
+    if rendered is not None:
+        return _page_response(request, rendered, view)
+    if _reserved(request, project):
+        raise RefError(404, f"{project!r} has no dist at {view.ref!r} ({view.sha[:12]})")
+    upstream = request.app[SETTINGS].upstream
+    if upstream is None:
+        raise RefError(404, f"{project!r} is not a project of this relay and no --upstream is configured")
+    # 302, not 301: the name may become a monorepo project later.
+    raise web.HTTPFound(f"{upstream.rstrip('/')}/{project}/", headers={"Cache-Control": "max-age=300"})
+
+
+async def dist_file(request: web.Request) -> web.StreamResponse:
+    filename = request.match_info["filename"]
+    view = await _view(request)
+    store = request.app[STORE]
+    for export in view.exports:
+        path = store.file(export.key, filename)
+        if path is None:
+            continue
+        kind = "application/octet-stream" if filename.endswith(".whl") else "text/plain; charset=utf-8"
+        headers = {"Cache-Control": _cache_control(request, view), "Content-Type": kind}
+        store.touch(export.key)
+        with store.lease(export.key):
+            response = web.FileResponse(path, headers=headers)
+            await response.prepare(request)
+        return response
+    raise RefError(404, f"no file {filename!r} at {view.ref!r}")
+
+
+async def constraints(request: web.Request) -> web.Response:
+    view = await _view(request)
+    tip = view.tip
+    lines = [f"# {len(tip.dists)} dists of {tip.key} ({tip.version}), ref {view.ref!r}"]
+    lines += [f"{d.name}=={d.version}" for d in tip.dists]
+    body = ("\n".join(lines) + "\n").encode()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": _cache_control(request, view), "X-Relay-Commit": tip.sha}
+    if _etag_matches(request, etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type="text/plain", charset="utf-8", headers=headers)
+
+
+async def add_slash(request: web.Request) -> web.Response:
+    raise web.HTTPMovedPermanently(request.path.rsplit("/", 1)[-1] + "/")
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get(HEALTH_PATH, health)
+    # Default ref.
+    r.add_get("/simple", add_slash)
+    r.add_get("/simple/", root_index)
+    r.add_get("/simple/{project}/", project_index)
+    r.add_get("/simple/{project}", project_index)
+    r.add_get("/constraints.txt", constraints)
+    # A ref may hold slashes (feature/x): the non-greedy pattern stops at the first /simple/.
+    ref = "/{ref:[^/].*?}"
+    r.add_get(ref + "/simple", add_slash)
+    r.add_get(ref + "/simple/", root_index)
+    r.add_get(ref + "/simple/{project}/", project_index)
+    r.add_get(ref + "/simple/{project}", project_index)
+    r.add_get(ref + "/constraints.txt", constraints)
+    r.add_get(ref + r"/{filename:[^/]+\.whl(\.metadata)?}", dist_file)
+
+
+# Background work.
+
+
+async def _evict_forever(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            evicted = await loop.run_in_executor(None, app[STORE].evict, settings.policy)
+            if evicted:
+                logger.info("evicted %d export(s): %s", len(evicted), ", ".join(evicted))
+        except Exception:  # noqa: BLE001 - eviction must not stop; the next round retries.
+            logger.exception("eviction failed")
+        await asyncio.sleep(settings.evict_interval)
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    tasks = [asyncio.ensure_future(_evict_forever(app))]
+    if app[REFS].git is not None:
+        tasks.append(asyncio.ensure_future(app[REFS].refresh_forever()))
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    materializer = app.get(MATERIALIZER)
+    if materializer is not None:
+        await materializer.close()
+
+
+def create_app(
+    store: Store,
+    refs: Refs | None = None,
+    settings: Settings = Settings(),
+    auth: Authenticator | None = None,
+) -> web.Application:
+    """The relay application over a store; refs default to the manifests' own branch and tag names."""
+    middlewares = [reject_unsafe_paths]
+    if auth is not None:
+        middlewares.append(authenticate)
+    middlewares.append(ref_errors)
+    app = web.Application(middlewares=middlewares)
+    app[STORE] = store
+    app[REFS] = refs if refs is not None else Refs(store)
+    app[PAGES] = render.PageCache()
+    app[SETTINGS] = settings
+    if auth is not None:
+        app[AUTH] = auth
+    if app[REFS].materializer is not None:
+        app[MATERIALIZER] = app[REFS].materializer
+    app.cleanup_ctx.append(_background)
+    add_routes(app)
+    return app

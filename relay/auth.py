@@ -1,0 +1,189 @@
+"""Credentials: the auth file (hashes only), its entries, and checking a request's Authorization header."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger("relay.auth")
+
+PBKDF2 = "pbkdf2_sha256"
+TOKEN = "token_sha256"
+PBKDF2_ITERATIONS = 600_000
+TOKEN_USER = "__token__"
+_USER = re.compile(r"[A-Za-z0-9_.@-]+")
+
+
+class AuthFileError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the auth file: `user:scheme$...`."""
+
+    user: str
+    scheme: str
+    fields: tuple[str, ...]
+
+    def line(self) -> str:
+        return f"{self.user}:{self.scheme}${'$'.join(self.fields)}"
+
+    def verify(self, secret: str) -> bool:
+        if self.scheme == TOKEN:
+            # Tokens are 256 random bits: a fast hash cannot be brute-forced, and a request costs nothing.
+            digest = hashlib.sha256(secret.encode()).hexdigest()
+            return hmac.compare_digest(digest, self.fields[0])
+        iterations, salt, expected = self.fields
+        digest = hashlib.pbkdf2_hmac("sha256", secret.encode(), base64.b64decode(salt), int(iterations))
+        return hmac.compare_digest(base64.b64encode(digest).decode(), expected)
+
+
+def password_entry(user: str, password: str, iterations: int = PBKDF2_ITERATIONS) -> Entry:
+    check_user(user)
+    salt = os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    return Entry(
+        user, PBKDF2, (str(iterations), base64.b64encode(salt).decode(), base64.b64encode(digest).decode())
+    )
+
+
+def new_token(name: str) -> tuple[str, Entry]:
+    """A fresh token (shown once) and the entry that stores only its hash."""
+    check_user(name)
+    token = "relay_" + secrets.token_urlsafe(32)
+    return token, Entry(name, TOKEN, (hashlib.sha256(token.encode()).hexdigest(),))
+
+
+def check_user(user: str) -> None:
+    if not _USER.fullmatch(user) or user == TOKEN_USER:
+        raise AuthFileError(
+            f"{user!r} is not a usable name: letters, digits and _ . @ - only, and not {TOKEN_USER!r}"
+        )
+
+
+def parse_entry(line: str, where: str) -> Entry:
+    user, sep, rest = line.partition(":")
+    scheme, _, fields = rest.partition("$")
+    entry = Entry(user, scheme, tuple(fields.split("$")))
+    expected = {PBKDF2: 3, TOKEN: 1}.get(scheme)
+    if not sep or not _USER.fullmatch(user) or expected != len(entry.fields):
+        raise AuthFileError(
+            f"{where}: not an entry (expected `user:{PBKDF2}$iterations$salt$hash` or "
+            f"`name:{TOKEN}$hash`; create entries with `relay passwd` or `relay token`)"
+        )
+    try:
+        if scheme == PBKDF2:
+            int(entry.fields[0])
+            base64.b64decode(entry.fields[1], validate=True)
+            base64.b64decode(entry.fields[2], validate=True)
+        else:
+            bytes.fromhex(entry.fields[0])
+    except (ValueError, binascii.Error):
+        raise AuthFileError(f"{where}: the hash fields are malformed") from None
+    return entry
+
+
+def read_entries(path: Path) -> list[Entry]:
+    entries = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            entries.append(parse_entry(line, f"{path}:{number}"))
+    return entries
+
+
+def add_entry(path: Path, entry: Entry) -> None:
+    """Add or replace the user's entry (a token name may hold several tokens: they are added)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    if entry.scheme == PBKDF2:
+        lines = [l for l in lines if not (l.startswith(entry.user + ":" + PBKDF2 + "$"))]
+    lines.append(entry.line())
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+
+
+class Authenticator:
+    """Checks credentials against the auth file, re-read when it changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._passwords: dict[str, Entry] = {}
+        self._tokens: dict[str, Entry] = {}
+        # Digests of credentials already verified: PBKDF2 is slow on purpose, once per credential.
+        self._verified: set[bytes] = set()
+        self._lock = threading.Lock()
+        self.reload()
+
+    def reload(self) -> None:
+        st = self.path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return
+        entries = read_entries(self.path)
+        with self._lock:
+            self._passwords = {e.user: e for e in entries if e.scheme == PBKDF2}
+            self._tokens = {e.fields[0]: e for e in entries if e.scheme == TOKEN}
+            self._verified = set()
+            self._stamp = stamp
+
+    def _reload_quietly(self) -> None:
+        try:
+            self.reload()
+        except (OSError, AuthFileError) as e:
+            # Keep the last good credentials rather than opening or closing the relay on a bad edit.
+            logger.error("auth file %s not reloaded: %s", self.path, e)
+
+    def check(self, authorization: str | None, slow: bool = True) -> str | None | bool:
+        """The user a header authenticates, or None.
+
+        With slow=False, answers False instead of running PBKDF2 on a password not yet verified, so
+        the caller can run the slow check off the event loop.
+        """
+        if not authorization:
+            return None
+        self._reload_quietly()
+        scheme, _, value = authorization.strip().partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer":
+            return self._check_token(value.strip())
+        if scheme != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user, sep, password = decoded.partition(":")
+        if not sep:
+            return None
+        token_user = self._check_token(password)
+        # A token works as the password of `__token__` or of the token's own name (as PyPI's do).
+        if token_user is not None and user in (TOKEN_USER, token_user):
+            return token_user
+        entry = self._passwords.get(user)
+        if entry is None:
+            return None
+        key = hashlib.sha256(f"{user}\0{password}".encode()).digest()
+        if key in self._verified:
+            return user
+        if not slow:
+            return False
+        if entry.verify(password):
+            with self._lock:
+                self._verified.add(key)
+            return user
+        return None
+
+    def _check_token(self, token: str) -> str | None:
+        entry = self._tokens.get(hashlib.sha256(token.encode()).hexdigest())
+        return entry.user if entry is not None else None

@@ -1,0 +1,280 @@
+"""The command line: `relay serve`, `relay passwd`, `relay token`, `relay check`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+from aiohttp import web
+
+from relay.app import AccessLogger, Settings, create_app
+from relay.auth import AuthFileError, Authenticator, add_entry, new_token, password_entry
+from relay.materialize import DEFAULT_EXPORT_COMMAND, ExportCommand, Limits, Materializer
+from relay.refs import Git, Refs
+from relay.store import DiskStore, EvictionPolicy
+
+logger = logging.getLogger("relay")
+
+DESCRIPTION = """\
+relay: a PEP 503 / PEP 691 simple index over monorepo exports, per commit and per branch.
+
+It serves the export directories that `pants export-dists` writes (one per commit, see
+docs/design.md) so that pip, uv and pex install monorepo targets by name:
+
+  pip install --index-url http://HOST:8080/main/simple/ monorepo.src.python.a.b
+"""
+
+SERVE_EPILOG = """\
+routes:
+  /<ref>/simple/                 PEP 503 HTML or PEP 691 JSON (by Accept) root index
+  /<ref>/simple/<project>/       project page; <ref> = sha, short sha, branch or tag
+  /<ref>/<wheel>[.metadata]      files (the pages link them under their commit's sha)
+  /<ref>/constraints.txt         every dist of the ref's commit pinned name==version
+  /simple/...                    the same for --default-ref
+  /-/health                      liveness (never needs credentials)
+
+examples:
+  # push mode: CI writes exports into /srv/exports, the relay serves them
+  relay serve --store /srv/exports --upstream https://pypi.org/simple
+
+  # pull mode: build a commit's export on its first request
+  relay serve --store /srv/exports --repo /srv/monorepo.git --default-ref main
+
+  # private code: create credentials, then serve with them
+  relay passwd /srv/relay.auth alice
+  relay serve --store /srv/exports --auth-file /srv/relay.auth
+  pip install --index-url http://alice:PASSWORD@HOST:8080/main/simple/ monorepo.a
+"""
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int | None:
+    """`20G`, `500M`, `1.5T` or bytes (binary units); 0 means no cap."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: use e.g. 500M, 20G or 1T")
+    number, unit = float(match.group(1)), match.group(2).upper()
+    size = int(number * 1024 ** " KMGT".index(unit or " "))
+    return size or None
+
+
+def _positive(kind: type) -> object:
+    def parse(text: str) -> object:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="relay", description=DESCRIPTION, formatter_class=formatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    serve = commands.add_parser(
+        "serve", help="serve a store of exports", description=DESCRIPTION, epilog=SERVE_EPILOG,
+        formatter_class=formatter,
+    )
+    where = serve.add_argument_group("what to serve")
+    where.add_argument("--store", required=True, type=Path, metavar="DIR",
+                       help="directory whose children are export directories <sha>/ (created if missing)")
+    where.add_argument("--default-ref", default="main", metavar="REF",
+                       help="ref served at /simple/ (default: %(default)s)")
+    where.add_argument("--upstream", metavar="URL",
+                       help="index for names outside the monorepo, e.g. https://pypi.org/simple; such "
+                            "requests are redirected there, monorepo names never are (default: 404)")
+    where.add_argument("--namespace", action="append", default=[], metavar="NAME",
+                       help="a dist namespace (e.g. monorepo) whose names are never sent upstream even "
+                            "before an export has them; the exports' own namespaces always count")
+    pull = serve.add_argument_group("pull mode (build exports on request)")
+    pull.add_argument("--repo", type=Path, metavar="GIT_DIR",
+                      help="git repository for resolving refs; with it, a commit without an export "
+                           "is built on its first request")
+    pull.add_argument("--export-command", default=DEFAULT_EXPORT_COMMAND, metavar="CMD",
+                      help="shell command that writes a commit's export, run in a fresh worktree; "
+                           "{worktree}, {output_dir} and {sha} are replaced "
+                           "(default: %(default)s)")
+    pull.add_argument("--no-build", action="store_true",
+                      help="with --repo, resolve refs with git but never build exports")
+    pull.add_argument("--max-builds", type=_positive(int), default=1, metavar="N",
+                      help="builds that may run at once (default: %(default)s)")
+    pull.add_argument("--build-timeout", type=_positive(float), default=1800.0, metavar="SECONDS",
+                      help="a build running longer is killed and answers 504 (default: %(default)s)")
+    pull.add_argument("--refresh-interval", type=_positive(float), default=60.0, metavar="SECONDS",
+                      help="how often branches are re-resolved (and fetched when the repository "
+                           "has a remote) (default: %(default)s)")
+    pull.add_argument("--work-dir", type=Path, metavar="DIR",
+                      help="where temporary worktrees go (default: the system temp directory)")
+    keep = serve.add_argument_group("eviction")
+    keep.add_argument("--max-age-days", type=float, default=30.0, metavar="DAYS",
+                      help="evict exports unused for this long; 0 keeps them (default: %(default)s)")
+    keep.add_argument("--max-size", type=parse_size, default=None, metavar="SIZE",
+                      help="evict least recently used exports beyond this total, e.g. 20G "
+                           "(default: no cap)")
+    net = serve.add_argument_group("network")
+    net.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    net.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
+    net.add_argument("--auth-file", type=Path, metavar="FILE",
+                     help="require credentials listed in FILE (see `relay passwd` and `relay token`); "
+                          "/-/health stays open")
+    net.add_argument("--branch-max-age", type=int, default=60, metavar="SECONDS",
+                     help="Cache-Control max-age of branch and tag pages (sha pages are immutable) "
+                          "(default: %(default)s)")
+    net.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="SECONDS",
+                     help="on SIGTERM/SIGINT, how long in-flight requests may take (default: %(default)s)")
+    net.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                     help="(default: %(default)s)")
+    net.add_argument("--no-access-log", action="store_true", help="no line per request")
+    serve.set_defaults(run=serve_command)
+
+    passwd = commands.add_parser(
+        "passwd", help="add or replace a user's password in an auth file",
+        description="Add or replace USER's password in FILE (created with mode 600). The file "
+                    "holds a salted PBKDF2-SHA256 hash, never the password.",
+    )
+    passwd.add_argument("file", type=Path, metavar="FILE")
+    passwd.add_argument("user", metavar="USER")
+    passwd.add_argument("--password-stdin", action="store_true",
+                        help="read the password from standard input instead of prompting")
+    passwd.set_defaults(run=passwd_command)
+
+    token = commands.add_parser(
+        "token", help="create an access token in an auth file",
+        description="Create a random token for NAME, store its SHA-256 in FILE and print the token "
+                    "once. Clients send it as `Authorization: Bearer TOKEN`, or as the password of "
+                    "user __token__ (or NAME) in basic auth: https://__token__:TOKEN@HOST/main/simple/",
+    )
+    token.add_argument("file", type=Path, metavar="FILE")
+    token.add_argument("name", metavar="NAME")
+    token.set_defaults(run=token_command)
+
+    check = commands.add_parser(
+        "check", help="list the exports of a store and why any are skipped",
+        description="List every export the relay would serve from DIR, and every entry it would skip "
+                    "with the reason. Exits 1 if any entry is skipped.",
+    )
+    check.add_argument("store", type=Path, metavar="DIR")
+    check.set_defaults(run=check_command)
+    return parser
+
+
+def _git_repo(path: Path) -> Path:
+    result = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "--git-dir"], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"relay: --repo {path} is not a git repository: {result.stderr.strip()}")
+    return path.resolve()
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+    )
+    args.store.mkdir(parents=True, exist_ok=True)
+    store = DiskStore(args.store)
+    git = Git(_git_repo(args.repo)) if args.repo else None
+    materializer = None
+    if git is not None and not args.no_build:
+        limits = Limits(max_jobs=args.max_builds, timeout_seconds=args.build_timeout)
+        materializer = Materializer(git, store, ExportCommand(args.export_command), limits, args.work_dir)
+    refs = Refs(store, git, materializer, refresh_interval=args.refresh_interval)
+    auth = None
+    if args.auth_file:
+        try:
+            auth = Authenticator(args.auth_file)
+        except (OSError, AuthFileError) as e:
+            raise SystemExit(f"relay: --auth-file {args.auth_file}: {e}") from None
+    settings = Settings(
+        default_ref=args.default_ref,
+        upstream=args.upstream,
+        namespaces=tuple(args.namespace),
+        branch_max_age=args.branch_max_age,
+        policy=EvictionPolicy(
+            max_age_seconds=args.max_age_days * 86400 if args.max_age_days > 0 else None,
+            max_size_bytes=args.max_size,
+        ),
+    )
+    app = create_app(store, refs, settings, auth)
+    mode = "pull" if materializer else "push"
+    logger.info(
+        "serving %s on http://%s:%d/ (%s mode, default ref %s, %d exports)",
+        store.root, args.host, args.port, mode, args.default_ref, len(store.exports()),
+    )
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        shutdown_timeout=args.shutdown_timeout,
+        access_log=None if args.no_access_log else logging.getLogger("relay.access"),
+        access_log_class=AccessLogger,
+        print=None,
+        # Oversized request lines and headers get a 400 before any handler runs.
+        max_line_size=8190,
+        max_field_size=8190,
+    )
+    logger.info("stopped")
+    return 0
+
+
+def passwd_command(args: argparse.Namespace) -> int:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.user}: ")
+        if getpass.getpass("again: ") != password:
+            print("relay: the passwords differ; nothing changed", file=sys.stderr)
+            return 1
+    if not password:
+        print("relay: an empty password is refused", file=sys.stderr)
+        return 1
+    try:
+        add_entry(args.file, password_entry(args.user, password))
+    except AuthFileError as e:
+        print(f"relay: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.user}: password stored in {args.file}")
+    return 0
+
+
+def token_command(args: argparse.Namespace) -> int:
+    try:
+        token, entry = new_token(args.name)
+    except AuthFileError as e:
+        print(f"relay: {e}", file=sys.stderr)
+        return 1
+    add_entry(args.file, entry)
+    print(token)
+    print(f"(token for {args.name} stored in {args.file} as a hash; it is shown only now)", file=sys.stderr)
+    return 0
+
+
+def check_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.ERROR)
+    store = DiskStore(args.store)
+    for key, stored in sorted(store.exports().items()):
+        e = stored.export
+        print(f"ok    {key}  {e.version}  {len(e.dists)} dists  {stored.size} bytes  branches={','.join(e.branches)}")
+    for name, problem in sorted(store.problems.items()):
+        print(f"skip  {name or args.store}: {textwrap.shorten(problem, 300)}")
+    return 1 if store.problems else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))

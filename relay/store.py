@@ -1,0 +1,329 @@
+"""Where exports live: the Store interface and the on-disk default (listing, files, leases, eviction)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import stat
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from relay.contract import MANIFEST, ContractError, Export, read_export
+
+logger = logging.getLogger("relay.store")
+
+# Names the relay creates in the store root; like every dot-name, readers ignore them.
+STAGING_PREFIX = ".relay-tmp-"
+EVICTING_PREFIX = ".relay-evict-"
+# Staging left behind by a crashed relay is removed after this long.
+STALE_STAGING_SECONDS = 24 * 3600
+# Last use is written to the export directory's mtime at most this often, so a busy export costs no
+# syscall per request but the time still survives a restart.
+TOUCH_INTERVAL_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class StoredExport:
+    """An export the store holds: the parsed manifest plus what the store knows about it."""
+
+    export: Export
+    size: int
+
+
+@dataclass(frozen=True)
+class EvictionPolicy:
+    max_age_seconds: float | None = 30 * 24 * 3600.0
+    max_size_bytes: int | None = None
+
+
+class Store(ABC):
+    """Holds export directories, keyed by `Export.key` (the sha, or `<sha>.dirty`)."""
+
+    @abstractmethod
+    def exports(self) -> Mapping[str, StoredExport]:
+        """The complete, valid exports, by key. Cheap to call per request."""
+
+    @property
+    @abstractmethod
+    def generation(self) -> int:
+        """Changes whenever the set of exports changes; caches key on it."""
+
+    @abstractmethod
+    def file(self, key: str, filename: str) -> Path | None:
+        """The path of a file the export's manifest lists, or None (never any other file)."""
+
+    @abstractmethod
+    def touch(self, key: str) -> None:
+        """Record that the export was used now."""
+
+    @abstractmethod
+    def lease(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """While held, the export is not evicted (it is being served or materialized)."""
+
+    @abstractmethod
+    def staging_dir(self) -> Path:
+        """A fresh directory on the store's file system where a new export can be written."""
+
+    @abstractmethod
+    def publish(self, directory: Path) -> StoredExport:
+        """Move a complete export directory into the store in one step; validate it first."""
+
+    @abstractmethod
+    def evict(self, policy: EvictionPolicy, now: float | None = None) -> list[str]:
+        """Remove exports unused for too long or beyond the size cap; return the evicted keys."""
+
+
+class DiskStore(Store):
+    """A directory whose children are export directories, exactly as the goal writes them."""
+
+    def __init__(self, root: Path, scan_interval: float = 1.0) -> None:
+        self.root = root.resolve()
+        self.scan_interval = scan_interval
+        self._lock = threading.RLock()
+        self._exports: dict[str, StoredExport] = {}
+        # key -> (manifest mtime_ns, size): a changed manifest is read again.
+        self._stamps: dict[str, tuple[int, int]] = {}
+        # Problems already logged, so a corrupt export is reported once, not per request.
+        self._reported: dict[str, str] = {}
+        self._generation = 0
+        self._scanned_at = float("-inf")
+        self._last_used: dict[str, float] = {}
+        self._touched_at: dict[str, float] = {}
+        self._leases: dict[str, int] = {}
+
+    # Listing.
+
+    @property
+    def generation(self) -> int:
+        self._refresh()
+        return self._generation
+
+    def exports(self) -> Mapping[str, StoredExport]:
+        self._refresh()
+        return self._exports
+
+    def rescan(self) -> None:
+        """Scan now (after a publish or an eviction) instead of at the next interval."""
+        with self._lock:
+            self._scanned_at = float("-inf")
+        self._refresh()
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._scanned_at < self.scan_interval:
+            return
+        with self._lock:
+            if now - self._scanned_at < self.scan_interval:
+                return
+            self._scanned_at = now
+            self._scan()
+
+    def _scan(self) -> None:
+        found: dict[str, StoredExport] = {}
+        stamps: dict[str, tuple[int, int]] = {}
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError as e:
+            self._report("", f"store {self.root} cannot be read: {e.strerror}")
+            entries = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            stored = self._load(entry, stamps)
+            if stored is not None:
+                found[entry.name] = stored
+        if found.keys() != self._exports.keys() or any(
+            found[k] is not self._exports[k] for k in found
+        ):
+            self._generation += 1
+        self._exports = found
+        self._stamps = stamps
+        for gone in set(self._reported) - {e.name for e in entries} - {""}:
+            del self._reported[gone]
+
+    def _load(self, entry: os.DirEntry[str], stamps: dict[str, tuple[int, int]]) -> StoredExport | None:
+        name = entry.name
+        if entry.is_symlink():
+            self._report(name, f"skipping {entry.path}: a symlink (the store serves only real directories)")
+            return None
+        if not entry.is_dir(follow_symlinks=False):
+            return None
+        manifest = Path(entry.path, MANIFEST)
+        try:
+            st = manifest.lstat()
+        except FileNotFoundError:
+            self._report(name, f"skipping {entry.path}: no {MANIFEST} (incomplete or not an export)")
+            return None
+        except OSError as e:
+            self._report(name, f"skipping {entry.path}: {MANIFEST} cannot be read ({e.strerror})")
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            self._report(name, f"skipping {entry.path}: {MANIFEST} is not a regular file")
+            return None
+        stamp = (st.st_mtime_ns, st.st_size)
+        previous = self._exports.get(name)
+        if previous is not None and self._stamps.get(name) == stamp:
+            stamps[name] = stamp
+            return previous
+        try:
+            export = read_export(Path(entry.path))
+            size = self._check_files(Path(entry.path), export)
+        except ContractError as e:
+            self._report(name, f"skipping export: {e}")
+            return None
+        self._reported.pop(name, None)
+        stamps[name] = stamp
+        return StoredExport(export=export, size=size)
+
+    @staticmethod
+    def _check_files(directory: Path, export: Export) -> int:
+        """Every listed file must be a regular file of the listed size: catches half-copied exports."""
+        total = 0
+        for dist in export.dists:
+            for filename, size in ((dist.filename, dist.size), (dist.metadata_filename, dist.metadata_size)):
+                path = directory / filename
+                try:
+                    st = path.lstat()
+                except OSError:
+                    raise ContractError(f"{path}: listed in the manifest but missing") from None
+                if not stat.S_ISREG(st.st_mode):
+                    raise ContractError(f"{path}: not a regular file (symlinks are refused)")
+                if st.st_size != size:
+                    raise ContractError(f"{path}: {st.st_size} bytes, the manifest says {size}")
+                total += size
+        for dirpath, _, filenames in os.walk(directory / "simple"):
+            total += sum(os.lstat(os.path.join(dirpath, f)).st_size for f in filenames)
+        return total + (directory / MANIFEST).lstat().st_size
+
+    @property
+    def problems(self) -> Mapping[str, str]:
+        """Entries of the store root that are skipped, with the reason (logged once each)."""
+        self._refresh()
+        return dict(self._reported)
+
+    def _report(self, name: str, message: str) -> None:
+        if self._reported.get(name) != message:
+            self._reported[name] = message
+            logger.warning("%s", message)
+
+    # Files.
+
+    def file(self, key: str, filename: str) -> Path | None:
+        stored = self.exports().get(key)
+        if stored is None or filename not in stored.export.filenames:
+            return None
+        # The name came from the manifest, was validated as one plain segment, and was checked to be a
+        # regular file when the export was loaded; joining it cannot leave the export directory.
+        return self.root / key / filename
+
+    # Use, leases and eviction.
+
+    def touch(self, key: str) -> None:
+        now = time.time()
+        self._last_used[key] = now
+        if now - self._touched_at.get(key, 0.0) >= TOUCH_INTERVAL_SECONDS:
+            self._touched_at[key] = now
+            with contextlib.suppress(OSError):
+                os.utime(self.root / key, (now, now), follow_symlinks=False)
+
+    def last_used(self, key: str) -> float:
+        try:
+            on_disk = (self.root / key).lstat().st_mtime
+        except OSError:
+            on_disk = 0.0
+        return max(on_disk, self._last_used.get(key, 0.0))
+
+    @contextlib.contextmanager
+    def lease(self, key: str) -> Iterator[None]:
+        with self._lock:
+            self._leases[key] = self._leases.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._leases[key] -= 1
+                if not self._leases[key]:
+                    del self._leases[key]
+
+    def leased(self, key: str) -> bool:
+        return key in self._leases
+
+    def staging_dir(self) -> Path:
+        path = self.root / (STAGING_PREFIX + secrets.token_hex(8))
+        path.mkdir(parents=True)
+        return path
+
+    def publish(self, directory: Path) -> StoredExport:
+        export = read_export(directory)
+        size = self._check_files(directory, export)
+        target = self.root / export.key
+        try:
+            os.rename(directory, target)
+        except OSError:
+            # Someone (a push, another relay) published the same commit first: the contract says the
+            # bytes are identical, so theirs stands.
+            if not (target / MANIFEST).is_file():
+                raise
+            logger.info("export %s was already in the store; keeping the existing one", export.key)
+        self.touch(export.key)
+        self.rescan()
+        return self._exports.get(export.key) or StoredExport(export=export, size=size)
+
+    def evict(self, policy: EvictionPolicy, now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
+        self._remove_stale_staging(now)
+        exports = self.exports()
+        by_age = sorted(exports, key=self.last_used)
+        evicted: list[str] = []
+        total = sum(s.size for s in exports.values())
+        for key in by_age:
+            too_old = (
+                policy.max_age_seconds is not None and now - self.last_used(key) > policy.max_age_seconds
+            )
+            too_big = policy.max_size_bytes is not None and total > policy.max_size_bytes
+            if not (too_old or too_big):
+                continue
+            if self.leased(key):
+                continue
+            if self._remove(key):
+                evicted.append(key)
+                total -= exports[key].size
+        if evicted:
+            self.rescan()
+        return evicted
+
+    def _remove(self, key: str) -> bool:
+        with self._lock:
+            if self.leased(key):
+                return False
+            # Rename first: readers stop seeing the export in one step, then the files go.
+            doomed = self.root / (EVICTING_PREFIX + key + "-" + secrets.token_hex(4))
+            try:
+                os.rename(self.root / key, doomed)
+            except OSError as e:
+                logger.warning("cannot evict export %s: %s", key, e.strerror)
+                return False
+        shutil.rmtree(doomed, ignore_errors=True)
+        self._last_used.pop(key, None)
+        self._touched_at.pop(key, None)
+        logger.info("evicted export %s", key)
+        return True
+
+    def _remove_stale_staging(self, now: float) -> None:
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith(EVICTING_PREFIX) or (
+                entry.name.startswith(STAGING_PREFIX)
+                and now - entry.stat(follow_symlinks=False).st_mtime > STALE_STAGING_SECONDS
+            ):
+                shutil.rmtree(entry.path, ignore_errors=True)
