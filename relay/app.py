@@ -15,7 +15,7 @@ from typing import AsyncIterator, Awaitable, Callable
 from urllib.parse import unquote
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
+from aiohttp.abc import AbstractAccessLogger, AbstractStreamWriter
 from packaging.utils import canonicalize_name
 
 from relay import render
@@ -244,11 +244,21 @@ async def dist_file(request: web.Request) -> web.StreamResponse:
         kind = "application/octet-stream" if filename.endswith(".whl") else "text/plain; charset=utf-8"
         headers = {"Cache-Control": _cache_control(request, view), "Content-Type": kind}
         store.touch(export.key)
-        with store.lease(export.key):
-            response = web.FileResponse(path, headers=headers)
-            await response.prepare(request)
-        return response
+        return _LeasedFileResponse(store, export.key, path, headers=headers)
     raise RefError(404, f"no file {filename!r} at {view.ref!r}")
+
+
+class _LeasedFileResponse(web.FileResponse):
+    """A file response that keeps its export from eviction while the file is being sent."""
+
+    def __init__(self, store: Store, key: str, path: Path, headers: dict[str, str]) -> None:
+        super().__init__(path, headers=headers)
+        self._store = store
+        self._key = key
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        with self._store.lease(self._key):
+            return await super().prepare(request)
 
 
 async def constraints(request: web.Request) -> web.Response:
