@@ -1,0 +1,217 @@
+"""Tests for the export directory: manifest.json, the static simple/ tree, atomic writes."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from export_dists import layout
+from export_dists.layout import (
+    MANIFEST,
+    ExportedDist,
+    ExportInfo,
+    export_files,
+    manifest_document,
+    simple_tree,
+    write_export,
+)
+from export_dists.wheel import CoreMetadata, build_wheel
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+VERSION = "0.42+g0123456789ab"
+
+
+def _dist(name: str, address: str, requires: tuple[str, ...] = (), python: str | None = ">=3.9") -> ExportedDist:
+    wheel = build_wheel(
+        CoreMetadata(name=name, version=VERSION, summary="s", requires_dist=requires, requires_python=python),
+        {f"{name.rsplit('.', 1)[-1]}/__init__.py": b""},
+        timestamp=1764072000,
+    )
+    return ExportedDist(
+        name=name, version=VERSION, address=address, wheel=wheel, requires_dist=requires, requires_python=python
+    )
+
+
+INFO = ExportInfo(
+    sha=SHA,
+    version=VERSION,
+    count=42,
+    namespace="monorepo",
+    dirty=False,
+    branches=("main",),
+    tags=(),
+    commit_time="2025-11-25T12:00:00+00:00",
+)
+B = _dist("monorepo.src.python.a.b", "src/python/a/b:b", (f"monorepo.src.python.c=={VERSION}", "requests>=2"))
+C = _dist("monorepo.src.python.c", "src/python/c:c", python='<3.12,>=3.9')
+ROOT = _dist("monorepo", "//:root", python=None)
+
+
+def test_directory_name() -> None:
+    assert INFO.directory_name == SHA
+    dirty = ExportInfo(**{**INFO.__dict__, "dirty": True})
+    assert dirty.directory_name == f"{SHA}.dirty"
+
+
+def test_manifest_fields() -> None:
+    document = manifest_document(INFO, [C, ROOT, B])
+    assert {k: v for k, v in document.items() if k != "dists"} == {
+        "format": 1,
+        "sha": SHA,
+        "version": VERSION,
+        "count": 42,
+        "namespace": "monorepo",
+        "dirty": False,
+        "branches": ["main"],
+        "tags": [],
+        "commit_time": "2025-11-25T12:00:00+00:00",
+    }
+    # Sorted by project (the PEP 503 name).
+    assert [d["project"] for d in document["dists"]] == [
+        "monorepo",
+        "monorepo-src-python-a-b",
+        "monorepo-src-python-c",
+    ]
+    entry = document["dists"][1]
+    assert entry == {
+        "name": "monorepo.src.python.a.b",
+        "project": "monorepo-src-python-a-b",
+        "version": VERSION,
+        "filename": "monorepo_src_python_a_b-0.42+g0123456789ab-py3-none-any.whl",
+        "sha256": hashlib.sha256(B.wheel.content).hexdigest(),
+        "size": len(B.wheel.content),
+        "metadata_sha256": hashlib.sha256(B.wheel.metadata).hexdigest(),
+        "metadata_size": len(B.wheel.metadata),
+        "requires_dist": [f"monorepo.src.python.c=={VERSION}", "requests>=2"],
+        "requires_python": ">=3.9",
+        "address": "src/python/a/b:b",
+    }
+    assert document["dists"][0]["requires_python"] is None
+
+
+def test_simple_root_lists_every_project() -> None:
+    pages = simple_tree([C, B])
+    assert set(pages) == {
+        "simple/index.html",
+        "simple/monorepo-src-python-a-b/index.html",
+        "simple/monorepo-src-python-c/index.html",
+    }
+    root = pages["simple/index.html"]
+    assert '<a href="monorepo-src-python-a-b/">monorepo.src.python.a.b</a>' in root
+    assert '<a href="monorepo-src-python-c/">monorepo.src.python.c</a>' in root
+    assert root.index("monorepo-src-python-a-b/") < root.index("monorepo-src-python-c/")
+
+
+def test_project_page_links_wheel_with_hashes_and_metadata() -> None:
+    page = simple_tree([C])["simple/monorepo-src-python-c/index.html"]
+    wheel = C.wheel
+    assert f'href="../../{wheel.filename}#sha256={wheel.sha256}"' in page
+    # `<` must be escaped inside the attribute (PEP 503).
+    assert 'data-requires-python="&lt;3.12,&gt;=3.9"' in page
+    # PEP 658 and its PEP 714 rename, both, with the hash of the .metadata file.
+    assert f'data-dist-info-metadata="sha256={wheel.metadata_sha256}"' in page
+    assert f'data-core-metadata="sha256={wheel.metadata_sha256}"' in page
+    assert f">{wheel.filename}</a>" in page
+
+
+def test_project_page_without_requires_python() -> None:
+    page = simple_tree([ROOT])["simple/monorepo/index.html"]
+    assert "data-requires-python" not in page
+
+
+def test_export_files() -> None:
+    files = export_files(INFO, [B, C])
+    assert set(files) == {
+        MANIFEST,
+        B.wheel.filename,
+        f"{B.wheel.filename}.metadata",
+        C.wheel.filename,
+        f"{C.wheel.filename}.metadata",
+        "simple/index.html",
+        "simple/monorepo-src-python-a-b/index.html",
+        "simple/monorepo-src-python-c/index.html",
+    }
+    assert files[B.wheel.filename] == B.wheel.content
+    assert files[f"{B.wheel.filename}.metadata"] == B.wheel.metadata
+    assert json.loads(files[MANIFEST]) == manifest_document(INFO, [B, C])
+
+
+def test_write_export(tmp_path: Path) -> None:
+    files = export_files(INFO, [B, C])
+    result = write_export(tmp_path / "out", SHA, files)
+    assert result.written
+    assert result.path == tmp_path / "out" / SHA
+    written = {str(p.relative_to(result.path)) for p in result.path.rglob("*") if p.is_file()}
+    assert written == set(files)
+    for relpath, data in files.items():
+        assert (result.path / relpath).read_bytes() == data
+    assert os.listdir(tmp_path / "out") == [SHA]  # no staging directory left behind
+
+
+def test_rewrite_of_identical_export_is_a_no_op(tmp_path: Path) -> None:
+    files = export_files(INFO, [B, C])
+    write_export(tmp_path, SHA, files)
+    mtime = (tmp_path / SHA / MANIFEST).stat().st_mtime_ns
+    again = write_export(tmp_path, SHA, files)
+    assert not again.written
+    assert (tmp_path / SHA / MANIFEST).stat().st_mtime_ns == mtime
+    assert os.listdir(tmp_path) == [SHA]
+
+
+def test_different_export_replaces_the_old_one(tmp_path: Path) -> None:
+    write_export(tmp_path, SHA, export_files(INFO, [B, C]))
+    files = export_files(INFO, [C])
+    result = write_export(tmp_path, SHA, files)
+    assert result.written
+    written = {str(p.relative_to(result.path)) for p in result.path.rglob("*") if p.is_file()}
+    assert written == set(files)
+    assert os.listdir(tmp_path) == [SHA]
+
+
+def test_failure_mid_write_leaves_no_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = export_files(INFO, [B, C])
+    real_chmod = os.chmod
+    calls = []
+
+    def failing_chmod(path, mode):
+        calls.append(path)
+        if len(calls) == 3:  # after two files are written
+            raise KeyboardInterrupt  # e.g. Ctrl-C
+        real_chmod(path, mode)
+
+    monkeypatch.setattr(layout.os, "chmod", failing_chmod)
+    with pytest.raises(KeyboardInterrupt):
+        write_export(tmp_path, SHA, files)
+    assert not (tmp_path / SHA).exists()
+    assert os.listdir(tmp_path) == []  # the .tmp-* staging directory is gone too
+
+
+def test_failure_during_replace_keeps_the_old_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = export_files(INFO, [B, C])
+    write_export(tmp_path, SHA, old)
+
+    def failing_write(self: Path, data: bytes) -> int:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(layout.Path, "write_bytes", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        write_export(tmp_path, SHA, export_files(INFO, [C]))
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == [SHA]
+    assert (tmp_path / SHA / MANIFEST).read_bytes() == old[MANIFEST]
+
+
+def test_manifest_is_written_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    order: list[str] = []
+    real_write = Path.write_bytes
+
+    def recording_write(self: Path, data: bytes) -> int:
+        order.append(self.name)
+        return real_write(self, data)
+
+    monkeypatch.setattr(layout.Path, "write_bytes", recording_write)
+    write_export(tmp_path, SHA, export_files(INFO, [B, C]))
+    assert order[-1] == MANIFEST and order.count(MANIFEST) == 1
