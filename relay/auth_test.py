@@ -1,0 +1,72 @@
+"""Authentication: the auth file, basic auth, tokens, and the open health endpoint."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from relay.auth import Authenticator, add_entry, new_token, password_entry, read_entries
+from relay.cli import main
+from relay.conftest import MakeClient
+from relay.contract import Export
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.mark.asyncio
+async def test_auth_on(make_client: MakeClient, exports: list[Export], tmp_path: Path) -> None:
+    auth_file = tmp_path / "relay.auth"
+    add_entry(auth_file, password_entry("alice", "s3cret", iterations=1000))
+    token, entry = new_token("ci")
+    add_entry(auth_file, entry)
+    text = auth_file.read_text()
+    assert "s3cret" not in text and token not in text
+    client = await make_client(auth=Authenticator(auth_file))
+
+    denied = await client.get("/main/simple/")
+    assert denied.status == 401
+    assert denied.headers["WWW-Authenticate"].startswith("Basic")
+    assert (await client.get("/main/simple/", headers=_basic("alice", "wrong"))).status == 401
+    assert (await client.get("/main/simple/", headers=_basic("bob", "s3cret"))).status == 401
+    assert (await client.get("/main/simple/", headers={"Authorization": "Bearer nope"})).status == 401
+
+    ok = await client.get("/main/simple/", headers=_basic("alice", "s3cret"))
+    assert ok.status == 200
+    assert ok.headers["Cache-Control"].startswith("private")
+    assert (await client.get("/main/simple/", headers=_basic("alice", "s3cret"))).status == 200
+    assert (await client.get("/main/simple/", headers={"Authorization": f"Bearer {token}"})).status == 200
+    assert (await client.get("/main/simple/", headers=_basic("__token__", token))).status == 200
+    assert (await client.get("/main/simple/", headers=_basic("ci", token))).status == 200
+    # Health stays open for load balancers and probes.
+    assert (await client.get("/-/health")).status == 200
+
+
+@pytest.mark.asyncio
+async def test_auth_off(client) -> None:  # type: ignore[no-untyped-def]
+    assert (await client.get("/main/simple/")).status == 200
+
+
+def test_passwd_and_token_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    auth_file = tmp_path / "relay.auth"
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw1\n"))
+    assert main(["passwd", str(auth_file), "alice", "--password-stdin"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw2\n"))
+    assert main(["passwd", str(auth_file), "alice", "--password-stdin"]) == 0
+    assert main(["token", str(auth_file), "ci"]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    entries = read_entries(auth_file)
+    assert [e.user for e in entries] == ["alice", "ci"]
+    assert oct(auth_file.stat().st_mode & 0o777) == "0o600"
+    auth = Authenticator(auth_file)
+    assert auth.check(_basic("alice", "pw2")["Authorization"]) == "alice"
+    assert auth.check(_basic("alice", "pw1")["Authorization"]) is None
+    assert auth.check(f"Bearer {token}") == "ci"
+    assert main(["passwd", str(auth_file), "bad name", "--password-stdin"]) == 1

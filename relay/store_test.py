@@ -1,0 +1,141 @@
+"""DiskStore: listing, skipping corrupt and half-written exports, symlinks, eviction."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from relay.contract import MANIFEST, ContractError, parse_manifest, read_export
+from relay.store import DiskStore, EvictionPolicy
+from relay.testing import fake_sha, write_export
+
+
+def test_lists_valid_exports(store_dir: Path) -> None:
+    export = write_export(store_dir, fake_sha(1), 1)
+    store = DiskStore(store_dir, scan_interval=0)
+    assert list(store.exports()) == [export.key]
+    assert store.exports()[export.key].export == export
+    assert store.exports()[export.key].size > sum(d.size for d in export.dists)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["bad_json", "wrong_format", "missing_wheel", "short_wheel", "wrong_dir", "no_manifest", "symlinked_wheel"],
+)
+def test_skips_broken_exports_with_one_log_line(
+    store_dir: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = write_export(store_dir, fake_sha(1), 1)
+    bad = write_export(store_dir, fake_sha(2), 2)
+    directory = store_dir / bad.key
+    manifest = directory / MANIFEST
+    wheel = directory / bad.dists[0].filename
+    if damage == "bad_json":
+        manifest.write_text("{not json")
+    elif damage == "wrong_format":
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "format": 99}))
+    elif damage == "missing_wheel":
+        wheel.unlink()
+    elif damage == "short_wheel":
+        wheel.write_bytes(wheel.read_bytes()[:10])
+    elif damage == "wrong_dir":
+        os.rename(directory, store_dir / fake_sha(3))
+    elif damage == "no_manifest":
+        manifest.unlink()
+    elif damage == "symlinked_wheel":
+        target = store_dir.parent / "elsewhere.whl"
+        target.write_bytes(wheel.read_bytes())
+        wheel.unlink()
+        wheel.symlink_to(target)
+    store = DiskStore(store_dir, scan_interval=0)
+    with caplog.at_level(logging.WARNING, logger="relay.store"):
+        assert list(store.exports()) == [good.key]
+        store.exports()
+    assert len([r for r in caplog.records if "skipping" in r.getMessage()]) == 1
+    assert len(store.problems) == 1
+
+
+def test_ignores_dot_dirs_and_files(store_dir: Path) -> None:
+    export = write_export(store_dir, fake_sha(1), 1)
+    (store_dir / ".tmp-half-written").mkdir()
+    (store_dir / "README").write_text("not an export")
+    assert list(DiskStore(store_dir, scan_interval=0).exports()) == [export.key]
+
+
+def test_refuses_symlinked_export_dirs(store_dir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    export = write_export(outside, fake_sha(1), 1)
+    (store_dir / export.key).symlink_to(outside / export.key)
+    store = DiskStore(store_dir, scan_interval=0)
+    assert dict(store.exports()) == {}
+    assert "symlink" in store.problems[export.key]
+    assert store.file(export.key, export.dists[0].filename) is None
+
+
+def test_file_serves_only_listed_names(store_dir: Path) -> None:
+    export = write_export(store_dir, fake_sha(1), 1)
+    store = DiskStore(store_dir, scan_interval=0)
+    dist = export.dists[0]
+    assert store.file(export.key, dist.filename) == store_dir.resolve() / export.key / dist.filename
+    for name in (MANIFEST, "../" + dist.filename, "/etc/passwd", "simple/index.html", dist.filename + "x"):
+        assert store.file(export.key, name) is None
+
+
+def test_manifest_validation_messages(store_dir: Path) -> None:
+    export = write_export(store_dir, fake_sha(1), 1)
+    data = json.loads((store_dir / export.key / MANIFEST).read_text())
+    data["dists"][0]["filename"] = "../../etc/passwd.whl"
+    with pytest.raises(ContractError, match="not a plain wheel file name"):
+        parse_manifest(json.dumps(data).encode(), "m.json")
+    data["dists"][0]["filename"] = export.dists[0].filename
+    data["dists"][0]["project"] = "Not-Normalized"
+    with pytest.raises(ContractError, match="not the normalized name"):
+        parse_manifest(json.dumps(data).encode(), "m.json")
+    assert read_export(store_dir / export.key) == export
+
+
+def test_eviction_by_age_and_size(store_dir: Path) -> None:
+    exports = [write_export(store_dir, fake_sha(n), n) for n in range(1, 5)]
+    store = DiskStore(store_dir, scan_interval=0)
+    now = time.time()
+    for age_days, export in zip((40, 20, 10, 0), exports):
+        stamp = now - age_days * 86400
+        os.utime(store_dir / export.key, (stamp, stamp))
+    assert store.evict(EvictionPolicy(max_age_seconds=30 * 86400), now=now) == [exports[0].key]
+    assert not (store_dir / exports[0].key).exists()
+    cap = sum(store.exports()[e.key].size for e in (exports[1], exports[3]))
+    with store.lease(exports[1].key):
+        # The oldest (exports[1]) is in use: the size cap takes the next oldest instead.
+        evicted = store.evict(EvictionPolicy(max_age_seconds=None, max_size_bytes=cap), now=now)
+    assert evicted == [exports[2].key]
+    assert sorted(store.exports()) == sorted([exports[1].key, exports[3].key])
+    assert [p.name for p in store_dir.iterdir() if p.name.startswith(".")] == []
+
+
+def test_touch_keeps_an_export(store_dir: Path) -> None:
+    export = write_export(store_dir, fake_sha(1), 1)
+    old = time.time() - 40 * 86400
+    os.utime(store_dir / export.key, (old, old))
+    store = DiskStore(store_dir, scan_interval=0)
+    store.touch(export.key)
+    assert store.evict(EvictionPolicy()) == []
+    # The last use survives a restart: it is the directory's mtime.
+    assert DiskStore(store_dir).last_used(export.key) > time.time() - 60
+
+
+def test_publish_is_atomic_and_idempotent(store_dir: Path) -> None:
+    store = DiskStore(store_dir, scan_interval=0)
+    staging = store.staging_dir()
+    export = write_export(staging, fake_sha(1), 1)
+    stored = store.publish(staging / export.key)
+    assert stored.export == export
+    again = store.staging_dir()
+    write_export(again, fake_sha(1), 1)
+    assert store.publish(again / export.key).export == export
+    assert list(store.exports()) == [export.key]
