@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import inspect
 import logging
 import re
 import subprocess
@@ -216,6 +217,11 @@ def serve_command(args: argparse.Namespace) -> int:
         "serving %s on http://%s:%d/ (%s mode, default ref %s, %d exports)",
         store.root, args.host, args.port, mode, args.default_ref, len(store.exports()),
     )
+    # Oversized request lines and headers get a 400 before any handler runs. aiohttp's default limits
+    # are these; newer aiohttp lets us say so, older run_app() takes no handler arguments.
+    limits = {"max_line_size": 8190, "max_field_size": 8190}
+    if not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(web.run_app).parameters.values()):
+        limits = {}
     web.run_app(
         app,
         host=args.host,
@@ -224,9 +230,7 @@ def serve_command(args: argparse.Namespace) -> int:
         access_log=None if args.no_access_log else logging.getLogger("relay.access"),
         access_log_class=AccessLogger,
         print=None,
-        # Oversized request lines and headers get a 400 before any handler runs.
-        max_line_size=8190,
-        max_field_size=8190,
+        **limits,  # type: ignore[arg-type]
     )
     logger.info("stopped")
     return 0
