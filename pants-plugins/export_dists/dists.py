@@ -32,6 +32,7 @@ from pants.engine.target import (
     ExplicitlyProvidedDependencies,
     SourcesField,
     Target,
+    TargetGenerator,
     Targets,
     UnexpandedTargets,
 )
@@ -257,20 +258,33 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
         UnexpandedTargets, Addresses(sorted({edge.target for edge in external}))
     )
     by_address = {t.address: t for t in dependency_targets}
+    # An explicit dependency on a `python_requirements` generator means all of its requirements.
+    generators = [
+        t for t in dependency_targets if isinstance(t, TargetGenerator) and not t.has_field(PythonRequirementsField)
+    ]
+    generated = await MultiGet(Get(Targets, Addresses([t.address])) for t in generators)
+    requirement_targets: dict[Address, tuple[Target, ...]] = {
+        t.address: requirements
+        for t, found in zip(generators, generated)
+        if (requirements := tuple(g for g in found if g.has_field(PythonRequirementsField)))
+    }
+    requirement_targets.update(
+        (t.address, (t,)) for t in dependency_targets if t.has_field(PythonRequirementsField)
+    )
 
     third_party: dict[tuple[str, Address], list[DependencyEdge]] = {}
     resolves: dict[Address, str | None] = {}
     first_party_edges: dict[Address, list[DependencyEdge]] = {}
     for edge in external:
-        dep = by_address[edge.target]
-        if dep.has_field(PythonRequirementsField):
-            resolves[dep.address] = (
-                dep[PythonRequirementResolveField].normalized_value(python_setup)
-                if python_setup.enable_resolves
-                else None
-            )
-            for requirement in dep[PythonRequirementsField].value:
-                third_party.setdefault((str(requirement), dep.address), []).append(edge)
+        if edge.target in requirement_targets:
+            for dep in requirement_targets[edge.target]:
+                resolves[dep.address] = (
+                    dep[PythonRequirementResolveField].normalized_value(python_setup)
+                    if python_setup.enable_resolves
+                    else None
+                )
+                for requirement in dep[PythonRequirementsField].value:
+                    third_party.setdefault((str(requirement), dep.address), []).append(edge)
             continue
         generator = edge.target.maybe_convert_to_target_generator()
         if generator == request.address:
