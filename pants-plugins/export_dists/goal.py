@@ -6,6 +6,7 @@ import time
 from pathlib import Path, PurePath
 
 from pants.base.build_root import BuildRoot
+from pants.build_graph.address import Address, AddressInput
 from pants.core.util_rules.distdir import DistDir
 from pants.engine.console import Console
 from pants.engine.fs import PathGlobs, Paths
@@ -13,6 +14,7 @@ from pants.engine.goal import Goal
 from pants.engine.rules import Get, collect_rules, goal_rule
 from pants.engine.target import Targets
 from pants.engine.internals.graph import Owners, OwnersRequest
+from pants.engine.internals.native_engine import AddressParseException
 
 from export_dists.dists import EdgeKind, NamingSettings
 from export_dists.export import Export, ExportRequest, PlannedDist
@@ -38,11 +40,20 @@ def output_root(subsystem: ExportDistsSubsystem, build_root: BuildRoot, dist_dir
     return Path(build_root.path) / dist_dir.relpath / "export-dists"
 
 
+def _address_of(wanted: str) -> Address | None:
+    """`src/python/a/b` as the address it is short for (`src/python/a/b:b`), if it is an address."""
+    try:
+        return AddressInput.parse(wanted, description_of_origin="--export-dists-explain").dir_to_address()
+    except AddressParseException:
+        return None  # maybe a dist name
+
+
 def _find(export: Export, wanted: str) -> PlannedDist:
     wanted_project = normalize(wanted)
+    wanted_address = _address_of(wanted)
     for planned in export.planned:
         identity = planned.plan.identity
-        if wanted in (identity.address.spec, str(identity.address)) or (
+        if identity.address == wanted_address or wanted in (identity.address.spec, str(identity.address)) or (
             identity.name and normalize(identity.name) == wanted_project
         ):
             return planned
