@@ -139,7 +139,8 @@ class Refs:
         self.git = git
         self.materializer = materializer
         self.refresh_interval = refresh_interval
-        self._branches: dict[str, tuple[float, str | None]] = {}
+        # revs -> (expiry, sha): branch tips, tags and short shas looked up in git.
+        self._revs: dict[tuple[str, ...], tuple[float, str | None]] = {}
         self._history: dict[str, tuple[str, ...]] = {}
         self._views: dict[tuple[str, str, int], View] = {}
         self._remote: str | None = None
@@ -156,7 +157,7 @@ class Refs:
                 await self.git.fetch(self._remote)
         except GitError as e:
             logger.warning("refreshing refs: %s", e)
-        self._branches.clear()
+        self._revs.clear()
 
     async def refresh_forever(self) -> None:
         while True:
@@ -206,22 +207,27 @@ class Refs:
             raise RefError(404, f"{ref!r}: commit {sha} is not in the relay's repository")
         return await self.materializer.ensure(sha)
 
-    async def _branch_tip(self, branch: str) -> str | None:
+    async def _commit(self, *revs: str) -> str | None:
+        """The commit of the first rev that exists, remembered for the refresh interval."""
         assert self.git is not None
-        cached = self._branches.get(branch)
         now = time.monotonic()
+        cached = self._revs.get(revs)
         if cached is not None and now < cached[0]:
             return cached[1]
-        candidates = [f"refs/heads/{branch}"]
-        if self._remote is not None:
-            candidates.insert(0, f"refs/remotes/{self._remote}/{branch}")
         sha = None
-        for candidate in candidates:
-            sha = await self.git.commit(candidate)
+        for rev in revs:
+            sha = await self.git.commit(rev)
             if sha is not None:
                 break
-        self._branches[branch] = (now + self.refresh_interval, sha)
+        self._revs[revs] = (now + self.refresh_interval, sha)
         return sha
+
+    async def _branch_tip(self, branch: str) -> str | None:
+        candidates = [f"refs/heads/{branch}"]
+        if self._remote is not None:
+            # What the last fetch saw wins over a local branch the relay's clone may have left behind.
+            candidates.insert(0, f"refs/remotes/{self._remote}/{branch}")
+        return await self._commit(*candidates)
 
     async def _branch(self, branch: str) -> View | None:
         if self.git is None:
@@ -241,7 +247,9 @@ class Refs:
                 history = await self.git.first_parents(tip)
             except GitError as e:
                 raise RefError(502, f"branch {branch!r}: {e}") from None
-            self._history = {tip: history}
+            if len(self._history) >= 16:
+                self._history.clear()
+            self._history[tip] = history
         exports = self.store.exports()
         listed = tuple(exports[sha].export for sha in history if sha in exports)
         if not listed:
@@ -259,7 +267,7 @@ class Refs:
         if self.git is None:
             view = self._manifest_view(tag, "tag", lambda e: tag in e.tags)
             return None if view is None else self._single(tag, "tag", view.tip)
-        sha = await self.git.commit(f"refs/tags/{tag}")
+        sha = await self._commit(f"refs/tags/{tag}")
         if sha is None:
             return None
         return self._single(tag, "tag", await self._materialize(tag, sha))
@@ -273,7 +281,7 @@ class Refs:
             return self._single(prefix, "sha", self.store.exports()[matches[0]].export)
         if self.git is None:
             return None
-        sha = await self.git.commit(prefix)
+        sha = await self._commit(prefix)
         if sha is None:
             return None
         return self._single(prefix, "sha", await self._materialize(prefix, sha))
