@@ -1,0 +1,239 @@
+"""RuleRunner tests for one export: the first-party closure, collisions, unexportable deps, pins."""
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+from export_dists.conftest import Repo, make_rule_runner
+from export_dists.export import Export
+from export_dists.subsystem import UnexportableDependencies
+from pants.base.build_root import BuildRoot
+from pants.engine.addresses import Address
+from pants.engine.internals.scheduler import ExecutionError
+
+
+def requires(export: Export) -> dict[str, tuple[str, ...]]:
+    return {dist.name: dist.requires_dist for dist in export.dists}
+
+
+CHAIN = {
+    "3rdparty/BUILD": 'python_requirement(name="requests", requirements=["requests[socks]>=2.28; python_version<\'3.12\'"])',
+    "src/python/app/BUILD": "python_sources()",
+    "src/python/app/main.py": "import lib.mid.m\n",
+    "libs/lib/mid/BUILD": "python_sources()",
+    "libs/lib/mid/m.py": "import lib.low.l\nimport requests\n",
+    "libs/lib/low/BUILD": "python_sources()",
+    "libs/lib/low/l.py": "",
+    "libs/unrelated/BUILD": "python_sources()",
+    "libs/unrelated/u.py": "",
+}
+
+
+def test_requesting_one_target_exports_its_first_party_closure(repo: Repo) -> None:
+    repo.commit(CHAIN)
+    export = repo.export(Address("src/python/app"))
+    version = export.info.version
+    assert requires(export) == {
+        "monorepo.libs.lib.low": (),
+        "monorepo.libs.lib.mid": (
+            f"monorepo.libs.lib.low=={version}",
+            'requests[socks]>=2.28; python_version < "3.12"',
+        ),
+        "monorepo.src.python.app": (f"monorepo.libs.lib.mid=={version}",),
+    }
+    assert export.requested == (Address("src/python/app"),)
+    # Every dist of one export has the one version.
+    assert {d.version for d in export.dists} == {version}
+    assert [p.plan.identity.name for p in export.planned] == [d.name for d in export.dists]
+
+
+def test_collision_of_normalized_names_names_both_addresses(repo: Repo) -> None:
+    repo.commit(
+        {
+            "src/python/a/b_c/BUILD": "python_sources()",
+            "src/python/a/b_c/m.py": "",
+            "src/python/a/b/BUILD": 'python_sources(name="c", sources=["c.py"])',
+            "src/python/a/b/c.py": "",
+        }
+    )
+    with pytest.raises(ExecutionError) as e:
+        repo.export(Address("src/python/a/b_c"), Address("src/python/a/b", target_name="c"))
+    message = str(e.value)
+    assert "DistNameCollision" in message
+    assert "src/python/a/b:c" in message and "src/python/a/b_c:b_c" in message
+    assert "'monorepo-src-python-a-b-c'" in message
+    assert "export_dist_name" in message
+
+
+def test_collision_through_export_dist_name_in_the_closure(repo: Repo) -> None:
+    repo.commit(
+        {
+            "src/python/a/BUILD": 'python_sources(export_dist_name="Shared.Name")',
+            "src/python/a/m.py": "import b.m\n",
+            "src/python/b/BUILD": 'python_sources(export_dist_name="shared_name")',
+            "src/python/b/m.py": "",
+        }
+    )
+    with pytest.raises(ExecutionError) as e:
+        repo.export(Address("src/python/a"))  # b is only in the closure
+    message = str(e.value)
+    assert "src/python/a:a" in message and "src/python/b:b" in message and "'shared-name'" in message
+
+
+FILES_DEP = {
+    "src/python/a/BUILD": 'python_sources(dependencies=[":data", "src/python/tool:bin"])\nfiles(name="data", sources=["data.txt"])',
+    "src/python/a/m.py": "",
+    "src/python/a/data.txt": "x\n",
+    "src/python/tool/BUILD": 'python_sources()\npex_binary(name="bin", entry_point="t.py")',
+    "src/python/tool/t.py": "",
+}
+
+
+def test_dependency_on_files_warns_by_default(repo: Repo, caplog: pytest.LogCaptureFixture) -> None:
+    repo.commit(FILES_DEP)
+    with caplog.at_level(logging.WARNING):
+        export = repo.export(Address("src/python/a"))
+    assert requires(export) == {"monorepo.src.python.a": ()}
+    warnings = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "src/python/a:data" in warnings and "`files`" in warnings
+    assert "src/python/tool:bin" in warnings and "`pex_binary`" in warnings
+    assert "resources" in warnings  # the fix: use a resources target (or exclude with `!`)
+    assert "left out of Requires-Dist" in warnings
+    plan = repo.plan(Address("src/python/a"))
+    assert {d.identity.address for d in plan.not_exportable} == {
+        Address("src/python/a", target_name="data"),
+        Address("src/python/tool", target_name="bin"),
+    }
+
+
+def test_dependency_on_files_is_an_error_when_asked(repo: Repo) -> None:
+    repo.commit(FILES_DEP)
+    with pytest.raises(ExecutionError) as e:
+        repo.export(Address("src/python/a"), unexportable=UnexportableDependencies.ERROR)
+    message = str(e.value)
+    assert "UnexportableDependencyError" in message
+    assert "src/python/a:a (dist monorepo.src.python.a) depends on src/python/a:data" in message
+    assert "src/python/tool:bin" in message
+    assert 'unexportable_dependencies = "warn"' in message
+
+
+def test_dependency_on_a_skipped_target(repo: Repo, caplog: pytest.LogCaptureFixture) -> None:
+    repo.commit(
+        {
+            "src/python/a/BUILD": "python_sources()",
+            "src/python/a/m.py": "import b.m\n",
+            "src/python/b/BUILD": "python_sources(skip_export_dist=True)",
+            "src/python/b/m.py": "",
+        }
+    )
+    with caplog.at_level(logging.WARNING):
+        export = repo.export(Address("src/python/a"))
+    assert requires(export) == {"monorepo.src.python.a": ()}
+    assert any("src/python/b:b" in r.getMessage() and "skip_export_dist" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ExecutionError, match="src/python/a:a .* depends on src/python/b:b"):
+        repo.export(Address("src/python/a"), unexportable=UnexportableDependencies.ERROR)
+
+
+def test_explicit_dependency_on_a_python_requirements_generator(repo: Repo) -> None:
+    repo.commit(
+        {
+            "3rdparty/BUILD": "python_requirements(name='reqs')",
+            "3rdparty/requirements.txt": "PyYAML>=6\nattrs\n",
+            "src/python/a/BUILD": 'python_sources(dependencies=["3rdparty:reqs"])',
+            "src/python/a/m.py": "",
+        }
+    )
+    export = repo.export(Address("src/python/a"))
+    assert requires(export) == {"monorepo.src.python.a": ("attrs", "PyYAML>=6")}
+
+
+LOCK = """\
+// This lockfile was autogenerated by Pants. To regenerate, run:
+//
+//    pants generate-lockfiles --resolve=python-default
+{
+  "locked_resolves": [
+    {
+      "locked_requirements": [
+        {"project_name": "requests", "version": "2.31.0", "requires_dists": []},
+        {"project_name": "pyyaml", "version": "6.0.1", "requires_dists": []}
+      ]
+    }
+  ]
+}
+"""
+
+
+def test_third_party_pinned_to_the_lockfile(repo: Repo, caplog: pytest.LogCaptureFixture) -> None:
+    repo.commit(
+        {
+            "lock.txt": LOCK,
+            "3rdparty/BUILD": (
+                'python_requirement(name="requests", requirements=["requests[socks]>=2.28; python_version<\'3.12\'"])\n'
+                'python_requirement(name="yaml", requirements=["PyYAML>=6"], modules=["yaml"])\n'
+                'python_requirement(name="attrs", requirements=["attrs"])'
+            ),
+            "src/python/a/BUILD": "python_sources()",
+            "src/python/a/m.py": "import requests\nimport yaml\nimport attr\n",
+        }
+    )
+    repo.set_options("--python-enable-resolves", "--python-resolves={'python-default': 'lock.txt'}")
+    as_written = repo.export(Address("src/python/a"))
+    assert requires(as_written)["monorepo.src.python.a"] == (
+        "attrs",
+        "PyYAML>=6",
+        'requests[socks]>=2.28; python_version < "3.12"',
+    )
+    with caplog.at_level(logging.WARNING):
+        pinned = repo.export(Address("src/python/a"), pin_from_lockfiles=True)
+    assert requires(pinned)["monorepo.src.python.a"] == (
+        "attrs",  # not in the lockfile: as written, with a warning
+        "PyYAML==6.0.1",
+        'requests[socks]==2.31.0; python_version < "3.12"',
+    )
+    assert any("'attrs'" in r.getMessage() and "generate-lockfiles" in r.getMessage() for r in caplog.records)
+
+
+def test_lockfile_pins_without_a_lockfile(repo: Repo, caplog: pytest.LogCaptureFixture) -> None:
+    repo.commit(
+        {
+            "3rdparty/BUILD": 'python_requirement(name="attrs", requirements=["attrs>=23"])',
+            "src/python/a/BUILD": "python_sources()",
+            "src/python/a/m.py": "import attr\n",
+        }
+    )
+    repo.set_options("--python-enable-resolves", "--python-resolves={'python-default': 'missing.lock'}")
+    with caplog.at_level(logging.WARNING):
+        export = repo.export(Address("src/python/a"), pin_from_lockfiles=True)
+    assert requires(export)["monorepo.src.python.a"] == ("attrs>=23",)
+    assert any("has no lockfile" in r.getMessage() for r in caplog.records)
+
+
+REPRODUCIBLE = {
+    "src/python/a/BUILD": 'python_sources(dependencies=[":data"])\nresources(name="data", sources=["*.json"])',
+    "src/python/a/m.py": "import b.m\n",
+    "src/python/a/table.json": "{}\n",
+    "libs/b/BUILD": "python_sources()",
+    "libs/b/m.py": "VALUE = 1\n",
+}
+
+
+def test_the_same_commit_exports_byte_identical_wheels(repo: Repo) -> None:
+    sha = repo.commit(REPRODUCIBLE)
+    first = repo.export(Address("src/python/a"))
+    # The same commit in another build root (another checkout, another machine), another engine.
+    other = make_rule_runner()
+    try:
+        other_repo = Repo(other)
+        assert other_repo.commit(REPRODUCIBLE) == sha
+        second = other_repo.export(Address("src/python/a"))
+    finally:
+        BuildRoot().path = repo.root  # the build root is a process-wide singleton
+    assert other.build_root != repo.root
+    assert [(d.wheel.filename, d.wheel.content) for d in first.dists] == [
+        (d.wheel.filename, d.wheel.content) for d in second.dists
+    ]
+    for dist in first.dists:
+        assert os.path.basename(repo.root).encode() not in dist.wheel.content
