@@ -344,3 +344,36 @@ def test_provenance_in_the_wheel(repo: Repo) -> None:
         "version": dist.version,
     }
     assert sha in dist.wheel.metadata.decode()  # the Summary names the commit
+
+
+def test_single_python_source_target(repo: Repo) -> None:
+    repo.commit(
+        {
+            "src/python/a/BUILD": 'python_sources(sources=["m.py"])\npython_source(name="single", source="s.py")',
+            "src/python/a/m.py": "from a import s\n",
+            "src/python/a/s.py": "",
+        }
+    )
+    export = repo.export(Address("src/python/a"))
+    assert requires(export) == {
+        "monorepo.src.python.a": (f"monorepo.src.python.a.single=={export.info.version}",),
+        "monorepo.src.python.a.single": (),
+    }
+    assert wheel_files(export, "monorepo.src.python.a.single") == {"a/s.py": b""}
+
+
+def test_stripped_names_can_collide_across_source_roots(repo: Repo) -> None:
+    repo.commit(
+        {
+            "src/python/util/BUILD": "python_sources()",
+            "src/python/util/m.py": "",
+            "libs/util/BUILD": "python_sources()",
+            "libs/util/n.py": "",
+        }
+    )
+    roots = (Address("src/python/util"), Address("libs/util"))
+    assert sorted(d.name for d in repo.export(*roots).dists) == ["monorepo.libs.util", "monorepo.src.python.util"]
+    with pytest.raises(ExecutionError) as e:
+        repo.export(*roots, strip_source_roots=True)
+    assert "libs/util:util" in str(e.value) and "src/python/util:util" in str(e.value)
+    assert "'monorepo-util'" in str(e.value)
