@@ -20,7 +20,16 @@ from relay.testing import fake_sha, write_export
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-UV = shutil.which("uv", path=str(BIN)) or shutil.which("uv")
+def _find_uv() -> str | None:
+    try:
+        from uv import find_uv_bin  # the uv wheel ships the binary; Pants' test venvs have no bin/uv
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv", path=str(BIN)) or shutil.which("uv")
+
+
+UV = _find_uv()
 
 
 def _free_port() -> int:
@@ -84,10 +93,14 @@ def relay(store_dir: Path, chain: list[Export]) -> Iterator[Relay]:
 
 
 def _venv(path: Path) -> Path:
-    """A fresh, empty virtualenv (uv makes one in milliseconds; pip installs into it with --python)."""
-    assert UV, "uv is needed (3rdparty/python/requirements.txt)"
-    subprocess.run([UV, "venv", "-q", "--python", sys.executable, str(path)], check=True, env=_client_env())
+    """A fresh virtualenv with its own pip (from ensurepip: no download), as a notebook has."""
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, env=_client_env())
     return path / "bin" / "python"
+
+
+def _pip_version(python: Path) -> tuple[int, ...]:
+    out = subprocess.run([str(python), "-m", "pip", "--version"], check=True, capture_output=True, text=True).stdout
+    return tuple(int(p) for p in out.split()[1].split(".")[:2])
 
 
 def _installed(python: Path) -> str:
@@ -98,7 +111,7 @@ def _installed(python: Path) -> str:
 def test_pip_installs_the_chain(relay: Relay, chain: list[Export], tmp_path: Path) -> None:
     python = _venv(tmp_path / "venv")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-cache-dir", "-q",
+        [str(python), "-m", "pip", "install", "--no-cache-dir", "-q",
          "--index-url", f"{relay.url}/main/simple/", "monorepo.chain.a"],
         check=True, env=_client_env(),
     )
@@ -106,20 +119,19 @@ def test_pip_installs_the_chain(relay: Relay, chain: list[Export], tmp_path: Pat
     # Back to an older commit with the branch index and that commit's constraints file: the whole
     # chain moves to the commit.
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-cache-dir", "-q",
+        [str(python), "-m", "pip", "install", "--no-cache-dir", "-q",
          "--index-url", f"{relay.url}/main/simple/", "-c", f"{relay.url}/{chain[0].sha[:8]}/constraints.txt",
          "monorepo.chain.a"],
         check=True, env=_client_env(),
     )
     assert _installed(python).split() == [chain[0].version, chain[0].sha]
     # pip >= 23.2 resolves from the .metadata files (older pips from the JSON page download wheels).
-    import pip
-
-    if tuple(int(p) for p in pip.__version__.split(".")[:2]) >= (23, 2):
+    if _pip_version(python) >= (23, 2):
         assert ".whl.metadata" in relay.log.read_text()
 
 
 def test_uv_installs_the_chain(relay: Relay, chain: list[Export], tmp_path: Path) -> None:
+    assert UV, "uv is needed (3rdparty/python/requirements.txt)"
     python = _venv(tmp_path / "venv")
     subprocess.run(
         [UV, "pip", "install", "-q", "--no-cache", "--python", str(python),
@@ -137,12 +149,12 @@ def test_pip_with_basic_auth(store_dir: Path, chain: list[Export], tmp_path: Pat
         python = _venv(tmp_path / "venv")
         url = f"http://alice:pw@127.0.0.1:{server.port}/main/simple/"
         subprocess.run(
-            [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-cache-dir", "-q",
+            [str(python), "-m", "pip", "install", "--no-cache-dir", "-q",
              "--no-input", "--index-url", url, "monorepo.chain.c"],
             check=True, env=_client_env(),
         )
         denied = subprocess.run(
-            [sys.executable, "-m", "pip", "--python", str(python), "download", "--no-cache-dir", "-q",
+            [str(python), "-m", "pip", "download", "--no-cache-dir", "-q",
              "--no-input", "-d", str(tmp_path / "d"), "--index-url", f"{server.url}/main/simple/",
              "monorepo.chain.b"],
             env=_client_env(), capture_output=True, text=True,
@@ -182,7 +194,7 @@ def test_pull_mode_process_builds_once_for_concurrent_requests(tmp_path: Path) -
         assert all(b".whl" in page for page in pages)
         assert runs.read_text().splitlines() == ["run"]
         subprocess.run(
-            [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-cache-dir", "-q",
+            [str(python), "-m", "pip", "install", "--no-cache-dir", "-q",
              "--index-url", f"{server.url}/main/simple/", "monorepo.chain.a"],
             check=True, env=_client_env(),
         )

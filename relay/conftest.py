@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import pytest
-import pytest_asyncio
+import pytest_asyncio  # pants: no-infer-dep (installed with pytest-aiohttp, the [pytest] tool)
 from aiohttp.test_utils import TestClient
 
 from relay.app import Settings, create_app

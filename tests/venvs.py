@@ -59,6 +59,14 @@ def clean_environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEX_")}
     for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP"):
         env.pop(name, None)
+    # Under `./pants test`, pip's configuration is switched off (PIP_CONFIG_FILE=/dev/null, see
+    # ./pants), and with it the CA bundle it named: give pip and uv that bundle back.
+    if "PIP_CERT" not in env:
+        for candidate in (env.get("PANTS_CA_CERTS_PATH"), env.get("SSL_CERT_FILE")):
+            if candidate and Path(candidate).is_file():
+                env["PIP_CERT"] = candidate
+                env.setdefault("SSL_CERT_FILE", candidate)
+                break
     return env
 
 
@@ -73,6 +81,12 @@ def make_venv(dest: Path, python_version: str | None = None) -> Venv:
 
 
 def uv_binary() -> str | None:
+    try:
+        from uv import find_uv_bin  # the uv wheel ships the binary; Pants' test venvs have no bin/uv
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        pass
     beside = Path(sys.executable).parent / "uv"
     if beside.exists():
         return str(beside)
