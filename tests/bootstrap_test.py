@@ -89,3 +89,19 @@ def test_configuration_names_no_other_host() -> None:
     for config in [REPO_ROOT / "pants.toml", REPO_ROOT / "examples" / "monorepo" / "pants.toml", PANTS]:
         text = config.read_text()
         assert "github.com" not in text and "githubusercontent" not in text, config
+
+
+def test_the_ca_bundle_named_by_pip_configuration_is_kept(tmp_path: Path) -> None:
+    """Pants' resolves run without pip's configuration, but keep trusting the CA it named."""
+    bundle = tmp_path / "company-ca.pem"
+    bundle.write_text("not a real bundle; only its path is passed on\n")
+    config_home = tmp_path / "config"
+    (config_home / "pip").mkdir(parents=True)
+    (config_home / "pip" / "pip.conf").write_text(f"[global]\ncert = {bundle}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PANTS_"))}
+    env["XDG_CONFIG_HOME"] = str(config_home)
+    shown = run_bootstrap("--bootstrap-env", env=env)
+    assert shown.returncode == 0, shown.stderr
+    settings = dict(line.split("=", 1) for line in shown.stdout.splitlines())
+    assert settings["PANTS_CA_CERTS_PATH"] == str(bundle)
+    assert "PIP_CONFIG_FILE=/dev/null" in settings["PANTS_SUBPROCESS_ENVIRONMENT_ENV_VARS"]
