@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -137,16 +138,13 @@ def write_export(output_dir: Path, directory_name: str, files: Mapping[str, byte
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     final = output_dir / directory_name
-    if final.is_dir() and _same_contents(final, files):
+    if final.is_dir() and _same_export(final, files):
         return WriteResult(final, written=False)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{directory_name}-", dir=output_dir))
     try:
+        _write_files(staging, {p: d for p, d in files.items() if p != MANIFEST})
         # manifest.json last: a reader that sees it sees a complete directory.
-        for relpath in sorted(files, key=lambda p: (p == MANIFEST, p)):
-            target = staging / relpath
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(files[relpath])
-            os.chmod(target, 0o644)
+        _write_files(staging, {MANIFEST: files[MANIFEST]})
         os.chmod(staging, 0o755)
         if final.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".old-{directory_name}-", dir=output_dir))
@@ -161,10 +159,34 @@ def write_export(output_dir: Path, directory_name: str, files: Mapping[str, byte
     return WriteResult(final, written=True)
 
 
-def _same_contents(directory: Path, files: Mapping[str, bytes]) -> bool:
-    existing = {
-        str(path.relative_to(directory)) for path in directory.rglob("*") if path.is_file()
-    }
-    if existing != set(files):
+def _write_files(root: Path, files: Mapping[str, bytes]) -> None:
+    for directory in sorted({os.path.dirname(p) for p in files} - {""}):
+        (root / directory).mkdir(parents=True, exist_ok=True)
+
+    def write(relpath: str) -> None:
+        fd = os.open(root / relpath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, files[relpath])
+        finally:
+            os.close(fd)
+
+    # Thousands of small files: the writes release the GIL, so a few threads overlap them.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in pool.map(write, sorted(files)):
+            pass
+
+
+def _same_export(directory: Path, files: Mapping[str, bytes]) -> bool:
+    """Whether `directory` already holds exactly this export.
+
+    The manifest records the sha256 of every wheel and metadata file and the pages derive from
+    it, so equal manifests plus every expected file present (at its size) is equality, without
+    reading thousands of files again.
+    """
+    manifest = directory / MANIFEST
+    try:
+        if manifest.read_bytes() != files[MANIFEST]:
+            return False
+        return all((directory / p).stat().st_size == len(d) for p, d in files.items())
+    except OSError:
         return False
-    return all((directory / relpath).read_bytes() == data for relpath, data in files.items())

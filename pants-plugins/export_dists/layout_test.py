@@ -173,16 +173,18 @@ def test_different_export_replaces_the_old_one(tmp_path: Path) -> None:
 
 def test_failure_mid_write_leaves_no_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     files = export_files(INFO, [B, C])
-    real_chmod = os.chmod
+    real_open = os.open
     calls = []
 
-    def failing_chmod(path, mode):
+    def failing_open(path, flags, mode=0o777, **kwargs):
+        if kwargs:  # shutil's own directory walking (dir_fd=...), not a file of the export
+            return real_open(path, flags, mode, **kwargs)
         calls.append(path)
         if len(calls) == 3:  # after two files are written
             raise KeyboardInterrupt  # e.g. Ctrl-C
-        real_chmod(path, mode)
+        return real_open(path, flags, mode)
 
-    monkeypatch.setattr(layout.os, "chmod", failing_chmod)
+    monkeypatch.setattr(layout.os, "open", failing_open)
     with pytest.raises(KeyboardInterrupt):
         write_export(tmp_path, SHA, files)
     assert not (tmp_path / SHA).exists()
@@ -193,10 +195,10 @@ def test_failure_during_replace_keeps_the_old_export(tmp_path: Path, monkeypatch
     old = export_files(INFO, [B, C])
     write_export(tmp_path, SHA, old)
 
-    def failing_write(self: Path, data: bytes) -> int:
+    def failing_write(fd: int, data: bytes) -> int:
         raise OSError("disk full")
 
-    monkeypatch.setattr(layout.Path, "write_bytes", failing_write)
+    monkeypatch.setattr(layout.os, "write", failing_write)
     with pytest.raises(OSError, match="disk full"):
         write_export(tmp_path, SHA, export_files(INFO, [C]))
     monkeypatch.undo()
@@ -206,12 +208,23 @@ def test_failure_during_replace_keeps_the_old_export(tmp_path: Path, monkeypatch
 
 def test_manifest_is_written_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     order: list[str] = []
-    real_write = Path.write_bytes
+    real_open = os.open
 
-    def recording_write(self: Path, data: bytes) -> int:
-        order.append(self.name)
-        return real_write(self, data)
+    def recording_open(path, flags, mode=0o777):
+        order.append(Path(path).name)
+        return real_open(path, flags, mode)
 
-    monkeypatch.setattr(layout.Path, "write_bytes", recording_write)
+    monkeypatch.setattr(layout.os, "open", recording_open)
     write_export(tmp_path, SHA, export_files(INFO, [B, C]))
     assert order[-1] == MANIFEST and order.count(MANIFEST) == 1
+    assert len(order) == len(export_files(INFO, [B, C]))
+
+
+def test_a_damaged_existing_export_is_rewritten(tmp_path: Path) -> None:
+    files = export_files(INFO, [B, C])
+    write_export(tmp_path, SHA, files)
+    wheel = next(p for p in files if p.endswith(".whl"))
+    (tmp_path / SHA / wheel).write_bytes(b"truncated")
+    result = write_export(tmp_path, SHA, files)
+    assert result.written
+    assert (tmp_path / SHA / wheel).read_bytes() == files[wheel]

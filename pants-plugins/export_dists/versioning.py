@@ -121,7 +121,7 @@ async def export_commit(
         Get(ProcessResult, Process, git_process("rev-parse", "--is-shallow-repository", description="git: shallow?")),
         Get(ProcessResult, Process, git_process("rev-list", "--first-parent", "--count", sha, description="git: count")),
         Get(ProcessResult, Process, git_process("show", "-s", "--format=%cI %ct", sha, description="git: commit time")),
-        Get(ProcessResult, Process, git_process("status", "--porcelain", "--untracked-files=normal", description="git status")),
+        Get(ProcessResult, Process, git_process("--no-optional-locks", "status", "--porcelain", "--untracked-files=normal", description="git status")),
         Get(ProcessResult, Process, git_process("for-each-ref", "--points-at", sha, "--format=%(refname:short)", "refs/heads", description="git: branches")),
         Get(ProcessResult, Process, git_process("for-each-ref", "--points-at", sha, "--format=%(refname:short)", "refs/tags", description="git: tags")),
     )
