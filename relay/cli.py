@@ -1,4 +1,4 @@
-"""The command line: `relay serve`, `relay passwd`, `relay token`, `relay check`."""
+"""The command line: `relay serve`, `relay passwd`, `relay token`, `relay check`, `relay verify`."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from relay.auth import AuthFileError, Authenticator, add_entry, new_token, passw
 from relay.materialize import DEFAULT_EXPORT_COMMAND, ExportCommand, Limits, Materializer
 from relay.refs import Git, Refs
 from relay.store import DiskStore, EvictionPolicy
+from relay.verify import VerifyError, export_source, format_outcome, index_source, select, verify
 
 logger = logging.getLogger("relay")
 
@@ -170,6 +171,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("store", type=Path, metavar="DIR")
     check.set_defaults(run=check_command)
+
+    verify = commands.add_parser(
+        "verify", help="install each dist alone into a fresh venv and import it",
+        description="Does each wheel work without the monorepo? For every dist of an export (or of a "
+                    "relay index), create a fresh virtualenv, `pip install` only that dist, then import "
+                    "every module it ships and check its other files are installed. Prints one line "
+                    "per dist (ok / FAILED and why) and exits 1 if any failed. pip runs with your "
+                    "pip configuration, so third-party requirements come from your usual index.",
+        epilog="examples:\n"
+               "  relay verify dist/export-dists/<sha>\n"
+               "  relay verify --index-url http://HOST:8080/main/simple/ --dist monorepo.src.python.a.b\n",
+        formatter_class=formatter,
+    )
+    source = verify.add_mutually_exclusive_group(required=True)
+    source.add_argument("export_dir", nargs="?", type=Path, metavar="EXPORT_DIR",
+                        help="an export directory <out>/<sha>/ (dists are found with --find-links)")
+    source.add_argument("--index-url", metavar="URL",
+                        help="a relay ref's simple index, e.g. http://HOST:8080/main/simple/ "
+                             "(credentials in the URL work)")
+    verify.add_argument("--dist", action="append", default=[], metavar="NAME", dest="dists",
+                        help="check only this dist (repeatable; default: every dist)")
+    verify.add_argument("--extra-index-url", action="append", default=[], metavar="URL",
+                        help="passed to pip, e.g. for third-party requirements (repeatable)")
+    verify.add_argument("--python", default=sys.executable, metavar="PYTHON",
+                        help="interpreter the venvs are made with (default: this one, %(default)s)")
+    verify.add_argument("--jobs", type=_positive(int), default=2, metavar="N",
+                        help="dists checked at once (default: %(default)s)")
+    verify.add_argument("--timeout", type=_positive(float), default=600.0, metavar="SECONDS",
+                        help="limit for each step (venv, install, import) of one dist (default: %(default)s)")
+    verify.set_defaults(run=verify_command)
     return parser
 
 
@@ -276,6 +307,32 @@ def check_command(args: argparse.Namespace) -> int:
     for name, problem in sorted(store.problems.items()):
         print(f"skip  {name or args.store}: {textwrap.shorten(problem, 300)}")
     return 1 if store.problems else 0
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    pip_args = [a for url in args.extra_index_url for a in ("--extra-index-url", url)]
+    try:
+        if args.index_url:
+            source = index_source(args.index_url, pip_args, timeout=args.timeout)
+        else:
+            source = export_source(args.export_dir, pip_args)
+        source = select(source, args.dists)
+    except VerifyError as e:
+        print(f"relay verify: {e}", file=sys.stderr)
+        return 2
+    print(f"verifying {len(source.targets)} dists of the {source.description} with {args.python}, "
+          f"{args.jobs} at a time", flush=True)
+    try:
+        outcomes = verify(
+            source, python=args.python, jobs=args.jobs, timeout=args.timeout,
+            report=lambda outcome: print(format_outcome(outcome), flush=True),
+        )
+    except VerifyError as e:
+        print(f"relay verify: {e}", file=sys.stderr)
+        return 2
+    failed = [o for o in outcomes if not o.ok]
+    print(f"{len(outcomes) - len(failed)} ok, {len(failed)} failed")
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,6 +35,8 @@ class DistSpec:
     requires: tuple[str, ...] = ()
     third_party: tuple[str, ...] = ()
     requires_python: str | None = ">=3.7"
+    # Modules its code imports beyond `requires` (a dist that does not declare what it imports).
+    imports: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -57,7 +59,8 @@ def version_of(sha: str, count: int, dirty: bool = False) -> str:
 def _wheel(spec: DistSpec, version: str, sha: str, metadata: bytes, address: str) -> tuple[str, bytes]:
     escaped = canonicalize_name(spec.name).replace("-", "_")
     dist_info = f"{escaped}-{version}.dist-info"
-    imports = "".join(f"import {DistSpec(r).module}  # noqa: F401\n" for r in spec.requires)
+    modules = [DistSpec(r).module for r in spec.requires] + list(spec.imports)
+    imports = "".join(f"import {module}  # noqa: F401\n" for module in modules)
     files = {
         f"{spec.module}/__init__.py": f'{imports}SHA = "{sha}"\nVERSION = "{version}"\n'.encode(),
         f"{dist_info}/METADATA": metadata,
