@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from export_dists.compat import InvalidVersion, Version
 
 from pants.base.build_root import BuildRoot
-from pants.engine.process import Process, ProcessCacheScope, ProcessResult, FallibleProcessResult
-from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.core.util_rules.system_binaries import BashBinary
+from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope
+from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 from pants.util.strutil import softwrap
 from pants.vcs.git import MaybeGitBinary
@@ -83,49 +84,75 @@ def _is_pants_output(status_line: str) -> bool:
     return any(path == out.rstrip("/") or path.startswith(out) for out in _PANTS_OUTPUTS)
 
 
+# One process reads everything the export needs from git: Pants starts each process in its own
+# sandbox, which costs more than the git commands themselves.
+_READ_COMMIT = """
+set -u
+git="$1"; root="$2"
+head="$("$git" -C "$root" rev-parse --verify HEAD 2>&1)" || { echo "$head" >&2; exit 3; }
+echo "$head"
+"$git" -C "$root" rev-parse --is-shallow-repository
+"$git" -C "$root" rev-list --first-parent --count "$head"
+"$git" -C "$root" show -s --format='%cI %ct' "$head"
+echo '--branches'
+"$git" -C "$root" for-each-ref --points-at "$head" --format='%(refname:short)' refs/heads
+echo '--tags'
+"$git" -C "$root" for-each-ref --points-at "$head" --format='%(refname:short)' refs/tags
+echo '--status'
+"$git" -C "$root" --no-optional-locks status --porcelain --untracked-files=normal
+"""
+
+
+def _sections(output: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The script's output: the four header lines, then the `--name` sections."""
+    lines = output.splitlines()
+    header: list[str] = []
+    sections: dict[str, list[str]] = {}
+    current: list[str] = header
+    for line in lines:
+        if line in ("--branches", "--tags", "--status"):
+            current = sections.setdefault(line[2:], [])
+        else:
+            current.append(line)
+    return header, sections
+
+
 @rule(desc="Read the commit to export from git")
 async def export_commit(
-    request: ExportCommitRequest, build_root: BuildRoot, maybe_git: MaybeGitBinary
+    request: ExportCommitRequest, build_root: BuildRoot, maybe_git: MaybeGitBinary, bash: BashBinary
 ) -> ExportCommit:
     if maybe_git.git_binary is None:
         raise ExportVersionError(
             "export-dists derives versions from git, and no `git` binary was found on the PATH: "
             "install git and re-run."
         )
-    git = maybe_git.git_binary.path
-
-    def git_process(*args: str, description: str) -> Process:
-        return Process(
-            argv=(git, "-C", build_root.path, *args),
-            description=description,
+    result = await Get(
+        FallibleProcessResult,
+        Process(
+            argv=(bash.path, "-c", _READ_COMMIT, "read-commit", maybe_git.git_binary.path, build_root.path),
+            description="Read the commit to export from git",
             # Git state changes outside the engine's view: read it afresh in every run.
             cache_scope=ProcessCacheScope.PER_SESSION,
             level=LogLevel.DEBUG,
-        )
-
-    head = await Get(
-        FallibleProcessResult, Process, git_process("rev-parse", "--verify", "HEAD", description="git rev-parse HEAD")
+        ),
     )
-    if head.exit_code != 0:
+    if result.exit_code == 3:
         raise ExportVersionError(
             softwrap(
                 f"""
                 export-dists needs a git checkout with at least one commit at {build_root.path} to
-                derive versions, and git said: {head.stderr.decode().strip()}. Run
+                derive versions, and git said: {result.stderr.decode().strip()}. Run
                 `git init && git add -A && git commit -m "..."` (or export from a checkout).
                 """
             )
         )
-    sha = head.stdout.decode().strip()
-    shallow, count, show, status, branches, tags = await MultiGet(
-        Get(ProcessResult, Process, git_process("rev-parse", "--is-shallow-repository", description="git: shallow?")),
-        Get(ProcessResult, Process, git_process("rev-list", "--first-parent", "--count", sha, description="git: count")),
-        Get(ProcessResult, Process, git_process("show", "-s", "--format=%cI %ct", sha, description="git: commit time")),
-        Get(ProcessResult, Process, git_process("--no-optional-locks", "status", "--porcelain", "--untracked-files=normal", description="git status")),
-        Get(ProcessResult, Process, git_process("for-each-ref", "--points-at", sha, "--format=%(refname:short)", "refs/heads", description="git: branches")),
-        Get(ProcessResult, Process, git_process("for-each-ref", "--points-at", sha, "--format=%(refname:short)", "refs/tags", description="git: tags")),
-    )
-    if shallow.stdout.decode().strip() == "true":
+    if result.exit_code != 0:
+        raise ExportVersionError(
+            f"Reading the commit from git at {build_root.path} failed: {result.stderr.decode().strip()}"
+        )
+    header, sections = _sections(result.stdout.decode())
+    sha, shallow, count, when = header[:4]
+    if shallow.strip() == "true":
         raise ExportVersionError(
             softwrap(
                 f"""
@@ -136,7 +163,7 @@ async def export_commit(
             )
         )
     changes = [
-        line for line in status.stdout.decode().splitlines() if line.strip() and not _is_pants_output(line)
+        line for line in sections.get("status", []) if line.strip() and not _is_pants_output(line)
     ]
     if changes and not request.allow_dirty:
         shown = "\n".join(f"  {line}" for line in changes[:10])
@@ -151,15 +178,15 @@ async def export_commit(
             )
             + f"\n\n{shown}{more}"
         )
-    time_iso, time_epoch = show.stdout.decode().split()
+    time_iso, time_epoch = when.split()
     return ExportCommit(
-        sha=sha,
-        count=int(count.stdout.decode().strip()),
+        sha=sha.strip(),
+        count=int(count),
         commit_time=time_iso,
         commit_epoch=int(time_epoch),
         dirty=bool(changes),
-        branches=tuple(sorted(branches.stdout.decode().split())),
-        tags=tuple(sorted(tags.stdout.decode().split())),
+        branches=tuple(sorted(b for b in sections.get("branches", []) if b)),
+        tags=tuple(sorted(t for t in sections.get("tags", []) if t)),
     )
 
 
