@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass
 
 from pants.engine.addresses import Address
-from pants.engine.fs import DigestContents
+from pants.engine.fs import Digest, DigestContents, MergeDigests
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.strutil import softwrap
 
@@ -60,51 +60,49 @@ class Export:
 
 
 @dataclass(frozen=True)
-class WheelRequest:
-    plan: DistPlan
+class WheelSettings:
+    """What every wheel of one export shares."""
+
     version: str
-    requires_dist: tuple[str, ...]
     sha: str
     namespace: str
     dirty: bool
     commit_epoch: int
 
 
-@rule(desc="Build a wheel")
-async def build_dist_wheel(request: WheelRequest) -> Wheel:
-    plan = request.plan
-    contents = await Get(DigestContents, plan.digest)
-    by_path = {entry.path: entry.content for entry in contents}
-    files = {owned.wheel_path: by_path[owned.path] for owned in plan.files}
+def wheel_for(
+    plan: DistPlan, requires: tuple[str, ...], settings: WheelSettings, contents: dict[str, bytes]
+) -> Wheel:
+    """The wheel of one planned dist (pure: the files' bytes are given)."""
     address = plan.identity.address.spec
     name = plan.identity.name
     assert name is not None
     metadata = CoreMetadata(
         name=name,
-        version=request.version,
-        summary=f"Pants target {address} at commit {request.sha}",
-        requires_dist=request.requires_dist,
+        version=settings.version,
+        summary=f"Pants target {address} at commit {settings.sha}",
+        requires_dist=requires,
         requires_python=plan.requires_python,
-        keywords=("export-dists", f"sha={request.sha}"),
+        keywords=("export-dists", f"sha={settings.sha}"),
         description=softwrap(
             f"""
-            Exported by export-dists from the Pants target `{address}` at commit `{request.sha}`.
+            Exported by export-dists from the Pants target `{address}` at commit `{settings.sha}`.
             This wheel holds only that target's files; its first-party dependencies are separate
             dists pinned to the same commit.
             """
         ),
     )
     provenance = provenance_json(
-        sha=request.sha,
+        sha=settings.sha,
         address=address,
-        namespace=request.namespace,
-        version=request.version,
-        dirty=request.dirty,
+        namespace=settings.namespace,
+        version=settings.version,
+        dirty=settings.dirty,
     )
     return build_wheel(
         metadata,
-        files,
-        timestamp=request.commit_epoch,
+        {owned.wheel_path: contents[owned.path] for owned in plan.files},
+        timestamp=settings.commit_epoch,
         extra_dist_info={"export_dists.json": provenance},
     )
 
@@ -198,21 +196,21 @@ async def build_export(request: ExportRequest) -> Export:
     planned = [
         PlannedDist(plan, requires_dist(plan, version=version, lockfiles=lockfiles)) for plan in ordered
     ]
-    wheels = await MultiGet(
-        Get(
-            Wheel,
-            WheelRequest(
-                plan=p.plan,
-                version=version,
-                requires_dist=tuple(line.text for line in p.requirements),
-                sha=commit.sha,
-                namespace=request.settings.namespace,
-                dirty=commit.dirty,
-                commit_epoch=commit.commit_epoch,
-            ),
-        )
-        for p in planned
+    # Every wheel carries the commit's version, so all of them are new for each commit: build them
+    # in one pass over one read of the files, rather than one rule (and engine round trip) each.
+    files = await Get(Digest, MergeDigests(p.plan.digest for p in planned))
+    contents = {entry.path: entry.content for entry in await Get(DigestContents, Digest, files)}
+    settings = WheelSettings(
+        version=version,
+        sha=commit.sha,
+        namespace=request.settings.namespace,
+        dirty=commit.dirty,
+        commit_epoch=commit.commit_epoch,
     )
+    wheels = [
+        wheel_for(p.plan, tuple(line.text for line in p.requirements), settings, contents)
+        for p in planned
+    ]
     dists = tuple(
         ExportedDist(
             name=p.plan.identity.name or "",
