@@ -125,6 +125,22 @@ def _check_collisions(plans: dict[Address, DistPlan]) -> None:
         seen[project] = address
 
 
+def _report_shared_files(plans: dict[Address, DistPlan]) -> None:
+    """Two dists that install the same path overwrite each other, and uninstalling one breaks both."""
+    owners: dict[str, list[Address]] = {}
+    for address, plan in sorted(plans.items()):
+        for owned in plan.files:
+            owners.setdefault(owned.wheel_path, []).append(address)
+    for path, addresses in sorted(owners.items()):
+        if len(addresses) > 1:
+            logger.warning(
+                f"{path} would be installed by {len(addresses)} dists ("
+                + ", ".join(a.spec for a in addresses)
+                + "): the same path under two source roots. Rename one, or move the shared module "
+                "into one target and depend on it."
+            )
+
+
 def _report_unexportable(plans: dict[Address, DistPlan], policy: UnexportableDependencies) -> None:
     problems = []
     for address, plan in sorted(plans.items()):
@@ -173,6 +189,7 @@ async def build_export(request: ExportRequest) -> Export:
             }
         )
     _check_collisions(plans)
+    _report_shared_files(plans)
     _report_unexportable(plans, request.unexportable)
 
     commit = await Get(ExportCommit, ExportCommitRequest(request.allow_dirty))

@@ -237,3 +237,20 @@ def test_the_same_commit_exports_byte_identical_wheels(repo: Repo) -> None:
     ]
     for dist in first.dists:
         assert os.path.basename(repo.root).encode() not in dist.wheel.content
+
+
+def test_the_same_module_under_two_source_roots_warns(repo: Repo, caplog: pytest.LogCaptureFixture) -> None:
+    repo.commit(
+        {
+            "src/python/shared/BUILD": "python_sources()",
+            "src/python/shared/util.py": "A = 1\n",
+            "libs/shared/BUILD": "python_sources()",
+            "libs/shared/util.py": "A = 2\n",
+        }
+    )
+    with caplog.at_level(logging.WARNING):
+        export = repo.export(Address("src/python/shared"), Address("libs/shared"))
+    assert {d.name for d in export.dists} == {"monorepo.src.python.shared", "monorepo.libs.shared"}
+    warnings = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "shared/util.py would be installed by 2 dists" in warnings
+    assert "src/python/shared" in warnings and "libs/shared" in warnings
