@@ -19,7 +19,8 @@ from relay.store import Store
 
 logger = logging.getLogger("relay.materialize")
 
-DEFAULT_EXPORT_COMMAND = "{worktree}/pants export-dists --export-dists-output-dir={output_dir} ::"
+# --no-pantsd: a daemon started in a temporary worktree would outlive it.
+DEFAULT_EXPORT_COMMAND = "{worktree}/pants --no-pantsd export-dists --export-dists-output-dir={output_dir} ::"
 PLACEHOLDERS = ("{worktree}", "{output_dir}", "{sha}")
 LOG_TAIL_LINES = 40
 
