@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -17,9 +15,11 @@ import pytest
 from relay.auth import add_entry, password_entry
 from relay.contract import Export
 from relay.testing import fake_sha, write_export
+from tests.relay_process import RelayProcess as Relay
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
 def _find_uv() -> str | None:
     try:
         from uv import find_uv_bin  # the uv wheel ships the binary; Pants' test venvs have no bin/uv
@@ -32,50 +32,11 @@ def _find_uv() -> str | None:
 UV = _find_uv()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _client_env() -> dict[str, str]:
     """The machine's pip and uv settings (extra indexes, constraints) must not leak into the test."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", UV_NO_CONFIG="1")
     return env
-
-
-class Relay:
-    def __init__(self, store: Path, *args: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-        self.log = store.parent / f"relay-{self.port}.log"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "relay", "serve", "--store", str(store), "--host", "127.0.0.1",
-             "--port", str(self.port), "--shutdown-timeout", "5", *args],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"),
-        )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(self.url + "/-/health", timeout=1).read()
-                return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("relay did not start:\n" + self.log.read_text())
-                time.sleep(0.05)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
 
 
 @pytest.fixture

@@ -59,14 +59,17 @@ def fetch(url: str, *, accept: str | None = None, timeout: float = 60.0) -> Resp
 class RelayProcess:
     """`python -m relay serve --store STORE ARGS` on a free port of 127.0.0.1; stop() ends it."""
 
-    def __init__(self, store: Path, *args: str, log: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, store: Path, *args: str, log: Path | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
+        # Standard output and error (the access log among them); beside the store unless given.
+        self.log = log or store.parent / f"relay-{self.port}.log"
         # No PEX_* or PYTHONPATH of an enclosing sandbox: the relay (and the ./pants it may run in pull
         # mode) see a plain environment, plus the relay package itself.
         environment = {**clean_environment(), **(env or {}), "PYTHONPATH": str(RELAY_ROOT)}
-        with open(log, "ab") as log_file:
+        with open(self.log, "ab") as log_file:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "relay", "serve", "--store", str(store), "--host", "127.0.0.1",
                  "--port", str(self.port), "--shutdown-timeout", "5", *args],
