@@ -1,0 +1,192 @@
+"""Run the benchmarks (export, load, install, pull mode) and regenerate docs/benchmarks.md.
+
+Run through `bench/run`, which installs what is needed first. Every size and repetition count has a
+flag and an environment variable (`BENCH_<FLAG>`, e.g. BENCH_SIZES=100,1000); `--quick` is a smoke run.
+Results go to bench/out/results/<part>.json; the report is built from the parts present, so
+`--only serve` re-measures one part and keeps the others.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from generate_monorepo import Shape, generate
+from procs import OUT, PANTS, BenchError, install_cleanup, pants_env, stop_all
+import export_bench
+import install_bench
+import pull_bench
+import report
+import serve_bench
+import servers
+
+PARTS = ("export", "serve", "install", "pull")
+RESULTS = OUT / "results"
+
+FULL = {
+    "sizes": "100,1000,3000", "package_sizes": "100,1000", "pip_wheel_sizes": "100",
+    "cold_reps": 3, "warm_reps": 5, "incremental_reps": 3, "package_cold_reps": 2,
+    "corpus_targets": 200, "chain": 50, "wrk_duration": 10, "wrk_reps": 2, "wrk_connections": 32,
+    "install_reps": 3, "pull_reps": 2,
+}
+QUICK = {
+    "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
+    "cold_reps": 1, "warm_reps": 2, "incremental_reps": 1, "package_cold_reps": 1,
+    "corpus_targets": 60, "chain": 10, "wrk_duration": 2, "wrk_reps": 1, "wrk_connections": 32,
+    "install_reps": 1, "pull_reps": 1,
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    quick = "--quick" in argv
+    defaults = QUICK if quick else FULL
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: small sizes, one repetition")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts: {', '.join(PARTS)}")
+    parser.add_argument("--no-report", action="store_true", help="measure only; leave docs/ as it is")
+    for key, value in defaults.items():
+        flag = "--" + key.replace("_", "-")
+        env = "BENCH_" + key.upper()
+        parser.add_argument(flag, type=type(value), default=type(value)(os.environ.get(env, value)),
+                            help=f"(env {env}, default {value})")
+    for key, value in vars(Shape()).items():
+        if key in {"targets", "chain", "dists", "pyprojects"}:
+            continue
+        parser.add_argument("--shape-" + key.replace("_", "-"), dest=f"shape_{key}", type=type(value),
+                            default=type(value)(os.environ.get("BENCH_SHAPE_" + key.upper(), value)),
+                            help="monorepo shape (see bench/generate_monorepo.py)")
+    args = parser.parse_args(argv)
+    unknown = set(args.only.split(",")) - set(PARTS)
+    if unknown:
+        parser.error(f"--only: unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    return args
+
+
+def _shape(args: argparse.Namespace) -> Shape:
+    return Shape(**{key: getattr(args, f"shape_{key}") for key in vars(Shape())
+                    if hasattr(args, f"shape_{key}")})
+
+
+def _save(part: str, settings: dict[str, object], data: object, started: float) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "part": part,
+        "started": datetime.datetime.fromtimestamp(started).astimezone().isoformat(timespec="seconds"),
+        "seconds": round(time.time() - started, 1),
+        "settings": settings,
+        "data": data,
+    }
+    (RESULTS / f"{part}.json").write_text(json.dumps(payload, indent=2))
+
+
+def run_export(args: argparse.Namespace) -> None:
+    started = time.time()
+    settings = export_bench.ExportSettings(
+        sizes=_sizes(args.sizes), package_sizes=_sizes(args.package_sizes),
+        pip_wheel_sizes=_sizes(args.pip_wheel_sizes), cold_reps=args.cold_reps, warm_reps=args.warm_reps,
+        incremental_reps=args.incremental_reps, package_cold_reps=args.package_cold_reps, shape=_shape(args),
+    )
+    data = export_bench.run(settings, OUT / "venv" / "bin" / "python")
+    _save("export", {**{k: getattr(args, k) for k in ("sizes", "package_sizes", "pip_wheel_sizes", "cold_reps",
+                                                      "warm_reps", "incremental_reps", "package_cold_reps")},
+                     "shape": vars(settings.shape)}, data, started)
+
+
+def make_corpus(args: argparse.Namespace) -> servers.Corpus:
+    """A monorepo of `corpus_targets` targets with a `chain`-long chain, exported into a store."""
+    work = OUT / "corpus"
+    shutil.rmtree(work, ignore_errors=True)
+    shape = Shape(**{**vars(_shape(args)), "targets": args.corpus_targets, "chain": args.chain})
+    repo = generate(work / "monorepo", shape)
+    store = work / "store"
+    log(f"exporting the corpus ({args.corpus_targets} targets) into {store}")
+    env = pants_env({"PANTS_WORKDIR": str(work / "pants.d")})
+    result = subprocess.run([str(PANTS), "--no-pantsd", "export-dists", f"--export-dists-output-dir={store}", "::"],
+                            cwd=repo.path, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BenchError(f"exporting the corpus failed:\n{result.stderr[-3000:]}")
+    assert repo.chain_head is not None
+    return servers.load_corpus(store, repo.sha, repo.chain_head)
+
+
+def run_servers(args: argparse.Namespace, parts: set[str]) -> None:
+    started = time.time()
+    corpus = make_corpus(args)
+    work = OUT / "servers"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    log("starting nginx, the relay (auth off and on), pypiserver and devpi-server")
+    indexes = [servers.nginx(corpus, work), servers.relay(corpus, work, auth=False),
+               servers.relay(corpus, work, auth=True), servers.pypiserver(corpus, work), servers.devpi(corpus, work)]
+    corpus_info = {"projects": len(corpus.projects), "page_project": corpus.page_project, "wheel": corpus.wheel,
+                   "install_name": corpus.install_name, "install_count": corpus.install_count}
+    try:
+        if "serve" in parts:
+            load = serve_bench.LoadSettings(threads=2, connections=args.wrk_connections,
+                                            duration_s=args.wrk_duration, reps=args.wrk_reps)
+            rows = []
+            for index in indexes:
+                rows += serve_bench.load_test(index, load, log)
+            _save("serve", {"wrk": f"wrk -t2 -c{load.connections} -d{load.duration_s}s --latency",
+                            "reps": load.reps, "corpus": corpus_info}, rows, started)
+        if "install" in parts:
+            started = time.time()
+            python = sys.executable
+            rows = []
+            for index in indexes:
+                if index.name == "relay (auth)":
+                    continue
+                for client in ("pip", "uv"):
+                    rows.append(install_bench.install(index, corpus, client, args.install_reps, python, log))
+            _save("install", {"reps": args.install_reps, "corpus": corpus_info}, rows, started)
+    finally:
+        for index in indexes:
+            index.server.stop()
+
+
+def run_pull(args: argparse.Namespace) -> None:
+    started = time.time()
+    data = pull_bench.run(args.pull_reps, sys.executable, log)
+    _save("pull", {"reps": args.pull_reps}, data, started)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    install_cleanup()
+    parts = set(args.only.split(","))
+    run_started = datetime.datetime.now().astimezone()
+    log(f"parts: {', '.join(p for p in PARTS if p in parts)}{' (quick)' if args.quick else ''}")
+    try:
+        if "export" in parts:
+            run_export(args)
+        if parts & {"serve", "install"}:
+            run_servers(args, parts)
+        if "pull" in parts:
+            run_pull(args)
+    except BenchError as e:
+        log(f"FAILED: {e}")
+        return 1
+    finally:
+        stop_all()
+    if not args.no_report:
+        path = report.write(RESULTS, quick=args.quick, command=" ".join(["bench/run", *argv]), finished=run_started)
+        log(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,366 @@
+"""docs/benchmarks.md and its plot, from the results of bench/main.py (never edited by hand)."""
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+from typing import Any, Iterable
+
+from procs import BENCH, ROOT
+
+DOC = ROOT / "docs" / "benchmarks.md"
+PLOT = ROOT / "docs" / "benchmarks-export.png"
+NOTES = BENCH / "notes.md"
+
+# The issue's status-quo figures (one python_distribution per package, `pants package ::`).
+STATUS_QUO = {"cold_100_s": 28.2, "cold_1000_s": 110.0, "warm_s": 0.72, "incremental_s": 1.03, "rss_mb": 590.0}
+
+
+# ---------------------------------------------------------------- formatting
+
+def _num(value: float, digits: int) -> str:
+    if value != value:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def fmt(summary: Any, unit: str = "", digits: int = 2) -> str:
+    """`median (min-max)`, or the single value when there was one run."""
+    if not isinstance(summary, dict) or not summary.get("n"):
+        return "-"
+    median = _num(summary["median"], digits)
+    suffix = f" {unit}" if unit else ""
+    if summary["n"] == 1 or summary["min"] == summary["max"]:
+        return f"{median}{suffix}"
+    return f"{median}{suffix} ({_num(summary['min'], digits)}-{_num(summary['max'], digits)})"
+
+
+def table(header: list[str], rows: Iterable[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def median(summary: Any) -> float:
+    return summary["median"] if isinstance(summary, dict) and summary.get("n") else float("nan")
+
+
+# ---------------------------------------------------------------- machine
+
+def _run(argv: list[str]) -> str:
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except OSError:
+        return ""
+    return (result.stdout + result.stderr).strip()
+
+
+def machine() -> list[str]:
+    cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+    mem = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
+    os_release = Path("/etc/os-release").read_text() if Path("/etc/os-release").exists() else ""
+    pretty = re.search(r'PRETTY_NAME="([^"]+)"', os_release)
+    versions = []
+    for dist in ("pip", "uv", "aiohttp", "pypiserver", "waitress", "devpi-server"):
+        try:
+            versions.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    nginx = re.search(r"nginx/(\S+)", _run(["nginx", "-v"]) or _run(["/usr/sbin/nginx", "-v"]))
+    wrk = re.search(r"wrk (\S+)", _run(["wrk", "-v"]))
+    pants_python = _run([str(ROOT / "pants"), "--bootstrap-venv"])
+    pants_version = _run([f"{pants_python}/bin/python", "-c", "import sys; print(sys.version.split()[0])"])
+    return [
+        f"- CPU: {cpu.group(1).strip() if cpu else platform.processor()}, {os.cpu_count()} cores; "
+        f"RAM {int(mem.group(1)) / 1024 / 1024:.0f} GiB" if mem else "",
+        f"- OS: {pretty.group(1) if pretty else platform.platform()}, Linux {platform.release()}",
+        f"- Pants 2.17.1 on Python {pants_version} (./pants bootstrap); clients and servers on Python "
+        f"{platform.python_version()}",
+        f"- {', '.join(versions)}; nginx {nginx.group(1) if nginx else '?'}; wrk {wrk.group(1) if wrk else '?'}",
+    ]
+
+
+# ---------------------------------------------------------------- sections
+
+def _export_rows(export: list[dict[str, Any]]) -> list[list[str]]:
+    cold_export = {r["targets"]: median(r["cold_s"]) for r in export if r["tool"] == "export-dists"}
+    rows = []
+    for r in export:
+        ratio = ""
+        if r["tool"] != "export-dists" and r["targets"] in cold_export:
+            ratio = f"{median(r['cold_s']) / cold_export[r['targets']]:.1f}x export-dists"
+        rows.append([
+            r["tool"], str(r["targets"]), fmt(r.get("cold_s"), "s", 1), fmt(r.get("cold_rss_mb"), "MB", 0),
+            _num(r["pantsd_first_s"], 1) + " s" if "pantsd_first_s" in r else "-",
+            fmt(r.get("warm_s"), "s"), fmt(r.get("warm_native_s"), "s"), fmt(r.get("incremental_s"), "s"),
+            (f"{_num(r['pantsd_rss_mb'], 0)} MB (peak {_num(r['pantsd_peak_rss_mb'], 0)})"
+             if "pantsd_rss_mb" in r else "-"),
+            ratio or ("per package " + fmt(r["per_package_s"], "s") if "per_package_s" in r else ""),
+        ])
+    return rows
+
+
+def plot(export: list[dict[str, Any]]) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    styles = {"export-dists": ("o-", "tab:blue"), "package": ("s-", "tab:red"), "pip wheel": ("^", "tab:gray")}
+    for tool, (style, color) in styles.items():
+        points = sorted((r["targets"], r["cold_s"]) for r in export if r["tool"] == tool and r.get("cold_s", {}).get("n"))
+        if not points:
+            continue
+        xs = [p[0] for p in points]
+        ys = [p[1]["median"] for p in points]
+        errors = [[p[1]["median"] - p[1]["min"] for p in points], [p[1]["max"] - p[1]["median"] for p in points]]
+        label = {"export-dists": "pants export-dists :: (cold)", "package": "pants package :: (cold, one python_distribution each)",
+                 "pip wheel": "pip wheel per package (2 at a time)"}[tool]
+        ax.errorbar(xs, ys, yerr=errors, fmt=style, color=color, label=label, capsize=3)
+        warm = sorted((r["targets"], r["warm_s"]["median"]) for r in export if r["tool"] == tool and "warm_s" in r)
+        if warm:
+            ax.plot([w[0] for w in warm], [w[1] for w in warm], style.replace("-", "--"), color=color, alpha=0.6,
+                    label=f"{tool}, pantsd up, nothing changed")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("targets (one dist each)")
+    ax.set_ylabel("seconds (median, bars: min-max)")
+    ax.set_title("Export time against target count")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(PLOT)
+    plt.close(fig)
+    return True
+
+
+def _find(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
+
+
+def targets(results: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Each target of the issue: the figure it compares, and whether it is met."""
+    rows: list[list[str]] = []
+
+    def add(target: str, measured: str, met: bool | None) -> None:
+        rows.append([target, measured, "n/a" if met is None else ("**met**" if met else "**missed**")])
+
+    export = results.get("export", {}).get("data", [])
+    ed = _find(export, tool="export-dists", targets=1000)
+    pk = _find(export, tool="package", targets=1000)
+    if ed:
+        cold = median(ed["cold_s"])
+        if pk:
+            ref, source = median(pk["cold_s"]), "package measured in this run"
+        else:
+            ref, source = STATUS_QUO["cold_1000_s"], "the issue's estimate for package"
+        add("1,000 targets cold: >= 10x faster than `package` cold", f"{cold:.1f} s vs {ref:.1f} s ({source}): "
+            f"{ref / cold:.1f}x", ref / cold >= 10)
+        warm = median(ed.get("warm_s"))
+        native = median(ed.get("warm_native_s"))
+        add("1,000 targets, pantsd up, nothing changed: <= 0.7 s", f"{warm:.2f} s with ./pants; {native:.2f} s with "
+            "Pants' native client", warm <= 0.7)
+        inc = median(ed.get("incremental_s"))
+        add("1,000 targets, pantsd up, one leaf edited + commit: <= 1.0 s", f"{inc:.2f} s", inc <= 1.0)
+        rss = median(ed["cold_rss_mb"])
+        ref_rss, source = (median(pk["cold_rss_mb"]), "package, 1,000, this run") if pk else (STATUS_QUO["rss_mb"], "issue")
+        add("peak memory no worse than the status quo", f"cold {rss:.0f} MB vs {ref_rss:.0f} MB ({source}); "
+            f"pantsd {ed.get('pantsd_peak_rss_mb', float('nan')):.0f} MB peak", rss <= ref_rss)
+    else:
+        add("1,000-target export targets", "1,000 targets not measured in this run", None)
+    big = _find(export, tool="export-dists", targets=3000)
+    if big:
+        add("3,000 targets cold: < 60 s", fmt(big["cold_s"], "s", 1), median(big["cold_s"]) < 60)
+    else:
+        add("3,000 targets cold: < 60 s", "not measured in this run", None)
+
+    serve = results.get("serve", {}).get("data", [])
+    for endpoint in ("page (HTML)", "page (JSON)", "wheel"):
+        nginx = _find(serve, server="nginx (static simple/)", endpoint=endpoint) or _find(
+            serve, server="nginx (static simple/)", endpoint="page (HTML)")
+        devpi = _find(serve, server="devpi-server", endpoint=endpoint)
+        for name in ("relay", "relay (auth)"):
+            relay = _find(serve, server=name, endpoint=endpoint)
+            if not relay or "rps" not in relay or not nginx or "rps" not in nginx:
+                continue
+            rps, p99 = median(relay["rps"]), median(relay["p99_ms"])
+            n_rps = median(nginx["rps"])
+            d_rps = median(devpi["rps"]) if devpi and "rps" in devpi else float("nan")
+            met = rps >= n_rps / 4 and (d_rps != d_rps or rps >= 10 * d_rps) and p99 < 10
+            add(f"{name}, {endpoint}: >= 1/4 nginx, >= 10x devpi, p99 < 10 ms",
+                f"{rps:,.0f} req/s = {rps / n_rps:.2f} of nginx, {rps / d_rps:.1f}x devpi; p99 {p99:.1f} ms", met)
+
+    install = results.get("install", {}).get("data", [])
+    for client in ("pip", "uv"):
+        relay = _find(install, server="relay", client=client)
+        nginx = _find(install, server="nginx (static simple/)", client=client)
+        if relay and nginx:
+            r, n = median(relay["seconds"]), median(nginx["seconds"])
+            extra = relay.get("metadata_only_wheel_downloads", 0)
+            req = relay.get("requests", {})
+            add(f"`{client} install` of the {relay['dists']}-dist chain from the relay: within 1.1x of nginx, "
+                "no wheel downloaded for metadata",
+                f"{r:.2f} s vs {n:.2f} s = {r / n:.2f}x; {req.get('metadata', '?')} .metadata and "
+                f"{req.get('whl', '?')} wheel requests: {extra} wheels fetched only for metadata",
+                r <= 1.1 * n and extra == 0)
+
+    pull = results.get("pull", {}).get("data")
+    if pull:
+        first, second = median(pull["first_commit_s"]), median(pull["second_commit_s"])
+        add("pull mode: unseen commit of the example answered in < 30 s cold", f"{first:.1f} s", first < 30)
+        add("pull mode: a second commit faster than the first", f"{second:.1f} s vs {first:.1f} s", second < first)
+    return rows
+
+
+def write(results_dir: Path, *, quick: bool, command: str, finished: datetime.datetime) -> Path:
+    results = {}
+    for path in sorted(results_dir.glob("*.json")):
+        payload = json.loads(path.read_text())
+        results[payload["part"]] = payload
+    out: list[str] = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by bench/run (bench/report.py) from bench/out/results/; do not edit by hand. -->",
+        "",
+        f"Generated by `{command}` on {finished.strftime('%Y-%m-%d %H:%M %Z')}."
+        + (" **This is a `--quick` smoke run: sizes and repetitions are too small to compare.**" if quick else ""),
+        "Each part's own start time and settings are listed with it. Figures are medians over the repeated "
+        "runs, with the min-max spread in parentheses.",
+        "",
+        "Run it yourself: `bench/run` (about 35 minutes on 2 cores; `bench/run --quick` for a smoke run, "
+        "`bench/run --help` for the sizes and repetition counts, e.g. `BENCH_SIZES=100,1000`).",
+        "",
+        "## Machine",
+        "",
+        *[line for line in machine() if line],
+        f"- load average when the report was written: {os.getloadavg()[0]:.2f} (1 min)",
+        "",
+        "## Targets (from the issue)",
+        "",
+        table(["target", "measured", ""], targets(results)),
+        "",
+    ]
+    export = results.get("export")
+    if export:
+        s = export["settings"]
+        out += [
+            "## Export",
+            "",
+            f"Started {export['started']}, {export['seconds']:.0f} s in all. Synthetic monorepos from "
+            f"`bench/generate_monorepo.py` (shape {json.dumps({k: v for k, v in s['shape'].items() if k not in ('targets', 'chain', 'dists', 'pyprojects')})}): "
+            "one `python_sources` per directory.",
+            "",
+            "- **cold**: `./pants --no-pantsd export-dists --export-dists-output-dir=DIR ::` with empty "
+            "Pants caches (`PANTS_LOCAL_STORE_DIR`, `PANTS_NAMED_CACHES_DIR`, `PANTS_WORKDIR` in a new "
+            f"directory; the bootstrap's venv is kept), {s['cold_reps']} runs "
+            f"({s['package_cold_reps']} for `package`); peak RSS of the Pants process (`/usr/bin/time -v`).",
+            "- **pantsd first**: the first run with pantsd (it starts the daemon, caches empty).",
+            f"- **warm**: pantsd up, nothing changed, {s['warm_reps']} runs, through `./pants` (a Python "
+            "client) and through Pants' own native client (`pants/bin/native_client` from the Pants wheel, "
+            "`_PANTS_SERVER_EXE` set), same options and environment.",
+            f"- **incremental**: one module of a leaf target edited and committed, then the goal, "
+            f"{s['incremental_reps']} runs.",
+            "- **pantsd RSS**: the daemon's resident memory at the end (VmRSS, and VmHWM as peak).",
+            "- **package**: the same monorepo with a `python_distribution(provides=python_artifact(...), "
+            "sdist=False)` beside every `python_sources`: `./pants package ::` (setuptools per dist, in "
+            "Pants' sandboxes, 2 at a time); pantsd runs only at the smallest size.",
+            "- **pip wheel**: a setuptools `pyproject.toml` per package, `pip wheel --no-deps` of each "
+            "(build isolation, setuptools from a warm pip cache), 2 at a time.",
+            "",
+            table(["tool", "targets", "cold", "cold peak RSS", "pantsd first", "warm (./pants)",
+                   "warm (native client)", "incremental", "pantsd RSS", "cold ratio"], _export_rows(export["data"])),
+            "",
+        ]
+        if plot(export["data"]):
+            out += [f"![export time against target count]({PLOT.name})", ""]
+    serve = results.get("serve")
+    if serve:
+        s = serve["settings"]
+        corpus = s["corpus"]
+        rows = []
+        rss = {r["server"]: r["rss_mb"] for r in serve["data"] if "rss_mb" in r}
+        for r in serve["data"]:
+            if "rss_mb" in r:
+                continue
+            if "skipped" in r:
+                rows.append([r["server"], r["endpoint"], "-", "-", "-", f"not served: {r['skipped']}"])
+                continue
+            rows.append([r["server"], r["endpoint"], fmt(r["rps"], "", 0), fmt(r["p50_ms"], "ms"),
+                         fmt(r["p99_ms"], "ms"), f"{r['bytes']:,} B {r['content_type']}; errors {int(r['errors'])}; "
+                         f"server RSS {rss.get(r['server'], float('nan')):.0f} MB"])
+        out += [
+            "## Index servers under load",
+            "",
+            f"Started {serve['started']}. `{s['wrk']}`, {s['reps']} runs each, all on 127.0.0.1 and on the "
+            f"same 2 cores as the server. Corpus: one export of a {corpus['projects']}-project synthetic "
+            f"monorepo. Page: `{corpus['page_project']}`; wheel: `{corpus['wheel']}`.",
+            "",
+            "- **relay**: `python -m relay serve --store STORE` (aiohttp, one process, access log on), pages "
+            "of `/main/simple/` (the branch index), the wheel under `/<sha>/`; **relay (auth)** the same with "
+            "`--auth-file` and HTTP basic credentials on every request.",
+            "- **pypiserver**: `pypi-server run --server auto --backend cached-dir` (bottle picks waitress, installed) over the same wheels.",
+            "- **devpi-server**: `--offline-mode`, the wheels uploaded into a non-volatile index `root/bench` "
+            "with no bases.",
+            "- **nginx**: Debian's nginx serving the export directory (`<sha>/simple/<project>/index.html` and "
+            "the wheels) as static files, `worker_processes auto`, access log on.",
+            "",
+            table(["server", "request", "req/s", "p50", "p99", "notes"], rows),
+            "",
+        ]
+    install = results.get("install")
+    if install:
+        s = install["settings"]
+        rows = []
+        for r in install["data"]:
+            req = r.get("requests")
+            rows.append([r["server"], r["client"], fmt(r["seconds"], "s"),
+                         (f"{req['pages']} pages, {req['metadata']} .metadata, {req['whl']} wheels"
+                          if req else "-")])
+        out += [
+            "## Installs",
+            "",
+            f"Started {install['started']}. `{s['corpus']['install_name']}` and its chain of "
+            f"{s['corpus']['install_count']} first-party dists (each requires the next, pinned `==`), "
+            f"into a new venv (`python -m venv --without-pip`), no cache, only the index under test, "
+            f"{s['reps']} runs each:",
+            "",
+            "- pip: `pip --python VENV/bin/python install --no-cache-dir --index-url URL NAME`",
+            "- uv: `uv pip install --no-cache --python VENV/bin/python --index-url URL NAME`",
+            "",
+            "Requests are counted from the relay's access log.",
+            "",
+            table(["server", "client", "seconds", "relay requests"], rows),
+            "",
+        ]
+    pull = results.get("pull")
+    if pull:
+        d = pull["data"]
+        out += [
+            "## Pull mode",
+            "",
+            f"Started {pull['started']}. The example monorepo (`tests/example_repo.py`, two commits) served "
+            "by `python -m relay serve --repo REPO --store EMPTY --export-command '<checkout>/pants "
+            "--no-pantsd export-dists --export-dists-output-dir={output_dir} ::'` with empty Pants caches; "
+            "time from the request for `/<sha>/simple/` to its answer, which includes the worktree, the "
+            f"whole Pants run and moving the export into the store. {d['reps']} runs, each with a new "
+            "repository and new caches.",
+            "",
+            table(["request", "seconds"], [
+                ["first commit (never exported, caches empty)", fmt(d["first_commit_s"], "s", 1)],
+                ["second commit (never exported, Pants' caches from the first)", fmt(d["second_commit_s"], "s", 1)],
+            ]),
+            "",
+        ]
+    if NOTES.exists():
+        out += [NOTES.read_text().rstrip(), ""]
+    DOC.write_text("\n".join(out))
+    return DOC
