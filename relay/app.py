@@ -19,7 +19,8 @@ from relay import render
 from relay.auth import Authenticator
 from relay.materialize import Materializer
 from relay.refs import RefError, Refs, View
-from relay.store import EvictionPolicy, Store
+from relay.contract import ContractError
+from relay.store import EvictionPolicy, FileCache, Store
 
 logger = logging.getLogger("relay")
 access_logger = logging.getLogger("relay.access")
@@ -40,11 +41,14 @@ class Settings:
     branch_max_age: int = 60
     policy: EvictionPolicy = EvictionPolicy()
     evict_interval: float = 600.0
+    # Small wheels and .metadata files kept in memory (0: always read from disk).
+    memory_cache_bytes: int = 128 * 1024 * 1024
 
 
 STORE = web.AppKey("store", Store)
 REFS = web.AppKey("refs", Refs)
 PAGES = web.AppKey("pages", render.PageCache)
+FILES = web.AppKey("files", FileCache)
 SETTINGS = web.AppKey("settings", Settings)
 AUTH = web.AppKey("auth", Authenticator)
 MATERIALIZER = web.AppKey("materializer", Materializer)
@@ -236,12 +240,33 @@ async def dist_file(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     for export in view.exports:
         path = store.file(export.key, filename)
-        if path is None:
+        digest = export.digest(filename)
+        if path is None or digest is None:
             continue
+        sha256, size = digest
         kind = "application/octet-stream" if filename.endswith(".whl") else "text/plain; charset=utf-8"
-        headers = {"Cache-Control": _cache_control(request, view), "Content-Type": kind}
+        headers = {
+            "Cache-Control": _cache_control(request, view),
+            "Content-Type": kind,
+            # The content's own hash: the same file has the same ETag under every ref.
+            "ETag": f'"{sha256}"',
+        }
         store.touch(export.key)
-        return _LeasedFileResponse(store, export.key, path, headers=headers)
+        if _etag_matches(request, headers["ETag"]):
+            return web.Response(status=304, headers=headers)
+        cache = request.app[FILES]
+        if not cache.fits(size):
+            return _LeasedFileResponse(store, export.key, path, headers=headers)
+        body = cache.get(sha256)
+        if body is None:
+            with store.lease(export.key):
+                try:
+                    body = await asyncio.get_running_loop().run_in_executor(None, cache.load, path, sha256)
+                except (OSError, ContractError) as e:
+                    logger.error("serving %s of %s: %s", filename, export.key, e)
+                    raise RefError(502, f"the export {export.key} is damaged: {filename} cannot be served")
+            cache.put(sha256, body)
+        return web.Response(body=body, headers=headers)
     raise RefError(404, f"no file {filename!r} at {view.ref!r}")
 
 
@@ -338,6 +363,7 @@ def create_app(
     app[STORE] = store
     app[REFS] = refs if refs is not None else Refs(store)
     app[PAGES] = render.PageCache()
+    app[FILES] = FileCache(settings.memory_cache_bytes)
     app[SETTINGS] = settings
     if auth is not None:
         app[AUTH] = auth

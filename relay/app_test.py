@@ -161,6 +161,53 @@ async def test_files_and_metadata(client: TestClient, exports: list[Export], sto
     assert (await client.get(f"/{export.sha}/extra-1.0-py3-none-any.whl")).status == 404
 
 
+async def test_files_carry_their_sha256_as_etag_and_come_from_memory(
+    make_client: MakeClient, exports: list[Export], store_dir: Path
+) -> None:
+    client = await make_client()
+    export = exports[2]
+    dist = export.dist("monorepo-chain-a")
+    assert dist is not None
+    url = f"/{export.sha}/{dist.filename}"
+    first = await client.get(url)
+    assert first.headers["ETag"] == f'"{dist.sha256}"'
+    assert (await client.get(url, headers={"If-None-Match": f'"{dist.sha256}"'})).status == 304
+    # Served from memory once read: the bytes on disk are no longer consulted.
+    (store_dir / export.key / dist.filename).write_bytes(b"changed behind the relay's back")
+    again = await client.get(url)
+    assert hashlib.sha256(await again.read()).hexdigest() == dist.sha256
+
+
+async def test_a_file_that_does_not_match_its_manifest_is_not_served(
+    make_client: MakeClient, exports: list[Export], store_dir: Path
+) -> None:
+    client = await make_client()
+    export = exports[2]
+    dist = export.dist("monorepo-chain-a")
+    assert dist is not None
+    path = store_dir / export.key / dist.filename
+    path.write_bytes(b"x" * path.stat().st_size)  # same size, other bytes
+    response = await client.get(f"/{export.sha}/{dist.filename}")
+    assert response.status == 502
+    assert "damaged" in await response.text()
+
+
+async def test_without_the_memory_cache_files_stream_from_disk(
+    make_client: MakeClient, exports: list[Export]
+) -> None:
+    client = await make_client(Settings(memory_cache_bytes=0))
+    export = exports[2]
+    dist = export.dist("monorepo-chain-a")
+    assert dist is not None
+    response = await client.get(f"/{export.sha}/{dist.filename}")
+    assert response.status == 200
+    assert hashlib.sha256(await response.read()).hexdigest() == dist.sha256
+    # Streamed files get aiohttp's own ETag (mtime and size); either ETag revalidates.
+    for etag in (response.headers["ETag"], f'"{dist.sha256}"'):
+        revalidated = await client.get(f"/{export.sha}/{dist.filename}", headers={"If-None-Match": etag})
+        assert revalidated.status == 304
+
+
 async def test_head_on_every_route(client: TestClient, exports: list[Export]) -> None:
     dist = exports[0].dist("monorepo-tools")
     assert dist is not None

@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     keep.add_argument("--max-size", type=parse_size, default=None, metavar="SIZE",
                       help="evict least recently used exports beyond this total, e.g. 20G "
                            "(default: no cap)")
+    keep.add_argument("--memory-cache", type=parse_size, default=128 * 1024 * 1024, metavar="SIZE",
+                      help="keep up to SIZE of small wheels and .metadata files in memory (files "
+                           "are immutable under their sha256); 0 reads every file from disk "
+                           "(default: 128M)")
     net = serve.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     net.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
@@ -236,6 +240,7 @@ def serve_command(args: argparse.Namespace) -> int:
         upstream=args.upstream,
         namespaces=tuple(args.namespace),
         branch_max_age=args.branch_max_age,
+        memory_cache_bytes=args.memory_cache or 0,
         policy=EvictionPolicy(
             max_age_seconds=args.max_age_days * 86400 if args.max_age_days > 0 else None,
             max_size_bytes=args.max_size,

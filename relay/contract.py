@@ -64,12 +64,16 @@ class Export:
     dists: tuple[Dist, ...]
     _by_project: Mapping[str, Dist] = field(init=False, repr=False, compare=False)
     filenames: frozenset[str] = field(init=False, repr=False, compare=False)
+    _digests: Mapping[str, tuple[str, int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Derived lookups, computed once: the relay asks them on every request.
         object.__setattr__(self, "_by_project", {d.project: d for d in self.dists})
         files = frozenset(n for d in self.dists for n in (d.filename, d.metadata_filename))
         object.__setattr__(self, "filenames", files)
+        digests = {d.filename: (d.sha256, d.size) for d in self.dists}
+        digests.update({d.metadata_filename: (d.metadata_sha256, d.metadata_size) for d in self.dists})
+        object.__setattr__(self, "_digests", digests)
 
     @property
     def key(self) -> str:
@@ -78,6 +82,10 @@ class Export:
 
     def dist(self, project: str) -> Dist | None:
         return self._by_project.get(project)
+
+    def digest(self, filename: str) -> tuple[str, int] | None:
+        """The sha256 and size the manifest records for one of its files."""
+        return self._digests.get(filename)
 
     @property
     def projects(self) -> tuple[str, ...]:

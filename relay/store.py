@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -11,6 +12,7 @@ import stat
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -327,3 +329,45 @@ class DiskStore(Store):
                 and now - entry.stat(follow_symlinks=False).st_mtime > STALE_STAGING_SECONDS
             ):
                 shutil.rmtree(entry.path, ignore_errors=True)
+
+
+class FileCache:
+    """Small immutable files (wheels, .metadata) in memory, keyed by their sha256, least recently
+    used out first.
+
+    An export's files never change under their manifest's hashes, so a hit is always right, and a
+    dirty re-export with new bytes simply has new keys. Files are checked against the manifest's
+    sha256 once, when they are first read.
+    """
+
+    def __init__(self, max_bytes: int = 128 * 1024 * 1024, max_file_bytes: int = 4 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self.max_file_bytes = min(max_file_bytes, max_bytes)
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+
+    def fits(self, size: int) -> bool:
+        return size <= self.max_file_bytes
+
+    def get(self, sha256: str) -> bytes | None:
+        body = self._entries.get(sha256)
+        if body is not None:
+            self._entries.move_to_end(sha256)
+        return body
+
+    def load(self, path: Path, sha256: str) -> bytes:
+        """Read `path` (off the event loop: call it in an executor) and check it is `sha256`."""
+        body = path.read_bytes()
+        if hashlib.sha256(body).hexdigest() != sha256:
+            raise ContractError(f"{path} does not match the sha256 its manifest records")
+        return body
+
+    def put(self, sha256: str, body: bytes) -> None:
+        if not self.fits(len(body)) or sha256 in self._entries:
+            return
+        self._entries[sha256] = body
+        self._bytes += len(body)
+        while self._bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= len(evicted)
+
