@@ -34,7 +34,8 @@ from pants.engine.target import (
     Target,
     TargetGenerator,
     Targets,
-    UnexpandedTargets,
+    WrappedTarget,
+    WrappedTargetRequest,
 )
 from pants.source.source_root import SourceRootRequest, SourceRoot, SourceRootsRequest, SourceRootsResult
 from pants.util.strutil import softwrap
@@ -105,10 +106,21 @@ def _classify(target: Target, include_test_utils: bool) -> tuple[DistKind | None
     )
 
 
+# Targets are looked up one address at a time (WrappedTarget), never as `Get(..., Addresses(...))`:
+# in Pants 2.17 every `Collection` has the same hash (`__hash__ = typing.Tuple.__hash__`), so the
+# engine compares each new `Addresses` param with every one it interned before. With one lookup per
+# dist that is quadratic in the number of dists: 7 s of a 40 s cold export of 1,000 targets.
+_ORIGIN = "the export-dists goal"
+
+
+async def _target(address: Address) -> Target:
+    wrapped = await Get(WrappedTarget, WrappedTargetRequest(address, description_of_origin=_ORIGIN))
+    return wrapped.target
+
+
 @rule(desc="Name a dist")
 async def dist_identity(request: DistIdentityRequest) -> DistIdentity:
-    targets = await Get(UnexpandedTargets, Addresses([request.address]))
-    target = targets[0]
+    target = await _target(request.address)
     kind, reason = _classify(target, request.settings.include_test_utils)
     if kind is None:
         return DistIdentity(request.address, target.alias, None, None, reason)
@@ -210,18 +222,30 @@ def requires_python_for(constraints: InterpreterConstraints | None) -> str | Non
 
 async def _members(target: Target) -> tuple[Target, ...]:
     """The file-level targets a generator owns (or the target itself)."""
-    # Expanding an address replaces a target generator with the targets it generates.
-    expanded = await Get(Targets, Addresses([target.address]))
-    return tuple(expanded) or (target,)
+    if not isinstance(target, TargetGenerator):
+        return (target,)
+    if not target.has_field(Dependencies):
+        # e.g. an explicit dependency on a python_requirements generator: rare, so the engine's own
+        # expansion (one Addresses param each) costs nothing here.
+        return tuple(await Get(Targets, Addresses([target.address]))) or (target,)
+    # A target generator's dependencies are the targets it generates (plus its explicit ones).
+    dependencies = await Get(Addresses, DependenciesRequest(target[Dependencies]))
+    generated = sorted(
+        a for a in dependencies if a.is_generated_target and a.maybe_convert_to_target_generator() == target.address
+    )
+    expanded = await MultiGet(
+        Get(WrappedTarget, WrappedTargetRequest(a, description_of_origin=_ORIGIN)) for a in generated
+    )
+    return tuple(w.target for w in expanded) or (target,)
 
 
 @rule(desc="Plan a dist")
 async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> DistPlan:
-    identity, targets = await MultiGet(
+    identity, wrapped = await MultiGet(
         Get(DistIdentity, DistIdentityRequest(request.address, request.settings)),
-        Get(UnexpandedTargets, Addresses([request.address])),
+        Get(WrappedTarget, WrappedTargetRequest(request.address, description_of_origin=_ORIGIN)),
     )
-    members = await _members(targets[0])
+    members = await _members(wrapped.target)
     member_sources = [m[SourcesField] for m in members if m.has_field(SourcesField)]
     source_files = await Get(SourceFiles, SourceFilesRequest(member_sources))
     resolved = await MultiGet(Get(Addresses, DependenciesRequest(m[Dependencies])) for m in members)
@@ -254,15 +278,17 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
 
     member_addresses = {m.address for m in members} | {request.address}
     external = [edge for edge in edges if edge.target not in member_addresses]
-    dependency_targets = await Get(
-        UnexpandedTargets, Addresses(sorted({edge.target for edge in external}))
+    wrapped_dependencies = await MultiGet(
+        Get(WrappedTarget, WrappedTargetRequest(a, description_of_origin=_ORIGIN))
+        for a in sorted({edge.target for edge in external})
     )
+    dependency_targets = [w.target for w in wrapped_dependencies]
     by_address = {t.address: t for t in dependency_targets}
     # An explicit dependency on a `python_requirements` generator means all of its requirements.
     generators = [
         t for t in dependency_targets if isinstance(t, TargetGenerator) and not t.has_field(PythonRequirementsField)
     ]
-    generated = await MultiGet(Get(Targets, Addresses([t.address])) for t in generators)
+    generated = [await _members(t) for t in generators]
     requirement_targets: dict[Address, tuple[Target, ...]] = {
         t.address: requirements
         for t, found in zip(generators, generated)
