@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import inspect
 import logging
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -134,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     net = serve.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     net.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
+    net.add_argument("--workers", type=_positive(int), default=1, metavar="N",
+                     help="serve from N processes sharing one listening socket, e.g. one per core; "
+                          "pull-mode builds are still one per commit (default: %(default)s)")
     net.add_argument("--auth-file", type=Path, metavar="FILE",
                      help="require credentials listed in FILE (see `relay passwd` and `relay token`); "
                           "/-/health stays open")
@@ -257,18 +264,56 @@ def serve_command(args: argparse.Namespace) -> int:
     limits = {"max_line_size": 8190, "max_field_size": 8190}
     if not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(web.run_app).parameters.values()):
         limits = {}
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        shutdown_timeout=args.shutdown_timeout,
-        access_log=None if args.no_access_log else logging.getLogger("relay.access"),
-        access_log_class=AccessLogger,
-        print=None,
-        **limits,  # type: ignore[arg-type]
-    )
+    # Several workers accept on one socket bound before they fork: the kernel spreads connections.
+    sock = _listen(args.host, args.port) if args.workers > 1 else None
+    children = _fork(args.workers - 1) if sock is not None else []
+    try:
+        web.run_app(
+            app,
+            host=None if sock else args.host,
+            port=None if sock else args.port,
+            sock=sock,
+            shutdown_timeout=args.shutdown_timeout,
+            access_log=None if args.no_access_log else logging.getLogger("relay.access"),
+            access_log_class=AccessLogger,
+            print=None,
+            **limits,  # type: ignore[arg-type]
+        )
+    finally:
+        _stop(children)
     logger.info("stopped")
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _fork(count: int) -> list[int]:
+    """Fork `count` worker processes; in a worker, returns no children (it serves and exits)."""
+    children: list[int] = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            return []
+        children.append(pid)
+    return children
+
+
+def _stop(children: list[int]) -> None:
+    """A worker's parent stops its workers the way it was stopped: gracefully, then waits."""
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def passwd_command(args: argparse.Namespace) -> int:

@@ -163,3 +163,19 @@ def test_pull_mode_process_builds_once_for_concurrent_requests(tmp_path: Path) -
         assert _installed(python).split() == [f"0.1+g{head[:12]}", head]
     finally:
         server.stop()
+
+
+def test_several_workers_share_the_port_and_stop_together(store_dir: Path, chain: list[Export]) -> None:
+    server = Relay(store_dir, "--workers", "2")
+    try:
+        workers = subprocess.run(
+            ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(workers) == 1, "one forked worker beside the first process"
+        for _ in range(20):
+            with urllib.request.urlopen(f"{server.url}/main/simple/monorepo-chain-a/", timeout=5) as page:
+                assert chain[1].version in page.read().decode()
+    finally:
+        assert server.stop() == 0
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the relay"
