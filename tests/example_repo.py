@@ -27,6 +27,16 @@ REPO_ROOT = _find_repo_root()
 EXAMPLE_DIR = REPO_ROOT / "examples" / "monorepo"
 PANTS = REPO_ROOT / "pants"
 
+# The example's deep target and its first-party chain, deepest import last (see its README).
+DEEP_DIST = "monorepo.src.python.wordcount.app"
+DEEP_CHAIN = (
+    "monorepo.src.python.wordcount.app",
+    "monorepo.src.python.wordcount.service",
+    "monorepo.libs.py.textkit.core",
+    "monorepo.libs.py.textkit.util",
+    "monorepo.libs.py.textkit.base",
+)
+
 # The module the history commits after the first one edit: a leaf of the deep chain, so every
 # commit changes a real dist.
 HISTORY_MODULE = "libs/py/textkit/base/tokens.py"

@@ -11,17 +11,11 @@ from packaging.metadata import Metadata
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from tests.example_repo import ExampleRepo, make_example_repo
+from tests.example_repo import DEEP_CHAIN, DEEP_DIST, ExampleRepo, make_example_repo
 from tests.venvs import make_venv
 
-DEEP = "monorepo.src.python.wordcount.app"
-CHAIN = (
-    "monorepo.src.python.wordcount.app",
-    "monorepo.src.python.wordcount.service",
-    "monorepo.libs.py.textkit.core",
-    "monorepo.libs.py.textkit.util",
-    "monorepo.libs.py.textkit.base",
-)
+DEEP = DEEP_DIST
+CHAIN = DEEP_CHAIN
 
 
 @pytest.fixture(scope="module")

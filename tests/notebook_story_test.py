@@ -18,18 +18,12 @@ from typing import Iterator
 import pytest
 from packaging.version import Version
 
-from tests.example_repo import PANTS, ExampleRepo, make_example_repo
+from tests.example_repo import DEEP_CHAIN, DEEP_DIST, PANTS, ExampleRepo, make_example_repo
 from tests.notebook import Notebook, ca_bundle, python_for, run
 from tests.relay_process import RELAY_ROOT, RelayProcess, StaticIndex
 
-DEEP = "monorepo.src.python.wordcount.app"
-CHAIN = (
-    "monorepo.src.python.wordcount.app",
-    "monorepo.src.python.wordcount.service",
-    "monorepo.libs.py.textkit.core",
-    "monorepo.libs.py.textkit.util",
-    "monorepo.libs.py.textkit.base",
-)
+DEEP = DEEP_DIST
+CHAIN = DEEP_CHAIN
 # Everything DEEP needs: its chain plus what report and core bring along.
 CLOSURE = frozenset(
     CHAIN
