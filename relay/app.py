@@ -66,7 +66,7 @@ class AccessLogger(AbstractAccessLogger):
             response.status,
             time * 1000,
             request.remote,
-            response.body_length,
+            response.body_length or response.content_length or 0,
         )
 
 

@@ -131,6 +131,7 @@ def test_graceful_stop_and_request_log(relay: Relay) -> None:
     line = [l for l in relay.log.read_text().splitlines() if 'path="/main/simple/"' in l][0]
     for field in ("method=GET", "status=200", "ms=", "client=127.0.0.1"):
         assert field in line
+    assert int(line.rsplit("bytes=", 1)[1]) > 0, line
 
 
 def test_pull_mode_process_builds_once_for_concurrent_requests(tmp_path: Path) -> None:
