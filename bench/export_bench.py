@@ -74,9 +74,11 @@ def measure_tool(kind: str, repo: GeneratedRepo, settings: ExportSettings, cold_
                  with_pantsd: bool) -> dict[str, object]:
     """Cold (no pantsd, empty caches), then first run with pantsd, warm and incremental runs."""
     n = repo.shape.targets
-    args_for: Callable[[Path], list[str]] = (
-        (lambda cache: _export_args(cache / "out")) if kind == "export-dists" else (lambda cache: _package_args())
-    )
+    args_for: Callable[[Path], list[str]] = {
+        "export-dists": lambda cache: _export_args(cache / "out"),
+        "package": lambda cache: _package_args(),
+        "dependencies": lambda cache: ["dependencies", "::"],
+    }[kind]
     result: dict[str, object] = {"tool": kind, "targets": n}
     cold = []
     for rep in range(cold_reps):
@@ -85,7 +87,8 @@ def measure_tool(kind: str, repo: GeneratedRepo, settings: ExportSettings, cold_
         try:
             timed = run_timed(_pants(args_for(cache), pantsd=False), cwd=repo.path,
                               env=pants_env(cache_env(cache)))
-            _check_output(kind, repo.path, timed.output, cache, n)
+            if kind != "dependencies":
+                _check_output(kind, repo.path, timed.output, cache, n)
         finally:
             shutil.rmtree(cache, ignore_errors=True)
         log(f"{kind} {n} targets cold #{rep + 1}: {timed.seconds:.1f} s, {timed.max_rss_mb:.0f} MB")
@@ -112,13 +115,12 @@ def measure_tool(kind: str, repo: GeneratedRepo, settings: ExportSettings, cold_
         log(f"{kind} {n} targets warm: " + ", ".join(f"{t.seconds:.2f}" for t in warm) + " s")
         result["warm_s"] = summarize([t.seconds for t in warm])
         result["warm_client_rss_mb"] = summarize([t.max_rss_mb for t in warm])
-        native = native_client_argv()
-        if native:
-            native_env = {**bootstrap_env(), **env, "_PANTS_SERVER_EXE": str(bootstrap_venv() / "bin" / "pants")}
-            warm_native = [run_timed([*native, *args_for(cache)], cwd=repo.path, env=native_env)
-                           for _ in range(settings.warm_reps)]
-            log(f"{kind} {n} targets warm, native client: " + ", ".join(f"{t.seconds:.2f}" for t in warm_native) + " s")
-            result["warm_native_s"] = summarize([t.seconds for t in warm_native])
+        # ./pants talks to pantsd through Pants' native (Rust) client; the Python client, for comparison.
+        python_client_env = {**env, "EXPORT_DISTS_NATIVE_CLIENT": "0"}
+        warm_python = [run_timed(_pants(args_for(cache), pantsd=True), cwd=repo.path, env=python_client_env)
+                       for _ in range(settings.warm_reps)]
+        log(f"{kind} {n} targets warm, Python client: " + ", ".join(f"{t.seconds:.2f}" for t in warm_python) + " s")
+        result["warm_python_client_s"] = summarize([t.seconds for t in warm_python])
         result["pantsd_rss_after_warm_mb"] = proc_rss_mb(pantsd)["rss"]
         incremental = []
         for rep in range(settings.incremental_reps):
@@ -136,33 +138,6 @@ def measure_tool(kind: str, repo: GeneratedRepo, settings: ExportSettings, cold_
         stop_pantsd(repo.path)
         shutil.rmtree(cache, ignore_errors=True)
     return result
-
-
-def bootstrap_venv() -> Path:
-    out = subprocess.run([str(PANTS), "--bootstrap-venv"], capture_output=True, text=True, check=True, cwd=PANTS.parent)
-    return Path(out.stdout.strip())
-
-
-def bootstrap_env() -> dict[str, str]:
-    """What ./pants sets for Pants (its --bootstrap-env), to run Pants' native client the same way."""
-    out = subprocess.run([str(PANTS), "--bootstrap-env"], capture_output=True, text=True, check=True, cwd=PANTS.parent)
-    return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-
-
-def native_client_argv() -> list[str] | None:
-    """Pants' own Rust client (in the wheel, not executable there): a copy under bench/out.
-
-    With pantsd up it talks to the daemon directly instead of starting a Python interpreter and
-    importing Pants first; ./pants runs `python -m pants`, whose client start-up is most of a warm run.
-    """
-    source = bootstrap_venv() / "lib" / "python3.9" / "site-packages" / "pants" / "bin" / "native_client"
-    if not source.is_file():
-        return None
-    copy = OUT / "native_client"
-    if not copy.exists() or copy.stat().st_size != source.stat().st_size:
-        shutil.copyfile(source, copy)
-        copy.chmod(0o755)
-    return [str(copy)]
 
 
 def pip_wheel(repo: GeneratedRepo, python: Path, jobs: int) -> dict[str, object]:
@@ -215,6 +190,8 @@ def run(settings: ExportSettings, python: Path) -> list[dict[str, object]]:
         repo = _repo("export", shape)
         log(f"generated {repo.path} ({n} targets)")
         results.append(measure_tool("export-dists", repo, settings, settings.cold_reps, with_pantsd=True))
+        # Pants' own floor on the same repository: start-up, BUILD files, dependency inference.
+        results.append(measure_tool("dependencies", repo, settings, 1, with_pantsd=False))
     for n in settings.package_sizes:
         shape = Shape(**{**settings.shape.__dict__, "targets": n, "dists": True})
         repo = _repo("package", shape)

@@ -21,25 +21,26 @@ from generate_monorepo import Shape, generate
 from procs import OUT, PANTS, BenchError, install_cleanup, pants_env, stop_all
 import export_bench
 import install_bench
+import profile_bench
 import pull_bench
 import report
 import serve_bench
 import servers
 
-PARTS = ("export", "serve", "install", "pull")
+PARTS = ("export", "serve", "install", "pull", "profile")
 RESULTS = OUT / "results"
 
 FULL = {
     "sizes": "100,1000,3000", "package_sizes": "100,1000", "pip_wheel_sizes": "100",
     "cold_reps": 3, "warm_reps": 5, "incremental_reps": 3, "package_cold_reps": 2,
     "corpus_targets": 200, "chain": 50, "wrk_duration": 10, "wrk_reps": 2, "wrk_connections": 32,
-    "install_reps": 3, "pull_reps": 2,
+    "install_reps": 3, "pull_reps": 2, "profile_targets": 1000,
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
     "cold_reps": 1, "warm_reps": 2, "incremental_reps": 1, "package_cold_reps": 1,
     "corpus_targets": 60, "chain": 10, "wrk_duration": 2, "wrk_reps": 1, "wrk_connections": 32,
-    "install_reps": 1, "pull_reps": 1,
+    "install_reps": 1, "pull_reps": 1, "profile_targets": 50,
 }
 
 
@@ -58,6 +59,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a smoke run: small sizes, one repetition")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts: {', '.join(PARTS)}")
     parser.add_argument("--no-report", action="store_true", help="measure only; leave docs/ as it is")
+    parser.add_argument("--report", action="store_true",
+                        help="measure nothing: regenerate docs/benchmarks.md from bench/out/results/")
     for key, value in defaults.items():
         flag = "--" + key.replace("_", "-")
         env = "BENCH_" + key.upper()
@@ -81,10 +84,15 @@ def _shape(args: argparse.Namespace) -> Shape:
                     if hasattr(args, f"shape_{key}")})
 
 
+COMMAND: list[str] = []  # this run's command line, recorded with each part
+
+
 def _save(part: str, settings: dict[str, object], data: object, started: float) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
         "part": part,
+        "command": " ".join(["bench/run", *COMMAND]),
+        "quick": "--quick" in COMMAND,
         "started": datetime.datetime.fromtimestamp(started).astimezone().isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 1),
         "settings": settings,
@@ -126,6 +134,10 @@ def make_corpus(args: argparse.Namespace) -> servers.Corpus:
 def run_servers(args: argparse.Namespace, parts: set[str]) -> None:
     started = time.time()
     corpus = make_corpus(args)
+    if "profile" in parts:
+        profiles["relay"] = profile_bench.relay_profile(corpus, args.wrk_duration, args.wrk_connections, log)
+        if not parts & {"serve", "install"}:
+            return
     work = OUT / "servers"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -158,6 +170,15 @@ def run_servers(args: argparse.Namespace, parts: set[str]) -> None:
             index.server.stop()
 
 
+profiles: dict[str, object] = {}
+
+
+def run_profiles(args: argparse.Namespace, started: float) -> None:
+    profiles["export"] = profile_bench.export_profile(args.profile_targets, _shape(args), log)
+    _save("profile", {"py-spy": f"record -r {profile_bench.EXPORT_RATE} (export), -r {profile_bench.SERVER_RATE} "
+                      "(relay)"}, profiles, started)
+
+
 def run_pull(args: argparse.Namespace) -> None:
     started = time.time()
     data = pull_bench.run(args.pull_reps, sys.executable, log)
@@ -166,24 +187,28 @@ def run_pull(args: argparse.Namespace) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    COMMAND[:] = argv
     install_cleanup()
     parts = set(args.only.split(","))
-    run_started = datetime.datetime.now().astimezone()
+    if args.report:
+        parts = set()
     log(f"parts: {', '.join(p for p in PARTS if p in parts)}{' (quick)' if args.quick else ''}")
     try:
         if "export" in parts:
             run_export(args)
-        if parts & {"serve", "install"}:
+        if parts & {"serve", "install", "profile"}:
             run_servers(args, parts)
         if "pull" in parts:
             run_pull(args)
+        if "profile" in parts:
+            run_profiles(args, time.time())
     except BenchError as e:
         log(f"FAILED: {e}")
         return 1
     finally:
         stop_all()
     if not args.no_report:
-        path = report.write(RESULTS, quick=args.quick, command=" ".join(["bench/run", *argv]), finished=run_started)
+        path = report.write(RESULTS)
         log(f"wrote {path}")
     return 0
 

@@ -89,17 +89,27 @@ def machine() -> list[str]:
 
 # ---------------------------------------------------------------- sections
 
+TOOL_LABELS = {
+    "export-dists": "`export-dists ::`",
+    "dependencies": "`dependencies ::` (Pants alone)",
+    "package": "`package ::` (status quo)",
+    "pip wheel": "`pip wheel` per package",
+}
+
+
 def _export_rows(export: list[dict[str, Any]]) -> list[list[str]]:
     cold_export = {r["targets"]: median(r["cold_s"]) for r in export if r["tool"] == "export-dists"}
     rows = []
     for r in export:
         ratio = ""
-        if r["tool"] != "export-dists" and r["targets"] in cold_export:
+        if r["tool"] == "dependencies" and r["targets"] in cold_export:
+            ratio = f"export-dists adds {cold_export[r['targets']] - median(r['cold_s']):.1f} s"
+        elif r["tool"] != "export-dists" and r["targets"] in cold_export:
             ratio = f"{median(r['cold_s']) / cold_export[r['targets']]:.1f}x export-dists"
         rows.append([
-            r["tool"], str(r["targets"]), fmt(r.get("cold_s"), "s", 1), fmt(r.get("cold_rss_mb"), "MB", 0),
+            TOOL_LABELS.get(r["tool"], r["tool"]), str(r["targets"]), fmt(r.get("cold_s"), "s", 1), fmt(r.get("cold_rss_mb"), "MB", 0),
             _num(r["pantsd_first_s"], 1) + " s" if "pantsd_first_s" in r else "-",
-            fmt(r.get("warm_s"), "s"), fmt(r.get("warm_native_s"), "s"), fmt(r.get("incremental_s"), "s"),
+            fmt(r.get("warm_s"), "s"), fmt(r.get("warm_python_client_s"), "s"), fmt(r.get("incremental_s"), "s"),
             (f"{_num(r['pantsd_rss_mb'], 0)} MB (peak {_num(r['pantsd_peak_rss_mb'], 0)})"
              if "pantsd_rss_mb" in r else "-"),
             ratio or ("per package " + fmt(r["per_package_s"], "s") if "per_package_s" in r else ""),
@@ -115,7 +125,8 @@ def plot(export: list[dict[str, Any]]) -> bool:
     except ImportError:
         return False
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    styles = {"export-dists": ("o-", "tab:blue"), "package": ("s-", "tab:red"), "pip wheel": ("^", "tab:gray")}
+    styles = {"export-dists": ("o-", "tab:blue"), "dependencies": ("x:", "tab:green"), "package": ("s-", "tab:red"),
+              "pip wheel": ("^", "tab:gray")}
     for tool, (style, color) in styles.items():
         points = sorted((r["targets"], r["cold_s"]) for r in export if r["tool"] == tool and r.get("cold_s", {}).get("n"))
         if not points:
@@ -124,11 +135,12 @@ def plot(export: list[dict[str, Any]]) -> bool:
         ys = [p[1]["median"] for p in points]
         errors = [[p[1]["median"] - p[1]["min"] for p in points], [p[1]["max"] - p[1]["median"] for p in points]]
         label = {"export-dists": "pants export-dists :: (cold)", "package": "pants package :: (cold, one python_distribution each)",
+                 "dependencies": "pants dependencies :: (cold: Pants start-up and inference alone)",
                  "pip wheel": "pip wheel per package (2 at a time)"}[tool]
         ax.errorbar(xs, ys, yerr=errors, fmt=style, color=color, label=label, capsize=3)
         warm = sorted((r["targets"], r["warm_s"]["median"]) for r in export if r["tool"] == tool and "warm_s" in r)
         if warm:
-            ax.plot([w[0] for w in warm], [w[1] for w in warm], style.replace("-", "--"), color=color, alpha=0.6,
+            ax.plot([w[0] for w in warm], [w[1] for w in warm], style[0] + "--", color=color, alpha=0.6,
                     label=f"{tool}, pantsd up, nothing changed")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -166,9 +178,9 @@ def targets(results: dict[str, dict[str, Any]]) -> list[list[str]]:
         add("1,000 targets cold: >= 10x faster than `package` cold", f"{cold:.1f} s vs {ref:.1f} s ({source}): "
             f"{ref / cold:.1f}x", ref / cold >= 10)
         warm = median(ed.get("warm_s"))
-        native = median(ed.get("warm_native_s"))
-        add("1,000 targets, pantsd up, nothing changed: <= 0.7 s", f"{warm:.2f} s with ./pants; {native:.2f} s with "
-            "Pants' native client", warm <= 0.7)
+        python_client = median(ed.get("warm_python_client_s"))
+        add("1,000 targets, pantsd up, nothing changed: <= 0.7 s", f"{warm:.2f} s with ./pants (native client); "
+            f"{python_client:.2f} s with Pants' Python client", warm <= 0.7)
         inc = median(ed.get("incremental_s"))
         add("1,000 targets, pantsd up, one leaf edited + commit: <= 1.0 s", f"{inc:.2f} s", inc <= 1.0)
         rss = median(ed["cold_rss_mb"])
@@ -221,23 +233,31 @@ def targets(results: dict[str, dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def write(results_dir: Path, *, quick: bool, command: str, finished: datetime.datetime) -> Path:
+def write(results_dir: Path) -> Path:
     results = {}
     for path in sorted(results_dir.glob("*.json")):
         payload = json.loads(path.read_text())
         results[payload["part"]] = payload
+    quick = any(p.get("quick") for p in results.values())
+    commands = sorted({f"`{p.get('command', 'bench/run')}`" for p in results.values()})
+    starts = sorted(p["started"] for p in results.values())
+    span = f"between {starts[0]} and {starts[-1]}" if starts else "(no results yet)"
+    minutes = sum(p.get("seconds", 0) for p in results.values()) / 60
     out: list[str] = [
         "# Benchmarks",
         "",
         "<!-- Generated by bench/run (bench/report.py) from bench/out/results/; do not edit by hand. -->",
         "",
-        f"Generated by `{command}` on {finished.strftime('%Y-%m-%d %H:%M %Z')}."
-        + (" **This is a `--quick` smoke run: sizes and repetitions are too small to compare.**" if quick else ""),
+        f"Measured by {', '.join(commands)}, parts started {span}; report written "
+        f"{datetime.datetime.now().astimezone().isoformat(timespec='minutes')}."
+        + (" **Some parts come from a `--quick` smoke run: sizes and repetitions too small to compare.**"
+           if quick else ""),
         "Each part's own start time and settings are listed with it. Figures are medians over the repeated "
         "runs, with the min-max spread in parentheses.",
         "",
-        "Run it yourself: `bench/run` (about 35 minutes on 2 cores; `bench/run --quick` for a smoke run, "
-        "`bench/run --help` for the sizes and repetition counts, e.g. `BENCH_SIZES=100,1000`).",
+        f"Measuring took {minutes:.0f} minutes. Run it yourself: `bench/run` (`bench/run --quick` for a "
+        "smoke run, `bench/run --help` for the sizes and repetition counts, e.g. `BENCH_SIZES=100,1000`; "
+        "`bench/run --only serve` re-measures one part, `bench/run --report` only rewrites this page).",
         "",
         "## Machine",
         "",
@@ -264,9 +284,9 @@ def write(results_dir: Path, *, quick: bool, command: str, finished: datetime.da
             f"directory; the bootstrap's venv is kept), {s['cold_reps']} runs "
             f"({s['package_cold_reps']} for `package`); peak RSS of the Pants process (`/usr/bin/time -v`).",
             "- **pantsd first**: the first run with pantsd (it starts the daemon, caches empty).",
-            f"- **warm**: pantsd up, nothing changed, {s['warm_reps']} runs, through `./pants` (a Python "
-            "client) and through Pants' own native client (`pants/bin/native_client` from the Pants wheel, "
-            "`_PANTS_SERVER_EXE` set), same options and environment.",
+            f"- **warm**: pantsd up, nothing changed, {s['warm_reps']} runs, through `./pants` (which talks "
+            "to pantsd through Pants' native client) and with `EXPORT_DISTS_NATIVE_CLIENT=0` (Pants' Python "
+            "client, `python -m pants`), same options and environment.",
             f"- **incremental**: one module of a leaf target edited and committed, then the goal, "
             f"{s['incremental_reps']} runs.",
             "- **pantsd RSS**: the daemon's resident memory at the end (VmRSS, and VmHWM as peak).",
@@ -277,7 +297,7 @@ def write(results_dir: Path, *, quick: bool, command: str, finished: datetime.da
             "(build isolation, setuptools from a warm pip cache), 2 at a time.",
             "",
             table(["tool", "targets", "cold", "cold peak RSS", "pantsd first", "warm (./pants)",
-                   "warm (native client)", "incremental", "pantsd RSS", "cold ratio"], _export_rows(export["data"])),
+                   "warm (Python client)", "incremental", "pantsd RSS", "cold ratio"], _export_rows(export["data"])),
             "",
         ]
         if plot(export["data"]):
@@ -360,6 +380,20 @@ def write(results_dir: Path, *, quick: bool, command: str, finished: datetime.da
             ]),
             "",
         ]
+    profile = results.get("profile")
+    if profile:
+        d = profile["data"]
+        out += ["## Profiles", "", f"Started {profile['started']}, py-spy {profile['settings']['py-spy']}; "
+                "summarized by `bench/profile_summary.py` (raw profiles under bench/out/profiles/).", ""]
+        if "export" in d:
+            e = d["export"]
+            out += [f"A cold export of {e['targets']} targets (`python -m pants --no-pantsd export-dists ::`, "
+                    f"empty caches), {e['seconds']:.1f} s under the profiler; the goal said: "
+                    f"`{e['goal'].strip()}`", "", "```", *e["summary"], "```", ""]
+        if "relay" in d:
+            r = d["relay"]
+            out += [f"The relay serving `{r['url_path']}` under wrk ({r['rps_under_profiler']} req/s while "
+                    "profiled):", "", "```", *r["summary"], "```", ""]
     if NOTES.exists():
         out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))
