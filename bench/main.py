@@ -33,13 +33,13 @@ RESULTS = OUT / "results"
 FULL = {
     "sizes": "100,1000,3000", "package_sizes": "100,1000", "pip_wheel_sizes": "100",
     "cold_reps": 3, "warm_reps": 5, "incremental_reps": 3, "package_cold_reps": 2,
-    "corpus_targets": 200, "chain": 50, "wrk_duration": 10, "wrk_reps": 2, "wrk_connections": 32,
+    "corpus_targets": 200, "chain": 50, "relay_workers": "1,2", "wrk_duration": 10, "wrk_reps": 2, "wrk_connections": 32,
     "install_reps": 3, "pull_reps": 2, "profile_targets": 1000,
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
     "cold_reps": 1, "warm_reps": 2, "incremental_reps": 1, "package_cold_reps": 1,
-    "corpus_targets": 60, "chain": 10, "wrk_duration": 2, "wrk_reps": 1, "wrk_connections": 32,
+    "corpus_targets": 60, "chain": 10, "relay_workers": "1,2", "wrk_duration": 2, "wrk_reps": 1, "wrk_connections": 32,
     "install_reps": 1, "pull_reps": 1, "profile_targets": 50,
 }
 
@@ -142,8 +142,9 @@ def run_servers(args: argparse.Namespace, parts: set[str]) -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     log("starting nginx, the relay (auth off and on), pypiserver and devpi-server")
-    indexes = [servers.nginx(corpus, work), servers.relay(corpus, work, auth=False),
-               servers.relay(corpus, work, auth=True), servers.pypiserver(corpus, work), servers.devpi(corpus, work)]
+    relays = [servers.relay(corpus, work, auth=auth, workers=workers)
+              for workers in _sizes(args.relay_workers) for auth in (False, True)]
+    indexes = [servers.nginx(corpus, work), *relays, servers.pypiserver(corpus, work), servers.devpi(corpus, work)]
     corpus_info = {"projects": len(corpus.projects), "page_project": corpus.page_project, "wheel": corpus.wheel,
                    "install_name": corpus.install_name, "install_count": corpus.install_count}
     try:
@@ -160,8 +161,8 @@ def run_servers(args: argparse.Namespace, parts: set[str]) -> None:
             python = sys.executable
             rows = []
             for index in indexes:
-                if index.name == "relay (auth)":
-                    continue
+                if index.name.startswith("relay") and index.name != "relay":
+                    continue  # installs from the plain relay only (its access log counts the requests)
                 for client in ("pip", "uv"):
                     rows.append(install_bench.install(index, corpus, client, args.install_reps, python, log))
             _save("install", {"reps": args.install_reps, "corpus": corpus_info}, rows, started)

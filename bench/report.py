@@ -200,7 +200,7 @@ def targets(results: dict[str, dict[str, Any]]) -> list[list[str]]:
         nginx = _find(serve, server="nginx (static simple/)", endpoint=endpoint) or _find(
             serve, server="nginx (static simple/)", endpoint="page (HTML)")
         devpi = _find(serve, server="devpi-server", endpoint=endpoint)
-        for name in ("relay", "relay (auth)"):
+        for name in sorted({r["server"] for r in serve if r["server"].startswith("relay")}):
             relay = _find(serve, server=name, endpoint=endpoint)
             if not relay or "rps" not in relay or not nginx or "rps" not in nginx:
                 continue
@@ -320,13 +320,15 @@ def write(results_dir: Path) -> Path:
         out += [
             "## Index servers under load",
             "",
-            f"Started {serve['started']}. `{s['wrk']}`, {s['reps']} runs each, all on 127.0.0.1 and on the "
+            f"Started {serve['started']}. `{s['wrk']}` after one unmeasured second (warm-up), {s['reps']} runs "
+            "each, all on 127.0.0.1 and on the "
             f"same 2 cores as the server. Corpus: one export of a {corpus['projects']}-project synthetic "
             f"monorepo. Page: `{corpus['page_project']}`; wheel: `{corpus['wheel']}`.",
             "",
             "- **relay**: `python -m relay serve --store STORE` (aiohttp, one process, access log on), pages "
             "of `/main/simple/` (the branch index), the wheel under `/<sha>/`; **relay (auth)** the same with "
-            "`--auth-file` and HTTP basic credentials on every request.",
+            "`--auth-file` and HTTP basic credentials on every request; **N workers**: `--workers N` (N "
+            "processes on one listening socket).",
             "- **pypiserver**: `pypi-server run --server auto --backend cached-dir` (bottle picks waitress, installed) over the same wheels.",
             "- **devpi-server**: `--offline-mode`, the wheels uploaded into a non-volatile index `root/bench` "
             "with no bases.",

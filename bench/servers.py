@@ -59,21 +59,21 @@ def _bin(name: str) -> str:
     return str(OUT / "venv" / "bin" / name)
 
 
-def relay(corpus: Corpus, work: Path, *, auth: bool) -> Index:
-    name = "relay (auth)" if auth else "relay"
+def relay(corpus: Corpus, work: Path, *, auth: bool, workers: int = 1) -> Index:
+    name = ("relay (auth)" if auth else "relay") + (f", {workers} workers" if workers > 1 else "")
     port = free_port()
     argv = [_python(), "-m", "relay", "serve", "--store", str(corpus.store), "--host", "127.0.0.1",
-            "--port", str(port)]
+            "--port", str(port), "--workers", str(workers)]
     headers: dict[str, str] = {}
     if auth:
-        auth_file = work / "relay-auth"
+        auth_file = work / f"relay-auth-{workers}"
         auth_file.unlink(missing_ok=True)
         subprocess.run([_python(), "-m", "relay", "passwd", str(auth_file), AUTH_USER, "--password-stdin"],
                        input=AUTH_PASSWORD, text=True, check=True, cwd=ROOT, capture_output=True)
         argv += ["--auth-file", str(auth_file)]
         token = base64.b64encode(f"{AUTH_USER}:{AUTH_PASSWORD}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
-    log = work / ("relay-auth.log" if auth else "relay.log")
+    log = work / f"relay{'-auth' if auth else ''}-{workers}.log"
     log.unlink(missing_ok=True)
     server = Server(name, argv, cwd=ROOT, log=log, env={**os.environ, "PYTHONPATH": str(ROOT)})
     base = f"http://127.0.0.1:{port}"
