@@ -9,7 +9,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Iterable, Mapping
+from typing import Mapping
 
 METADATA_VERSION = "2.4"
 WHEEL_TAG = "py3-none-any"
@@ -135,8 +135,3 @@ def provenance_json(*, sha: str, address: str, namespace: str, version: str, dir
         "version": version,
     }
     return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
-
-
-def read_wheel_files(content: bytes) -> Iterable[str]:
-    with zipfile.ZipFile(BytesIO(content)) as archive:
-        return tuple(archive.namelist())

@@ -18,7 +18,6 @@ from export_dists.wheel import (
     build_wheel,
     escape_name,
     provenance_json,
-    read_wheel_files,
     wheel_filename,
 )
 
@@ -44,6 +43,12 @@ FILES = {
     "a/b/mod.py": b"import requests\n",
     "a/b/data/table.csv": b"x,y\n1,2\n",
 }
+
+
+
+def read_wheel_files(content: bytes) -> list[str]:
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        return archive.namelist()
 
 
 def _build(timestamp: int = COMMIT_EPOCH, files: dict[str, bytes] = FILES, **kwargs):
