@@ -18,6 +18,7 @@ from pants.backend.python.target_types import (
     PythonTestUtilsGeneratingSourcesField,
 )
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
+from pants.base.specs import AddressLiteralSpec, RawSpecs
 from pants.core.target_types import (
     ResourceSourceField,
     ResourcesGeneratingSourcesField,
@@ -224,19 +225,15 @@ async def _members(target: Target) -> tuple[Target, ...]:
     """The file-level targets a generator owns (or the target itself)."""
     if not isinstance(target, TargetGenerator):
         return (target,)
-    if not target.has_field(Dependencies):
-        # e.g. an explicit dependency on a python_requirements generator: rare, so the engine's own
-        # expansion (one Addresses param each) costs nothing here.
-        return tuple(await Get(Targets, Addresses([target.address]))) or (target,)
-    # A target generator's dependencies are the targets it generates (plus its explicit ones).
-    dependencies = await Get(Addresses, DependenciesRequest(target[Dependencies]))
-    generated = sorted(
-        a for a in dependencies if a.is_generated_target and a.maybe_convert_to_target_generator() == target.address
-    )
-    expanded = await MultiGet(
-        Get(WrappedTarget, WrappedTargetRequest(a, description_of_origin=_ORIGIN)) for a in generated
-    )
-    return tuple(w.target for w in expanded) or (target,)
+    address = target.address
+    if not address.spec_path or address.parameters:
+        # A generator at the build root has no name a spec can give, nor has a parametrized one in
+        # every case: rare, so one Addresses param each costs nothing here.
+        return tuple(await Get(Targets, Addresses([address]))) or (target,)
+    # Expanded as a spec (RawSpecs hashes by value), not as Get(Targets, Addresses([...])): see above.
+    spec = AddressLiteralSpec(address.spec_path, address.target_name)
+    expanded = await Get(Targets, RawSpecs(address_literals=(spec,), description_of_origin=_ORIGIN))
+    return tuple(expanded) or (target,)
 
 
 @rule(desc="Plan a dist")
