@@ -23,10 +23,10 @@ class ExportSettings:
     sizes: tuple[int, ...]  # export-dists target counts
     package_sizes: tuple[int, ...]  # `pants package ::` target counts
     pip_wheel_sizes: tuple[int, ...]
-    cold_reps: int
+    cold_reps: tuple[int, ...]  # per export size; the last one repeats
     warm_reps: int
     incremental_reps: int
-    package_cold_reps: int
+    package_cold_reps: tuple[int, ...]  # per package size; the last one repeats
     shape: Shape  # targets is replaced per size
 
 
@@ -185,19 +185,21 @@ def tail_text(text: str) -> str:
 
 def run(settings: ExportSettings, python: Path) -> list[dict[str, object]]:
     results: list[dict[str, object]] = []
-    for n in settings.sizes:
+    for i, n in enumerate(settings.sizes):
+        cold_reps = settings.cold_reps[min(i, len(settings.cold_reps) - 1)]
         shape = Shape(**{**settings.shape.__dict__, "targets": n})
         repo = _repo("export", shape)
         log(f"generated {repo.path} ({n} targets)")
-        results.append(measure_tool("export-dists", repo, settings, settings.cold_reps, with_pantsd=True))
+        results.append(measure_tool("export-dists", repo, settings, cold_reps, with_pantsd=True))
         # Pants' own floor on the same repository: start-up, BUILD files, dependency inference.
         results.append(measure_tool("dependencies", repo, settings, 1, with_pantsd=False))
-    for n in settings.package_sizes:
+    for i, n in enumerate(settings.package_sizes):
+        reps = settings.package_cold_reps[min(i, len(settings.package_cold_reps) - 1)]
         shape = Shape(**{**settings.shape.__dict__, "targets": n, "dists": True})
         repo = _repo("package", shape)
         log(f"generated {repo.path} ({n} targets, one python_distribution each)")
         # The daemon runs only where they are cheap enough to repeat: the smallest size.
-        results.append(measure_tool("package", repo, settings, settings.package_cold_reps,
+        results.append(measure_tool("package", repo, settings, reps,
                                     with_pantsd=n == min(settings.package_sizes)))
     for n in settings.pip_wheel_sizes:
         shape = Shape(**{**settings.shape.__dict__, "targets": n, "pyprojects": True})

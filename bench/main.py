@@ -32,15 +32,15 @@ RESULTS = OUT / "results"
 
 FULL = {
     "sizes": "100,1000,3000", "package_sizes": "100,1000", "pip_wheel_sizes": "100",
-    "cold_reps": 3, "warm_reps": 5, "incremental_reps": 3, "package_cold_reps": 2,
+    "cold_reps": "3,3,2", "warm_reps": 5, "incremental_reps": 3, "package_cold_reps": "2,1",
     "corpus_targets": 200, "chain": 50, "relay_workers": "1,2", "wrk_duration": 10, "wrk_reps": 2, "wrk_connections": 32,
-    "install_reps": 3, "pull_reps": 2, "profile_targets": 1000,
+    "install_reps": 3, "pull_reps": 2, "profile_targets": 3000, "profile_pantsd_targets": 1000,
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
-    "cold_reps": 1, "warm_reps": 2, "incremental_reps": 1, "package_cold_reps": 1,
+    "cold_reps": "1", "warm_reps": 2, "incremental_reps": 1, "package_cold_reps": "1",
     "corpus_targets": 60, "chain": 10, "relay_workers": "1,2", "wrk_duration": 2, "wrk_reps": 1, "wrk_connections": 32,
-    "install_reps": 1, "pull_reps": 1, "profile_targets": 50,
+    "install_reps": 1, "pull_reps": 1, "profile_targets": 50, "profile_pantsd_targets": 50,
 }
 
 
@@ -105,8 +105,8 @@ def run_export(args: argparse.Namespace) -> None:
     started = time.time()
     settings = export_bench.ExportSettings(
         sizes=_sizes(args.sizes), package_sizes=_sizes(args.package_sizes),
-        pip_wheel_sizes=_sizes(args.pip_wheel_sizes), cold_reps=args.cold_reps, warm_reps=args.warm_reps,
-        incremental_reps=args.incremental_reps, package_cold_reps=args.package_cold_reps, shape=_shape(args),
+        pip_wheel_sizes=_sizes(args.pip_wheel_sizes), cold_reps=_sizes(args.cold_reps), warm_reps=args.warm_reps,
+        incremental_reps=args.incremental_reps, package_cold_reps=_sizes(args.package_cold_reps), shape=_shape(args),
     )
     data = export_bench.run(settings, OUT / "venv" / "bin" / "python")
     _save("export", {**{k: getattr(args, k) for k in ("sizes", "package_sizes", "pip_wheel_sizes", "cold_reps",
@@ -176,6 +176,7 @@ profiles: dict[str, object] = {}
 
 def run_profiles(args: argparse.Namespace, started: float) -> None:
     profiles["export"] = profile_bench.export_profile(args.profile_targets, _shape(args), log)
+    profiles["pantsd"] = profile_bench.pantsd_profile(args.profile_pantsd_targets, _shape(args), 3, log)
     _save("profile", {"py-spy": f"record -r {profile_bench.EXPORT_RATE} (export), -r {profile_bench.SERVER_RATE} "
                       "(relay)"}, profiles, started)
 

@@ -7,8 +7,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from generate_monorepo import Shape, generate
-from procs import OUT, PANTS, ROOT, BenchError, Server, cache_env, free_port, pants_env, tail
+from generate_monorepo import Shape, edit_and_commit, generate
+from procs import (
+    OUT, PANTS, ROOT, BenchError, Server, cache_env, free_port, pants_env, pantsd_pids, remember_pantsd, run_timed,
+    stop_pantsd, tail,
+)
 from profile_summary import summarize, summarize_server
 from servers import Corpus
 
@@ -80,3 +83,46 @@ def relay_profile(corpus: Corpus, duration: int, connections: int, log) -> dict[
     log(f"profiled the relay serving a page ({rps} req/s under py-spy)")
     return {"url_path": f"/main/simple/{corpus.page_project}/", "rps_under_profiler": rps,
             "summary": summarize_server(raw, SERVER_RATE), "raw": str(raw.relative_to(ROOT))}
+
+
+def pantsd_profile(targets: int, shape: Shape, runs: int, log) -> dict[str, object]:
+    """py-spy on pantsd during warm runs (nothing changed), then during incremental runs (leaf edited)."""
+    PROFILES.mkdir(parents=True, exist_ok=True)
+    repo_path = OUT / "repos" / f"profile-pantsd-{targets}"
+    shutil.rmtree(repo_path, ignore_errors=True)
+    repo = generate(repo_path, Shape(**{**vars(shape), "targets": targets}))
+    cache = Path(tempfile.mkdtemp(prefix="profile-pantsd-", dir=OUT))
+    env = pants_env(cache_env(cache))
+    argv = [str(PANTS), "export-dists", f"--export-dists-output-dir={cache / 'out'}", "::"]
+    result: dict[str, object] = {"targets": targets, "runs": runs}
+    remember_pantsd(repo.path)
+    try:
+        run_timed(argv, cwd=repo.path, env=env)  # starts pantsd
+        remember_pantsd(repo.path)
+        pids = pantsd_pids(repo.path)
+        if len(pids) != 1:
+            raise BenchError(f"expected one pantsd in {repo.path}, found {pids}")
+        for phase in ("warm", "incremental"):
+            raw = PROFILES / f"pantsd-{phase}-{targets}.raw"
+            spy = subprocess.Popen([_py_spy(), "record", "-r", str(EXPORT_RATE), "-f", "raw", "-o", str(raw),
+                                    "-p", str(pids[0])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
+            seconds, goal = [], ""
+            for i in range(runs):
+                if phase == "incremental":
+                    edit_and_commit(repo.path, repo.leaf_file, f"profile{i}_{time.time_ns()}")
+                timed = run_timed(argv, cwd=repo.path, env=env)
+                seconds.append(round(timed.seconds, 2))
+                goal = next((l for l in timed.output.splitlines() if l.startswith("export-dists:")), goal)
+            time.sleep(0.5)
+            spy.send_signal(2)  # SIGINT: py-spy writes what it has
+            spy.wait(timeout=60)
+            if not raw.exists():
+                raise BenchError(f"py-spy wrote no profile of pantsd ({phase})")
+            result[phase] = {"seconds": seconds, "goal": goal, "summary": summarize(raw, EXPORT_RATE),
+                             "raw": str(raw.relative_to(ROOT))}
+            log(f"profiled pantsd, {phase} exports of {targets} targets: {seconds} s")
+    finally:
+        stop_pantsd(repo.path)
+        shutil.rmtree(cache, ignore_errors=True)
+    return result

@@ -103,7 +103,7 @@ def _export_rows(export: list[dict[str, Any]]) -> list[list[str]]:
     for r in export:
         ratio = ""
         if r["tool"] == "dependencies" and r["targets"] in cold_export:
-            ratio = f"export-dists adds {cold_export[r['targets']] - median(r['cold_s']):.1f} s"
+            ratio = f"export-dists takes {cold_export[r['targets']] / median(r['cold_s']):.2f}x this"
         elif r["tool"] != "export-dists" and r["targets"] in cold_export:
             ratio = f"{median(r['cold_s']) / cold_export[r['targets']]:.1f}x export-dists"
         rows.append([
@@ -197,10 +197,12 @@ def targets(results: dict[str, dict[str, Any]]) -> list[list[str]]:
 
     serve = results.get("serve", {}).get("data", [])
     for endpoint in ("page (HTML)", "page (JSON)", "wheel"):
-        nginx = _find(serve, server="nginx (static simple/)", endpoint=endpoint) or _find(
+        # nginx serves HTML whatever the Accept header says: its HTML page is the JSON page's upper limit.
+        nginx = next((r for r in serve if r["server"] == "nginx (static simple/)" and "rps" in r
+                      and r["endpoint"] == endpoint), None) or _find(
             serve, server="nginx (static simple/)", endpoint="page (HTML)")
         devpi = _find(serve, server="devpi-server", endpoint=endpoint)
-        for name in sorted({r["server"] for r in serve if r["server"].startswith("relay")}):
+        for name in dict.fromkeys(r["server"] for r in serve if r["server"].startswith("relay")):
             relay = _find(serve, server=name, endpoint=endpoint)
             if not relay or "rps" not in relay or not nginx or "rps" not in nginx:
                 continue
@@ -281,8 +283,8 @@ def write(results_dir: Path) -> Path:
             "",
             "- **cold**: `./pants --no-pantsd export-dists --export-dists-output-dir=DIR ::` with empty "
             "Pants caches (`PANTS_LOCAL_STORE_DIR`, `PANTS_NAMED_CACHES_DIR`, `PANTS_WORKDIR` in a new "
-            f"directory; the bootstrap's venv is kept), {s['cold_reps']} runs "
-            f"({s['package_cold_reps']} for `package`); peak RSS of the Pants process (`/usr/bin/time -v`).",
+            f"directory; the bootstrap's venv is kept), {s['cold_reps']} runs by size "
+            f"(for `package`: {s['package_cold_reps']} runs by size); peak RSS of the Pants process (`/usr/bin/time -v`).",
             "- **pantsd first**: the first run with pantsd (it starts the daemon, caches empty).",
             f"- **warm**: pantsd up, nothing changed, {s['warm_reps']} runs, through `./pants` (which talks "
             "to pantsd through Pants' native client) and with `EXPORT_DISTS_NATIVE_CLIENT=0` (Pants' Python "
@@ -392,6 +394,14 @@ def write(results_dir: Path) -> Path:
             out += [f"A cold export of {e['targets']} targets (`python -m pants --no-pantsd export-dists ::`, "
                     f"empty caches), {e['seconds']:.1f} s under the profiler; the goal said: "
                     f"`{e['goal'].strip()}`", "", "```", *e["summary"], "```", ""]
+        if "pantsd" in d:
+            p = d["pantsd"]
+            for phase, what in (("warm", "nothing changed"), ("incremental", "one leaf edited and committed each time")):
+                if phase in p:
+                    q = p[phase]
+                    out += [f"pantsd during {p['runs']} exports of {p['targets']} targets, {what} "
+                            f"({', '.join(f'{x:.2f}' for x in q['seconds'])} s under the profiler; the last said "
+                            f"`{q['goal'].strip()}`):", "", "```", *q["summary"], "```", ""]
         if "relay" in d:
             r = d["relay"]
             out += [f"The relay serving `{r['url_path']}` under wrk ({r['rps_under_profiler']} req/s while "
