@@ -234,6 +234,11 @@ def serve_command(args: argparse.Namespace) -> int:
     materializer = None
     if git is not None and not args.no_build:
         limits = Limits(max_jobs=args.max_builds, timeout_seconds=args.build_timeout)
+        if args.work_dir is not None:
+            try:
+                args.work_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise SystemExit(f"relay: --work-dir {args.work_dir}: {e}") from None
         materializer = Materializer(git, store, ExportCommand(args.export_command), limits, args.work_dir)
     refs = Refs(store, git, materializer, refresh_interval=args.refresh_interval)
     auth = None
