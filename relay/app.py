@@ -49,6 +49,7 @@ STORE = web.AppKey("store", Store)
 REFS = web.AppKey("refs", Refs)
 PAGES = web.AppKey("pages", render.PageCache)
 FILES = web.AppKey("files", FileCache)
+PENDING_CHECKS = web.AppKey("pending_checks", dict)
 SETTINGS = web.AppKey("settings", Settings)
 AUTH = web.AppKey("auth", Authenticator)
 MATERIALIZER = web.AppKey("materializer", Materializer)
@@ -93,12 +94,29 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     header = request.headers.get("Authorization")
     user = auth.check(header, slow=False)
     if user is False:
-        user = await asyncio.get_running_loop().run_in_executor(None, auth.check, header)
+        user = await _slow_check(request.app, auth, header)
     if not user:
         response = _error(401, "authentication required: give a user and password or a token")
         response.headers["WWW-Authenticate"] = 'Basic realm="relay", charset="UTF-8"'
         return response
     return await handler(request)
+
+
+async def _slow_check(app: web.Application, auth: Authenticator, header: str | None) -> str | None:
+    """Verify a password not seen before, once: concurrent requests with it share one check.
+
+    PBKDF2 is slow on purpose; a burst of first requests (pip opens several connections) would
+    otherwise run it once each, on every core, and stall everything else.
+    """
+    pending = app[PENDING_CHECKS]
+    assert header is not None
+    check = pending.get(header)
+    if check is None:
+        check = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(None, auth.check, header))
+        pending[header] = check
+        check.add_done_callback(lambda _: pending.pop(header, None))
+    result = await asyncio.shield(check)
+    return result if isinstance(result, str) else None
 
 
 @web.middleware
@@ -364,6 +382,7 @@ def create_app(
     app[REFS] = refs if refs is not None else Refs(store)
     app[PAGES] = render.PageCache()
     app[FILES] = FileCache(settings.memory_cache_bytes)
+    app[PENDING_CHECKS] = {}
     app[SETTINGS] = settings
     if auth is not None:
         app[AUTH] = auth

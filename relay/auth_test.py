@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 
@@ -43,6 +44,35 @@ async def test_auth_on(make_client: MakeClient, exports: list[Export], tmp_path:
     assert (await client.get("/main/simple/", headers=_basic("ci", token))).status == 200
     # Health stays open for load balancers and probes.
     assert (await client.get("/-/health")).status == 200
+
+
+@pytest.mark.asyncio
+async def test_concurrent_first_requests_share_one_password_check(
+    make_client: MakeClient, exports: list[Export], tmp_path: Path
+) -> None:
+    auth_file = tmp_path / "relay.auth"
+    # Slow enough (about 0.1 s) that all eight requests arrive while the first check runs.
+    add_entry(auth_file, password_entry("alice", "s3cret", iterations=200_000))
+    auth = Authenticator(auth_file)
+    slow_checks = []
+    real_check = auth.check
+
+    def counting_check(header: str | None, slow: bool = True) -> str | None | bool:
+        if slow:
+            slow_checks.append(header)
+        return real_check(header, slow)
+
+    auth.check = counting_check  # type: ignore[method-assign]
+    client = await make_client(auth=auth)
+    responses = await asyncio.gather(
+        *(client.get("/main/simple/", headers=_basic("alice", "s3cret")) for _ in range(8))
+    )
+    assert [r.status for r in responses] == [200] * 8
+    assert len(slow_checks) == 1
+    wrong = await asyncio.gather(
+        *(client.get("/main/simple/", headers=_basic("alice", "wrong")) for _ in range(4))
+    )
+    assert [r.status for r in wrong] == [401] * 4
 
 
 @pytest.mark.asyncio
