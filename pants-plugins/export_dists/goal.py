@@ -11,7 +11,7 @@ from pants.core.util_rules.distdir import DistDir
 from pants.engine.console import Console
 from pants.engine.fs import PathGlobs, Paths
 from pants.engine.goal import Goal
-from pants.engine.rules import Get, collect_rules, goal_rule
+from pants.engine.rules import Get, MultiGet, collect_rules, goal_rule
 from pants.engine.target import Targets
 from pants.engine.internals.graph import Owners, OwnersRequest
 from pants.engine.internals.native_engine import AddressParseException
@@ -102,17 +102,13 @@ async def _explain(console: Console, export: Export, wanted: str) -> None:
     directories = sorted({str(PurePath(f.path).parent) for f in plan.files})
     neighbours = await Get(Paths, PathGlobs([f"{d}/*" for d in directories]))
     candidates = [p for p in neighbours.files if os.path.basename(p) not in ("BUILD", "BUILD.pants")]
-    owners_by_file = {}
-    if candidates:
-        owned_paths = {f.path for p in export.planned for f in p.plan.files}
-        unowned = [p for p in candidates if p not in owned_paths]
-        for path in unowned:
-            owners = await Get(Owners, OwnersRequest((path,)))
-            owners_by_file[path] = owners
-    if owners_by_file:
+    owned_paths = {f.path for p in export.planned for f in p.plan.files}
+    unowned = sorted(p for p in candidates if p not in owned_paths)
+    if unowned:
+        owners_of = await MultiGet(Get(Owners, OwnersRequest((path,))) for path in unowned)
         out("")
         out("WARNING: files beside this dist that are in no exported dist:")
-        for path, owners in sorted(owners_by_file.items()):
+        for path, owners in zip(unowned, owners_of):
             owner_text = ", ".join(o.spec for o in owners) if owners else "no target"
             out(f"  {path}  (owned by {owner_text})")
 
