@@ -79,9 +79,20 @@ def render_version(template: str, commit: ExportCommit) -> str:
     return str(version)
 
 
-def _is_pants_output(status_line: str) -> bool:
-    path = status_line[3:].strip().strip('"')
-    return any(path == out.rstrip("/") or path.startswith(out) for out in _PANTS_OUTPUTS)
+def uncommitted_changes(status_lines: list[str], build_root_prefix: str) -> list[str]:
+    """The `git status --porcelain` lines that make a tree dirty: all but Pants' own outputs.
+
+    git prints paths relative to the top of the work tree, so in a build root that is a
+    subdirectory of the repository (`build_root_prefix`, as `git rev-parse --show-prefix` prints
+    it, e.g. `python/`) Pants' outputs show up as `python/.pants.d/`.
+    """
+    outputs = tuple(build_root_prefix + out for out in _PANTS_OUTPUTS)
+
+    def is_pants_output(line: str) -> bool:
+        path = line[3:].strip().strip('"')
+        return any(path == out.rstrip("/") or path.startswith(out) for out in outputs)
+
+    return [line for line in status_lines if line.strip() and not is_pants_output(line)]
 
 
 # One process reads everything the export needs from git: Pants starts each process in its own
@@ -98,6 +109,8 @@ echo '--branches'
 "$git" -C "$root" for-each-ref --points-at "$head" --format='%(refname:short)' refs/heads
 echo '--tags'
 "$git" -C "$root" for-each-ref --points-at "$head" --format='%(refname:short)' refs/tags
+echo '--prefix'
+"$git" -C "$root" rev-parse --show-prefix
 echo '--status'
 "$git" -C "$root" --no-optional-locks status --porcelain --untracked-files=normal
 """
@@ -110,7 +123,7 @@ def _sections(output: str) -> tuple[list[str], dict[str, list[str]]]:
     sections: dict[str, list[str]] = {}
     current: list[str] = header
     for line in lines:
-        if line in ("--branches", "--tags", "--status"):
+        if line in ("--branches", "--tags", "--prefix", "--status"):
             current = sections.setdefault(line[2:], [])
         else:
             current.append(line)
@@ -162,9 +175,8 @@ async def export_commit(
                 """
             )
         )
-    changes = [
-        line for line in sections.get("status", []) if line.strip() and not _is_pants_output(line)
-    ]
+    prefix = "".join(sections.get("prefix", [])).strip()
+    changes = uncommitted_changes(sections.get("status", []), prefix)
     if changes and not request.allow_dirty:
         shown = "\n".join(f"  {line}" for line in changes[:10])
         more = f"\n  ... and {len(changes) - 10} more" if len(changes) > 10 else ""

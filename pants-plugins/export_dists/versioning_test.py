@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from export_dists.conftest import FIRST_COMMIT_EPOCH, Repo
-from export_dists.versioning import ExportCommit, ExportVersionError, render_version
+from export_dists.versioning import ExportCommit, ExportVersionError, render_version, uncommitted_changes
 from pants.engine.addresses import Address
 from pants.engine.internals.scheduler import ExecutionError
 
@@ -110,6 +110,14 @@ def test_pants_own_outputs_do_not_make_a_tree_dirty(repo: Repo) -> None:
         f.write("")
     repo.new_session()
     assert not repo.export(Address("src/python/a")).info.dirty
+
+
+def test_pants_own_outputs_in_a_build_root_below_the_top_of_the_repository() -> None:
+    # git prints paths from the top of the work tree: a build root at `mono/` sees its own
+    # .pants.d as `mono/.pants.d/`.
+    status = ["?? mono/.pants.d/", "?? mono/dist/", " M mono/.pids/x", "?? .pants.d/", " M mono/src/m.py", ""]
+    assert uncommitted_changes(status, "mono/") == ["?? .pants.d/", " M mono/src/m.py"]
+    assert uncommitted_changes(status, "") == ["?? mono/.pants.d/", "?? mono/dist/", " M mono/.pids/x", " M mono/src/m.py"]
 
 
 def test_not_a_git_repository(repo: Repo) -> None:
