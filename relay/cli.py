@@ -19,7 +19,7 @@ from typing import Sequence
 
 from aiohttp import web
 
-from relay.app import AccessLogger, Settings, create_app
+from relay.app import LOG_FORMAT, AccessLogger, Settings, create_app
 from relay.auth import AuthFileError, Authenticator, add_entry, new_token, password_entry
 from relay.materialize import DEFAULT_EXPORT_COMMAND, ExportCommand, Limits, Materializer
 from relay.refs import Git, Refs
@@ -226,7 +226,7 @@ def _git_repo(path: Path) -> Path:
 
 def serve_command(args: argparse.Namespace) -> int:
     logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+        level=args.log_level, format=LOG_FORMAT, stream=sys.stderr
     )
     args.store.mkdir(parents=True, exist_ok=True)
     store = DiskStore(args.store)
