@@ -30,6 +30,7 @@ from pants.core.target_types import (
 )
 from pants.core.util_rules import distdir, source_files, system_binaries
 from pants.engine.addresses import Address
+from pants.engine.internals.parametrize import Parametrize
 from pants.engine.rules import QueryRule
 from pants.testutil.rule_runner import RuleRunner
 
@@ -89,6 +90,7 @@ def make_rule_runner() -> RuleRunner:
             ResourcesGeneratorTarget,
             ResourceTarget,
         ],
+        objects={"parametrize": Parametrize},
     )
 
 

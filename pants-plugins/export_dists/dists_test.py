@@ -377,3 +377,22 @@ def test_stripped_names_can_collide_across_source_roots(repo: Repo) -> None:
         repo.export(*roots, strip_source_roots=True)
     assert "libs/util:util" in str(e.value) and "src/python/util:util" in str(e.value)
     assert "'monorepo-util'" in str(e.value)
+
+
+def test_parametrized_target_is_one_dist_per_parametrization(repo: Repo) -> None:
+    repo.commit(
+        {
+            "src/python/multi/BUILD": 'python_sources(interpreter_constraints=parametrize(py39=["CPython>=3.9"], py310=["CPython>=3.10"]))',
+            "src/python/multi/m.py": "",
+            # A dependency on one parametrization: its dist, not the (nonexistent) `multi:multi`.
+            "src/python/app/BUILD": 'python_sources(dependencies=["src/python/multi/m.py@interpreter_constraints=py39"])',
+            "src/python/app/main.py": "",
+        }
+    )
+    export = repo.export(Address("src/python/app"), Address("src/python/multi", parameters={"interpreter_constraints": "py310"}))
+    version = export.info.version
+    assert {d.name: (d.requires_dist, d.requires_python) for d in export.dists} == {
+        "monorepo.src.python.app": ((f"monorepo.src.python.multi.py39=={version}",), "<3.12,>=3.9"),
+        "monorepo.src.python.multi.py310": ((), ">=3.10"),
+        "monorepo.src.python.multi.py39": ((), ">=3.9"),
+    }

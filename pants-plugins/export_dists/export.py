@@ -136,8 +136,9 @@ def _report_shared_files(plans: dict[Address, DistPlan]) -> None:
             logger.warning(
                 f"{path} would be installed by {len(addresses)} dists ("
                 + ", ".join(a.spec for a in addresses)
-                + "): the same path under two source roots. Rename one, or move the shared module "
-                "into one target and depend on it."
+                + "): the same path under two source roots, or a parametrized target (one dist "
+                "per parametrization). Rename one, or move the shared module into one target and "
+                "depend on it."
             )
 
 

@@ -16,7 +16,7 @@ from pants.engine.target import Targets
 from pants.engine.internals.graph import Owners, OwnersRequest
 from pants.engine.internals.native_engine import AddressParseException
 
-from export_dists.dists import EdgeKind, NamingSettings
+from export_dists.dists import EdgeKind, NamingSettings, generator_address
 from export_dists.export import Export, ExportRequest, PlannedDist
 from export_dists.layout import export_files, write_export
 from export_dists.naming import normalize
@@ -122,7 +122,7 @@ async def export_dists(
     dist_dir: DistDir,
 ) -> ExportDists:
     started = time.monotonic()
-    roots = tuple(sorted({t.address.maybe_convert_to_target_generator() for t in targets}))
+    roots = tuple(sorted({generator_address(t.address) for t in targets}))
     if not roots:
         console.print_stderr(
             "No targets given: pass specs, e.g. `pants export-dists ::` or `pants export-dists src/python/a/b`."

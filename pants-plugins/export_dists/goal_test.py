@@ -162,3 +162,20 @@ def test_explain_unknown(repo: Repo) -> None:
     message = str(e.value)
     assert "ExplainError" in message and "'src/python/nowhere'" in message
     assert "monorepo.src.python.a.b" in message  # the dists that are there
+
+
+def test_export_of_a_parametrized_target(repo: Repo, tmp_path: Path) -> None:
+    repo.commit(
+        {
+            "src/python/multi/BUILD": 'python_sources(interpreter_constraints=parametrize(py39=["CPython>=3.9"], py310=["CPython>=3.10"]))',
+            "src/python/multi/m.py": "",
+        }
+    )
+    out = tmp_path / "exports"
+    result = run(repo, f"--export-dists-output-dir={out}", "src/python/multi::")
+    assert result.exit_code == 0, result.stderr
+    manifest = json.loads(next(out.glob("*/manifest.json")).read_text())
+    assert [(d["name"], d["address"]) for d in manifest["dists"]] == [
+        ("monorepo.src.python.multi.py310", "src/python/multi@interpreter_constraints=py310"),
+        ("monorepo.src.python.multi.py39", "src/python/multi@interpreter_constraints=py39"),
+    ]

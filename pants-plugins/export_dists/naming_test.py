@@ -24,6 +24,17 @@ def test_dist_name_from_directory(spec_path: str, target_name: str, expected: st
     assert dist_name_for(namespace="monorepo", spec_path=spec_path, target_name=target_name) == expected
 
 
+def test_parametrized_target_gets_its_parameter_values() -> None:
+    assert (
+        dist_name_for(namespace="m", spec_path="a/b", target_name="b", parameters={"resolve": "py2"})
+        == "m.a.b.py2"
+    )
+    assert (
+        dist_name_for(namespace="m", spec_path="a/b", target_name="x", parameters={"z": "2", "a": "1"})
+        == "m.a.b.x.1.2"
+    )
+
+
 def test_namespace_is_the_first_part() -> None:
     assert dist_name_for(namespace="acme", spec_path="a/b", target_name="b") == "acme.a.b"
 
