@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from pants.engine.addresses import Address
 from pants.engine.fs import Digest, DigestContents, MergeDigests
@@ -142,6 +143,44 @@ def _report_shared_files(plans: dict[Address, DistPlan]) -> None:
             )
 
 
+def _report_packages_split_across_dists(plans: dict[Address, DistPlan]) -> None:
+    """A regular package (one with `__init__.py`) whose files other dists also install.
+
+    pip and uv install every dist into one site-packages, where the files meet again. A PEX keeps
+    each wheel on its own sys.path entry, and Python looks for a regular package's modules only
+    beside its `__init__.py`: the other dists' modules and data files are not found there.
+    """
+    init_owner: dict[str, Address] = {}
+    for address, plan in plans.items():
+        for owned in plan.files:
+            if PurePosixPath(owned.wheel_path).name == "__init__.py":
+                init_owner.setdefault(str(PurePosixPath(owned.wheel_path).parent), address)
+    inside: dict[str, set[Address]] = {}
+    for address, plan in plans.items():
+        for owned in plan.files:
+            for package in PurePosixPath(owned.wheel_path).parents:
+                owner = init_owner.get(str(package))
+                if owner is not None and owner != address:
+                    inside.setdefault(str(package), set()).add(address)
+    for package, addresses in sorted(inside.items()):
+        owner_plan = plans[init_owner[package]]
+        names = sorted(plans[a].identity.name or a.spec for a in addresses)
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        logger.warning(
+            softwrap(
+                f"""
+                {package}/__init__.py (dist {owner_plan.identity.name}, {init_owner[package]}) makes
+                `{package.replace("/", ".")}` a regular package, but other dists install files
+                inside it: {shown}. pip and uv install them into one
+                site-packages, where they import; a PEX keeps each wheel on its own sys.path
+                entry, where those modules and data files are not found: build PEXes with
+                `--venv --venv-site-packages-copies`, keep the package in one target, or make it
+                a namespace package (no __init__.py).
+                """
+            )
+        )
+
+
 def _report_unexportable(plans: dict[Address, DistPlan], policy: UnexportableDependencies) -> None:
     problems = []
     for address, plan in sorted(plans.items()):
@@ -191,6 +230,7 @@ async def build_export(request: ExportRequest) -> Export:
         )
     _check_collisions(plans)
     _report_shared_files(plans)
+    _report_packages_split_across_dists(plans)
     _report_unexportable(plans, request.unexportable)
 
     commit = await Get(ExportCommit, ExportCommitRequest(request.allow_dirty))

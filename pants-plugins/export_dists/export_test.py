@@ -254,3 +254,40 @@ def test_the_same_module_under_two_source_roots_warns(repo: Repo, caplog: pytest
     warnings = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert "shared/util.py would be installed by 2 dists" in warnings
     assert "src/python/shared" in warnings and "libs/shared" in warnings
+
+
+def test_a_regular_package_split_across_dists_warns(repo: Repo, caplog: pytest.LogCaptureFixture) -> None:
+    # pip and uv merge acme/ in one site-packages; a PEX does not find acme.core beside
+    # acme/__init__.py, which another wheel ships.
+    repo.commit(
+        {
+            "src/python/acme/BUILD": "python_sources()",
+            "src/python/acme/__init__.py": "VERSION = 1\n",
+            "src/python/acme/core/BUILD": "python_sources()",
+            "src/python/acme/core/__init__.py": "",
+            "src/python/acme/core/api.py": "import acme\n",
+            "src/python/acme/core/data/BUILD": "resources(sources=['*.json'])",
+            "src/python/acme/core/data/d.json": "{}",
+            # A namespace package (no __init__.py) split across dists is fine everywhere.
+            "src/python/ns/a/BUILD": "python_sources()",
+            "src/python/ns/a/m.py": "",
+            "src/python/ns/b/BUILD": "python_sources()",
+            "src/python/ns/b/m.py": "",
+        }
+    )
+    with caplog.at_level(logging.WARNING):
+        repo.export(
+            Address("src/python/acme/core"),
+            Address("src/python/acme/core/data"),
+            Address("src/python/ns/a"),
+            Address("src/python/ns/b"),
+        )
+    warnings = [" ".join(r.getMessage().split()) for r in caplog.records if r.levelno == logging.WARNING]
+    split = [w for w in warnings if "regular package" in w]
+    assert len(split) == 2, warnings
+    assert split[0].startswith("acme/__init__.py (dist monorepo.src.python.acme, src/python/acme:acme) makes `acme`")
+    assert "but other dists install files inside it: monorepo.src.python.acme.core, monorepo.src.python.acme.core.data." in split[0]
+    assert split[1].startswith("acme/core/__init__.py (dist monorepo.src.python.acme.core,")
+    assert "but other dists install files inside it: monorepo.src.python.acme.core.data." in split[1]
+    assert "PEX" in split[0]
+    assert not any("ns/" in w for w in warnings)
