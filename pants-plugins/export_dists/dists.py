@@ -235,18 +235,21 @@ def requires_python_for(constraints: InterpreterConstraints | None) -> str | Non
 
 
 async def _members(target: Target) -> tuple[Target, ...]:
-    """The file-level targets a generator owns (or the target itself)."""
+    """The file-level targets a generator owns (none when its globs match nothing), or the target."""
     if not isinstance(target, TargetGenerator):
         return (target,)
     address = target.address
     if not address.spec_path or address.parameters:
         # A generator at the build root has no name a spec can give, nor has a parametrized one in
         # every case: rare, so one Addresses param each costs nothing here.
-        return tuple(await Get(Targets, Addresses([address]))) or (target,)
-    # Expanded as a spec (RawSpecs hashes by value), not as Get(Targets, Addresses([...])): see above.
-    spec = AddressLiteralSpec(address.spec_path, address.target_name)
-    expanded = await Get(Targets, RawSpecs(address_literals=(spec,), description_of_origin=_ORIGIN))
-    return tuple(expanded) or (target,)
+        found = await Get(Targets, Addresses([address]))
+    else:
+        # Expanded as a spec (RawSpecs hashes by value), not as Get(Targets, Addresses([...])): see above.
+        spec = AddressLiteralSpec(address.spec_path, address.target_name)
+        found = await Get(Targets, RawSpecs(address_literals=(spec,), description_of_origin=_ORIGIN))
+    # The generator itself is never a member: in Pants 2.17 it has no `dependencies` field of its
+    # own (its generated targets do), and a generator that generates nothing owns no files.
+    return tuple(t for t in found if t.address != address)
 
 
 @rule(desc="Plan a dist")

@@ -396,3 +396,12 @@ def test_parametrized_target_is_one_dist_per_parametrization(repo: Repo) -> None
         "monorepo.src.python.multi.py310": ((), ">=3.10"),
         "monorepo.src.python.multi.py39": ((), ">=3.9"),
     }
+
+
+def test_generator_whose_sources_match_nothing(repo: Repo) -> None:
+    # Pants warns about the unmatched globs; the export holds an empty dist rather than failing
+    # on the generator's missing `dependencies` field.
+    repo.commit({"src/python/empty/BUILD": "python_sources()", "src/python/empty/README": "no code yet\n"})
+    plan = repo.plan(Address("src/python/empty"))
+    assert plan.identity.name == "monorepo.src.python.empty"
+    assert plan.files == () and plan.first_party == () and plan.third_party == ()
