@@ -131,31 +131,39 @@ def _log_second(second: int) -> str:
 
 
 @web.middleware
-async def reject_unsafe_paths(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Traversal and encoded separators are refused before routing, whatever the route."""
-    raw = request.raw_path.split("?", 1)[0]
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request, whatever the route: path safety, then credentials, then a RefError as its answer.
+
+    One middleware, not one per concern: each layer is another coroutine per request.
+    """
+    refusal = _path_refusal(request.raw_path.split("?", 1)[0])
+    if refusal is not None:
+        return _error(400, refusal)
+    auth = request.app.get(AUTH)
+    if auth is not None and request.path != HEALTH_PATH:
+        header = request.headers.get("Authorization")
+        user = auth.check(header, slow=False)
+        if user is False:
+            user = await _slow_check(request.app, auth, header)
+        if not user:
+            response = _error(401, "authentication required: give a user and password or a token")
+            response.headers["WWW-Authenticate"] = 'Basic realm="relay", charset="UTF-8"'
+            return response
+    try:
+        return await handler(request)
+    except RefError as e:
+        return _error(e.status, e.message)
+
+
+@functools.lru_cache(maxsize=4096)
+def _path_refusal(raw: str) -> str | None:
+    """Why a raw path is refused (traversal, encoded separators), or None; clients repeat paths."""
     segments = unquote(raw).split("/")
     if _UNSAFE_RAW.search(raw) or not raw.startswith("/") or any(s in (".", "..") for s in segments):
-        return _error(400, f"path {raw!r} is not allowed: no '..', '.', encoded slashes or backslashes")
+        return f"path {raw!r} is not allowed: no '..', '.', encoded slashes or backslashes"
     if "" in segments[1:-1]:
-        return _error(400, f"path {raw!r} is not allowed: empty path segment")
-    return await handler(request)
-
-
-@web.middleware
-async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    auth = request.app.get(AUTH)
-    if auth is None or request.path == HEALTH_PATH:
-        return await handler(request)
-    header = request.headers.get("Authorization")
-    user = auth.check(header, slow=False)
-    if user is False:
-        user = await _slow_check(request.app, auth, header)
-    if not user:
-        response = _error(401, "authentication required: give a user and password or a token")
-        response.headers["WWW-Authenticate"] = 'Basic realm="relay", charset="UTF-8"'
-        return response
-    return await handler(request)
+        return f"path {raw!r} is not allowed: empty path segment"
+    return None
 
 
 async def _slow_check(app: web.Application, auth: Authenticator, header: str | None) -> str | None:
@@ -173,14 +181,6 @@ async def _slow_check(app: web.Application, auth: Authenticator, header: str | N
         check.add_done_callback(lambda _: pending.pop(header, None))
     result = await asyncio.shield(check)
     return result if isinstance(result, str) else None
-
-
-@web.middleware
-async def ref_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except RefError as e:
-        return _error(e.status, e.message)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -429,11 +429,7 @@ def create_app(
     auth: Authenticator | None = None,
 ) -> web.Application:
     """The relay application over a store; refs default to the manifests' own branch and tag names."""
-    middlewares = [reject_unsafe_paths]
-    if auth is not None:
-        middlewares.append(authenticate)
-    middlewares.append(ref_errors)
-    app = web.Application(middlewares=middlewares)
+    app = web.Application(middlewares=[guard])
     app[STORE] = store
     app[REFS] = refs if refs is not None else Refs(store)
     app[PAGES] = render.PageCache()
