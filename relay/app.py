@@ -71,7 +71,8 @@ class AccessLogger(AbstractAccessLogger):
 
     def __init__(self, logger: logging.Logger, log_format: str) -> None:
         super().__init__(logger, log_format)
-        self._handler = _plain_stream_handler(logger)
+        handler = _plain_stream_handler(logger)
+        self._lines = None if handler is None else _lines_of(handler)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
         message = (
@@ -79,18 +80,39 @@ class AccessLogger(AbstractAccessLogger):
             f"status={response.status} ms={elapsed * 1000:.1f} client={request.remote} "
             f"bytes={response.body_length or response.content_length or 0}"
         )
-        handler = self._handler
-        if handler is not None:
-            now = time.time()
-            line = f"{_log_second(int(now))},{int((now - int(now)) * 1000):03d} INFO {self.logger.name} {message}\n"
+        if self._lines is None:
+            self.logger.info("%s", message)
+            return
+        now = time.time()
+        self._lines.add(f"{_log_second(int(now))},{int((now - int(now)) * 1000):03d} INFO {self.logger.name} {message}\n")
+
+
+class _Lines:
+    """Access log lines of one event-loop turn, written together: under load one write carries many."""
+
+    def __init__(self, handler: logging.StreamHandler) -> None:  # type: ignore[type-arg]
+        self._handler = handler
+        self._lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        self._lines.append(line)
+        if len(self._lines) == 1:
+            asyncio.get_running_loop().call_soon(self.write)
+
+    def write(self) -> None:
+        text = "".join(self._lines)
+        self._lines.clear()
+        with self._handler.lock:  # type: ignore[union-attr]
             try:
-                with handler.lock:  # type: ignore[union-attr]
-                    handler.stream.write(line)
-                    handler.stream.flush()
-                return
+                self._handler.stream.write(text)
+                self._handler.stream.flush()
             except (OSError, ValueError):
-                pass  # logging reports a broken stream its own way
-        self.logger.info("%s", message)
+                pass  # a broken log stream must not fail requests: these lines are lost
+
+
+@functools.lru_cache(maxsize=None)
+def _lines_of(handler: logging.Handler) -> _Lines:
+    return _Lines(handler)  # type: ignore[arg-type]
 
 
 def _plain_stream_handler(logger: logging.Logger) -> logging.StreamHandler | None:  # type: ignore[type-arg]
