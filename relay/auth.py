@@ -20,6 +20,8 @@ PBKDF2 = "pbkdf2_sha256"
 TOKEN = "token_sha256"
 PBKDF2_ITERATIONS = 600_000
 TOKEN_USER = "__token__"
+# Accepted Authorization headers remembered (the memo starts over beyond this many).
+MAX_ACCEPTED_HEADERS = 1024
 _USER = re.compile(r"[A-Za-z0-9_.@-]+")
 
 
@@ -122,6 +124,8 @@ class Authenticator:
         self._tokens: dict[str, Entry] = {}
         # Digests of credentials already verified: PBKDF2 is slow on purpose, once per credential.
         self._verified: set[bytes] = set()
+        # Authorization headers already accepted, and whose: a client sends the same one every time.
+        self._accepted: dict[str, str] = {}
         self._lock = threading.Lock()
         self.reload()
 
@@ -135,6 +139,7 @@ class Authenticator:
             self._passwords = {e.user: e for e in entries if e.scheme == PBKDF2}
             self._tokens = {e.fields[0]: e for e in entries if e.scheme == TOKEN}
             self._verified = set()
+            self._accepted = {}
             self._stamp = stamp
 
     def _reload_quietly(self) -> None:
@@ -153,6 +158,21 @@ class Authenticator:
         if not authorization:
             return None
         self._reload_quietly()
+        user = self._accepted.get(authorization)
+        if user is not None:
+            return user
+        stamp = self._stamp
+        user = self._check(authorization, slow)
+        if isinstance(user, str):
+            with self._lock:
+                if self._stamp != stamp:
+                    return user  # the file changed meanwhile: accepted by the old entries, not remembered
+                if len(self._accepted) >= MAX_ACCEPTED_HEADERS:
+                    self._accepted.clear()
+                self._accepted[authorization] = user
+        return user
+
+    def _check(self, authorization: str, slow: bool) -> str | None | bool:
         scheme, _, value = authorization.strip().partition(" ")
         scheme = scheme.lower()
         if scheme == "bearer":
