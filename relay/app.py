@@ -49,12 +49,27 @@ class Settings:
     memory_cache_bytes: int = 128 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class CachePolicy:
+    """The Cache-Control values of pages and files, fixed at start-up (not rebuilt per request)."""
+
+    immutable: str  # a view addressed by commit
+    branch: str  # a branch or tag, which moves
+
+    @staticmethod
+    def of(settings: Settings, private: bool) -> CachePolicy:
+        # Behind credentials, shared caches must not keep the answers.
+        scope = "private" if private else "public"
+        return CachePolicy(f"{scope}, {IMMUTABLE}", f"{scope}, max-age={settings.branch_max_age}")
+
+
 STORE = web.AppKey("store", Store)
 REFS = web.AppKey("refs", Refs)
 PAGES = web.AppKey("pages", render.PageCache)
 FILES = web.AppKey("files", FileCache)
 PENDING_CHECKS = web.AppKey("pending_checks", dict)
 SETTINGS = web.AppKey("settings", Settings)
+CACHE_POLICY = web.AppKey("cache_policy", CachePolicy)
 AUTH = web.AppKey("auth", Authenticator)
 MATERIALIZER = web.AppKey("materializer", Materializer)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -227,10 +242,8 @@ def _base(request: web.Request, levels_below_ref: int) -> str:
 
 
 def _cache_control(request: web.Request, view: View) -> str:
-    scope = "private" if AUTH in request.app else "public"
-    if view.immutable:
-        return f"{scope}, {IMMUTABLE}"
-    return f"{scope}, max-age={request.app[SETTINGS].branch_max_age}"
+    policy = request.app[CACHE_POLICY]
+    return policy.immutable if view.immutable else policy.branch
 
 
 def _etag_matches(request: web.Request, *etags: str) -> bool:
@@ -335,9 +348,8 @@ async def dist_file(request: web.Request) -> web.StreamResponse:
     view = await _view(request)
     store = request.app[STORE]
     for export in view.exports:
-        path = store.file(export.key, filename)
         digest = export.digest(filename)
-        if path is None or digest is None:
+        if digest is None:
             continue
         sha256, size = digest
         kind = "application/octet-stream" if filename.endswith(".whl") else "text/plain; charset=utf-8"
@@ -351,17 +363,23 @@ async def dist_file(request: web.Request) -> web.StreamResponse:
         if _etag_matches(request, headers["ETag"]):
             return web.Response(status=304, headers=headers)
         cache = request.app[FILES]
+        # A file in memory needs no path: the view's exports are the store's, and the digest says
+        # the manifest lists the file.
+        body = cache.get(sha256) if cache.fits(size) else None
+        if body is not None:
+            return web.Response(body=body, headers=headers)
+        path = store.file(export.key, filename)
+        if path is None:
+            continue
         if not cache.fits(size):
             return _LeasedFileResponse(store, export.key, path, headers=headers)
-        body = cache.get(sha256)
-        if body is None:
-            with store.lease(export.key):
-                try:
-                    body = await asyncio.get_running_loop().run_in_executor(None, cache.load, path, sha256)
-                except (OSError, ContractError) as e:
-                    logger.error("serving %s of %s: %s", filename, export.key, e)
-                    raise RefError(502, f"the export {export.key} is damaged: {filename} cannot be served")
-            cache.put(sha256, body)
+        with store.lease(export.key):
+            try:
+                body = await asyncio.get_running_loop().run_in_executor(None, cache.load, path, sha256)
+            except (OSError, ContractError) as e:
+                logger.error("serving %s of %s: %s", filename, export.key, e)
+                raise RefError(502, f"the export {export.key} is damaged: {filename} cannot be served")
+        cache.put(sha256, body)
         return web.Response(body=body, headers=headers)
     raise RefError(404, f"no file {filename!r} at {view.ref!r}")
 
@@ -458,6 +476,7 @@ def create_app(
     app[FILES] = FileCache(settings.memory_cache_bytes)
     app[PENDING_CHECKS] = {}
     app[SETTINGS] = settings
+    app[CACHE_POLICY] = CachePolicy.of(settings, private=auth is not None)
     if auth is not None:
         app[AUTH] = auth
     if app[REFS].materializer is not None:
