@@ -43,6 +43,7 @@ class ExportRequest:
     allow_dirty: bool
     pin_from_lockfiles: bool
     unexportable: UnexportableDependencies
+    output_dir: str | None = None  # relative to the build root, when the export is written inside it
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ async def build_export(request: ExportRequest) -> Export:
     _report_packages_split_across_dists(plans)
     _report_unexportable(plans, request.unexportable)
 
-    commit = await Get(ExportCommit, ExportCommitRequest(request.allow_dirty))
+    commit = await Get(ExportCommit, ExportCommitRequest(request.allow_dirty, request.output_dir))
     version = render_version(request.version_template, commit)
     ordered = [plans[a] for a in sorted(plans)]
 

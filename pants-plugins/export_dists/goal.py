@@ -128,6 +128,8 @@ async def export_dists(
             "No targets given: pass specs, e.g. `pants export-dists ::` or `pants export-dists src/python/a/b`."
         )
         return ExportDists(exit_code=1)
+    out_root = output_root(subsystem, build_root, dist_dir)
+    inside = os.path.relpath(out_root, build_root.path)
     request = ExportRequest(
         roots=roots,
         settings=NamingSettings(
@@ -139,6 +141,7 @@ async def export_dists(
         allow_dirty=subsystem.allow_dirty,
         pin_from_lockfiles=subsystem.third_party_pins == ThirdPartyPins.LOCKFILE,
         unexportable=subsystem.unexportable_dependencies,
+        output_dir=None if inside == ".." or inside.startswith("../") else inside,
     )
     export = await Get(Export, ExportRequest, request)
     if subsystem.explain:
@@ -148,7 +151,6 @@ async def export_dists(
         console.print_stderr("Nothing to export: the specs name no python_sources or resources targets.")
         return ExportDists(exit_code=1)
 
-    out_root = output_root(subsystem, build_root, dist_dir)
     result = write_export(out_root, export.info.directory_name, export_files(export.info, export.dists))
     shown = os.path.relpath(result.path, build_root.path)
     if shown.startswith(".."):

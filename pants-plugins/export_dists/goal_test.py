@@ -179,3 +179,28 @@ def test_export_of_a_parametrized_target(repo: Repo, tmp_path: Path) -> None:
         ("monorepo.src.python.multi.py310", "src/python/multi@interpreter_constraints=py310"),
         ("monorepo.src.python.multi.py39", "src/python/multi@interpreter_constraints=py39"),
     ]
+
+
+@pytest.mark.parametrize(
+    "global_args, args, written_to",
+    [
+        ([], ["--export-dists-output-dir=exports"], "exports"),
+        (["--pants-distdir=build/out"], [], "build/out/export-dists"),
+    ],
+)
+def test_an_earlier_export_inside_the_build_root_is_not_an_uncommitted_change(
+    repo: Repo, global_args: list[str], args: list[str], written_to: str
+) -> None:
+    sha = repo.commit(MONOREPO)
+    for attempt in ("first", "second"):
+        repo.new_session()
+        result = repo.rule_runner.run_goal_rule(
+            ExportDists,
+            global_args=[*ARGS, *global_args],
+            args=[*args, "::"],
+            env=ENV,
+            env_inherit=ENV_INHERIT,
+        )
+        assert result.exit_code == 0, (attempt, result.stderr)
+        assert result.stdout.strip() == os.path.join(repo.root, written_to, sha)
+    assert "unchanged (already exported)" in result.stderr

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from export_dists.compat import InvalidVersion, Version
 
 from pants.base.build_root import BuildRoot
+from pants.core.util_rules.distdir import DistDir
 from pants.core.util_rules.system_binaries import BashBinary
 from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope
 from pants.engine.rules import Get, collect_rules, rule
@@ -16,8 +17,9 @@ from pants.vcs.git import MaybeGitBinary
 
 logger = logging.getLogger(__name__)
 
-# Paths Pants itself writes inside a build root: never a reason to call a tree dirty.
-_PANTS_OUTPUTS = (".pants.d/", ".pids/", "dist/", ".pants.workdir.file_lock")
+# Paths Pants itself writes inside a build root: never a reason to call a tree dirty. The dist
+# directory ([GLOBAL].pants_distdir) and the export's own output directory join them.
+_PANTS_OUTPUTS = (".pants.d", ".pids", ".pants.workdir.file_lock")
 
 
 class ExportVersionError(Exception):
@@ -27,6 +29,9 @@ class ExportVersionError(Exception):
 @dataclass(frozen=True)
 class ExportCommitRequest:
     allow_dirty: bool
+    # Where the export is written, relative to the build root, when it is inside it: a previous
+    # export there is no uncommitted change.
+    output_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,27 +84,22 @@ def render_version(template: str, commit: ExportCommit) -> str:
     return str(version)
 
 
-def uncommitted_changes(status_lines: list[str], build_root_prefix: str) -> list[str]:
-    """The `git status --porcelain` lines that make a tree dirty: all but Pants' own outputs.
-
-    git prints paths relative to the top of the work tree, so in a build root that is a
-    subdirectory of the repository (`build_root_prefix`, as `git rev-parse --show-prefix` prints
-    it, e.g. `python/`) Pants' outputs show up as `python/.pants.d/`.
-    """
-    outputs = tuple(build_root_prefix + out for out in _PANTS_OUTPUTS)
-
-    def is_pants_output(line: str) -> bool:
-        path = line[3:].strip().strip('"')
-        return any(path == out.rstrip("/") or path.startswith(out) for out in outputs)
-
-    return [line for line in status_lines if line.strip() and not is_pants_output(line)]
+def pants_outputs(dist_dir: DistDir, output_dir: str | None) -> tuple[str, ...]:
+    """What Pants and this export write inside the build root, relative to it."""
+    outputs = [*_PANTS_OUTPUTS, str(dist_dir.relpath), *([output_dir] if output_dir else [])]
+    return tuple(sorted({o.strip("/") for o in outputs} - {"", "."}))
 
 
 # One process reads everything the export needs from git: Pants starts each process in its own
 # sandbox, which costs more than the git commands themselves.
 _READ_COMMIT = """
 set -u
-git="$1"; root="$2"
+git="$1"; root="$2"; shift 2
+# The remaining arguments are paths (relative to the build root) whose changes do not count. git
+# applies them as pathspecs: it knows an untracked `build/` holding only `build/out/` is clean,
+# and it resolves them from the build root when that is a subdirectory of the repository.
+excluded=(':/')
+for path in "$@"; do excluded+=(":(exclude,literal)$path"); done
 head="$("$git" -C "$root" rev-parse --verify HEAD 2>&1)" || { echo "$head" >&2; exit 3; }
 echo "$head"
 "$git" -C "$root" rev-parse --is-shallow-repository
@@ -109,10 +109,8 @@ echo '--branches'
 "$git" -C "$root" for-each-ref --points-at "$head" --format='%(refname:short)' refs/heads
 echo '--tags'
 "$git" -C "$root" for-each-ref --points-at "$head" --format='%(refname:short)' refs/tags
-echo '--prefix'
-"$git" -C "$root" rev-parse --show-prefix
 echo '--status'
-"$git" -C "$root" --no-optional-locks status --porcelain --untracked-files=normal
+"$git" -C "$root" --no-optional-locks status --porcelain --untracked-files=normal -- "${excluded[@]}"
 """
 
 
@@ -123,7 +121,7 @@ def _sections(output: str) -> tuple[list[str], dict[str, list[str]]]:
     sections: dict[str, list[str]] = {}
     current: list[str] = header
     for line in lines:
-        if line in ("--branches", "--tags", "--prefix", "--status"):
+        if line in ("--branches", "--tags", "--status"):
             current = sections.setdefault(line[2:], [])
         else:
             current.append(line)
@@ -132,7 +130,11 @@ def _sections(output: str) -> tuple[list[str], dict[str, list[str]]]:
 
 @rule(desc="Read the commit to export from git")
 async def export_commit(
-    request: ExportCommitRequest, build_root: BuildRoot, maybe_git: MaybeGitBinary, bash: BashBinary
+    request: ExportCommitRequest,
+    build_root: BuildRoot,
+    dist_dir: DistDir,
+    maybe_git: MaybeGitBinary,
+    bash: BashBinary,
 ) -> ExportCommit:
     if maybe_git.git_binary is None:
         raise ExportVersionError(
@@ -142,7 +144,15 @@ async def export_commit(
     result = await Get(
         FallibleProcessResult,
         Process(
-            argv=(bash.path, "-c", _READ_COMMIT, "read-commit", maybe_git.git_binary.path, build_root.path),
+            argv=(
+                bash.path,
+                "-c",
+                _READ_COMMIT,
+                "read-commit",
+                maybe_git.git_binary.path,
+                build_root.path,
+                *pants_outputs(dist_dir, request.output_dir),
+            ),
             description="Read the commit to export from git",
             # Git state changes outside the engine's view: read it afresh in every run.
             cache_scope=ProcessCacheScope.PER_SESSION,
@@ -175,8 +185,7 @@ async def export_commit(
                 """
             )
         )
-    prefix = "".join(sections.get("prefix", [])).strip()
-    changes = uncommitted_changes(sections.get("status", []), prefix)
+    changes = [line for line in sections.get("status", []) if line.strip()]
     if changes and not request.allow_dirty:
         shown = "\n".join(f"  {line}" for line in changes[:10])
         more = f"\n  ... and {len(changes) - 10} more" if len(changes) > 10 else ""

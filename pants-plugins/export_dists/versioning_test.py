@@ -4,12 +4,22 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import zipfile
+from pathlib import Path, PurePath
 
 import pytest
 
-from export_dists.conftest import FIRST_COMMIT_EPOCH, Repo
-from export_dists.versioning import ExportCommit, ExportVersionError, render_version, uncommitted_changes
+from export_dists.conftest import FIRST_COMMIT_EPOCH, GIT_ENV, Repo
+from export_dists.versioning import (
+    _READ_COMMIT,
+    ExportCommit,
+    ExportVersionError,
+    _sections,
+    pants_outputs,
+    render_version,
+)
+from pants.core.util_rules.distdir import DistDir
 from pants.engine.addresses import Address
 from pants.engine.internals.scheduler import ExecutionError
 
@@ -112,12 +122,28 @@ def test_pants_own_outputs_do_not_make_a_tree_dirty(repo: Repo) -> None:
     assert not repo.export(Address("src/python/a")).info.dirty
 
 
-def test_pants_own_outputs_in_a_build_root_below_the_top_of_the_repository() -> None:
-    # git prints paths from the top of the work tree: a build root at `mono/` sees its own
-    # .pants.d as `mono/.pants.d/`.
-    status = ["?? mono/.pants.d/", "?? mono/dist/", " M mono/.pids/x", "?? .pants.d/", " M mono/src/m.py", ""]
-    assert uncommitted_changes(status, "mono/") == ["?? .pants.d/", " M mono/src/m.py"]
-    assert uncommitted_changes(status, "") == ["?? mono/.pants.d/", "?? mono/dist/", " M mono/.pids/x", " M mono/src/m.py"]
+def test_pants_own_outputs_in_a_build_root_below_the_top_of_the_repository(tmp_path: Path) -> None:
+    # git prints paths from the top of the work tree (`mono/.pants.d/`); the script hands the
+    # outputs to git as pathspecs, which git resolves from the build root.
+    env = {**os.environ, **GIT_ENV}
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, env=env)
+    root = tmp_path / "mono"
+    for path in ("src/m.py", ".pants.d/run/log", "dist/export-dists/x", "build/out/y", ".pids/p"):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text("")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "mono/src"], check=True, env=env)
+    subprocess.run(["git", "-C", str(tmp_path), "commit", "-qm", "c"], check=True, env=env)
+
+    def status(*outputs: str) -> list[str]:
+        argv = ["bash", "-c", _READ_COMMIT, "read-commit", "git", str(root), *outputs]
+        result = subprocess.run(argv, check=True, env=env, capture_output=True, text=True)
+        return [line for line in _sections(result.stdout)[1]["status"] if line]
+
+    outputs = pants_outputs(DistDir(PurePath("dist")), "build/out")
+    assert status(*outputs) == []
+    (root / "build/other").write_text("")
+    (root / "src/m.py").write_text("changed")
+    assert status(*outputs) == [" M mono/src/m.py", "?? mono/build/"]
 
 
 def test_not_a_git_repository(repo: Repo) -> None:
