@@ -138,7 +138,8 @@ async def export_dists(
             include_test_utils=subsystem.include_test_utils,
         ),
         version_template=subsystem.version_template,
-        allow_dirty=subsystem.allow_dirty,
+        # --explain writes nothing, and is most useful while editing BUILD files.
+        allow_dirty=subsystem.allow_dirty or bool(subsystem.explain),
         pin_from_lockfiles=subsystem.third_party_pins == ThirdPartyPins.LOCKFILE,
         unexportable=subsystem.unexportable_dependencies,
         output_dir=None if inside == ".." or inside.startswith("../") else inside,

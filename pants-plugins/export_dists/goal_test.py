@@ -204,3 +204,13 @@ def test_an_earlier_export_inside_the_build_root_is_not_an_uncommitted_change(
         assert result.exit_code == 0, (attempt, result.stderr)
         assert result.stdout.strip() == os.path.join(repo.root, written_to, sha)
     assert "unchanged (already exported)" in result.stderr
+
+
+def test_explain_in_a_work_tree_with_uncommitted_changes(repo: Repo) -> None:
+    sha = repo.commit(MONOREPO)
+    repo.write({"src/python/a/b/extra.py": "import c.y\n"})
+    repo.new_session()
+    result = run(repo, "--export-dists-explain=src/python/a/b", "::")
+    assert result.exit_code == 0, result.stderr
+    assert f"(commit {sha}, dirty)" in result.stdout
+    assert "a/b/extra.py    <- src/python/a/b/extra.py" in result.stdout

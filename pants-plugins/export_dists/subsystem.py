@@ -104,7 +104,8 @@ class ExportDistsSubsystem(GoalSubsystem):
             Instead of writing an export, explain one dist, given its target address or its dist
             name: version, files and the target owning each, each Requires-Dist line and the
             dependency edge that produced it (inferred import, explicit, or excluded with `!`), and
-            files under a source root that no exported target owns.
+            files under a source root that no exported target owns. Works in a work tree with
+            uncommitted changes too (it writes nothing): it explains the files as they are.
             """
         ),
     )
