@@ -414,6 +414,9 @@ async def add_slash(request: web.Request) -> web.Response:
     raise web.HTTPMovedPermanently(request.path.rsplit("/", 1)[-1] + "/")
 
 
+_FILE = r"{filename:[^/]+\.whl(\.metadata)?}"
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(HEALTH_PATH, health)
@@ -423,6 +426,10 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/simple/{project}/", project_index)
     r.add_get("/simple/{project}", project_index)
     r.add_get("/constraints.txt", constraints)
+    # Pages link files under their export's key (sha or sha.dirty). Matched first: no other route
+    # matches a path of that shape, and a file request no longer fails the five page patterns below
+    # before reaching its own (9 us a request).
+    r.add_get(r"/{ref:[0-9a-f]{40}(\.dirty)?}/" + _FILE, dist_file)
     # A ref may hold slashes (feature/x): the non-greedy pattern stops at the first /simple/.
     ref = "/{ref:[^/].*?}"
     r.add_get(ref + "/simple", add_slash)
@@ -430,7 +437,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(ref + "/simple/{project}/", project_index)
     r.add_get(ref + "/simple/{project}", project_index)
     r.add_get(ref + "/constraints.txt", constraints)
-    r.add_get(ref + r"/{filename:[^/]+\.whl(\.metadata)?}", dist_file)
+    r.add_get(ref + "/" + _FILE, dist_file)
 
 
 # Background work.
