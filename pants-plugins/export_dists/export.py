@@ -239,6 +239,17 @@ async def build_export(request: ExportRequest) -> Export:
     ordered = [plans[a] for a in sorted(plans)]
 
     lockfiles: dict[str, LockfileVersions] | None = None
+    if request.pin_from_lockfiles and any(req.resolve is None for p in ordered for req in p.third_party):
+        logger.warning(
+            softwrap(
+                """
+                [export-dists].third_party_pins = "lockfile", but [python].enable_resolves is
+                false, so there are no lockfiles to pin from: third-party requirements are
+                exported as written. Enable resolves and run `pants generate-lockfiles`, or set
+                third_party_pins = "as-written".
+                """
+            )
+        )
     if request.pin_from_lockfiles:
         found_locks = await MultiGet(
             Get(LockfileVersions, LockfileVersionsRequest(resolve)) for resolve in resolves_used(ordered)

@@ -211,6 +211,21 @@ def test_lockfile_pins_without_a_lockfile(repo: Repo, caplog: pytest.LogCaptureF
     assert any("has no lockfile" in r.getMessage() for r in caplog.records)
 
 
+def test_lockfile_pins_with_resolves_disabled_warn(repo: Repo, caplog: pytest.LogCaptureFixture) -> None:
+    repo.commit(
+        {
+            "3rdparty/BUILD": 'python_requirement(name="attrs", requirements=["attrs>=23"])',
+            "src/python/a/BUILD": "python_sources()",
+            "src/python/a/m.py": "import attr\n",
+        }
+    )
+    with caplog.at_level(logging.WARNING):
+        export = repo.export(Address("src/python/a"), pin_from_lockfiles=True)
+    assert requires(export)["monorepo.src.python.a"] == ("attrs>=23",)
+    warnings = [" ".join(r.getMessage().split()) for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("[python].enable_resolves is false" in w and "exported as written" in w for w in warnings), warnings
+
+
 REPRODUCIBLE = {
     "src/python/a/BUILD": 'python_sources(dependencies=[":data"])\nresources(name="data", sources=["*.json"])',
     "src/python/a/m.py": "import b.m\n",
