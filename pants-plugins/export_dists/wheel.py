@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import json
 import re
 import time
 import zipfile
 from dataclasses import dataclass
-from io import BytesIO
+from io import BytesIO, StringIO
 from typing import Mapping
 
 METADATA_VERSION = "2.4"
@@ -105,9 +106,12 @@ def build_wheel(
         )
     )
     record_path = f"{dist_info}/RECORD"
-    record = "".join(f"{path},{_record_hash(data)},{len(data)}\n" for path, data in entries)
-    record += f"{record_path},,\n"
-    entries.append((record_path, record.encode()))
+    # RECORD is CSV: a path with a comma or a quote must be quoted, as pip, uv and pex parse it.
+    record = StringIO()
+    writer = csv.writer(record, lineterminator="\n")
+    writer.writerows((path, _record_hash(data), len(data)) for path, data in entries)
+    writer.writerow((record_path, "", ""))
+    entries.append((record_path, record.getvalue().encode()))
 
     date_time = time.gmtime(max(timestamp, _ZIP_EPOCH))[:6]
     buffer = BytesIO()

@@ -119,6 +119,16 @@ def test_record_lists_every_file_with_hash_and_size() -> None:
     assert record_text.endswith(f"{DIST_INFO}/RECORD,,\n")
 
 
+def test_record_quotes_paths_with_commas_and_quotes() -> None:
+    files = {"a/b/data/x,y.csv": b"1", 'a/b/data/say "hi".txt': b"2"}
+    with _zip(_build(files=files).content) as archive:
+        record_text = archive.read(f"{DIST_INFO}/RECORD").decode()
+    rows = list(csv.reader(io.StringIO(record_text)))
+    assert all(len(row) == 3 for row in rows), rows
+    assert {row[0] for row in rows} >= set(files)
+    assert '"a/b/data/x,y.csv",sha256=' in record_text
+
+
 def test_wheel_file_has_the_pure_python_tag() -> None:
     with _zip(_build().content) as archive:
         wheel = BytesParser().parsebytes(archive.read(f"{DIST_INFO}/WHEEL"))
