@@ -119,7 +119,11 @@ def requires_dist(
         except InvalidRequirement:
             pass  # Pants accepted it; export it exactly as written.
         third.setdefault(text, []).extend(req.edges)
-    lines = [RequirementLine(text, tuple(edges), True) for text, edges in sorted(first.items())]
+    # By project name, not by the whole line: `a.b==V` sorts after `a.b.c==V` as text ("=" > ".").
+    lines = [
+        RequirementLine(text, tuple(edges), True)
+        for text, edges in sorted(first.items(), key=lambda kv: canonicalize_name(Requirement(kv[0]).name))
+    ]
     lines.extend(RequirementLine(text, tuple(edges), False) for text, edges in sorted(third.items(), key=lambda kv: kv[0].lower()))
     return tuple(lines)
 

@@ -160,6 +160,19 @@ def test_requires_dist_order_dedupe_and_no_self_edge() -> None:
     assert len(lines[-1].edges) == 2  # both spellings of requests point at this line
 
 
+def test_first_party_sorted_by_project_name() -> None:
+    plan = _plan(
+        first_party=[
+            FirstPartyDependency(_identity(C, "acme.core.utils"), (_edge(C),)),
+            FirstPartyDependency(_identity(D, "acme.core"), (_edge(D),)),
+        ]
+    )
+    assert [line.text for line in requires_dist(plan, version=VERSION)] == [
+        f"acme.core=={VERSION}",
+        f"acme.core.utils=={VERSION}",
+    ]
+
+
 def test_requires_dist_pinned_from_lockfile() -> None:
     lock = LockfileVersions("python-default", "lock.txt", FrozenDict({"requests": "2.31.0", "pyyaml": "6.0.1"}))
     lines = requires_dist(PLAN, version=VERSION, lockfiles={"python-default": lock})
