@@ -124,8 +124,9 @@ class Authenticator:
         self._tokens: dict[str, Entry] = {}
         # Digests of credentials already verified: PBKDF2 is slow on purpose, once per credential.
         self._verified: set[bytes] = set()
-        # Authorization headers already accepted, and whose: a client sends the same one every time.
-        self._accepted: dict[str, str] = {}
+        # Digests of Authorization headers already accepted, and whose: a client sends the same
+        # header every time. Digests, like _verified: no password is kept in memory.
+        self._accepted: dict[bytes, str] = {}
         self._lock = threading.Lock()
         self.reload()
 
@@ -158,7 +159,8 @@ class Authenticator:
         if not authorization:
             return None
         self._reload_quietly()
-        user = self._accepted.get(authorization)
+        key = hashlib.sha256(authorization.encode()).digest()
+        user = self._accepted.get(key)
         if user is not None:
             return user
         stamp = self._stamp
@@ -169,7 +171,7 @@ class Authenticator:
                     return user  # the file changed meanwhile: accepted by the old entries, not remembered
                 if len(self._accepted) >= MAX_ACCEPTED_HEADERS:
                     self._accepted.clear()
-                self._accepted[authorization] = user
+                self._accepted[key] = user
         return user
 
     def _check(self, authorization: str, slow: bool) -> str | None | bool:
