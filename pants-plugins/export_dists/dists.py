@@ -38,7 +38,12 @@ from pants.engine.target import (
     WrappedTarget,
     WrappedTargetRequest,
 )
-from pants.source.source_root import SourceRootRequest, SourceRoot, SourceRootsRequest, SourceRootsResult
+from pants.source.source_root import (
+    OptionalSourceRoot,
+    OptionalSourceRootsResult,
+    SourceRootRequest,
+    SourceRootsRequest,
+)
 from pants.util.strutil import softwrap
 
 from export_dists.naming import InvalidDistName, dist_name_for
@@ -100,6 +105,24 @@ class InvalidExportDistName(Exception):
     pass
 
 
+class NoSourceRootForDist(Exception):
+    pass
+
+
+def _no_source_root(address: Address, paths: list[str]) -> NoSourceRootForDist:
+    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    return NoSourceRootForDist(
+        softwrap(
+            f"""
+            The target {address} has files under no source root ({shown}), so export-dists
+            cannot tell the path Python imports them by, which is their path in the wheel. Add a
+            pattern that covers them to [source].root_patterns (or a marker file), or set
+            `skip_export_dist=True` on the target.
+            """
+        )
+    )
+
+
 def _classify(target: Target, include_test_utils: bool) -> tuple[DistKind | None, str | None]:
     if target.has_field(PythonTestsGeneratingSourcesField) or target.has_field(PythonTestSourceField):
         return None, "tests are never exported; move shared helpers into python_sources or python_test_utils"
@@ -153,8 +176,11 @@ async def dist_identity(request: DistIdentityRequest) -> DistIdentity:
         else:
             source_root: str | None = None
             if request.settings.strip_source_roots:
-                root = await Get(SourceRoot, SourceRootRequest(PurePath(address.spec_path or ".")))
-                source_root = root.path
+                directory = PurePath(address.spec_path or ".")
+                root = await Get(OptionalSourceRoot, SourceRootRequest(directory))
+                if root.source_root is None:
+                    raise _no_source_root(address, [f"{directory}/"])
+                source_root = root.source_root.path
             name = dist_name_for(
                 namespace=request.settings.namespace,
                 spec_path=address.spec_path,
@@ -265,7 +291,10 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
     explicit = await MultiGet(
         Get(ExplicitlyProvidedDependencies, DependenciesRequest(m[Dependencies])) for m in members
     )
-    roots = await Get(SourceRootsResult, SourceRootsRequest.for_files(source_files.files))
+    roots = await Get(OptionalSourceRootsResult, SourceRootsRequest.for_files(source_files.files))
+    rootless = sorted(p for p in source_files.files if roots.path_to_optional_root[PurePath(p)].source_root is None)
+    if rootless:
+        raise _no_source_root(request.address, rootless)
     owner_by_file = {
         m[SourcesField].file_path: m.address  # type: ignore[attr-defined]
         for m in members
@@ -273,7 +302,7 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
     }
     files = []
     for path in source_files.files:
-        root = roots.path_to_root[PurePath(path)].path
+        root = roots.path_to_optional_root[PurePath(path)].source_root.path  # type: ignore[union-attr]
         wheel_path = path if root in ("", ".") else os.path.relpath(path, root)
         files.append(OwnedFile(path, wheel_path, owner_by_file.get(path, request.address)))
 

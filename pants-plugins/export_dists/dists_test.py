@@ -405,3 +405,13 @@ def test_generator_whose_sources_match_nothing(repo: Repo) -> None:
     plan = repo.plan(Address("src/python/empty"))
     assert plan.identity.name == "monorepo.src.python.empty"
     assert plan.files == () and plan.first_party == () and plan.third_party == ()
+
+
+@pytest.mark.parametrize("strip_source_roots", [False, True])
+def test_files_under_no_source_root_are_a_clear_error(repo: Repo, strip_source_roots: bool) -> None:
+    repo.commit({"config/BUILD": "resources(sources=['*.yaml'])", "config/app.yaml": "a: 1\n"})
+    with pytest.raises(ExecutionError) as e:
+        repo.export(Address("config"), strip_source_roots=strip_source_roots)
+    message = " ".join(str(e.value).split())
+    assert "NoSourceRootForDist: The target config:config has files under no source root" in message
+    assert "[source].root_patterns" in message and "skip_export_dist=True" in message
