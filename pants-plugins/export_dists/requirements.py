@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from export_dists.compat import InvalidRequirement, Requirement, canonicalize_name
+from export_dists.compat import InvalidRequirement, Requirement, Specifier, canonicalize_name
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.engine.fs import DigestContents, PathGlobs, GlobMatchErrorBehavior
@@ -38,6 +38,18 @@ def pin_to_version(requirement: str, version: str) -> str:
 def normalize_requirement(requirement: str) -> str:
     """A requirement string as packaging renders it: one spelling for one requirement."""
     return str(Requirement(requirement))
+
+
+def is_pep508_requirement(requirement: str) -> bool:
+    """Whether installers that parse metadata strictly (pip >= 24.1, uv) accept the requirement.
+
+    packaging 21.3, which Pants 2.17 ships, also accepts legacy specifiers such as `>=1.0.x`.
+    """
+    try:
+        parsed = Requirement(requirement)
+    except InvalidRequirement:
+        return False
+    return all(isinstance(spec, Specifier) for spec in parsed.specifier)
 
 
 def parse_lockfile_versions(content: bytes) -> dict[str, str]:
@@ -118,6 +130,12 @@ def requires_dist(
                     )
         except InvalidRequirement:
             pass  # Pants accepted it; export it exactly as written.
+        if not is_pep508_requirement(text):
+            logger.warning(
+                f"{req.address}: the requirement {req.requirement!r} (a dependency of the dist "
+                f"{plan.identity.name}) is not valid PEP 508 / PEP 440; pip >= 24.1 and uv refuse "
+                "to install a dist that declares it. Write it with a valid version specifier."
+            )
         third.setdefault(text, []).extend(req.edges)
     # By project name, not by the whole line: `a.b==V` sorts after `a.b.c==V` as text ("=" > ".").
     lines = [

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -158,6 +159,16 @@ def test_requires_dist_order_dedupe_and_no_self_edge() -> None:
     assert [line.first_party for line in lines] == [True, True, False, False, False]
     assert lines[1].edges == (_edge(C, EdgeKind.EXPLICIT),)
     assert len(lines[-1].edges) == 2  # both spellings of requests point at this line
+
+
+def test_requirement_strict_installers_reject_warns(caplog: pytest.LogCaptureFixture) -> None:
+    plan = _plan(third_party=[_req("oldlib>=1.0.x"), _req("weird==2.0-beta.1"), _req("fine>=1")])
+    with caplog.at_level(logging.WARNING):
+        lines = requires_dist(plan, version=VERSION)
+    assert [line.text for line in lines] == ["fine>=1", "oldlib>=1.0.x", "weird==2.0-beta.1"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "'oldlib>=1.0.x'" in warnings[0], warnings
+    assert "monorepo.src.python.a" in warnings[0] and "pip >= 24.1 and uv refuse" in warnings[0]
 
 
 def test_first_party_sorted_by_project_name() -> None:
