@@ -18,7 +18,7 @@ from pants.engine.internals.native_engine import AddressParseException
 
 from export_dists.dists import EdgeKind, NamingSettings, generator_address
 from export_dists.export import Export, ExportRequest, PlannedDist
-from export_dists.layout import export_files, write_export
+from export_dists.layout import earlier_dists, export_files, write_export
 from export_dists.naming import normalize
 from export_dists.subsystem import ExportDistsSubsystem, ThirdPartyPins
 
@@ -152,13 +152,17 @@ async def export_dists(
         console.print_stderr("Nothing to export: the specs name no python_sources or resources targets.")
         return ExportDists(exit_code=1)
 
-    result = write_export(out_root, export.info.directory_name, export_files(export.info, export.dists))
+    projects = {d.project for d in export.dists}
+    kept = [d for d in earlier_dists(out_root / export.info.directory_name, export.info) if d.project not in projects]
+    result = write_export(out_root, export.info.directory_name, export_files(export.info, (*export.dists, *kept)))
     shown = os.path.relpath(result.path, build_root.path)
     if shown.startswith(".."):
         shown = str(result.path)
     extra = len(export.dists) - len(export.requested)
     deps_note = f" ({len(export.requested)} requested + {extra} first-party dependencies)" if extra else ""
     state = "wrote" if result.written else "unchanged (already exported)"
+    if kept:
+        state += f" (with {len(kept)} more dists of an earlier export of this commit)"
     console.print_stderr(
         f"export-dists: {len(export.dists)} dists{deps_note} at version {export.info.version} "
         f"(commit {export.info.sha[:12]}{', DIRTY' if export.info.dirty else ''}) "

@@ -214,3 +214,16 @@ def test_explain_in_a_work_tree_with_uncommitted_changes(repo: Repo) -> None:
     assert result.exit_code == 0, result.stderr
     assert f"(commit {sha}, dirty)" in result.stdout
     assert "a/b/extra.py    <- src/python/a/b/extra.py" in result.stdout
+
+
+def test_a_narrower_export_of_the_same_commit_keeps_the_earlier_dists(repo: Repo, tmp_path: Path) -> None:
+    sha = repo.commit(MONOREPO)
+    out = tmp_path / "exports"
+    assert run(repo, f"--export-dists-output-dir={out}", "::").exit_code == 0
+    before = (out / sha / "manifest.json").read_bytes()
+    repo.new_session()
+    narrower = run(repo, f"--export-dists-output-dir={out}", "src/python/c")
+    assert narrower.exit_code == 0, narrower.stderr
+    assert "unchanged (already exported) (with 2 more dists of an earlier export" in narrower.stderr
+    assert (out / sha / "manifest.json").read_bytes() == before
+    assert len(list((out / sha).glob("*.whl"))) == 3

@@ -124,6 +124,51 @@ def export_files(info: ExportInfo, dists: Iterable[ExportedDist]) -> dict[str, b
     return files
 
 
+def earlier_dists(directory: Path, info: ExportInfo) -> tuple[ExportedDist, ...]:
+    """The dists an earlier export of the same clean commit wrote to `directory`.
+
+    Exports of one commit with the same namespace and version are deterministic, so an export of
+    fewer targets (`pants export-dists src/python/a`) adds to an earlier one (`::`) rather than
+    dropping its dists from a store that serves them. A dirty export is not: it always replaces.
+    Entries whose files are missing or do not match the manifest are dropped.
+    """
+    if info.dirty:
+        return ()
+    try:
+        document = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return ()
+    if not isinstance(document, dict) or (
+        document.get("format"),
+        document.get("sha"),
+        document.get("version"),
+        document.get("namespace"),
+        document.get("dirty"),
+    ) != (FORMAT, info.sha, info.version, info.namespace, False):
+        return ()
+    found = []
+    for entry in document.get("dists", []):
+        try:
+            content = (directory / entry["filename"]).read_bytes()
+            metadata = (directory / f"{entry['filename']}.metadata").read_bytes()
+            wheel = Wheel(filename=entry["filename"], content=content, metadata=metadata)
+            if (wheel.sha256, wheel.metadata_sha256) != (entry["sha256"], entry["metadata_sha256"]):
+                continue
+            found.append(
+                ExportedDist(
+                    name=entry["name"],
+                    version=entry["version"],
+                    address=entry["address"],
+                    wheel=wheel,
+                    requires_dist=tuple(entry["requires_dist"]),
+                    requires_python=entry["requires_python"],
+                )
+            )
+        except (OSError, KeyError, TypeError):
+            continue
+    return tuple(found)
+
+
 @dataclass(frozen=True)
 class WriteResult:
     path: Path
@@ -134,7 +179,8 @@ def write_export(output_dir: Path, directory_name: str, files: Mapping[str, byte
     """Write an export directory atomically: a temporary sibling, renamed into place when complete.
 
     A crash leaves only a `.tmp-*` directory, which readers ignore. An existing export of the same
-    commit is kept as it is when identical, and replaced atomically when not (a dirty re-export).
+    commit is kept as it is when identical, and replaced atomically when not (a dirty re-export,
+    or more dists: see `earlier_dists`).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     final = output_dir / directory_name
