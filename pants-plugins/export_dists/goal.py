@@ -153,7 +153,7 @@ async def export_dists(
         return ExportDists(exit_code=1)
 
     projects = {d.project for d in export.dists}
-    kept = [d for d in earlier_dists(out_root / export.info.directory_name, export.info) if d.project not in projects]
+    kept = earlier_dists(out_root / export.info.directory_name, export.info, besides=projects)
     result = write_export(out_root, export.info.directory_name, export_files(export.info, (*export.dists, *kept)))
     shown = os.path.relpath(result.path, build_root.path)
     if shown.startswith(".."):

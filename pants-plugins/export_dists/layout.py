@@ -13,7 +13,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Collection, Iterable, Mapping
 
 from export_dists.naming import normalize
 from export_dists.wheel import Wheel
@@ -124,13 +124,14 @@ def export_files(info: ExportInfo, dists: Iterable[ExportedDist]) -> dict[str, b
     return files
 
 
-def earlier_dists(directory: Path, info: ExportInfo) -> tuple[ExportedDist, ...]:
-    """The dists an earlier export of the same clean commit wrote to `directory`.
+def earlier_dists(directory: Path, info: ExportInfo, *, besides: Collection[str] = ()) -> tuple[ExportedDist, ...]:
+    """The dists an earlier export of the same clean commit wrote to `directory`, but `besides`.
 
     Exports of one commit with the same namespace and version are deterministic, so an export of
     fewer targets (`pants export-dists src/python/a`) adds to an earlier one (`::`) rather than
     dropping its dists from a store that serves them. A dirty export is not: it always replaces.
-    Entries whose files are missing or do not match the manifest are dropped.
+    Entries whose files are missing or do not match the manifest are dropped. Projects in
+    `besides` (the new export's own) are not read at all: a no-op re-export stays cheap.
     """
     if info.dirty:
         return ()
@@ -149,6 +150,8 @@ def earlier_dists(directory: Path, info: ExportInfo) -> tuple[ExportedDist, ...]
     found = []
     for entry in document.get("dists", []):
         try:
+            if entry["project"] in besides:
+                continue
             content = (directory / entry["filename"]).read_bytes()
             metadata = (directory / f"{entry['filename']}.metadata").read_bytes()
             wheel = Wheel(filename=entry["filename"], content=content, metadata=metadata)

@@ -228,3 +228,18 @@ def test_a_damaged_existing_export_is_rewritten(tmp_path: Path) -> None:
     result = write_export(tmp_path, SHA, files)
     assert result.written
     assert (tmp_path / SHA / wheel).read_bytes() == files[wheel]
+
+
+def test_earlier_dists_of_the_same_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = write_export(tmp_path, INFO.directory_name, export_files(INFO, [B, C, ROOT]))
+    assert {d.project for d in layout.earlier_dists(result.path, INFO)} == {B.project, C.project, ROOT.project}
+    # The new export's own projects are not read at all.
+    opened: list[str] = []
+    real_read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: opened.append(self.name) or real_read_bytes(self))
+    kept = layout.earlier_dists(result.path, INFO, besides={B.project, ROOT.project})
+    assert [d.wheel for d in kept] == [C.wheel]
+    assert sorted(opened) == sorted([C.wheel.filename, f"{C.wheel.filename}.metadata"])
+    # Another version (or a dirty export) of the directory's commit keeps nothing.
+    assert layout.earlier_dists(result.path, ExportInfo(**{**INFO.__dict__, "version": "0.43+g0123456789ab"})) == ()
+    assert layout.earlier_dists(result.path, ExportInfo(**{**INFO.__dict__, "dirty": True})) == ()
