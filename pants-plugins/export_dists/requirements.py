@@ -1,6 +1,7 @@
 """Requires-Dist: first-party deps as pinned dists, third-party deps as written or lockfile-pinned."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -27,9 +28,20 @@ class RequirementLine:
     first_party: bool
 
 
+@functools.lru_cache(maxsize=None)
+def parse_requirement(requirement: str) -> Requirement:
+    """`Requirement(requirement)`, remembered (raises InvalidRequirement, which is not).
+
+    packaging 21.3 (Pants 2.17's) parses with pyparsing, close to a millisecond a string, and each
+    commit's export renders the same few requirement strings again for every dist that uses them.
+    Callers must not change the object.
+    """
+    return Requirement(requirement)
+
+
 def pin_to_version(requirement: str, version: str) -> str:
     """`requests[socks]>=2.28; python_version<"3.12"` -> `requests[socks]==2.31.0; python_version < "3.12"`."""
-    parsed = Requirement(requirement)
+    parsed = parse_requirement(requirement)
     extras = f"[{','.join(sorted(parsed.extras))}]" if parsed.extras else ""
     marker = f"; {parsed.marker}" if parsed.marker else ""
     return f"{parsed.name}{extras}=={version}{marker}"
@@ -37,7 +49,7 @@ def pin_to_version(requirement: str, version: str) -> str:
 
 def normalize_requirement(requirement: str) -> str:
     """A requirement string as packaging renders it: one spelling for one requirement."""
-    return str(Requirement(requirement))
+    return str(parse_requirement(requirement))
 
 
 def is_pep508_requirement(requirement: str) -> bool:
@@ -46,7 +58,7 @@ def is_pep508_requirement(requirement: str) -> bool:
     packaging 21.3, which Pants 2.17 ships, also accepts legacy specifiers such as `>=1.0.x`.
     """
     try:
-        parsed = Requirement(requirement)
+        parsed = parse_requirement(requirement)
     except InvalidRequirement:
         return False
     return all(isinstance(spec, Specifier) for spec in parsed.specifier)
@@ -108,11 +120,14 @@ def requires_dist(
     follow (sorted), as written or pinned to the lockfile version when `lockfiles` is given.
     """
     first: dict[str, list[DependencyEdge]] = {}
+    project_of: dict[str, str] = {}
     for dep in plan.first_party:
         assert dep.identity.name is not None
         if dep.identity.address == plan.identity.address:
             continue
-        first.setdefault(f"{dep.identity.name}=={version}", []).extend(dep.edges)
+        text = f"{dep.identity.name}=={version}"
+        first.setdefault(text, []).extend(dep.edges)
+        project_of[text] = canonicalize_name(dep.identity.name)
     third: dict[str, list[DependencyEdge]] = {}
     for req in plan.third_party:
         text = req.requirement
@@ -120,7 +135,7 @@ def requires_dist(
             text = normalize_requirement(text)
             if lockfiles is not None and req.resolve is not None:
                 locked = lockfiles.get(req.resolve)
-                pinned = locked.versions.get(canonicalize_name(Requirement(text).name)) if locked else None
+                pinned = locked.versions.get(canonicalize_name(parse_requirement(text).name)) if locked else None
                 if pinned:
                     text = pin_to_version(text, pinned)
                 else:
@@ -140,7 +155,7 @@ def requires_dist(
     # By project name, not by the whole line: `a.b==V` sorts after `a.b.c==V` as text ("=" > ".").
     lines = [
         RequirementLine(text, tuple(edges), True)
-        for text, edges in sorted(first.items(), key=lambda kv: canonicalize_name(Requirement(kv[0]).name))
+        for text, edges in sorted(first.items(), key=lambda kv: project_of[kv[0]])
     ]
     lines.extend(RequirementLine(text, tuple(edges), False) for text, edges in sorted(third.items(), key=lambda kv: kv[0].lower()))
     return tuple(lines)
