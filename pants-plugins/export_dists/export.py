@@ -43,7 +43,7 @@ class ExportRequest:
     allow_dirty: bool
     pin_from_lockfiles: bool
     unexportable: UnexportableDependencies
-    output_dir: str | None = None  # relative to the build root, when the export is written inside it
+    output_dir: str | None = None  # where the export is written: its earlier exports are not changes
 
 
 @dataclass(frozen=True)

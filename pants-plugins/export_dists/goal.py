@@ -129,7 +129,6 @@ async def export_dists(
         )
         return ExportDists(exit_code=1)
     out_root = output_root(subsystem, build_root, dist_dir)
-    inside = os.path.relpath(out_root, build_root.path)
     request = ExportRequest(
         roots=roots,
         settings=NamingSettings(
@@ -142,7 +141,7 @@ async def export_dists(
         allow_dirty=subsystem.allow_dirty or bool(subsystem.explain),
         pin_from_lockfiles=subsystem.third_party_pins == ThirdPartyPins.LOCKFILE,
         unexportable=subsystem.unexportable_dependencies,
-        output_dir=None if inside == ".." or inside.startswith("../") else inside,
+        output_dir=str(out_root),
     )
     export = await Get(Export, ExportRequest, request)
     if subsystem.explain:

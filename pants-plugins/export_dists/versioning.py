@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from export_dists.compat import InvalidVersion, Version
@@ -29,8 +30,8 @@ class ExportVersionError(Exception):
 @dataclass(frozen=True)
 class ExportCommitRequest:
     allow_dirty: bool
-    # Where the export is written, relative to the build root, when it is inside it: a previous
-    # export there is no uncommitted change.
+    # Where the export is written (absolute, or relative to the build root): a previous export
+    # there is no uncommitted change.
     output_dir: str | None = None
 
 
@@ -84,10 +85,15 @@ def render_version(template: str, commit: ExportCommit) -> str:
     return str(version)
 
 
-def pants_outputs(dist_dir: DistDir, output_dir: str | None) -> tuple[str, ...]:
-    """What Pants and this export write inside the build root, relative to it."""
-    outputs = [*_PANTS_OUTPUTS, str(dist_dir.relpath), *([output_dir] if output_dir else [])]
-    return tuple(sorted({o.strip("/") for o in outputs} - {"", "."}))
+def pants_outputs(build_root: str, dist_dir: DistDir, output_dir: str | None) -> tuple[str, ...]:
+    """Where Pants and this export write, as absolute paths: the export's output directory may be
+    inside the build root, beside it in the same repository, or anywhere else."""
+    root = os.path.realpath(build_root)
+    paths = {
+        os.path.realpath(os.path.join(root, path))
+        for path in (*_PANTS_OUTPUTS, str(dist_dir.relpath), *([output_dir] if output_dir else []))
+    }
+    return tuple(sorted(p for p in paths if p != root and not root.startswith(p + os.sep)))
 
 
 # One process reads everything the export needs from git: Pants starts each process in its own
@@ -95,13 +101,17 @@ def pants_outputs(dist_dir: DistDir, output_dir: str | None) -> tuple[str, ...]:
 _READ_COMMIT = """
 set -u
 git="$1"; root="$2"; shift 2
-# The remaining arguments are paths (relative to the build root) whose changes do not count. git
-# applies them as pathspecs: it knows an untracked `build/` holding only `build/out/` is clean,
-# and it resolves them from the build root when that is a subdirectory of the repository.
-excluded=(':/')
-for path in "$@"; do excluded+=(":(exclude,literal)$path"); done
+# The remaining arguments are absolute paths whose changes do not count. git applies them as
+# pathspecs from the top of the work tree: it knows an untracked `build/` holding only `build/out/`
+# is clean, whether the build root is the top or below it. Paths outside the work tree git does
+# not see anyway.
 head="$("$git" -C "$root" rev-parse --verify HEAD 2>&1)" || { echo "$head" >&2; exit 3; }
 echo "$head"
+top="$("$git" -C "$root" rev-parse --show-toplevel)"
+excluded=(':/')
+for path in "$@"; do
+  case "$path" in "$top"/*) excluded+=(":(top,exclude,literal)${path#"$top"/}") ;; esac
+done
 "$git" -C "$root" rev-parse --is-shallow-repository
 "$git" -C "$root" rev-list --first-parent --count "$head"
 "$git" -C "$root" show -s --format='%cI %ct' "$head"
@@ -151,7 +161,7 @@ async def export_commit(
                 "read-commit",
                 maybe_git.git_binary.path,
                 build_root.path,
-                *pants_outputs(dist_dir, request.output_dir),
+                *pants_outputs(build_root.path, dist_dir, request.output_dir),
             ),
             description="Read the commit to export from git",
             # Git state changes outside the engine's view: read it afresh in every run.

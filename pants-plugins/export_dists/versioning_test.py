@@ -139,11 +139,36 @@ def test_pants_own_outputs_in_a_build_root_below_the_top_of_the_repository(tmp_p
         result = subprocess.run(argv, check=True, env=env, capture_output=True, text=True)
         return [line for line in _sections(result.stdout)[1]["status"] if line]
 
-    outputs = pants_outputs(DistDir(PurePath("dist")), "build/out")
+    outputs = pants_outputs(str(root), DistDir(PurePath("dist")), "build/out")
     assert status(*outputs) == []
     (root / "build/other").write_text("")
     (root / "src/m.py").write_text("changed")
     assert status(*outputs) == [" M mono/src/m.py", "?? mono/build/"]
+
+
+def test_an_output_dir_beside_the_build_root_or_outside_the_repository(tmp_path: Path) -> None:
+    env = {**os.environ, **GIT_ENV}
+    top = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(top)], check=True, env=env)
+    root = top / "mono"
+    for path in ("mono/src/m.py", "exports/0123/manifest.json", "notes.txt"):
+        (top / path).parent.mkdir(parents=True, exist_ok=True)
+        (top / path).write_text("")
+    subprocess.run(["git", "-C", str(top), "add", "mono/src", "notes.txt"], check=True, env=env)
+    subprocess.run(["git", "-C", str(top), "commit", "-qm", "c"], check=True, env=env)
+
+    def status(output_dir: str) -> list[str]:
+        outputs = pants_outputs(str(root), DistDir(PurePath("dist")), output_dir)
+        argv = ["bash", "-c", _READ_COMMIT, "read-commit", "git", str(root), *outputs]
+        result = subprocess.run(argv, check=True, env=env, capture_output=True, text=True)
+        return [line for line in _sections(result.stdout)[1]["status"] if line]
+
+    # In the repository, beside the build root: given relative to it, or absolute.
+    assert status("../exports") == []
+    assert status(str(top / "exports")) == []
+    # Outside the repository: git does not see it, and the rest of the tree still counts.
+    (top / "notes.txt").write_text("changed")
+    assert status(str(tmp_path / "elsewhere")) == [" M notes.txt", "?? exports/"]
 
 
 def test_not_a_git_repository(repo: Repo) -> None:
