@@ -104,6 +104,8 @@ def _export_rows(export: list[dict[str, Any]]) -> list[list[str]]:
         ratio = ""
         if r["tool"] == "dependencies" and r["targets"] in cold_export:
             ratio = f"export-dists takes {cold_export[r['targets']] / median(r['cold_s']):.2f}x this"
+            if r.get("pantsd_exited"):
+                ratio += "; pantsd exited after its first run (over its 4 GiB memory limit): no warm runs"
         elif r["tool"] != "export-dists" and r["targets"] in cold_export:
             ratio = f"{median(r['cold_s']) / cold_export[r['targets']]:.1f}x export-dists"
         rows.append([
