@@ -34,7 +34,7 @@ FULL = {
     "sizes": "100,1000,3000", "package_sizes": "100,1000", "pip_wheel_sizes": "100",
     "cold_reps": "3,3,2", "warm_reps": 5, "incremental_reps": 3, "package_cold_reps": "2,1",
     "corpus_targets": 200, "chain": 50, "relay_workers": "1,2", "wrk_duration": 10, "wrk_reps": 2, "wrk_connections": 32,
-    "install_reps": 3, "pull_reps": 2, "profile_targets": 3000, "profile_pantsd_targets": 1000,
+    "install_reps": 5, "pull_reps": 2, "profile_targets": 3000, "profile_pantsd_targets": 1000,
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
@@ -159,12 +159,9 @@ def run_servers(args: argparse.Namespace, parts: set[str]) -> None:
         if "install" in parts:
             started = time.time()
             python = sys.executable
-            rows = []
-            for index in indexes:
-                if index.name.startswith("relay") and index.name != "relay":
-                    continue  # installs from the plain relay only (its access log counts the requests)
-                for client in ("pip", "uv"):
-                    rows.append(install_bench.install(index, corpus, client, args.install_reps, python, log))
+            # Installs from the plain relay only (its access log counts the requests).
+            chosen = [i for i in indexes if not i.name.startswith("relay") or i.name == "relay"]
+            rows = install_bench.install_rounds(chosen, corpus, args.install_reps, python, log)
             _save("install", {"reps": args.install_reps, "corpus": corpus_info}, rows, started)
     finally:
         for index in indexes:

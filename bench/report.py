@@ -365,7 +365,7 @@ def write(results_dir: Path) -> Path:
             f"Started {install['started']}. `{s['corpus']['install_name']}` and its chain of "
             f"{s['corpus']['install_count']} first-party dists (each requires the next, pinned `==`), "
             f"into a new venv (`python -m venv --without-pip`), no cache, only the index under test, "
-            f"{s['reps']} runs each:",
+            f"{s['reps']} runs each, interleaved (each round installs once from every server with each client in turn):",
             "",
             "- pip: `pip --python VENV/bin/python install --no-cache-dir --index-url URL NAME`",
             "- uv: `uv pip install --no-cache --python VENV/bin/python --index-url URL NAME`",
