@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from generate_monorepo import Shape, generate
 from procs import OUT, PANTS, BenchError, install_cleanup, pants_env, stop_all

@@ -1,12 +1,10 @@
 """Pull mode: how long the relay takes to answer for a commit it has never exported."""
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from procs import OUT, PANTS, ROOT, BenchError, Server, cache_env, free_port, pants_env, summarize
 

@@ -325,7 +325,6 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
         for a in sorted({edge.target for edge in external})
     )
     dependency_targets = [w.target for w in wrapped_dependencies]
-    by_address = {t.address: t for t in dependency_targets}
     # An explicit dependency on a `python_requirements` generator means all of its requirements.
     generators = [
         t for t in dependency_targets if isinstance(t, TargetGenerator) and not t.has_field(PythonRequirementsField)
