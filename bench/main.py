@@ -2,8 +2,8 @@
 
 Run through `bench/run`, which installs what is needed first. Every size and repetition count has a
 flag and an environment variable (`BENCH_<FLAG>`, e.g. BENCH_SIZES=100,1000); `--quick` is a smoke run.
-Results go to bench/out/results/<part>.json; the report is built from the parts present, so
-`--only serve` re-measures one part and keeps the others.
+Results go to bench/results/<part>.json (committed with the report it produced); the report is built
+from the parts present, so `--only serve` re-measures one part and keeps the others.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import sys
 import time
 
 from generate_monorepo import Shape, generate
-from procs import OUT, PANTS, BenchError, install_cleanup, pants_env, stop_all
+from procs import BENCH, OUT, PANTS, BenchError, install_cleanup, pants_env, stop_all
 import export_bench
 import install_bench
 import profile_bench
@@ -27,7 +27,7 @@ import serve_bench
 import servers
 
 PARTS = ("export", "serve", "install", "pull", "profile")
-RESULTS = OUT / "results"
+RESULTS = BENCH / "results"  # tracked: a partial run re-renders the other parts from here
 
 FULL = {
     "sizes": "100,1000,3000", "package_sizes": "100,1000", "pip_wheel_sizes": "100",
