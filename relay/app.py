@@ -15,6 +15,8 @@ from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger, AbstractStreamWriter
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import server_logger
 from packaging.utils import canonicalize_name
 
 from relay import render
@@ -164,6 +166,26 @@ def _log_second(second: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
 
 
+class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's connection logger, where a request aiohttp cannot parse is one INFO line.
+
+    A malformed request line or header is the client's error, not the server's: aiohttp logs it at
+    ERROR with a traceback, which lets any client fill the log with tracebacks.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            client = args[0] if args else "?"
+            reason = " ".join(str(exc.message or exc).split())[:200]
+            self.logger.info("bad request from %s: %s %s", client, exc.code, reason)
+            return
+        super().log(level, msg, *args, **kwargs)
+
+
 # Middlewares.
 
 
@@ -256,8 +278,10 @@ def _etag_matches(request: web.Request, *etags: str) -> bool:
 
 
 def _media_type(request: web.Request) -> str:
-    # ?format= overrides Accept, as on PyPI, for browsers and curl.
-    media_type = render.negotiate(request.query.get("format") or request.headers.get("Accept"))
+    # ?format= overrides Accept, as on PyPI, for browsers and curl. A `+` typed unencoded reads as a
+    # space in a query; no media type holds a space.
+    fmt = request.query.get("format")
+    media_type = render.negotiate(fmt.replace(" ", "+") if fmt else request.headers.get("Accept"))
     if media_type is None:
         raise RefError(406, f"none of the requested types is served; use one of: {', '.join(render.OFFERS)}")
     return media_type
@@ -294,6 +318,9 @@ def _reserved(request: web.Request, project: str) -> bool:
 
 
 async def health(request: web.Request) -> web.Response:
+    if AUTH in request.app:
+        # Open to anyone: with credentials on, say nothing about the store or what is being built.
+        return web.json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
     materializer = request.app.get(MATERIALIZER)
     body = {
         "status": "ok",
@@ -476,7 +503,7 @@ def create_app(
     auth: Authenticator | None = None,
 ) -> web.Application:
     """The relay application over a store; refs default to the manifests' own branch and tag names."""
-    app = web.Application(middlewares=[guard])
+    app = web.Application(middlewares=[guard], handler_args={"logger": ServerLog(server_logger)})
     app[STORE] = store
     app[REFS] = refs if refs is not None else Refs(store)
     app[PAGES] = render.PageCache()

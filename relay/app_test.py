@@ -406,3 +406,32 @@ async def test_dirty_export_is_never_the_commit(
     assert (await client.get(f"/{fake_sha(5)}.dirty/simple/")).status == 200
     data = await (await client.get("/main/simple/monorepo-tools/", headers=JSON)).json(content_type=None)
     assert not any("dirty" in v for v in data["versions"])
+
+
+async def test_format_query_with_an_unencoded_plus(client: TestClient) -> None:
+    # What a person types in a browser or curl: the `+` of the media type is not percent-encoded.
+    reader, writer = await _raw_connection(client)
+    writer.write(f"GET /main/simple/?format={V1_JSON} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    response = await reader.read()
+    writer.close()
+    assert response.startswith(b"HTTP/1.1 200 "), response[:200]
+    assert f"Content-Type: {V1_JSON}".encode() in response
+
+
+async def test_a_malformed_request_line_logs_one_line_without_traceback(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    with caplog.at_level(logging.DEBUG):
+        for garbage in (b"GET / HTTP/1.1 extra\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\x00\r\n\r\n", b"GET /\x00 HTTP/1.1\r\n\r\n"):
+            reader, writer = await _raw_connection(client)
+            writer.write(garbage)
+            response = await reader.read()
+            writer.close()
+            assert re.match(rb"HTTP/1\.[01] 400 ", response), response[:200]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], [
+        (r.levelname, r.getMessage()) for r in caplog.records
+    ]
+    bad = [r for r in caplog.records if "bad request" in r.getMessage()]
+    assert len(bad) == 3 and all(r.levelno <= logging.INFO and "\n" not in r.getMessage() for r in bad)

@@ -96,12 +96,24 @@ def parse_entry(line: str, where: str) -> Entry:
 
 
 def read_entries(path: Path) -> list[Entry]:
-    entries = []
+    """Every entry of the file; the first malformed line is an AuthFileError."""
+    entries, problems = read_entries_leniently(path)
+    if problems:
+        raise problems[0]
+    return entries
+
+
+def read_entries_leniently(path: Path) -> tuple[list[Entry], list[AuthFileError]]:
+    """The entries that parse, and an error for each line that does not."""
+    entries, problems = [], []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         line = line.strip()
         if line and not line.startswith("#"):
-            entries.append(parse_entry(line, f"{path}:{number}"))
-    return entries
+            try:
+                entries.append(parse_entry(line, f"{path}:{number}"))
+            except AuthFileError as e:
+                problems.append(e)
+    return entries, problems
 
 
 def add_entry(path: Path, entry: Entry) -> None:
@@ -119,7 +131,7 @@ class Authenticator:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
         self._passwords: dict[str, Entry] = {}
         self._tokens: dict[str, Entry] = {}
         # Digests of credentials already verified: PBKDF2 is slow on purpose, once per credential.
@@ -128,14 +140,24 @@ class Authenticator:
         # header every time. Digests, like _verified: no password is kept in memory.
         self._accepted: dict[bytes, str] = {}
         self._lock = threading.Lock()
-        self.reload()
+        # The last problem logged, so a bad edit is reported once, not once per request.
+        self._reported: str | None = None
+        self.reload(strict=True)
 
-    def reload(self) -> None:
+    def reload(self, strict: bool = False) -> None:
+        """Re-read the file if it changed. A line that no longer parses grants nothing (fail closed:
+        a revocation with a typo must still revoke); strict=True refuses such a file instead."""
         st = self.path.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
         if stamp == self._stamp:
             return
-        entries = read_entries(self.path)
+        entries, problems = read_entries_leniently(self.path)
+        if problems and strict:
+            raise problems[0]
+        self._install(entries, stamp)
+        self._log_once("; ".join(str(p) for p in problems) + " (that line grants nothing)" if problems else None)
+
+    def _install(self, entries: list[Entry], stamp: tuple[int, ...] | None) -> None:
         with self._lock:
             self._passwords = {e.user: e for e in entries if e.scheme == PBKDF2}
             self._tokens = {e.fields[0]: e for e in entries if e.scheme == TOKEN}
@@ -143,12 +165,19 @@ class Authenticator:
             self._accepted = {}
             self._stamp = stamp
 
+    def _log_once(self, problem: str | None) -> None:
+        if problem is not None and problem != self._reported:
+            logger.warning("auth file %s", problem)
+        self._reported = problem
+
     def _reload_quietly(self) -> None:
         try:
             self.reload()
-        except (OSError, AuthFileError) as e:
-            # Keep the last good credentials rather than opening or closing the relay on a bad edit.
-            logger.error("auth file %s not reloaded: %s", self.path, e)
+        except OSError as e:
+            # No file, no credentials: nobody gets in until it is back.
+            if self._stamp is not None or self._passwords or self._tokens:
+                self._install([], None)
+            self._log_once(f"{self.path} cannot be read ({e.strerror}): every request is refused")
 
     def check(self, authorization: str | None, slow: bool = True) -> str | None | bool:
         """The user a header authenticates, or None.

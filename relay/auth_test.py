@@ -100,3 +100,42 @@ def test_passwd_and_token_commands(
     assert auth.check(_basic("alice", "pw1")["Authorization"]) is None
     assert auth.check(f"Bearer {token}") == "ci"
     assert main(["passwd", str(auth_file), "bad name", "--password-stdin"]) == 1
+
+
+@pytest.mark.asyncio
+async def test_health_is_minimal_with_auth_on(make_client: MakeClient, exports: list[Export], tmp_path: Path) -> None:
+    auth_file = tmp_path / "relay.auth"
+    add_entry(auth_file, new_token("ci")[1])
+    client = await make_client(auth=Authenticator(auth_file))
+    response = await client.get("/-/health")
+    assert response.status == 200
+    # Nothing about the store or the commits being built for a client without credentials.
+    assert await response.json() == {"status": "ok"}
+
+
+def test_a_malformed_auth_file_fails_closed_for_the_lines_that_no_longer_parse(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import os
+
+    auth_file = tmp_path / "relay.auth"
+    add_entry(auth_file, password_entry("alice", "pw", iterations=1000))
+    token, entry = new_token("ci")
+    add_entry(auth_file, entry)
+    auth = Authenticator(auth_file)
+    assert auth.check(_basic("alice", "pw")["Authorization"]) == "alice"
+    assert auth.check(f"Bearer {token}") == "ci"
+    # Revoking ci with a typo that breaks its line: the token must stop working, alice keeps hers.
+    lines = auth_file.read_text().splitlines()
+    auth_file.write_text(lines[0] + "\n" + lines[1].replace("$", "#", 1) + "\n")
+    os.utime(auth_file, ns=(1, 1))
+    with caplog.at_level(logging.WARNING, logger="relay.auth"):
+        assert auth.check(f"Bearer {token}") is None
+        assert auth.check(f"Bearer {token}") is None
+        assert auth.check(_basic("alice", "pw")["Authorization"]) == "alice"
+    problems = [r for r in caplog.records if "relay.auth:2" in r.getMessage()]
+    assert len(problems) == 1, [r.getMessage() for r in caplog.records]
+    # A file that cannot be read at all keeps nobody in.
+    auth_file.unlink()
+    assert auth.check(_basic("alice", "pw")["Authorization"]) is None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidName, canonicalize_name
 
 from relay.contract import ContractError, read_export
 
@@ -124,6 +124,13 @@ def index_source(index_url: str, extra_pip_args: Sequence[str] = (), timeout: fl
             "ref, e.g. http://HOST:8080/main/simple/"
         ) from None
     names = [p["name"] for p in page.get("projects", []) if isinstance(p, dict) and "name" in p]
+    # The names go to pip's command line: one that is not a project name (`-rhttp://...`) is refused.
+    invalid = [repr(n) for n in names if not isinstance(n, str) or not _valid_name(n)]
+    if invalid:
+        raise VerifyError(
+            f"the index {_without_credentials(root)} lists {', '.join(invalid[:5])}: not a valid project "
+            "name (PEP 508); is it a relay index?"
+        )
     if not names:
         raise VerifyError(f"the index {_without_credentials(root)} lists no projects")
     return Source(
@@ -191,7 +198,7 @@ def check_dist(target: Target, source: Source, installer: Installer, work_dir: P
             return Outcome(target.name, False, f"cannot create a venv: {_last_line(made)}")
         venv_python = str(venv / "bin" / "python")
         installed = _run(
-            [*installer.pip_install(venv_python), "--no-input", "--quiet", *source.pip_args, target.requirement],
+            [*installer.pip_install(venv_python), "--no-input", "--quiet", *source.pip_args, "--", target.requirement],
             env, timeout, cwd=venv,
         )
         if installed.returncode != 0:
@@ -250,6 +257,14 @@ def _environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        canonicalize_name(name, validate=True)
+    except InvalidName:
+        return False
+    return True
 
 
 def _count(n: int, noun: str) -> str:

@@ -119,3 +119,47 @@ def test_an_index_lists_its_dists_from_the_root_page(index: str) -> None:
     assert path == "/main/simple/"
     assert accept == "application/vnd.pypi.simple.v1+json"
     assert authorization == "Basic YWxpY2U6c0BjcmV0"  # alice:s@cret
+
+
+class _HostileIndex(_Index):
+    """A root page whose project names are pip options."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        body = json.dumps({"meta": {"api-version": "1.1"}, "projects": [
+            {"name": "monorepo.chain.a"}, {"name": "-rhttp://127.0.0.1:9/evil.txt"}, {"name": "--pre"}]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+
+def test_names_from_an_index_are_checked_before_they_reach_pip() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HostileIndex)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(VerifyError, match=r"-rhttp://127.0.0.1:9/evil.txt.*not a valid project name"):
+            index_source(f"http://127.0.0.1:{server.server_address[1]}/main/simple/")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_pip_gets_the_requirement_after_the_end_of_its_options(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import relay.verify as verify_module
+
+    export = write_export(store_dir, fake_sha(4), 4)
+    source = select(export_source(store_dir / export.key, ["--no-index"]), ["monorepo.chain.c"])
+    seen: list[list[str]] = []
+    real_run = verify_module._run
+
+    def recording_run(argv, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(list(argv))
+        return real_run(argv, *args, **kwargs)
+
+    monkeypatch.setattr(verify_module, "_run", recording_run)
+    (outcome,) = verify(source, jobs=1)
+    assert outcome.ok, outcome
+    (install,) = [a for a in seen if "install" in a]
+    assert install[-2:] == ["--", f"monorepo.chain.c=={export.version}"]
