@@ -9,12 +9,11 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 from urllib.parse import unquote
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger, AbstractStreamWriter
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import server_logger
 from packaging.utils import canonicalize_name
@@ -24,7 +23,7 @@ from relay.auth import Authenticator
 from relay.materialize import Materializer
 from relay.refs import RefError, Refs, View
 from relay.contract import ContractError
-from relay.store import EvictionPolicy, FileCache, Store
+from relay.store import EvictionPolicy, FileCache, NotListed, Store, StoreUnavailable
 
 logger = logging.getLogger("relay")
 access_logger = logging.getLogger("relay.access")
@@ -49,6 +48,8 @@ class Settings:
     evict_interval: float = 600.0
     # Small wheels and .metadata files kept in memory (0: always read from disk).
     memory_cache_bytes: int = 128 * 1024 * 1024
+    # Answer file requests with a redirect to a short-lived URL where the store has one (S3).
+    redirect_files: bool = False
 
 
 @dataclass(frozen=True)
@@ -390,38 +391,53 @@ async def dist_file(request: web.Request) -> web.StreamResponse:
         if _etag_matches(request, headers["ETag"]):
             return web.Response(status=304, headers=headers)
         cache = request.app[FILES]
-        # A file in memory needs no path: the view's exports are the store's, and the digest says
+        # A file in memory needs no store: the view's exports are the store's, and the digest says
         # the manifest lists the file.
         body = cache.get(sha256) if cache.fits(size) else None
         if body is not None:
             return web.Response(body=body, headers=headers)
-        path = store.file(export.key, filename)
-        if path is None:
+        if export.key not in store.exports():
             continue
-        if not cache.fits(size):
-            return _LeasedFileResponse(store, export.key, path, headers=headers)
-        with store.lease(export.key):
-            try:
-                body = await asyncio.get_running_loop().run_in_executor(None, cache.load, path, sha256)
-            except (OSError, ContractError) as e:
-                logger.error("serving %s of %s: %s", filename, export.key, e)
-                raise RefError(502, f"the export {export.key} is damaged: {filename} cannot be served")
-        cache.put(sha256, body)
-        return web.Response(body=body, headers=headers)
+        return await _send_file(request, store, export.key, filename, sha256, size, headers)
     raise RefError(404, f"no file {filename!r} at {view.ref!r}")
 
 
-class _LeasedFileResponse(web.FileResponse):
-    """A file response that keeps its export from eviction while the file is being sent."""
-
-    def __init__(self, store: Store, key: str, path: Path, headers: dict[str, str]) -> None:
-        super().__init__(path, headers=headers)
-        self._store = store
-        self._key = key
-
-    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        with self._store.lease(self._key):
-            return await super().prepare(request)
+async def _send_file(
+    request: web.Request, store: Store, key: str, filename: str, sha256: str, size: int, headers: dict[str, str]
+) -> web.StreamResponse:
+    """A file from the store: small ones read whole (checked, then kept in memory), large ones
+    streamed or, with --redirect-files, fetched by the client from a short-lived URL."""
+    cache = request.app[FILES]
+    where = f"{filename} of {key}"
+    try:
+        if request.app[SETTINGS].redirect_files:
+            url = await store.url(key, filename)
+            if url is not None:
+                # Not cached anywhere: the URL expires; the file under it never changes.
+                raise web.HTTPFound(url, headers={"Cache-Control": "no-store", "ETag": headers["ETag"]})
+        with store.lease(key):
+            if cache.fits(size):
+                loop = asyncio.get_running_loop()
+                raw = await store.read(key, filename)
+                body = await loop.run_in_executor(None, cache.check, raw, sha256, where)
+                cache.put(sha256, body)
+                return web.Response(body=body, headers=headers)
+            async with store.open(key, filename) as blob:
+                if blob.size != size:
+                    raise ContractError(f"{where} is {blob.size} bytes, its manifest says {size}")
+                response = web.StreamResponse(headers=headers)
+                response.content_length = size
+                await response.prepare(request)
+                async for chunk in blob.chunks:
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+    except StoreUnavailable as e:
+        logger.warning("serving %s: %s", where, e)
+        raise RefError(503, f"the store is unavailable: {e}; try again shortly") from None
+    except (ContractError, NotListed) as e:
+        logger.error("serving %s: %s", where, e)
+        raise RefError(502, f"the export {key} is damaged: {filename} cannot be served") from None
 
 
 async def constraints(request: web.Request) -> web.Response:
@@ -472,10 +488,9 @@ def add_routes(app: web.Application) -> None:
 
 async def _evict_forever(app: web.Application) -> None:
     settings = app[SETTINGS]
-    loop = asyncio.get_running_loop()
     while True:
         try:
-            evicted = await loop.run_in_executor(None, app[STORE].evict, settings.policy)
+            evicted = await app[STORE].evict(settings.policy)
             if evicted:
                 logger.info("evicted %d export(s): %s", len(evicted), ", ".join(evicted))
         except Exception:  # noqa: BLE001 - eviction must not stop; the next round retries.
@@ -484,6 +499,7 @@ async def _evict_forever(app: web.Application) -> None:
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
+    await app[STORE].start()
     tasks = [asyncio.ensure_future(_evict_forever(app))]
     if app[REFS].git is not None:
         tasks.append(asyncio.ensure_future(app[REFS].refresh_forever()))
@@ -494,6 +510,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     materializer = app.get(MATERIALIZER)
     if materializer is not None:
         await materializer.close()
+    await app[STORE].close()
 
 
 def create_app(

@@ -1,8 +1,9 @@
-"""The command line: `relay serve`, `relay passwd`, `relay token`, `relay check`, `relay verify`."""
+"""The command line: `relay serve`, `relay passwd`, `relay token`, `relay check`, `relay publish`, `relay verify`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import getpass
 import inspect
@@ -23,7 +24,9 @@ from relay.app import LOG_FORMAT, AccessLogger, Settings, create_app
 from relay.auth import AuthFileError, Authenticator, add_entry, new_token, password_entry
 from relay.materialize import DEFAULT_EXPORT_COMMAND, ExportCommand, Limits, Materializer
 from relay.refs import Git, Refs
-from relay.store import DiskStore, EvictionPolicy
+from relay.contract import ContractError
+from relay.store import EvictionPolicy, PublishConflict, Store, StoreConfigError, StoreUnavailable
+from relay.stores import check_store, open_store, publish_export
 from relay.verify import VerifyError, export_source, format_outcome, index_source, select, verify
 
 logger = logging.getLogger("relay")
@@ -96,8 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     where = serve.add_argument_group("what to serve")
-    where.add_argument("--store", required=True, type=Path, metavar="DIR",
-                       help="directory whose children are export directories <sha>/ (created if missing)")
+    where.add_argument("--store", required=True, metavar="DIR|s3://BUCKET/PREFIX",
+                       help="directory whose children are export directories <sha>/ (created if missing), "
+                            "or an S3-compatible bucket and prefix that several relays may share "
+                            "(credentials and endpoint the standard AWS way: AWS_* variables, "
+                            "~/.aws/config, AWS_PROFILE, AWS_ENDPOINT_URL; see docs/deployment.md)")
+    where.add_argument("--redirect-files", action="store_true",
+                       help="with an s3:// store, answer wheel requests not in the memory cache with a "
+                            "redirect to a short-lived presigned URL instead of streaming them")
     where.add_argument("--default-ref", default="main", metavar="REF",
                        help="ref served at /simple/ (default: %(default)s)")
     where.add_argument("--upstream", metavar="URL",
@@ -180,8 +189,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="List every export the relay would serve from DIR, and every entry it would skip "
                     "with the reason. Exits 1 if any entry is skipped.",
     )
-    check.add_argument("store", type=Path, metavar="DIR")
+    check.add_argument("store", metavar="DIR|s3://BUCKET/PREFIX")
     check.set_defaults(run=check_command)
+
+    publish = commands.add_parser(
+        "publish", help="upload an export directory to a store (for CI, after export-dists)",
+        description="Upload EXPORT_DIR (one <sha>/ directory that `pants export-dists` wrote) to the "
+                    "store: every wheel and .metadata file first, the manifest last, so relays never "
+                    "see half an export. Publishing the same export again, or from two machines at "
+                    "once, is safe: the first writer wins and identical bytes are a no-op; different "
+                    "bytes under the same commit are an error (exit 1).",
+        epilog="example (CI):\n"
+               "  pants export-dists --export-dists-output-dir=dist/exports ::\n"
+               "  relay publish dist/exports/$(git rev-parse HEAD) --store s3://BUCKET/relay\n",
+        formatter_class=formatter,
+    )
+    publish.add_argument("export_dir", type=Path, metavar="EXPORT_DIR")
+    publish.add_argument("--store", required=True, metavar="DIR|s3://BUCKET/PREFIX")
+    publish.set_defaults(run=publish_command)
 
     verify = commands.add_parser(
         "verify", help="install each dist alone into a fresh venv and import it",
@@ -228,8 +253,11 @@ def serve_command(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level, format=LOG_FORMAT, stream=sys.stderr
     )
-    args.store.mkdir(parents=True, exist_ok=True)
-    store = DiskStore(args.store)
+    try:
+        store = open_store(args.store)
+        asyncio.run(check_store(store))
+    except StoreConfigError as e:
+        raise SystemExit(f"relay: {e}") from None
     git = Git(_git_repo(args.repo)) if args.repo else None
     materializer = None
     if git is not None and not args.no_build:
@@ -253,6 +281,7 @@ def serve_command(args: argparse.Namespace) -> int:
         namespaces=tuple(args.namespace),
         branch_max_age=args.branch_max_age,
         memory_cache_bytes=args.memory_cache or 0,
+        redirect_files=args.redirect_files,
         policy=EvictionPolicy(
             max_age_seconds=args.max_age_days * 86400 if args.max_age_days > 0 else None,
             max_size_bytes=args.max_size,
@@ -262,7 +291,7 @@ def serve_command(args: argparse.Namespace) -> int:
     mode = "pull" if materializer else "push"
     logger.info(
         "serving %s on http://%s:%d/ (%s mode, default ref %s, %d exports)",
-        store.root, args.host, args.port, mode, args.default_ref, len(store.exports()),
+        store.description, args.host, args.port, mode, args.default_ref, len(store.exports()),
     )
     # Oversized request lines and headers get a 400 before any handler runs. aiohttp's default limits
     # are these; newer aiohttp lets us say so, older run_app() takes no handler arguments.
@@ -355,13 +384,36 @@ def token_command(args: argparse.Namespace) -> int:
 
 def check_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR)
-    store = DiskStore(args.store)
+    try:
+        store = open_store(args.store, create=False)
+        asyncio.run(_list_once(store))
+    except (StoreConfigError, StoreUnavailable) as e:
+        print(f"relay check: {e}", file=sys.stderr)
+        return 2
     for key, stored in sorted(store.exports().items()):
         e = stored.export
         print(f"ok    {key}  {e.version}  {len(e.dists)} dists  {stored.size} bytes  branches={','.join(e.branches)}")
     for name, problem in sorted(store.problems.items()):
         print(f"skip  {name or args.store}: {textwrap.shorten(problem, 300)}")
     return 1 if store.problems else 0
+
+
+async def _list_once(store: Store) -> None:
+    await store.start()
+    await store.close()
+
+
+def publish_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT, stream=sys.stderr)
+    try:
+        store = open_store(args.store)
+        key, written = asyncio.run(publish_export(store, args.export_dir))
+    except (StoreConfigError, StoreUnavailable, ContractError, PublishConflict) as e:
+        print(f"relay publish: {e}", file=sys.stderr)
+        return 1
+    already = " (already there: nothing new)" if written == 0 else ""
+    print(f"published {key} to {store.description}: {written} objects written{already}")
+    return 0
 
 
 def verify_command(args: argparse.Namespace) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import secrets
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
 import pytest_asyncio  # pants: no-infer-dep (installed with pytest-aiohttp, the [pytest] tool)
@@ -13,6 +15,7 @@ from relay.app import Settings, create_app
 from relay.auth import Authenticator
 from relay.contract import Export
 from relay.refs import Refs
+from relay.seaweedfs import SeaweedFS
 from relay.store import DiskStore
 from relay.testing import fake_sha, write_export
 
@@ -52,3 +55,48 @@ def make_client(aiohttp_client: Any, store_dir: Path) -> MakeClient:
 @pytest_asyncio.fixture
 async def client(make_client: MakeClient, exports: list[Export]) -> TestClient:
     return await make_client()
+
+
+# The object store: one SeaweedFS for the whole run (it takes seconds to start), a fresh bucket per test.
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs") / "data")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@functools.lru_cache(maxsize=4)
+def s3_client(server: SeaweedFS) -> Any:
+    """A synchronous botocore client for test set-up and damage behind the relay's back."""
+    import botocore.session  # pants: no-infer-dep (comes with aiobotocore)
+
+    env = server.env
+    return botocore.session.get_session().create_client(
+        "s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(seaweedfs: SeaweedFS) -> str:
+    # One bucket for the run (SeaweedFS takes seconds to make one), a fresh prefix per test.
+    bucket = "relay-" + secrets.token_hex(6)
+    s3_client(seaweedfs).create_bucket(Bucket=bucket)
+    return bucket
+
+
+@pytest.fixture
+def s3_url(seaweedfs: SeaweedFS, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """s3://BUCKET/PREFIX of an empty prefix; the AWS variables point at the test server."""
+    for name, value in seaweedfs.env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    return f"s3://{s3_bucket}/t-{secrets.token_hex(6)}"

@@ -163,7 +163,7 @@ class Materializer:
                 )
             built = staging / sha if (staging / sha / MANIFEST).is_file() else staging
             try:
-                stored = self.store.publish(built)
+                stored = await self.store.publish(built)
             except ContractError as e:
                 raise MaterializeError(
                     502, f"the export command for {sha} wrote no valid export: {e}\n" + _tail(log_path)

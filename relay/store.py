@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -15,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import AsyncContextManager, AsyncIterator, Iterator, Mapping
 
 from relay.contract import MANIFEST, ContractError, Export, read_export
 
@@ -29,6 +30,8 @@ STALE_STAGING_SECONDS = 24 * 3600
 # Last use is written to the export directory's mtime at most this often, so a busy export costs no
 # syscall per request but the time still survives a restart.
 TOUCH_INTERVAL_SECONDS = 60.0
+# Large files are sent in pieces of this size.
+CHUNK_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,37 @@ class EvictionPolicy:
     max_size_bytes: int | None = None
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached now (a network or service outage): answered 503, retried later."""
+
+
+class StoreConfigError(Exception):
+    """A store that cannot work as configured (wrong credentials, no bucket...): start-up stops."""
+
+
+class PublishConflict(Exception):
+    """The store holds different bytes under a name being published: an export is never changed."""
+
+
+class NotListed(KeyError):
+    """A file name the export's manifest does not list: the store never serves it."""
+
+
+@dataclass(frozen=True)
+class Blob:
+    """One file being read from a store: its size and its bytes, piece by piece."""
+
+    size: int
+    chunks: AsyncIterator[bytes]
+
+
 class Store(ABC):
-    """Holds export directories, keyed by `Export.key` (the sha, or `<sha>.dirty`)."""
+    """Holds exports, keyed by `Export.key` (the sha, or `<sha>.dirty`), and their files by name.
+
+    It speaks keys, bytes and streams: a caller never learns where (a directory, a bucket) the bytes
+    live. Listing is synchronous and answered from memory (the relay asks on every request); reads,
+    publishing and eviction are coroutines.
+    """
 
     @abstractmethod
     def exports(self) -> Mapping[str, StoredExport]:
@@ -57,29 +89,78 @@ class Store(ABC):
     def generation(self) -> int:
         """Changes whenever the set of exports changes; caches key on it."""
 
+    @property
+    def problems(self) -> Mapping[str, str]:
+        """Exports that are skipped, with the reason (logged once each)."""
+        return {}
+
+    @property
+    def description(self) -> str:
+        """Where the store is, for log lines and messages."""
+        return type(self).__name__
+
+    async def start(self) -> None:
+        """Connect and check the store is usable; raise StoreConfigError saying what to fix."""
+
+    async def close(self) -> None:
+        """Release connections and stop background work."""
+
+    async def refresh(self) -> None:
+        """List the exports again now instead of at the next interval."""
+
     @abstractmethod
-    def file(self, key: str, filename: str) -> Path | None:
-        """The path of a file the export's manifest lists, or None (never any other file)."""
+    async def read(self, key: str, filename: str) -> bytes:
+        """A file the export's manifest lists (NotListed for any other name), whole."""
+
+    @abstractmethod
+    def open(self, key: str, filename: str) -> AsyncContextManager[Blob]:
+        """A file the export's manifest lists (NotListed for any other name), as a stream."""
+
+    async def url(self, key: str, filename: str) -> str | None:
+        """A short-lived URL a client may fetch the file from directly, where the store has one."""
+        return None
 
     @abstractmethod
     def touch(self, key: str) -> None:
-        """Record that the export was used now."""
+        """Record that the export was used now (cheap: stores batch what they write)."""
 
     @abstractmethod
     def lease(self, key: str) -> contextlib.AbstractContextManager[None]:
-        """While held, the export is not evicted (it is being served or materialized)."""
+        """While held, this process does not evict the export (it is being served or built)."""
 
     @abstractmethod
     def staging_dir(self) -> Path:
-        """A fresh directory on the store's file system where a new export can be written."""
+        """A fresh local directory where a new export can be written before it is published."""
 
     @abstractmethod
-    def publish(self, directory: Path) -> StoredExport:
-        """Move a complete export directory into the store in one step; validate it first."""
+    async def publish(self, directory: Path) -> StoredExport:
+        """Validate a complete local export directory and add it to the store so that it appears
+        whole or not at all. The same export published twice is kept once."""
 
     @abstractmethod
-    def evict(self, policy: EvictionPolicy, now: float | None = None) -> list[str]:
+    async def evict(self, policy: EvictionPolicy, now: float | None = None) -> list[str]:
         """Remove exports unused for too long or beyond the size cap; return the evicted keys."""
+
+
+def check_files(directory: Path, export: Export) -> int:
+    """Every listed file must be a regular file of the listed size: catches half-copied exports.
+    Returns the export's size in bytes."""
+    total = 0
+    for dist in export.dists:
+        for filename, size in ((dist.filename, dist.size), (dist.metadata_filename, dist.metadata_size)):
+            path = directory / filename
+            try:
+                st = path.lstat()
+            except OSError:
+                raise ContractError(f"{path}: listed in the manifest but missing") from None
+            if not stat.S_ISREG(st.st_mode):
+                raise ContractError(f"{path}: not a regular file (symlinks are refused)")
+            if st.st_size != size:
+                raise ContractError(f"{path}: {st.st_size} bytes, the manifest says {size}")
+            total += size
+    for dirpath, _, filenames in os.walk(directory / "simple"):
+        total += sum(os.lstat(os.path.join(dirpath, f)).st_size for f in filenames)
+    return total + (directory / MANIFEST).lstat().st_size
 
 
 class DiskStore(Store):
@@ -176,33 +257,13 @@ class DiskStore(Store):
             return previous
         try:
             export = read_export(Path(entry.path))
-            size = self._check_files(Path(entry.path), export)
+            size = check_files(Path(entry.path), export)
         except ContractError as e:
             self._report(name, f"skipping export: {e}")
             return None
         self._reported.pop(name, None)
         stamps[name] = stamp
         return StoredExport(export=export, size=size)
-
-    @staticmethod
-    def _check_files(directory: Path, export: Export) -> int:
-        """Every listed file must be a regular file of the listed size: catches half-copied exports."""
-        total = 0
-        for dist in export.dists:
-            for filename, size in ((dist.filename, dist.size), (dist.metadata_filename, dist.metadata_size)):
-                path = directory / filename
-                try:
-                    st = path.lstat()
-                except OSError:
-                    raise ContractError(f"{path}: listed in the manifest but missing") from None
-                if not stat.S_ISREG(st.st_mode):
-                    raise ContractError(f"{path}: not a regular file (symlinks are refused)")
-                if st.st_size != size:
-                    raise ContractError(f"{path}: {st.st_size} bytes, the manifest says {size}")
-                total += size
-        for dirpath, _, filenames in os.walk(directory / "simple"):
-            total += sum(os.lstat(os.path.join(dirpath, f)).st_size for f in filenames)
-        return total + (directory / MANIFEST).lstat().st_size
 
     @property
     def problems(self) -> Mapping[str, str]:
@@ -215,15 +276,58 @@ class DiskStore(Store):
             self._reported[name] = message
             logger.warning("%s", message)
 
+    @property
+    def description(self) -> str:
+        return str(self.root)
+
+    async def refresh(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.rescan)
+
     # Files.
 
-    def file(self, key: str, filename: str) -> Path | None:
+    def _path(self, key: str, filename: str) -> Path:
         stored = self.exports().get(key)
         if stored is None or filename not in stored.export.filenames:
-            return None
+            raise NotListed(f"{key}/{filename}")
         # The name came from the manifest, was validated as one plain segment, and was checked to be a
         # regular file when the export was loaded; joining it cannot leave the export directory.
         return self.root / key / filename
+
+    def _open_fd(self, path: Path) -> int:
+        try:
+            # O_NOFOLLOW: a wheel swapped for a symlink after the scan is refused, not followed.
+            return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as e:
+            raise ContractError(f"{path}: cannot be read ({e.strerror})") from None
+
+    def _read(self, path: Path) -> bytes:
+        fd = self._open_fd(path)
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
+
+    async def read(self, key: str, filename: str) -> bytes:
+        path = self._path(key, filename)
+        return await asyncio.get_running_loop().run_in_executor(None, self._read, path)
+
+    @contextlib.asynccontextmanager
+    async def open(self, key: str, filename: str) -> AsyncIterator[Blob]:
+        path = self._path(key, filename)
+        loop = asyncio.get_running_loop()
+        fd = await loop.run_in_executor(None, self._open_fd, path)
+        f = os.fdopen(fd, "rb")
+        try:
+            size = os.fstat(f.fileno()).st_size
+
+            async def chunks() -> AsyncIterator[bytes]:
+                while True:
+                    chunk = await loop.run_in_executor(None, f.read, CHUNK_BYTES)
+                    if not chunk:
+                        return
+                    yield chunk
+
+            yield Blob(size=size, chunks=chunks())
+        finally:
+            f.close()
 
     # Use, leases and eviction.
 
@@ -262,9 +366,13 @@ class DiskStore(Store):
         path.mkdir(parents=True)
         return path
 
-    def publish(self, directory: Path) -> StoredExport:
+    async def publish(self, directory: Path) -> StoredExport:
+        return await asyncio.get_running_loop().run_in_executor(None, self.publish_now, directory)
+
+    def publish_now(self, directory: Path) -> StoredExport:
+        """`publish` for callers without an event loop (the directory is renamed into the root)."""
         export = read_export(directory)
-        size = self._check_files(directory, export)
+        size = check_files(directory, export)
         target = self.root / export.key
         try:
             os.rename(directory, target)
@@ -278,7 +386,11 @@ class DiskStore(Store):
         self.rescan()
         return self._exports.get(export.key) or StoredExport(export=export, size=size)
 
-    def evict(self, policy: EvictionPolicy, now: float | None = None) -> list[str]:
+    async def evict(self, policy: EvictionPolicy, now: float | None = None) -> list[str]:
+        return await asyncio.get_running_loop().run_in_executor(None, self.evict_now, policy, now)
+
+    def evict_now(self, policy: EvictionPolicy, now: float | None = None) -> list[str]:
+        """`evict` for callers without an event loop."""
         now = time.time() if now is None else now
         self._remove_stale_staging(now)
         exports = self.exports()
@@ -355,11 +467,11 @@ class FileCache:
             self._entries.move_to_end(sha256)
         return body
 
-    def load(self, path: Path, sha256: str) -> bytes:
-        """Read `path` (off the event loop: call it in an executor) and check it is `sha256`."""
-        body = path.read_bytes()
+    @staticmethod
+    def check(body: bytes, sha256: str, where: str) -> bytes:
+        """`body` if it is `sha256` (hash it off the event loop: call it in an executor)."""
         if hashlib.sha256(body).hexdigest() != sha256:
-            raise ContractError(f"{path} does not match the sha256 its manifest records")
+            raise ContractError(f"{where} does not match the sha256 its manifest records")
         return body
 
     def put(self, sha256: str, body: bytes) -> None:

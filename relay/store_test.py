@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from relay.contract import MANIFEST, ContractError, parse_manifest, read_export
-from relay.store import DiskStore, EvictionPolicy
+from relay.store import DiskStore, EvictionPolicy, NotListed
 from relay.testing import fake_sha, write_export
 
 
@@ -67,7 +67,8 @@ def test_ignores_dot_dirs_and_files(store_dir: Path) -> None:
     assert list(DiskStore(store_dir, scan_interval=0).exports()) == [export.key]
 
 
-def test_refuses_symlinked_export_dirs(store_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.asyncio
+async def test_refuses_symlinked_export_dirs(store_dir: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     export = write_export(outside, fake_sha(1), 1)
@@ -75,16 +76,22 @@ def test_refuses_symlinked_export_dirs(store_dir: Path, tmp_path: Path) -> None:
     store = DiskStore(store_dir, scan_interval=0)
     assert dict(store.exports()) == {}
     assert "symlink" in store.problems[export.key]
-    assert store.file(export.key, export.dists[0].filename) is None
+    with pytest.raises(NotListed):
+        await store.read(export.key, export.dists[0].filename)
 
 
-def test_file_serves_only_listed_names(store_dir: Path) -> None:
+@pytest.mark.asyncio
+async def test_a_wheel_swapped_for_a_symlink_is_not_followed(store_dir: Path, tmp_path: Path) -> None:
     export = write_export(store_dir, fake_sha(1), 1)
-    store = DiskStore(store_dir, scan_interval=0)
-    dist = export.dists[0]
-    assert store.file(export.key, dist.filename) == store_dir.resolve() / export.key / dist.filename
-    for name in (MANIFEST, "../" + dist.filename, "/etc/passwd", "simple/index.html", dist.filename + "x"):
-        assert store.file(export.key, name) is None
+    store = DiskStore(store_dir, scan_interval=60)
+    assert list(store.exports()) == [export.key]
+    wheel = store_dir / export.key / export.dists[0].filename
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"not for clients")
+    wheel.unlink()
+    wheel.symlink_to(secret)
+    with pytest.raises(ContractError, match="cannot be read"):
+        await store.read(export.key, export.dists[0].filename)
 
 
 def test_manifest_validation_messages(store_dir: Path) -> None:
@@ -107,12 +114,12 @@ def test_eviction_by_age_and_size(store_dir: Path) -> None:
     for age_days, export in zip((40, 20, 10, 0), exports):
         stamp = now - age_days * 86400
         os.utime(store_dir / export.key, (stamp, stamp))
-    assert store.evict(EvictionPolicy(max_age_seconds=30 * 86400), now=now) == [exports[0].key]
+    assert store.evict_now(EvictionPolicy(max_age_seconds=30 * 86400), now=now) == [exports[0].key]
     assert not (store_dir / exports[0].key).exists()
     cap = sum(store.exports()[e.key].size for e in (exports[1], exports[3]))
     with store.lease(exports[1].key):
         # The oldest (exports[1]) is in use: the size cap takes the next oldest instead.
-        evicted = store.evict(EvictionPolicy(max_age_seconds=None, max_size_bytes=cap), now=now)
+        evicted = store.evict_now(EvictionPolicy(max_age_seconds=None, max_size_bytes=cap), now=now)
     assert evicted == [exports[2].key]
     assert sorted(store.exports()) == sorted([exports[1].key, exports[3].key])
     assert [p.name for p in store_dir.iterdir() if p.name.startswith(".")] == []
@@ -124,7 +131,7 @@ def test_touch_keeps_an_export(store_dir: Path) -> None:
     os.utime(store_dir / export.key, (old, old))
     store = DiskStore(store_dir, scan_interval=0)
     store.touch(export.key)
-    assert store.evict(EvictionPolicy()) == []
+    assert store.evict_now(EvictionPolicy()) == []
     # The last use survives a restart: it is the directory's mtime.
     assert DiskStore(store_dir).last_used(export.key) > time.time() - 60
 
@@ -133,9 +140,9 @@ def test_publish_is_atomic_and_idempotent(store_dir: Path) -> None:
     store = DiskStore(store_dir, scan_interval=0)
     staging = store.staging_dir()
     export = write_export(staging, fake_sha(1), 1)
-    stored = store.publish(staging / export.key)
+    stored = store.publish_now(staging / export.key)
     assert stored.export == export
     again = store.staging_dir()
     write_export(again, fake_sha(1), 1)
-    assert store.publish(again / export.key).export == export
+    assert store.publish_now(again / export.key).export == export
     assert list(store.exports()) == [export.key]
