@@ -213,6 +213,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except RefError as e:
         return _error(e.status, e.message)
+    except StoreUnavailable as e:
+        return _error(503, f"the store is unavailable: {e}; try again shortly")
 
 
 @functools.lru_cache(maxsize=4096)

@@ -129,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="builds that may run at once (default: %(default)s)")
     pull.add_argument("--build-timeout", type=_positive(float), default=1800.0, metavar="SECONDS",
                       help="a build running longer is killed and answers 504 (default: %(default)s)")
+    pull.add_argument("--build-lease", type=_positive(float), default=30.0, metavar="SECONDS",
+                      help="with an s3:// store shared by replicas: the replica building a commit "
+                           "renews its lease on the build; one that stops (it died) for this long is "
+                           "replaced by another (default: %(default)s)")
     pull.add_argument("--refresh-interval", type=_positive(float), default=60.0, metavar="SECONDS",
                       help="how often branches are re-resolved (and fetched when the repository "
                            "has a remote) (default: %(default)s)")
@@ -254,7 +258,7 @@ def serve_command(args: argparse.Namespace) -> int:
         level=args.log_level, format=LOG_FORMAT, stream=sys.stderr
     )
     try:
-        store = open_store(args.store)
+        store = open_store(args.store, lease_seconds=args.build_lease)
         asyncio.run(check_store(store))
     except StoreConfigError as e:
         raise SystemExit(f"relay: {e}") from None

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import logging
 import os
 import shlex
@@ -14,7 +12,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from relay.contract import MANIFEST, ContractError, Export
 from relay.refs import Git, GitError, RefError
@@ -109,36 +106,13 @@ class Materializer:
             self._slots = asyncio.Semaphore(self.limits.max_jobs)
         with self.store.lease(sha):
             async with self._slots:
-                # Other worker processes of this relay may be asked for the same commit: one builds.
-                with await self._commit_lock(sha):
+                # Other worker processes, and other replicas on one bucket, may be asked for the same
+                # commit: the store's build lease lets one build while the others wait for its export.
+                async with self.store.build_lease(sha):
                     stored = self.store.exports().get(sha)
                     if stored is not None:  # pushed, or built elsewhere, while this run waited
                         return stored.export
                     return await self._build(sha)
-
-    async def _commit_lock(self, sha: str) -> contextlib.AbstractContextManager[None]:
-        """An exclusive lock on `sha` across processes (a file lock), taken off the event loop."""
-        path = Path(self.work_dir or tempfile.gettempdir()) / f"relay-build-{sha}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-
-        @contextlib.contextmanager
-        def held() -> Iterator[None]:
-            try:
-                yield
-            finally:
-                # Unlinked while still held: a process already waiting on this file re-checks the
-                # store once it gets the lock, and later requests find the export there first.
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
-
-        return held()
 
     async def _build(self, sha: str) -> Export:
         started = time.monotonic()

@@ -28,7 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Iterator, Mapping, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Iterator, Mapping, Sequence, TypeVar
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -142,6 +142,7 @@ class S3Store(Store):
         lease_seconds: float = LEASE_SECONDS,
         grace_seconds: float = EVICTION_GRACE_SECONDS,
         timeout_seconds: float = 10.0,
+        poll_seconds: float = 1.0,
     ) -> None:
         self.location = location
         self.scan_interval = scan_interval
@@ -149,6 +150,7 @@ class S3Store(Store):
         self.lease_seconds = lease_seconds
         self.grace_seconds = grace_seconds
         self.timeout_seconds = timeout_seconds
+        self.poll_seconds = poll_seconds
         self._client: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -484,6 +486,53 @@ class S3Store(Store):
             if not self._pins[key]:
                 del self._pins[key]
 
+    # Builds across replicas.
+
+    @contextlib.asynccontextmanager
+    async def build_lease(self, key: str) -> AsyncIterator[None]:
+        from relay.leases import Lease
+
+        lease = Lease(self, f"build-{key}", self.lease_seconds)
+        while not await lease.acquire():
+            # Another replica builds it: wait for its manifest, or for its lease to expire (it died).
+            if await self._manifest_exists(key):
+                await self.refresh()
+                if key in self._exports:
+                    yield
+                    return
+            await asyncio.sleep(self.poll_seconds)
+        renewing = asyncio.ensure_future(self._keep_renewed(lease))
+        try:
+            # Built and published by another replica just before this one took the lease?
+            if await self._manifest_exists(key):
+                await self.refresh()
+            yield
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+            await lease.release()
+
+    async def _keep_renewed(self, lease: Any) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                if not await lease.renew():
+                    return
+            except StoreUnavailable:
+                pass  # the next renewal retries; a long outage lets another replica take over
+
+    async def _manifest_exists(self, key: str) -> bool:
+        try:
+            await self._call(
+                "checking a manifest",
+                self._client.head_object(Bucket=self.location.bucket, Key=self._manifest_key(key)),
+            )
+        except ClientError as e:
+            if _missing(e):
+                return False
+            raise StoreUnavailable(f"checking the manifest of {key}: {e}") from None
+        return True
+
     # Publishing.
 
     def staging_dir(self) -> Path:
@@ -603,28 +652,22 @@ class S3Store(Store):
                 evicted.append(key)
                 total -= exports[key].size
                 logger.info("evicted export %s (its files go in %.0f s)", key, self.grace_seconds)
-            await self._remove_evicted_files(now)
+            await self._remove_evicted_files(now, evicted)
             if evicted:
                 await self.refresh()
             return evicted
         finally:
             await lease.release()
 
-    async def _remove_evicted_files(self, now: float) -> None:
+    async def _remove_evicted_files(self, now: float, fresh: Sequence[str]) -> None:
         prefix = f"{self.location.prefix}evicted/"
         async for item in self._list(prefix):
             key = item["Key"][len(prefix):]
             if now - item["LastModified"].timestamp() < self.grace_seconds:
                 continue
-            try:
-                await self._call("checking a manifest", self._client.head_object(
-                    Bucket=self.location.bucket, Key=self._manifest_key(key)))
-                republished = True
-            except ClientError as e:
-                if not _missing(e):
-                    raise StoreUnavailable(str(e)) from None
-                republished = False
-            if not republished:
+            if key in fresh:
+                continue  # evicted in this round: its grace period starts now
+            if not await self._manifest_exists(key):
                 file_prefix = self._file_key(key, "")
                 names = [i["Key"] async for i in self._list(file_prefix)]
                 for start in range(0, len(names), 1000):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -25,6 +26,7 @@ logger = logging.getLogger("relay.store")
 # Names the relay creates in the store root; like every dot-name, readers ignore them.
 STAGING_PREFIX = ".relay-tmp-"
 EVICTING_PREFIX = ".relay-evict-"
+BUILD_LOCK_PREFIX = ".relay-build-"
 # Staging left behind by a crashed relay is removed after this long.
 STALE_STAGING_SECONDS = 24 * 3600
 # Last use is written to the export directory's mtime at most this often, so a busy export costs no
@@ -127,6 +129,11 @@ class Store(ABC):
     @abstractmethod
     def lease(self, key: str) -> contextlib.AbstractContextManager[None]:
         """While held, this process does not evict the export (it is being served or built)."""
+
+    @abstractmethod
+    def build_lease(self, key: str) -> AsyncContextManager[None]:
+        """Enter when this process may build `key`: it holds the build lease (one builder across
+        processes and replicas), or the export has appeared meanwhile (check `exports()` inside)."""
 
     @abstractmethod
     def staging_dir(self) -> Path:
@@ -360,6 +367,28 @@ class DiskStore(Store):
 
     def leased(self, key: str) -> bool:
         return key in self._leases
+
+    @contextlib.asynccontextmanager
+    async def build_lease(self, key: str) -> AsyncIterator[None]:
+        # A file lock beside the exports: every worker process of every relay on this directory
+        # agrees. Taken off the event loop; the kernel drops it when a process dies.
+        path = self.root / f"{BUILD_LOCK_PREFIX}{key}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            self.rescan()
+            yield
+        finally:
+            # Unlinked while still held: a process already waiting on this file re-checks the
+            # store once it gets the lock, and later requests find the export there first.
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def staging_dir(self) -> Path:
         path = self.root / (STAGING_PREFIX + secrets.token_hex(8))

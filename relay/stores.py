@@ -12,12 +12,12 @@ from relay.store import DiskStore, Store, StoreConfigError, check_files
 S3_SCHEME = "s3://"
 
 
-def open_store(spec: str, create: bool = True) -> Store:
+def open_store(spec: str, create: bool = True, lease_seconds: float | None = None) -> Store:
     """The store `spec` names; the S3 store is not connected yet (its `start` checks it)."""
     if spec.startswith(S3_SCHEME):
-        from relay.s3store import S3Location, S3Store  # aiobotocore loads only where it is used
+        from relay.s3store import LEASE_SECONDS, S3Location, S3Store  # aiobotocore loads only here
 
-        return S3Store(S3Location.parse(spec))
+        return S3Store(S3Location.parse(spec), lease_seconds=lease_seconds or LEASE_SECONDS)
     if "://" in spec:
         raise StoreConfigError(f"--store {spec!r}: only directories and s3://BUCKET/PREFIX are supported")
     path = Path(spec)
