@@ -555,16 +555,11 @@ class S3Store(Store):
                 raise StoreUnavailable(f"writing {where}: {e}") from None
         # Someone wrote it first (a second CI job, a replica building the same commit): fine if the
         # bytes are the same, which the contract promises for one commit.
-        response = await self._call(
-            f"reading {where}", self._client.get_object(Bucket=self.location.bucket, Key=object_key)
-        )
-        async with response["Body"] as stream:
-            existing = await stream.read()
-        if existing != body:
-            raise PublishConflict(
-                f"{self.location.bucket}/{object_key} already holds different bytes than {where}: an export "
-                "is never changed once published (a dirty export is re-exported under its new commit)"
-            )
+        existing = await self._read_or_none(object_key)
+        if existing is not None and existing != body:
+            raise PublishConflict(self._conflict(object_key, where))
+        if existing is None:  # removed again in between (an eviction): write it
+            return await self._put_once(object_key, body, where)
         return False
 
     async def publish(self, directory: Path) -> StoredExport:
@@ -579,17 +574,32 @@ class S3Store(Store):
         return stored
 
     async def upload(self, directory: Path, export: Export) -> int:
-        """Files first, at most UPLOADS_AT_ONCE at a time, then the manifest: readers see it whole."""
-        slots = asyncio.Semaphore(UPLOADS_AT_ONCE)
+        """Files first, at most UPLOADS_AT_ONCE at a time, then the manifest: readers see it whole.
+        Returns how many objects were written (0: the export was there already)."""
         loop = asyncio.get_running_loop()
+        manifest = await loop.run_in_executor(None, (directory / MANIFEST).read_bytes)
+        # Published already (a retried CI job): one read answers it, whatever the export's size.
+        existing = await self._read_or_none(self._manifest_key(export.key))
+        if existing is not None:
+            if existing != manifest:
+                raise PublishConflict(self._conflict(self._manifest_key(export.key), str(directory / MANIFEST)))
+            return 0
+        # Files an interrupted publish already wrote are skipped when their MD5 ETag matches (a store
+        # whose ETags are not MD5s gets a conditional write and a comparison instead).
+        present: dict[str, str] = {}
+        prefix = self._file_key(export.key, "")
+        async for item in self._list(prefix):
+            present[item["Key"][len(prefix):]] = str(item.get("ETag", "")).strip('"')
+        slots = asyncio.Semaphore(UPLOADS_AT_ONCE)
 
         async def one(filename: str) -> bool:
             async with slots:
                 body = await loop.run_in_executor(None, (directory / filename).read_bytes)
+                if present.get(filename) == hashlib.md5(body).hexdigest():
+                    return False
                 return await self._put_once(self._file_key(export.key, filename), body, str(directory / filename))
 
         written = await asyncio.gather(*(one(f) for f in sorted(export.filenames)))
-        manifest = await loop.run_in_executor(None, (directory / MANIFEST).read_bytes)
         wrote_manifest = await self._put_once(self._manifest_key(export.key), manifest, str(directory / MANIFEST))
         # A manifest published again after an eviction cancels the pending removal of its files.
         with contextlib.suppress(ClientError):
@@ -597,6 +607,24 @@ class S3Store(Store):
                 "clearing an eviction", self._client.delete_object(Bucket=self.location.bucket, Key=self._evicted_key(export.key))
             )
         return sum(written) + int(wrote_manifest)
+
+    async def _read_or_none(self, object_key: str) -> bytes | None:
+        try:
+            response = await self._call(
+                f"reading {object_key}", self._client.get_object(Bucket=self.location.bucket, Key=object_key)
+            )
+        except ClientError as e:
+            if _missing(e):
+                return None
+            raise StoreUnavailable(f"reading {object_key}: {e}") from None
+        async with response["Body"] as body:
+            return bytes(await body.read())
+
+    def _conflict(self, object_key: str, where: str) -> str:
+        return (
+            f"{self.location.bucket}/{object_key} already holds different bytes than {where}: an export is "
+            "never changed once published (a dirty export is re-exported under its new commit)"
+        )
 
     # Eviction.
 

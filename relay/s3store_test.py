@@ -196,3 +196,29 @@ async def test_an_outage_answers_503_and_recovers(
         assert hashlib.sha256(await back.read()).hexdigest() == dist.sha256
     finally:
         server.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_interrupted_publish_writes_only_what_is_missing(
+    s3_url: str, tmp_path: Path, seaweedfs: SeaweedFS
+) -> None:
+    from relay.conftest import s3_client
+
+    export = write_export(tmp_path, fake_sha(1), 1)
+    directory = tmp_path / export.key
+    location = S3Location.parse(s3_url)
+    # A publish that died after two files: they are there, the manifest is not.
+    for name in sorted(export.filenames)[:2]:
+        s3_client(seaweedfs).put_object(
+            Bucket=location.bucket, Key=f"{location.prefix}exports/{export.key}/{name}",
+            Body=(directory / name).read_bytes(),
+        )
+    store = S3Store(location)
+    await store.start()
+    try:
+        assert await store.upload(directory, export) == len(export.filenames) - 2 + 1
+        assert await store.upload(directory, export) == 0
+        await store.refresh()
+        assert list(store.exports()) == [export.key]
+    finally:
+        await store.close()
