@@ -190,7 +190,7 @@ class Refs:
 
     async def _materialize(self, ref: str, sha: str) -> Export:
         """The export of a commit: from the store, else built now (pull mode), else a 404."""
-        stored = self.store.exports().get(sha)
+        stored = await self.store.find(sha)
         if stored is not None:
             return stored.export
         if self.git is None or self.materializer is None:

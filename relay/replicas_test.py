@@ -139,3 +139,17 @@ async def test_eviction_during_a_download_on_another_replica(
     location = serving.location
     listing = s3_client(seaweedfs).list_objects_v2(Bucket=location.bucket, Prefix=location.prefix + "exports/")
     assert listing.get("KeyCount", 0) == 0
+
+
+async def test_a_new_export_is_served_on_its_first_request(
+    s3_url: str, stores: Any, tmp_path: Path, aiohttp_client: Any
+) -> None:
+    replica = S3Store(S3Location.parse(s3_url), scan_interval=3600)
+    client = await aiohttp_client(create_app(replica))
+    publisher = await stores()
+    export = write_export(tmp_path, fake_sha(1), 1)
+    await publisher.publish(tmp_path / export.key)
+    # The replica lists manifests only every hour here: the request itself finds the new export.
+    response = await client.get(f"/{export.key}/simple/monorepo-chain-a/", headers=JSON)
+    assert response.status == 200
+    assert (await client.get(f"/{fake_sha(2)}/simple/", headers=JSON)).status == 404

@@ -61,6 +61,9 @@ logger = logging.getLogger("relay.s3store")
 T = TypeVar("T")
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_KEY = re.compile(r"[0-9a-f]{40}(\.dirty)?")
+# A commit looked for and not found is not looked for again for this long.
+MISS_SECONDS = 1.0
 # Files uploaded at once by `publish`.
 UPLOADS_AT_ONCE = 16
 # A lease not renewed for this long is taken over (its holder died).
@@ -161,6 +164,7 @@ class S3Store(Store):
         self._last_used: dict[str, float] = {}
         self._used_dirty = False
         self._pins: dict[str, int] = {}
+        self._missed: dict[str, float] = {}
         self._outage: str | None = None
 
     # Keys in the bucket.
@@ -360,6 +364,32 @@ class S3Store(Store):
         self._listed = {k: v for k, v in listed.items() if k in found}
         for gone in set(self._reported) - set(listed):
             del self._reported[gone]
+
+    async def find(self, key: str) -> StoredExport | None:
+        stored = self._exports.get(key)
+        if stored is not None or not _KEY.fullmatch(key):
+            return stored
+        now = time.monotonic()
+        if now - self._missed.get(key, float("-inf")) < MISS_SECONDS:
+            return None
+        self._missed[key] = now
+        if len(self._missed) > 4096:  # a flood of made-up commits must not grow this without end
+            self._missed = {k: t for k, t in self._missed.items() if now - t < MISS_SECONDS}
+        try:
+            head = await self._call(
+                "checking a manifest",
+                self._client.head_object(Bucket=self.location.bucket, Key=self._manifest_key(key)),
+            )
+        except ClientError as e:
+            if _missing(e):
+                return None
+            raise StoreUnavailable(f"checking the manifest of {key}: {e}") from None
+        stored = await self._load(key)
+        if stored is not None and key not in self._exports:
+            self._exports = {**self._exports, key: stored}
+            self._listed = {**self._listed, key: _Listed(head["ETag"], head["LastModified"].timestamp())}
+            self._generation += 1
+        return self._exports.get(key)
 
     async def _load(self, key: str) -> StoredExport | None:
         where = f"{self.location}manifests/{key}.json"

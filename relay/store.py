@@ -110,6 +110,11 @@ class Store(ABC):
     async def refresh(self) -> None:
         """List the exports again now instead of at the next interval."""
 
+    async def find(self, key: str) -> StoredExport | None:
+        """One export, looked for in the backing storage now if the listing does not have it yet (a
+        request for a commit just published need not wait for the next listing)."""
+        return self.exports().get(key)
+
     @abstractmethod
     async def read(self, key: str, filename: str) -> bytes:
         """A file the export's manifest lists (NotListed for any other name), whole."""
