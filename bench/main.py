@@ -20,13 +20,14 @@ from generate_monorepo import Shape, generate
 from procs import BENCH, OUT, PANTS, BenchError, install_cleanup, pants_env, stop_all
 import export_bench
 import install_bench
+import objectstore_bench
 import profile_bench
 import pull_bench
 import report
 import serve_bench
 import servers
 
-PARTS = ("export", "serve", "install", "pull", "profile")
+PARTS = ("export", "serve", "install", "pull", "profile", "objectstore")
 RESULTS = BENCH / "results"  # tracked: a partial run re-renders the other parts from here
 
 FULL = {
@@ -34,12 +35,14 @@ FULL = {
     "cold_reps": "3,3,2", "warm_reps": 5, "incremental_reps": 3, "package_cold_reps": "2,1",
     "corpus_targets": 200, "chain": 50, "relay_workers": "1,2", "wrk_duration": 10, "wrk_reps": 2, "wrk_connections": 32,
     "install_reps": 5, "pull_reps": 2, "profile_targets": 3000, "profile_pantsd_targets": 1000,
+    "objectstore_reps": 3, "publish_dists": 1000,
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
     "cold_reps": "1", "warm_reps": 2, "incremental_reps": 1, "package_cold_reps": "1",
     "corpus_targets": 60, "chain": 10, "relay_workers": "1,2", "wrk_duration": 2, "wrk_reps": 1, "wrk_connections": 32,
     "install_reps": 1, "pull_reps": 1, "profile_targets": 50, "profile_pantsd_targets": 50,
+    "objectstore_reps": 1, "publish_dists": 50,
 }
 
 
@@ -183,6 +186,15 @@ def run_pull(args: argparse.Namespace) -> None:
     _save("pull", {"reps": args.pull_reps}, data, started)
 
 
+def run_objectstore(args: argparse.Namespace) -> None:
+    started = time.time()
+    load = serve_bench.LoadSettings(threads=2, connections=args.wrk_connections, duration_s=args.wrk_duration,
+                                    reps=args.wrk_reps)
+    data = objectstore_bench.run(load, args.objectstore_reps, args.publish_dists, log)
+    _save("objectstore", {"wrk": f"wrk -t2 -c{load.connections} -d{load.duration_s}s --latency", "wrk_reps": load.reps,
+                          "reps": args.objectstore_reps, "publish_dists": args.publish_dists}, data, started)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     COMMAND[:] = argv
@@ -200,6 +212,8 @@ def main(argv: list[str]) -> int:
             run_pull(args)
         if "profile" in parts:
             run_profiles(args, time.time())
+        if "objectstore" in parts:
+            run_objectstore(args)
     except BenchError as e:
         log(f"FAILED: {e}")
         return 1

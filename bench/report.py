@@ -30,6 +30,7 @@ PART_SECTIONS = {
     "install": ("Installs",),
     "pull": ("Pull mode",),
     "profile": ("Profiles",),
+    "objectstore": ("Relays over an object store",),
 }
 EARLIER_ROW = " (an earlier run)"
 CARRIED = "*Kept from an earlier run of this page: this run has no `bench/results/{part}.json`.*"
@@ -495,7 +496,43 @@ def write(results_dir: Path) -> Path:
                     "profiled):", "", "```", *r["summary"], "```", ""]
     if part_missing(results, "profile"):
         out += carried("profile", earlier)
+    out += objectstore_section(results.get("objectstore"))
+    if part_missing(results, "objectstore"):
+        out += carried("objectstore", earlier)
     if NOTES.exists():
         out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))
     return DOC
+
+
+def objectstore_section(part: dict[str, Any] | None) -> list[str]:
+    if not part:
+        return []
+    d, s = part["data"], part["settings"]
+    load = [
+        [r["server"], r["endpoint"], fmt(r["rps"], "", 0), fmt(r["p99_ms"], "ms", 1), str(int(r["errors"]))]
+        for r in d["load"] if "rps" in r
+    ]
+    return [
+        "## Relays over an object store",
+        "",
+        f"Started {part['started']}. {d['seaweedfs']} (`weed server`, one process, data on this machine's "
+        "disk) on 127.0.0.1; relays with `--store s3://bench/relay` (two replicas, and one with "
+        "`--memory-cache 0`, so every wheel is streamed from the bucket) beside one with `--store DIR`, "
+        f"all serving a 4-dist export (`relay/testing.py`). Load: `{s['wrk']}`, {s['wrk_reps']} run(s) after a "
+        "1 s warm-up, against one relay at a time; all share the machine's 2 cores with the store.",
+        "",
+        table(["relay", "endpoint", "req/s", "p99", "errors"], load),
+        "",
+        f"A cold page after a new export: `relay publish` of a new commit's export, then the time until "
+        f"`/<sha>/simple/` first answers 200 on a running relay (polled every 10 ms; {d['reps']} runs). "
+        "A directory store is rescanned at most once a second; an S3 store lists its manifests every 5 s.",
+        "",
+        table(["store", "seconds"], [[k, fmt(v, "s", 2)] for k, v in d["cold_page_s"].items()]),
+        "",
+        f"`relay publish` of a {d['publish_dists']}-dist export ({d['publish_bytes'] / 1e6:.1f} MB of wheels and "
+        ".metadata files, one run each, wall time of the command including its start-up):",
+        "",
+        table(["store", "seconds"], [[k, f"{v:.1f} s"] for k, v in d["publish_s"].items()]),
+        "",
+    ]
