@@ -6,15 +6,15 @@ import asyncio
 import functools
 import hashlib
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Awaitable, BinaryIO, Callable
 from urllib.parse import unquote
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger, AbstractStreamWriter
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import server_logger
 from packaging.utils import canonicalize_name
@@ -334,7 +334,7 @@ async def root_index(request: web.Request) -> web.Response:
     media_type = _media_type(request)
     view = await _view(request)
     rendered = request.app[PAGES].get(
-        ("root", view.keys), lambda: render.root_page(view.exports), media_type
+        ("root", view.keys), lambda: render.root_page(view.exports), media_type, view.exports
     )
     assert rendered is not None
     return _page_response(request, rendered, view)
@@ -358,6 +358,7 @@ async def project_index(request: web.Request) -> web.StreamResponse:
         ("project", view.keys, project, base),
         lambda: render.project_page(project, view.exports, lambda key, f: render.file_url(base, key, f)),
         media_type,
+        view.exports,
     )
     if rendered is not None:
         return _page_response(request, rendered, view)
@@ -390,20 +391,21 @@ async def dist_file(request: web.Request) -> web.StreamResponse:
         if _etag_matches(request, headers["ETag"]):
             return web.Response(status=304, headers=headers)
         cache = request.app[FILES]
-        # A file in memory needs no path: the view's exports are the store's, and the digest says
-        # the manifest lists the file.
+        # A file in memory needs no disk: it was checked against this sha256 when it was read.
         body = cache.get(sha256) if cache.fits(size) else None
         if body is not None:
             return web.Response(body=body, headers=headers)
-        path = store.file(export.key, filename)
-        if path is None:
-            continue
-        if not cache.fits(size):
-            return _LeasedFileResponse(store, export.key, path, headers=headers)
+        loop = asyncio.get_running_loop()
         with store.lease(export.key):
             try:
-                body = await asyncio.get_running_loop().run_in_executor(None, cache.load, path, sha256)
-            except (OSError, ContractError) as e:
+                file = await loop.run_in_executor(None, store.open, export.key, filename)
+                if file is None:
+                    continue
+                if cache.fits(size):
+                    body = await loop.run_in_executor(None, cache.load, file, sha256, f"{export.key}/{filename}")
+                else:
+                    return await _stream(request, store, export.key, filename, file, headers)
+            except ContractError as e:
                 logger.error("serving %s of %s: %s", filename, export.key, e)
                 raise RefError(502, f"the export {export.key} is damaged: {filename} cannot be served")
         cache.put(sha256, body)
@@ -411,17 +413,24 @@ async def dist_file(request: web.Request) -> web.StreamResponse:
     raise RefError(404, f"no file {filename!r} at {view.ref!r}")
 
 
-class _LeasedFileResponse(web.FileResponse):
-    """A file response that keeps its export from eviction while the file is being sent."""
-
-    def __init__(self, store: Store, key: str, path: Path, headers: dict[str, str]) -> None:
-        super().__init__(path, headers=headers)
-        self._store = store
-        self._key = key
-
-    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        with self._store.lease(self._key):
-            return await super().prepare(request)
+async def _stream(
+    request: web.Request, store: Store, key: str, filename: str, file: BinaryIO, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Send a large file from disk, after checking its sha256 (once per change of the file)."""
+    loop = asyncio.get_running_loop()
+    with file:
+        await loop.run_in_executor(None, store.check_digest, key, filename, file)
+        size = os.fstat(file.fileno()).st_size
+        response = web.StreamResponse(headers=headers)
+        response.content_length = size
+        writer = await response.prepare(request)
+        if request.method != "HEAD" and writer is not None:
+            # What aiohttp's FileResponse does: the headers first, then the kernel copies the file.
+            await writer.drain()
+            assert request.transport is not None
+            await loop.sendfile(request.transport, file, 0, size)  # type: ignore[arg-type]
+        await response.write_eof()
+        return response
 
 
 async def constraints(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import BinaryIO, Iterator, Mapping
 
 from relay.contract import MANIFEST, ContractError, Export, read_export
 
@@ -58,8 +58,17 @@ class Store(ABC):
         """Changes whenever the set of exports changes; caches key on it."""
 
     @abstractmethod
-    def file(self, key: str, filename: str) -> Path | None:
-        """The path of a file the export's manifest lists, or None (never any other file)."""
+    def open(self, key: str, filename: str) -> BinaryIO | None:
+        """A file the export's manifest lists, opened for reading, or None (never any other file).
+
+        Raises ContractError if what is there now is not what the manifest lists (a symlink, not a
+        regular file, another size). Blocking: call it off the event loop.
+        """
+
+    @abstractmethod
+    def check_digest(self, key: str, filename: str, file: BinaryIO) -> None:
+        """Raise ContractError unless the opened file's bytes have the manifest's sha256; a file is
+        hashed again only when it changed on disk. Blocking: call it off the event loop."""
 
     @abstractmethod
     def touch(self, key: str) -> None:
@@ -90,8 +99,8 @@ class DiskStore(Store):
         self.scan_interval = scan_interval
         self._lock = threading.RLock()
         self._exports: dict[str, StoredExport] = {}
-        # key -> (manifest mtime_ns, size): a changed manifest is read again.
-        self._stamps: dict[str, tuple[int, int]] = {}
+        # key -> stamp of the directory and its manifest: a changed or replaced export is read again.
+        self._stamps: dict[str, tuple[int, ...]] = {}
         # Problems already logged, so a corrupt export is reported once, not per request.
         self._reported: dict[str, str] = {}
         self._generation = 0
@@ -99,6 +108,8 @@ class DiskStore(Store):
         self._last_used: dict[str, float] = {}
         self._touched_at: dict[str, float] = {}
         self._leases: dict[str, int] = {}
+        # (key, filename) -> the file's stamp when its sha256 was last found right.
+        self._digests_checked: dict[tuple[str, str], tuple[int, ...]] = {}
 
     # Listing.
 
@@ -129,7 +140,7 @@ class DiskStore(Store):
 
     def _scan(self) -> None:
         found: dict[str, StoredExport] = {}
-        stamps: dict[str, tuple[int, int]] = {}
+        stamps: dict[str, tuple[int, ...]] = {}
         try:
             entries = list(os.scandir(self.root))
         except OSError as e:
@@ -150,7 +161,7 @@ class DiskStore(Store):
         for gone in set(self._reported) - {e.name for e in entries} - {""}:
             del self._reported[gone]
 
-    def _load(self, entry: os.DirEntry[str], stamps: dict[str, tuple[int, int]]) -> StoredExport | None:
+    def _load(self, entry: os.DirEntry[str], stamps: dict[str, tuple[int, ...]]) -> StoredExport | None:
         name = entry.name
         if entry.is_symlink():
             self._report(name, f"skipping {entry.path}: a symlink (the store serves only real directories)")
@@ -169,7 +180,9 @@ class DiskStore(Store):
         if not stat.S_ISREG(st.st_mode):
             self._report(name, f"skipping {entry.path}: {MANIFEST} is not a regular file")
             return None
-        stamp = (st.st_mtime_ns, st.st_size)
+        # Inodes and ctime too: an export replaced by a copy that kept the manifest's mtime and size
+        # (cp -p, rsync -a) is still another export.
+        stamp = (entry.inode(), st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
         previous = self._exports.get(name)
         if previous is not None and self._stamps.get(name) == stamp:
             stamps[name] = stamp
@@ -217,13 +230,59 @@ class DiskStore(Store):
 
     # Files.
 
-    def file(self, key: str, filename: str) -> Path | None:
-        stored = self.exports().get(key)
-        if stored is None or filename not in stored.export.filenames:
+    def open(self, key: str, filename: str) -> BinaryIO | None:
+        stored = self._exports.get(key)
+        digest = None if stored is None else stored.export.digest(filename)
+        if digest is None:
             return None
-        # The name came from the manifest, was validated as one plain segment, and was checked to be a
-        # regular file when the export was loaded; joining it cannot leave the export directory.
-        return self.root / key / filename
+        where = f"{key}/{filename}"
+        # Neither the export directory nor the file is followed if it became a symlink since the
+        # scan, and a FIFO put there cannot block the open.
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            directory = os.open(self.root / key, flags | os.O_DIRECTORY)
+        except FileNotFoundError:
+            return None  # evicted or removed since the scan
+        except OSError as e:
+            raise ContractError(f"{where}: the export directory cannot be opened ({e.strerror})") from None
+        try:
+            fd = os.open(filename, flags | os.O_NONBLOCK, dir_fd=directory)
+        except OSError as e:
+            raise ContractError(f"{where}: cannot be opened ({e.strerror})") from None
+        finally:
+            os.close(directory)
+        file = os.fdopen(fd, "rb")
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ContractError(f"{where}: not a regular file")
+            if st.st_size != digest[1]:
+                raise ContractError(f"{where}: {st.st_size} bytes, the manifest says {digest[1]}")
+        except BaseException:
+            file.close()
+            raise
+        return file
+
+    def check_digest(self, key: str, filename: str, file: BinaryIO) -> None:
+        stored = self._exports.get(key)
+        digest = None if stored is None else stored.export.digest(filename)
+        if digest is None:
+            raise ContractError(f"{key}/{filename}: no longer listed")
+        st = os.fstat(file.fileno())
+        stamp = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        memo = (key, filename)
+        if self._digests_checked.get(memo) == stamp:
+            return
+        h = hashlib.sha256()
+        file.seek(0)
+        for chunk in iter(lambda: file.read(1024 * 1024), b""):
+            h.update(chunk)
+        file.seek(0)
+        if h.hexdigest() != digest[0]:
+            raise ContractError(f"{key}/{filename} does not match the sha256 its manifest records")
+        if len(self._digests_checked) >= 4096:
+            self._digests_checked.clear()
+        self._digests_checked[memo] = stamp
 
     # Use, leases and eviction.
 
@@ -355,11 +414,12 @@ class FileCache:
             self._entries.move_to_end(sha256)
         return body
 
-    def load(self, path: Path, sha256: str) -> bytes:
-        """Read `path` (off the event loop: call it in an executor) and check it is `sha256`."""
-        body = path.read_bytes()
+    def load(self, file: BinaryIO, sha256: str, where: str) -> bytes:
+        """Read an opened file (off the event loop: call it in an executor) and check it is `sha256`."""
+        with file:
+            body = file.read()
         if hashlib.sha256(body).hexdigest() != sha256:
-            raise ContractError(f"{path} does not match the sha256 its manifest records")
+            raise ContractError(f"{where} does not match the sha256 its manifest records")
         return body
 
     def put(self, sha256: str, body: bytes) -> None:

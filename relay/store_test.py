@@ -75,16 +75,49 @@ def test_refuses_symlinked_export_dirs(store_dir: Path, tmp_path: Path) -> None:
     store = DiskStore(store_dir, scan_interval=0)
     assert dict(store.exports()) == {}
     assert "symlink" in store.problems[export.key]
-    assert store.file(export.key, export.dists[0].filename) is None
+    assert store.open(export.key, export.dists[0].filename) is None
 
 
-def test_file_serves_only_listed_names(store_dir: Path) -> None:
+def test_open_serves_only_listed_names(store_dir: Path) -> None:
     export = write_export(store_dir, fake_sha(1), 1)
     store = DiskStore(store_dir, scan_interval=0)
+    store.exports()
     dist = export.dists[0]
-    assert store.file(export.key, dist.filename) == store_dir.resolve() / export.key / dist.filename
+    with store.open(export.key, dist.filename) as file:  # type: ignore[union-attr]
+        assert file.read() == (store_dir / export.key / dist.filename).read_bytes()
     for name in (MANIFEST, "../" + dist.filename, "/etc/passwd", "simple/index.html", dist.filename + "x"):
-        assert store.file(export.key, name) is None
+        assert store.open(export.key, name) is None
+
+
+def test_open_follows_no_symlink_made_after_the_scan(store_dir: Path, tmp_path: Path) -> None:
+    export = write_export(store_dir, fake_sha(1), 1)
+    dist = export.dists[0]
+    store = DiskStore(store_dir, scan_interval=3600)
+    assert list(store.exports()) == [export.key]
+    # The whole export directory swapped for a symlink to a copy elsewhere, between two scans.
+    os.rename(store_dir / export.key, tmp_path / "elsewhere")
+    (store_dir / export.key).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ContractError, match="export directory cannot be opened"):
+        store.open(export.key, dist.filename)
+    (store_dir / export.key).unlink()
+    assert store.open(export.key, dist.filename) is None  # gone: not served, not an error
+
+
+def test_an_export_replaced_with_the_same_manifest_stamp_is_read_again(store_dir: Path, tmp_path: Path) -> None:
+    from relay.testing import CHAIN
+
+    old = write_export(store_dir, fake_sha(1), 1, dists=CHAIN[:2])
+    store = DiskStore(store_dir, scan_interval=0)
+    assert store.exports()[old.key].export == old
+    st = (store_dir / old.key / MANIFEST).stat()
+    os.rename(store_dir / old.key, tmp_path / "old")
+    new = write_export(store_dir, fake_sha(1), 1, dists=CHAIN[2:])
+    manifest = store_dir / new.key / MANIFEST
+    # As `cp -p` or `rsync -a` of an export of the same manifest size would leave it.
+    manifest.write_text(manifest.read_text()[: st.st_size].ljust(st.st_size))
+    os.utime(manifest, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (manifest.stat().st_mtime_ns, manifest.stat().st_size) == (st.st_mtime_ns, st.st_size)
+    assert store.exports().get(old.key) is None or store.exports()[old.key].export != old
 
 
 def test_manifest_validation_messages(store_dir: Path) -> None:
