@@ -229,7 +229,8 @@ def serve_command(args: argparse.Namespace) -> int:
         level=args.log_level, format=LOG_FORMAT, stream=sys.stderr
     )
     args.store.mkdir(parents=True, exist_ok=True)
-    store = DiskStore(args.store)
+    # Manifests over 1 MiB are parsed on the store's own thread: requests never wait for one.
+    store = DiskStore(args.store, background_parse_bytes=1 << 20)
     git = Git(_git_repo(args.repo)) if args.repo else None
     materializer = None
     if git is not None and not args.no_build:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -13,9 +14,10 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Mapping
+from typing import BinaryIO, Callable, Iterator, Mapping
 
 from relay.contract import MANIFEST, ContractError, Export, read_export
 
@@ -94,9 +96,19 @@ class Store(ABC):
 class DiskStore(Store):
     """A directory whose children are export directories, exactly as the goal writes them."""
 
-    def __init__(self, root: Path, scan_interval: float = 1.0) -> None:
+    def __init__(self, root: Path, scan_interval: float = 1.0, background_parse_bytes: int | None = None) -> None:
+        """`background_parse_bytes`: manifests larger than this are parsed on a thread of the store's
+        own (the listing shows them once parsed); None parses every manifest in the caller."""
         self.root = root.resolve()
         self.scan_interval = scan_interval
+        self.background_parse_bytes = background_parse_bytes or 0
+        self._background = (
+            None if background_parse_bytes is None
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-store-parse")
+        )
+        # name -> (manifest stamp, the parse's outcome, or its future while it runs in the background).
+        self._parsed: dict[str, tuple[tuple[int, ...], Export | ContractError | Future[Export]]] = {}
+        self._noted: set[str] = set()
         self._lock = threading.RLock()
         self._exports: dict[str, StoredExport] = {}
         # key -> stamp of the directory and its manifest: a changed or replaced export is read again.
@@ -149,7 +161,13 @@ class DiskStore(Store):
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            stored = self._load(entry, stamps)
+            try:
+                stored = self._load(entry, stamps)
+            except OSError as e:
+                # Replaced or removed while it was being read, or a file system error: this entry
+                # is skipped, the others are still listed.
+                self._report(entry.name, f"skipping {entry.path}: {e.strerror} ({e.filename})")
+                stored = None
             if stored is not None:
                 found[entry.name] = stored
         if found.keys() != self._exports.keys() or any(
@@ -158,8 +176,11 @@ class DiskStore(Store):
             self._generation += 1
         self._exports = found
         self._stamps = stamps
-        for gone in set(self._reported) - {e.name for e in entries} - {""}:
+        names = {e.name for e in entries}
+        for gone in set(self._reported) - names - {""}:
             del self._reported[gone]
+        for gone in set(self._parsed) - names:
+            del self._parsed[gone]
 
     def _load(self, entry: os.DirEntry[str], stamps: dict[str, tuple[int, ...]]) -> StoredExport | None:
         name = entry.name
@@ -187,18 +208,56 @@ class DiskStore(Store):
         if previous is not None and self._stamps.get(name) == stamp:
             stamps[name] = stamp
             return previous
+        export = self._parse(name, Path(entry.path), stamp, st.st_size)
+        if export is None:
+            return None
         try:
-            export = read_export(Path(entry.path))
             size = self._check_files(Path(entry.path), export)
         except ContractError as e:
+            # Not remembered: the files of a half-copied export may still arrive.
             self._report(name, f"skipping export: {e}")
             return None
         self._reported.pop(name, None)
         stamps[name] = stamp
         return StoredExport(export=export, size=size)
 
-    @staticmethod
-    def _check_files(directory: Path, export: Export) -> int:
+    def _parse(self, name: str, directory: Path, stamp: tuple[int, ...], size: int) -> Export | None:
+        """The manifest's Export, or None (skipped, or still being parsed in the background).
+
+        The outcome is remembered by the manifest's stamp, a failure too: a bad manifest costs one
+        parse per change, not one per scan. A large one is parsed on the store's own thread, so a
+        scan run by a request never waits for it.
+        """
+        remembered = self._parsed.get(name)
+        if remembered is None or remembered[0] != stamp:
+            if self._background is not None and size > self.background_parse_bytes:
+                future = self._background.submit(read_export, directory)
+                # The next scan picks the result up; do not wait for the interval to pass.
+                future.add_done_callback(lambda _: self._rescan_soon())
+                remembered = (stamp, future)
+            else:
+                remembered = (stamp, _outcome(read_export, directory))
+            self._parsed[name] = remembered
+        outcome = remembered[1]
+        if isinstance(outcome, Future):
+            if not outcome.done():
+                return None
+            outcome = _outcome(outcome.result)
+            self._parsed[name] = (stamp, outcome)
+        if isinstance(outcome, ContractError):
+            self._report(name, f"skipping export: {outcome}")
+            return None
+        return outcome
+
+    def _rescan_soon(self) -> None:
+        self._scanned_at = float("-inf")
+
+    def close(self) -> None:
+        """Stop the background parser (if any)."""
+        if self._background is not None:
+            self._background.shutdown(wait=True, cancel_futures=True)
+
+    def _check_files(self, directory: Path, export: Export) -> int:
         """Every listed file must be a regular file of the listed size: catches half-copied exports."""
         total = 0
         for dist in export.dists:
@@ -213,9 +272,61 @@ class DiskStore(Store):
                 if st.st_size != size:
                     raise ContractError(f"{path}: {st.st_size} bytes, the manifest says {size}")
                 total += size
-        for dirpath, _, filenames in os.walk(directory / "simple"):
-            total += sum(os.lstat(os.path.join(dirpath, f)).st_size for f in filenames)
-        return total + (directory / MANIFEST).lstat().st_size
+        try:
+            total += (directory / MANIFEST).lstat().st_size
+        except OSError as e:
+            raise ContractError(f"{directory / MANIFEST}: cannot be read ({e.strerror})") from None
+        return total + self._tree_size(directory / "simple")
+
+    def _tree_size(self, top: Path) -> int:
+        """Bytes under `top` (the static pages), never following a symlink out of the export; an
+        entry that cannot be read is left out with one log line."""
+        try:
+            st = top.lstat()
+        except FileNotFoundError:
+            return 0
+        except OSError as e:
+            self._note(f"not counting {str(top)[:200]}: {e.strerror}")
+            return 0
+        if not stat.S_ISDIR(st.st_mode):  # e.g. `simple -> /usr`: the link, not what it points to
+            return st.st_size
+        total = 0
+        pending = [str(top)]
+        while pending:
+            directory = pending.pop()
+            try:
+                # Opened without following a link: a directory swapped for a symlink meanwhile is
+                # not entered.
+                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as e:
+                if e.errno != errno.ENOENT:  # removed since the listing: nothing to count
+                    self._note(f"not counting {directory[:200]}...: {e.strerror}")
+                continue
+            try:
+                with os.scandir(fd) as entries:
+                    for child in entries:
+                        try:
+                            st = child.stat(follow_symlinks=False)
+                        except OSError as e:
+                            if e.errno != errno.ENOENT:
+                                self._note(f"not counting {directory[:200]}.../{child.name}: {e.strerror}")
+                            continue
+                        total += st.st_size
+                        if stat.S_ISDIR(st.st_mode):
+                            pending.append(os.path.join(directory, child.name))
+            except OSError as e:
+                self._note(f"not counting {directory[:200]}...: {e.strerror}")
+            finally:
+                os.close(fd)
+        return total
+
+    def _note(self, message: str) -> None:
+        """A problem inside an export that does not stop it being served: logged once."""
+        if message not in self._noted:
+            if len(self._noted) >= 1024:
+                self._noted.clear()
+            self._noted.add(message)
+            logger.warning("%s", message)
 
     @property
     def problems(self) -> Mapping[str, str]:
@@ -388,6 +499,13 @@ class DiskStore(Store):
                 and now - entry.stat(follow_symlinks=False).st_mtime > STALE_STAGING_SECONDS
             ):
                 shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _outcome(parse: Callable[..., Export], *args: object) -> Export | ContractError:
+    try:
+        return parse(*args)
+    except ContractError as e:
+        return e
 
 
 class FileCache:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -172,3 +173,156 @@ def test_publish_is_atomic_and_idempotent(store_dir: Path) -> None:
     write_export(again, fake_sha(1), 1)
     assert store.publish(again / export.key).export == export
     assert list(store.exports()) == [export.key]
+
+
+def _long_path_under(directory: Path) -> None:
+    """A file whose path is longer than PATH_MAX (4096), made with relative opens."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(20):
+            os.mkdir("d" * 250, dir_fd=fd)
+            inner = os.open("d" * 250, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.close(os.open("deep.html", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+def test_the_scan_skips_what_it_cannot_read_and_follows_nothing_outside(
+    store_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from relay.cli import main
+
+    linked = write_export(store_dir, fake_sha(1), 1)
+    deep = write_export(store_dir, fake_sha(2), 2)
+    # `simple -> a big tree elsewhere`: never walked (a 1 GiB sparse file stands for /usr).
+    outside = tmp_path / "usr"
+    outside.mkdir()
+    with open(outside / "big", "wb") as f:
+        f.truncate(1 << 30)
+    shutil.rmtree(store_dir / linked.key / "simple")
+    (store_dir / linked.key / "simple").symlink_to(outside)
+    _long_path_under(store_dir / deep.key / "simple")
+    store = DiskStore(store_dir, scan_interval=0)
+    with caplog.at_level(logging.WARNING, logger="relay.store"):
+        exports = store.exports()
+        store.exports()
+    assert sorted(exports) == sorted([linked.key, deep.key])
+    assert exports[linked.key].size < 1 << 20
+    long_lines = [r for r in caplog.records if "deep" in r.getMessage() or "too long" in r.getMessage()]
+    assert len(long_lines) == 1, [r.getMessage() for r in caplog.records]
+    assert main(["check", str(store_dir)]) in (0, 1)
+    assert linked.key in capsys.readouterr().out
+
+
+def test_a_file_vanishing_during_the_scan_skips_that_file(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export = write_export(store_dir, fake_sha(1), 1)
+    real_scandir = os.scandir
+
+    def racing_scandir(path):  # type: ignore[no-untyped-def]
+        # Lists the directory, then a writer removes its files before the scan looks at them.
+        entries = list(real_scandir(path))
+        where = os.readlink(f"/proc/self/fd/{path}") if isinstance(path, int) else str(path)
+        if where.endswith("simple"):
+            for entry in entries:
+                child = os.path.join(where, entry.name)
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(child)
+                else:
+                    os.unlink(child)
+        return _Entries(entries)
+
+    monkeypatch.setattr(os, "scandir", racing_scandir)
+    store = DiskStore(store_dir, scan_interval=0)
+    assert list(store.exports()) == [export.key]
+    assert not (store_dir / export.key / "simple" / "index.html").exists()  # the race did happen
+
+
+class _Entries:
+    """What os.scandir returns: an iterator and a context manager."""
+
+    def __init__(self, entries: list[os.DirEntry[str]]) -> None:
+        self._entries = iter(entries)
+
+    def __iter__(self) -> _Entries:
+        return self
+
+    def __next__(self) -> os.DirEntry[str]:
+        return next(self._entries)
+
+    def __enter__(self) -> _Entries:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _big_manifest(directory: Path, valid: bool) -> None:
+    """Pad a manifest to 4.5 MB (unknown fields are allowed); invalid: a bad field at the end."""
+    manifest = directory / MANIFEST
+    data = json.loads(manifest.read_text())
+    data["padding"] = "x" * 4_500_000
+    if not valid:
+        data["count"] = "not a number"
+    manifest.write_text(json.dumps(data))
+
+
+def test_a_bad_manifest_is_parsed_once_per_change(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import relay.store as store_module
+
+    bad = write_export(store_dir, fake_sha(1), 1)
+    _big_manifest(store_dir / bad.key, valid=False)
+    reads: list[str] = []
+    real_read = store_module.read_export
+
+    def counting_read(directory: Path):  # type: ignore[no-untyped-def]
+        reads.append(directory.name)
+        return real_read(directory)
+
+    monkeypatch.setattr(store_module, "read_export", counting_read)
+    store = DiskStore(store_dir, scan_interval=0)
+    for _ in range(5):
+        assert dict(store.exports()) == {}
+    assert reads == [bad.key]
+    assert "wrong type" in store.problems[bad.key]
+    # Changed: read again.
+    (store_dir / bad.key / MANIFEST).write_text((store_dir / bad.key / MANIFEST).read_text() + " ")
+    store.exports()
+    assert reads == [bad.key, bad.key]
+
+
+def test_large_manifests_are_parsed_off_the_calling_thread(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import relay.store as store_module
+
+    good = write_export(store_dir, fake_sha(1), 1)
+    big = write_export(store_dir, fake_sha(2), 2)
+    _big_manifest(store_dir / big.key, valid=True)
+    threads: list[str] = []
+    real_read = store_module.read_export
+
+    def recording_read(directory: Path):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return real_read(directory)
+
+    monkeypatch.setattr(store_module, "read_export", recording_read)
+    store = DiskStore(store_dir, scan_interval=0, background_parse_bytes=1 << 20)
+    try:
+        # The small one is listed at once; the big one once its parse in the background is done.
+        assert good.key in store.exports()
+        for _ in range(200):
+            if big.key in store.exports():
+                break
+            time.sleep(0.05)
+        assert sorted(store.exports()) == sorted([good.key, big.key])
+        assert threads.count(threading.current_thread().name) == 1
+        assert len(threads) == 2
+    finally:
+        store.close()
