@@ -20,7 +20,7 @@ from aiohttp.log import server_logger
 from packaging.utils import canonicalize_name
 
 from relay import render
-from relay.auth import Authenticator
+from relay.auth import Authenticator, PasswordChecks, TooManyChecks
 from relay.materialize import Materializer
 from relay.refs import RefError, Refs, View
 from relay.contract import ContractError
@@ -69,7 +69,7 @@ STORE = web.AppKey("store", Store)
 REFS = web.AppKey("refs", Refs)
 PAGES = web.AppKey("pages", render.PageCache)
 FILES = web.AppKey("files", FileCache)
-PENDING_CHECKS = web.AppKey("pending_checks", dict)
+PASSWORD_CHECKS = web.AppKey("password_checks", PasswordChecks)
 SETTINGS = web.AppKey("settings", Settings)
 CACHE_POLICY = web.AppKey("cache_policy", CachePolicy)
 AUTH = web.AppKey("auth", Authenticator)
@@ -203,7 +203,13 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         header = request.headers.get("Authorization")
         user = auth.check(header, slow=False)
         if user is False:
-            user = await _slow_check(request.app, auth, header)
+            assert header is not None
+            try:
+                user = await request.app[PASSWORD_CHECKS].check(header, request.remote)
+            except TooManyChecks as e:
+                response = _error(429, str(e))
+                response.headers["Retry-After"] = str(e.retry_after)
+                return response
         if not user:
             response = _error(401, "authentication required: give a user and password or a token")
             response.headers["WWW-Authenticate"] = 'Basic realm="relay", charset="UTF-8"'
@@ -223,23 +229,6 @@ def _path_refusal(raw: str) -> str | None:
     if "" in segments[1:-1]:
         return f"path {raw!r} is not allowed: empty path segment"
     return None
-
-
-async def _slow_check(app: web.Application, auth: Authenticator, header: str | None) -> str | None:
-    """Verify a password not seen before, once: concurrent requests with it share one check.
-
-    PBKDF2 is slow on purpose; a burst of first requests (pip opens several connections) would
-    otherwise run it once each, on every core, and stall everything else.
-    """
-    pending = app[PENDING_CHECKS]
-    assert header is not None
-    check = pending.get(header)
-    if check is None:
-        check = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(None, auth.check, header))
-        pending[header] = check
-        check.add_done_callback(lambda _: pending.pop(header, None))
-    result = await asyncio.shield(check)
-    return result if isinstance(result, str) else None
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -503,6 +492,9 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     materializer = app.get(MATERIALIZER)
     if materializer is not None:
         await materializer.close()
+    checks = app.get(PASSWORD_CHECKS)
+    if checks is not None:
+        checks.close()
 
 
 def create_app(
@@ -517,11 +509,11 @@ def create_app(
     app[REFS] = refs if refs is not None else Refs(store)
     app[PAGES] = render.PageCache()
     app[FILES] = FileCache(settings.memory_cache_bytes)
-    app[PENDING_CHECKS] = {}
     app[SETTINGS] = settings
     app[CACHE_POLICY] = CachePolicy.of(settings, private=auth is not None)
     if auth is not None:
         app[AUTH] = auth
+        app[PASSWORD_CHECKS] = PasswordChecks(auth)
     if app[REFS].materializer is not None:
         app[MATERIALIZER] = app[REFS].materializer
     app.cleanup_ctx.append(_background)
