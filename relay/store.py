@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import logging
 import os
@@ -26,6 +27,8 @@ logger = logging.getLogger("relay.store")
 # Names the relay creates in the store root; like every dot-name, readers ignore them.
 STAGING_PREFIX = ".relay-tmp-"
 EVICTING_PREFIX = ".relay-evict-"
+# A lock file per key leased, shared by every process serving the store (there while leased).
+LEASE_PREFIX = ".relay-lease-"
 # Staging left behind by a crashed relay is removed after this long.
 STALE_STAGING_SECONDS = 24 * 3600
 # Last use is written to the export directory's mtime at most this often, so a busy export costs no
@@ -120,6 +123,7 @@ class DiskStore(Store):
         self._last_used: dict[str, float] = {}
         self._touched_at: dict[str, float] = {}
         self._leases: dict[str, int] = {}
+        self._lease_files: dict[str, int | None] = {}
         # (key, filename) -> the file's stamp when its sha256 was last found right.
         self._digests_checked: dict[tuple[str, str], tuple[int, ...]] = {}
 
@@ -415,7 +419,12 @@ class DiskStore(Store):
     @contextlib.contextmanager
     def lease(self, key: str) -> Iterator[None]:
         with self._lock:
-            self._leases[key] = self._leases.get(key, 0) + 1
+            count = self._leases.get(key, 0)
+            if not count:
+                # Other processes serving this store (`--workers N`) see the lease too: a shared
+                # lock on a file of the key, held while this process has any lease on it.
+                self._lease_files[key] = self._lock_lease_file(key, fcntl.LOCK_SH)
+            self._leases[key] = count + 1
         try:
             yield
         finally:
@@ -423,9 +432,48 @@ class DiskStore(Store):
                 self._leases[key] -= 1
                 if not self._leases[key]:
                     del self._leases[key]
+                    fd = self._lease_files.pop(key, None)
+                    if fd is not None:
+                        self._unlock_lease_file(key, fd)
 
     def leased(self, key: str) -> bool:
         return key in self._leases
+
+    def _lock_lease_file(self, key: str, operation: int) -> int | None:
+        """A lock on `.relay-lease-<key>` (taken without waiting), or None if another holds it."""
+        path = self.root / (LEASE_PREFIX + key)
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            except OSError as e:
+                logger.warning("cannot lock the lease file of %s: %s", key, e.strerror)
+                return None
+            try:
+                fcntl.flock(fd, operation | fcntl.LOCK_NB)
+                # The last holder removes the file when it lets go: a lock on a file already
+                # removed would protect nothing, so take the one now at the path.
+                if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except OSError as e:
+                if e.errno not in (errno.ENOENT, errno.EWOULDBLOCK):
+                    logger.warning("cannot lock the lease file of %s: %s", key, e.strerror)
+                os.close(fd)
+                if e.errno != errno.ENOENT:
+                    return None
+                continue
+            os.close(fd)
+        return None
+
+    def _unlock_lease_file(self, key: str, fd: int, remove: bool = False) -> None:
+        """Let go of a lease file; the last holder (or the evictor) removes it."""
+        try:
+            if not remove:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(self.root / (LEASE_PREFIX + key))
+        except OSError:
+            pass  # another process still holds it
+        finally:
+            os.close(fd)
 
     def staging_dir(self) -> Path:
         path = self.root / (STAGING_PREFIX + secrets.token_hex(8))
@@ -475,13 +523,20 @@ class DiskStore(Store):
         with self._lock:
             if self.leased(key):
                 return False
-            # Rename first: readers stop seeing the export in one step, then the files go.
-            doomed = self.root / (EVICTING_PREFIX + key + "-" + secrets.token_hex(4))
-            try:
-                os.rename(self.root / key, doomed)
-            except OSError as e:
-                logger.warning("cannot evict export %s: %s", key, e.strerror)
+            # An exclusive lock fails while another process holds a lease on the key.
+            fd = self._lock_lease_file(key, fcntl.LOCK_EX)
+            if fd is None:
                 return False
+            try:
+                # Rename first: readers stop seeing the export in one step, then the files go.
+                doomed = self.root / (EVICTING_PREFIX + key + "-" + secrets.token_hex(4))
+                try:
+                    os.rename(self.root / key, doomed)
+                except OSError as e:
+                    logger.warning("cannot evict export %s: %s", key, e.strerror)
+                    return False
+            finally:
+                self._unlock_lease_file(key, fd, remove=True)
         shutil.rmtree(doomed, ignore_errors=True)
         self._last_used.pop(key, None)
         self._touched_at.pop(key, None)

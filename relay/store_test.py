@@ -326,3 +326,33 @@ def test_large_manifests_are_parsed_off_the_calling_thread(store_dir: Path, monk
         assert len(threads) == 2
     finally:
         store.close()
+
+
+def test_a_lease_held_by_another_process_keeps_the_export(store_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    import relay
+
+    leased = write_export(store_dir, fake_sha(1), 1)
+    free = write_export(store_dir, fake_sha(2), 2)
+    # Another worker of `relay serve --workers N`: its own process and DiskStore over the same store.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys; from pathlib import Path; from relay.store import DiskStore\n"
+            f"store = DiskStore(Path({str(store_dir)!r}))\n"
+            f"with store.lease({leased.key!r}):\n"
+            "    print('held', flush=True); sys.stdin.read()\n"
+        )],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(relay.__file__).resolve().parent.parent)},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        store = DiskStore(store_dir, scan_interval=0)
+        assert store.evict(EvictionPolicy(max_age_seconds=0), now=time.time() + 10) == [free.key]
+        assert list(store.exports()) == [leased.key]
+    finally:
+        holder.communicate("", timeout=30)
+    assert store.evict(EvictionPolicy(max_age_seconds=0), now=time.time() + 10) == [leased.key]
+    assert [p.name for p in store_dir.iterdir()] == []
