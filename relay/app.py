@@ -19,11 +19,12 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import server_logger
 from packaging.utils import canonicalize_name
 
-from relay import render
+from relay import render, resources
 from relay.auth import Authenticator, PasswordChecks, TooManyChecks
 from relay.materialize import Materializer
 from relay.refs import RefError, Refs, View
 from relay.contract import ContractError
+from relay.resources import is_resource_error
 from relay.store import EvictionPolicy, FileCache, Store
 
 logger = logging.getLogger("relay")
@@ -397,6 +398,12 @@ async def dist_file(request: web.Request) -> web.StreamResponse:
             except ContractError as e:
                 logger.error("serving %s of %s: %s", filename, export.key, e)
                 raise RefError(502, f"the export {export.key} is damaged: {filename} cannot be served")
+            except OSError as e:
+                if not is_resource_error(e):
+                    logger.error("serving %s of %s: %s", filename, export.key, e)
+                    raise RefError(502, f"the export {export.key} is damaged: {filename} cannot be served")
+                resources.report("serving files", e)
+                raise RefError(503, "the relay is short of file descriptors or memory; retry shortly")
         cache.put(sha256, body)
         return web.Response(body=body, headers=headers)
     raise RefError(404, f"no file {filename!r} at {view.ref!r}")

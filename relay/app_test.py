@@ -510,3 +510,28 @@ async def test_a_malformed_request_line_logs_one_line_without_traceback(
     ]
     bad = [r for r in caplog.records if "bad request" in r.getMessage()]
     assert len(bad) == 3 and all(r.levelno <= logging.INFO and "\n" not in r.getMessage() for r in bad)
+
+
+async def test_out_of_file_descriptors_is_503_and_one_log_line(
+    make_client: MakeClient, exports: list[Export], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import errno
+    import logging
+
+    from relay import resources
+    from relay.store import DiskStore
+
+    monkeypatch.setattr(resources, "problems", resources.OnceAnInterval())
+
+    def no_descriptors(self: DiskStore, key: str, filename: str) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(DiskStore, "open", no_descriptors)
+    client = await make_client()
+    with caplog.at_level(logging.INFO):
+        for dist in exports[0].dists:
+            response = await client.get(f"/{exports[0].sha}/{dist.filename}")
+            assert response.status == 503, await response.text()
+            assert "retry" in await response.text()
+    lines = [r for r in caplog.records if "Too many open files" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in caplog.records]

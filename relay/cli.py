@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
-import inspect
 import logging
 import os
 import re
@@ -17,10 +16,9 @@ import textwrap
 from pathlib import Path
 from typing import Sequence
 
-from aiohttp import web
-
 from relay.app import LOG_FORMAT, AccessLogger, Settings, create_app
 from relay.auth import AuthFileError, Authenticator, add_entry, new_token, password_entry
+from relay.connections import ConnectionLimits, default_max_connections, serve
 from relay.materialize import DEFAULT_EXPORT_COMMAND, ExportCommand, Limits, Materializer
 from relay.refs import Git, Refs
 from relay.store import DiskStore, EvictionPolicy
@@ -144,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--auth-file", type=Path, metavar="FILE",
                      help="require credentials listed in FILE (see `relay passwd` and `relay token`); "
                           "/-/health stays open")
+    net.add_argument("--idle-timeout", type=_positive(float), default=15.0, metavar="SECONDS",
+                     help="close a connection that sends no complete request for this long: an idle "
+                          "kept-alive one, or a silent or slow client (default: %(default)s)")
+    net.add_argument("--max-connections", type=_positive(int), default=None, metavar="N",
+                     help="open connections per worker; beyond them a new one is answered 503 "
+                          "(default: 1000, or less if the file-descriptor limit leaves less room)")
     net.add_argument("--branch-max-age", type=int, default=60, metavar="SECONDS",
                      help="Cache-Control max-age of branch and tag pages (sha pages are immutable) "
                           "(default: %(default)s)")
@@ -265,25 +269,26 @@ def serve_command(args: argparse.Namespace) -> int:
         "serving %s on http://%s:%d/ (%s mode, default ref %s, %d exports)",
         store.root, args.host, args.port, mode, args.default_ref, len(store.exports()),
     )
-    # Oversized request lines and headers get a 400 before any handler runs. aiohttp's default limits
-    # are these; newer aiohttp lets us say so, older run_app() takes no handler arguments.
-    limits = {"max_line_size": 8190, "max_field_size": 8190}
-    if not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(web.run_app).parameters.values()):
-        limits = {}
+    limits = ConnectionLimits(
+        idle_timeout=args.idle_timeout, max_connections=default_max_connections(args.max_connections)
+    )
     # Several workers accept on one socket bound before they fork: the kernel spreads connections.
     sock = _listen(args.host, args.port) if args.workers > 1 else None
     children = _fork(args.workers - 1) if sock is not None else []
     try:
-        web.run_app(
+        serve(
             app,
+            limits,
             host=None if sock else args.host,
             port=None if sock else args.port,
             sock=sock,
             shutdown_timeout=args.shutdown_timeout,
             access_log=None if args.no_access_log else logging.getLogger("relay.access"),
             access_log_class=AccessLogger,
-            print=None,
-            **limits,  # type: ignore[arg-type]
+            # Oversized request lines and headers get a 400 before any handler runs (aiohttp's
+            # defaults, said here).
+            max_line_size=8190,
+            max_field_size=8190,
         )
     finally:
         _stop(children)

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Mapping
 
+from relay import resources
 from relay.contract import MANIFEST, ContractError, Export, read_export
+from relay.resources import is_resource_error
 
 logger = logging.getLogger("relay.store")
 
@@ -67,7 +69,8 @@ class Store(ABC):
         """A file the export's manifest lists, opened for reading, or None (never any other file).
 
         Raises ContractError if what is there now is not what the manifest lists (a symlink, not a
-        regular file, another size). Blocking: call it off the event loop.
+        regular file, another size), OSError if the relay is out of file descriptors or memory.
+        Blocking: call it off the event loop.
         """
 
     @abstractmethod
@@ -160,6 +163,10 @@ class DiskStore(Store):
         try:
             entries = list(os.scandir(self.root))
         except OSError as e:
+            if is_resource_error(e):
+                # Out of file descriptors for a moment: the last listing stands.
+                resources.report(f"scanning the store {self.root}", e)
+                return
             self._report("", f"store {self.root} cannot be read: {e.strerror}")
             entries = []
         for entry in entries:
@@ -168,6 +175,11 @@ class DiskStore(Store):
             try:
                 stored = self._load(entry, stamps)
             except OSError as e:
+                if is_resource_error(e) and entry.name in self._exports:
+                    resources.report(f"scanning the store {self.root}", e)
+                    found[entry.name] = self._exports[entry.name]
+                    stamps[entry.name] = self._stamps[entry.name]
+                    continue
                 # Replaced or removed while it was being read, or a file system error: this entry
                 # is skipped, the others are still listed.
                 self._report(entry.name, f"skipping {entry.path}: {e.strerror} ({e.filename})")
@@ -359,10 +371,14 @@ class DiskStore(Store):
         except FileNotFoundError:
             return None  # evicted or removed since the scan
         except OSError as e:
+            if is_resource_error(e):
+                raise  # not the export's fault
             raise ContractError(f"{where}: the export directory cannot be opened ({e.strerror})") from None
         try:
             fd = os.open(filename, flags | os.O_NONBLOCK, dir_fd=directory)
         except OSError as e:
+            if is_resource_error(e):
+                raise
             raise ContractError(f"{where}: cannot be opened ({e.strerror})") from None
         finally:
             os.close(directory)
@@ -446,7 +462,10 @@ class DiskStore(Store):
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             except OSError as e:
-                logger.warning("cannot lock the lease file of %s: %s", key, e.strerror)
+                if is_resource_error(e):
+                    resources.report("locking lease files", e)
+                else:
+                    logger.warning("cannot lock the lease file of %s: %s", key, e.strerror)
                 return None
             try:
                 fcntl.flock(fd, operation | fcntl.LOCK_NB)
