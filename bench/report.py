@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterable
 
+import hardening_bench
 from procs import BENCH, ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -30,6 +31,7 @@ PART_SECTIONS = {
     "install": ("Installs",),
     "pull": ("Pull mode",),
     "profile": ("Profiles",),
+    "hardening": ("Relay under mixed load and hostile clients",),
 }
 EARLIER_ROW = " (an earlier run)"
 CARRIED = "*Kept from an earlier run of this page: this run has no `bench/results/{part}.json`.*"
@@ -495,6 +497,11 @@ def write(results_dir: Path) -> Path:
                     "profiled):", "", "```", *r["summary"], "```", ""]
     if part_missing(results, "profile"):
         out += carried("profile", earlier)
+    hardening = results.get("hardening")
+    if hardening:
+        out += hardening_bench.report_lines(hardening)
+    if part_missing(results, "hardening"):
+        out += carried("hardening", earlier)
     if NOTES.exists():
         out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))
