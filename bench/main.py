@@ -19,6 +19,7 @@ import time
 from generate_monorepo import Shape, generate
 from procs import BENCH, OUT, PANTS, BenchError, install_cleanup, pants_env, stop_all
 import export_bench
+import hardening_bench
 import install_bench
 import objectstore_bench
 import profile_bench
@@ -27,7 +28,7 @@ import report
 import serve_bench
 import servers
 
-PARTS = ("export", "serve", "install", "pull", "profile", "objectstore")
+PARTS = ("export", "serve", "install", "pull", "profile", "hardening", "objectstore")
 RESULTS = BENCH / "results"  # tracked: a partial run re-renders the other parts from here
 
 FULL = {
@@ -36,6 +37,7 @@ FULL = {
     "corpus_targets": 200, "chain": 50, "relay_workers": "1,2", "wrk_duration": 10, "wrk_reps": 2, "wrk_connections": 32,
     "install_reps": 5, "pull_reps": 2, "profile_targets": 3000, "profile_pantsd_targets": 1000,
     "objectstore_reps": 3, "publish_dists": 1000,
+    "hardening_exports": 20, "hardening_rounds": 4, "hardening_silent": 200, "hardening_log_reps": 3,
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
@@ -43,6 +45,7 @@ QUICK = {
     "corpus_targets": 60, "chain": 10, "relay_workers": "1,2", "wrk_duration": 2, "wrk_reps": 1, "wrk_connections": 32,
     "install_reps": 1, "pull_reps": 1, "profile_targets": 50, "profile_pantsd_targets": 50,
     "objectstore_reps": 1, "publish_dists": 50,
+    "hardening_exports": 5, "hardening_rounds": 2, "hardening_silent": 50, "hardening_log_reps": 1,
 }
 
 
@@ -195,6 +198,16 @@ def run_objectstore(args: argparse.Namespace) -> None:
                           "reps": args.objectstore_reps, "publish_dists": args.publish_dists}, data, started)
 
 
+def run_hardening(args: argparse.Namespace) -> None:
+    started = time.time()
+    settings = hardening_bench.HardeningSettings(
+        exports=args.hardening_exports, duration_s=args.wrk_duration, rounds=args.hardening_rounds,
+        connections=args.wrk_connections, silent=args.hardening_silent, log_reps=args.hardening_log_reps,
+    )
+    data = hardening_bench.run(settings, log)
+    _save("hardening", vars(settings), data, started)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     COMMAND[:] = argv
@@ -214,6 +227,8 @@ def main(argv: list[str]) -> int:
             run_profiles(args, time.time())
         if "objectstore" in parts:
             run_objectstore(args)
+        if "hardening" in parts:
+            run_hardening(args)
     except BenchError as e:
         log(f"FAILED: {e}")
         return 1

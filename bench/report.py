@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterable
 
+import hardening_bench
 from procs import BENCH, ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -31,6 +32,7 @@ PART_SECTIONS = {
     "pull": ("Pull mode",),
     "profile": ("Profiles",),
     "objectstore": ("Relays over an object store",),
+    "hardening": ("Relay under mixed load and hostile clients",),
 }
 EARLIER_ROW = " (an earlier run)"
 CARRIED = "*Kept from an earlier run of this page: this run has no `bench/results/{part}.json`.*"
@@ -499,6 +501,11 @@ def write(results_dir: Path) -> Path:
     out += objectstore_section(results.get("objectstore"))
     if part_missing(results, "objectstore"):
         out += carried("objectstore", earlier)
+    hardening = results.get("hardening")
+    if hardening:
+        out += hardening_bench.report_lines(hardening)
+    if part_missing(results, "hardening"):
+        out += carried("hardening", earlier)
     if NOTES.exists():
         out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))

@@ -18,12 +18,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import server_logger
 from packaging.utils import canonicalize_name
 
-from relay import render
-from relay.auth import Authenticator
+from relay import render, resources
+from relay.auth import Authenticator, PasswordChecks, TooManyChecks
 from relay.materialize import Materializer
 from relay.refs import RefError, Refs, View
 from relay.contract import ContractError
-from relay.store import EvictionPolicy, FileCache, NotListed, Store, StoreUnavailable
+from relay.resources import is_resource_error
+from relay.store import Blob, EvictionPolicy, FileCache, NotListed, Store, StoreUnavailable
 
 logger = logging.getLogger("relay")
 access_logger = logging.getLogger("relay.access")
@@ -70,7 +71,7 @@ STORE = web.AppKey("store", Store)
 REFS = web.AppKey("refs", Refs)
 PAGES = web.AppKey("pages", render.PageCache)
 FILES = web.AppKey("files", FileCache)
-PENDING_CHECKS = web.AppKey("pending_checks", dict)
+PASSWORD_CHECKS = web.AppKey("password_checks", PasswordChecks)
 SETTINGS = web.AppKey("settings", Settings)
 CACHE_POLICY = web.AppKey("cache_policy", CachePolicy)
 AUTH = web.AppKey("auth", Authenticator)
@@ -204,7 +205,13 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         header = request.headers.get("Authorization")
         user = auth.check(header, slow=False)
         if user is False:
-            user = await _slow_check(request.app, auth, header)
+            assert header is not None
+            try:
+                user = await request.app[PASSWORD_CHECKS].check(header, request.remote)
+            except TooManyChecks as e:
+                response = _error(429, str(e))
+                response.headers["Retry-After"] = str(e.retry_after)
+                return response
         if not user:
             response = _error(401, "authentication required: give a user and password or a token")
             response.headers["WWW-Authenticate"] = 'Basic realm="relay", charset="UTF-8"'
@@ -226,23 +233,6 @@ def _path_refusal(raw: str) -> str | None:
     if "" in segments[1:-1]:
         return f"path {raw!r} is not allowed: empty path segment"
     return None
-
-
-async def _slow_check(app: web.Application, auth: Authenticator, header: str | None) -> str | None:
-    """Verify a password not seen before, once: concurrent requests with it share one check.
-
-    PBKDF2 is slow on purpose; a burst of first requests (pip opens several connections) would
-    otherwise run it once each, on every core, and stall everything else.
-    """
-    pending = app[PENDING_CHECKS]
-    assert header is not None
-    check = pending.get(header)
-    if check is None:
-        check = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(None, auth.check, header))
-        pending[header] = check
-        check.add_done_callback(lambda _: pending.pop(header, None))
-    result = await asyncio.shield(check)
-    return result if isinstance(result, str) else None
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -337,7 +327,7 @@ async def root_index(request: web.Request) -> web.Response:
     media_type = _media_type(request)
     view = await _view(request)
     rendered = request.app[PAGES].get(
-        ("root", view.keys), lambda: render.root_page(view.exports), media_type
+        ("root", view.keys), lambda: render.root_page(view.exports), media_type, view.exports
     )
     assert rendered is not None
     return _page_response(request, rendered, view)
@@ -361,6 +351,7 @@ async def project_index(request: web.Request) -> web.StreamResponse:
         ("project", view.keys, project, base),
         lambda: render.project_page(project, view.exports, lambda key, f: render.file_url(base, key, f)),
         media_type,
+        view.exports,
     )
     if rendered is not None:
         return _page_response(request, rendered, view)
@@ -393,53 +384,70 @@ async def dist_file(request: web.Request) -> web.StreamResponse:
         if _etag_matches(request, headers["ETag"]):
             return web.Response(status=304, headers=headers)
         cache = request.app[FILES]
-        # A file in memory needs no store: the view's exports are the store's, and the digest says
-        # the manifest lists the file.
+        # A file in memory needs no store: it was checked against this sha256 when it was read.
         body = cache.get(sha256) if cache.fits(size) else None
         if body is not None:
             return web.Response(body=body, headers=headers)
-        if export.key not in store.exports():
-            continue
-        return await _send_file(request, store, export.key, filename, sha256, size, headers)
+        try:
+            return await _send_file(request, store, export.key, filename, sha256, size, headers)
+        except NotListed:
+            continue  # evicted or removed since the listing
     raise RefError(404, f"no file {filename!r} at {view.ref!r}")
 
 
 async def _send_file(
     request: web.Request, store: Store, key: str, filename: str, sha256: str, size: int, headers: dict[str, str]
 ) -> web.StreamResponse:
-    """A file from the store: small ones read whole (checked, then kept in memory), large ones
-    streamed or, with --redirect-files, fetched by the client from a short-lived URL."""
+    """A file from the store: small ones read whole, checked and kept in memory; large ones streamed
+    (checked by the store) or, with --redirect-files, fetched by the client from a short-lived URL."""
     cache = request.app[FILES]
-    where = f"{filename} of {key}"
+    where = f"{key}/{filename}"
+    loop = asyncio.get_running_loop()
     try:
-        if request.app[SETTINGS].redirect_files:
+        if request.app[SETTINGS].redirect_files and not cache.fits(size):
             url = await store.url(key, filename)
             if url is not None:
                 # Not cached anywhere: the URL expires; the file under it never changes.
                 raise web.HTTPFound(url, headers={"Cache-Control": "no-store", "ETag": headers["ETag"]})
         with store.lease(key):
             if cache.fits(size):
-                loop = asyncio.get_running_loop()
                 raw = await store.read(key, filename)
                 body = await loop.run_in_executor(None, cache.check, raw, sha256, where)
                 cache.put(sha256, body)
                 return web.Response(body=body, headers=headers)
             async with store.open(key, filename) as blob:
                 if blob.size != size:
-                    raise ContractError(f"{where} is {blob.size} bytes, its manifest says {size}")
-                response = web.StreamResponse(headers=headers)
-                response.content_length = size
-                await response.prepare(request)
-                async for chunk in blob.chunks:
-                    await response.write(chunk)
-                await response.write_eof()
-                return response
+                    raise ContractError(f"{where}: {blob.size} bytes, the manifest says {size}")
+                return await _stream(request, blob, headers)
     except StoreUnavailable as e:
         logger.warning("serving %s: %s", where, e)
         raise RefError(503, f"the store is unavailable: {e}; try again shortly") from None
-    except (ContractError, NotListed) as e:
+    except ContractError as e:
         logger.error("serving %s: %s", where, e)
         raise RefError(502, f"the export {key} is damaged: {filename} cannot be served") from None
+    except OSError as e:
+        if not is_resource_error(e):
+            logger.error("serving %s: %s", where, e)
+            raise RefError(502, f"the export {key} is damaged: {filename} cannot be served") from None
+        resources.report("serving files", e)
+        raise RefError(503, "the relay is short of file descriptors or memory; retry shortly") from None
+
+
+async def _stream(request: web.Request, blob: Blob, headers: dict[str, str]) -> web.StreamResponse:
+    response = web.StreamResponse(headers=headers)
+    response.content_length = blob.size
+    writer = await response.prepare(request)
+    if request.method != "HEAD" and writer is not None:
+        if blob.file is not None:
+            # What aiohttp's FileResponse does: the headers first, then the kernel copies the file.
+            await writer.drain()
+            assert request.transport is not None
+            await asyncio.get_running_loop().sendfile(request.transport, blob.file, 0, blob.size)  # type: ignore[arg-type]
+        else:
+            async for chunk in blob.chunks:
+                await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 async def constraints(request: web.Request) -> web.Response:
@@ -512,6 +520,9 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     materializer = app.get(MATERIALIZER)
     if materializer is not None:
         await materializer.close()
+    checks = app.get(PASSWORD_CHECKS)
+    if checks is not None:
+        checks.close()
     await app[STORE].close()
 
 
@@ -527,11 +538,11 @@ def create_app(
     app[REFS] = refs if refs is not None else Refs(store)
     app[PAGES] = render.PageCache()
     app[FILES] = FileCache(settings.memory_cache_bytes)
-    app[PENDING_CHECKS] = {}
     app[SETTINGS] = settings
     app[CACHE_POLICY] = CachePolicy.of(settings, private=auth is not None)
     if auth is not None:
         app[AUTH] = auth
+        app[PASSWORD_CHECKS] = PasswordChecks(auth)
     if app[REFS].materializer is not None:
         app[MATERIALIZER] = app[REFS].materializer
     app.cleanup_ctx.append(_background)

@@ -202,10 +202,85 @@ async def test_without_the_memory_cache_files_stream_from_disk(
     response = await client.get(f"/{export.sha}/{dist.filename}")
     assert response.status == 200
     assert hashlib.sha256(await response.read()).hexdigest() == dist.sha256
-    # Streamed files get aiohttp's own ETag (mtime and size); either ETag revalidates.
-    for etag in (response.headers["ETag"], f'"{dist.sha256}"'):
-        revalidated = await client.get(f"/{export.sha}/{dist.filename}", headers={"If-None-Match": etag})
-        assert revalidated.status == 304
+    # Streamed files carry their sha256 as ETag too, as the docs promise.
+    assert response.headers["ETag"] == f'"{dist.sha256}"'
+    assert response.headers["Content-Length"] == str(dist.size)
+    revalidated = await client.get(f"/{export.sha}/{dist.filename}", headers={"If-None-Match": f'"{dist.sha256}"'})
+    assert revalidated.status == 304
+    head = await client.head(f"/{export.sha}/{dist.filename}")
+    assert head.status == 200 and head.headers["Content-Length"] == str(dist.size)
+
+
+@pytest.mark.parametrize("memory_cache_bytes", [0, 128 * 1024 * 1024])
+@pytest.mark.parametrize("damage", ["symlink_same_size", "symlink_passwd", "same_size_bytes", "fifo", "dir_symlink"])
+async def test_files_changed_after_loading_are_not_served(
+    make_client: MakeClient, exports: list[Export], store_dir: Path, tmp_path: Path, damage: str,
+    memory_cache_bytes: int,
+) -> None:
+    import os
+
+    client = await make_client(Settings(memory_cache_bytes=memory_cache_bytes))
+    export = exports[2]
+    dist = export.dist("monorepo-chain-a")
+    assert dist is not None
+    url = f"/{export.sha}/{dist.filename}"
+    # Served once first: streamed (and its sha256 checked and remembered), or another file read
+    # into memory (a file in memory is served from there, right whatever the disk holds).
+    first = dist if memory_cache_bytes == 0 else export.dist("monorepo-chain-b")
+    assert first is not None
+    assert (await client.get(f"/{export.sha}/{first.filename}")).status == 200
+    path = store_dir / export.key / dist.filename
+    original = path.read_bytes()
+    if damage == "symlink_same_size":
+        target = tmp_path / "same-size.whl"
+        target.write_bytes(b"x" * len(original))
+        path.unlink()
+        path.symlink_to(target)
+    elif damage == "symlink_passwd":
+        path.unlink()
+        path.symlink_to("/etc/passwd")
+    elif damage == "same_size_bytes":
+        path.write_bytes(b"y" * len(original))
+    elif damage == "fifo":
+        path.unlink()
+        os.mkfifo(path)
+    elif damage == "dir_symlink":
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (outside / dist.filename).write_bytes(b"z" * len(original))
+        os.rename(store_dir / export.key, tmp_path / "moved")
+        (store_dir / export.key).symlink_to(outside)
+    response = await client.get(url)
+    body = await response.read()
+    assert response.status in (404, 502), (response.status, body[:100])
+    assert b"root:" not in body and body[:1] not in (b"x", b"y", b"z")
+
+
+async def test_a_replaced_export_is_served_with_its_new_pages_and_files(
+    make_client: MakeClient, store_dir: Path, tmp_path: Path
+) -> None:
+    import os
+
+    from relay.testing import CHAIN, DistSpec, fake_sha, write_export
+
+    sha = fake_sha(7)
+    old = write_export(store_dir, sha, 7, dists=(CHAIN[3],))
+    client = await make_client()
+    old_page = await (await client.get(f"/{sha}/simple/monorepo-tools/", headers=JSON)).json(content_type=None)
+    assert old_page["files"][0]["hashes"]["sha256"] == old.dists[0].sha256
+    assert (await client.get("/main/simple/monorepo-tools/", headers=JSON)).status == 200
+    # Re-exported under the same name with more dists and other bytes (allowed by design.md).
+    os.rename(store_dir / sha, tmp_path / "old-export")
+    new = write_export(store_dir, sha, 7, dists=(CHAIN[2], DistSpec("monorepo.tools", requires_python=">=3.8")))
+    new_tools = new.dist("monorepo-tools")
+    assert new_tools is not None and new_tools.sha256 != old.dists[0].sha256
+    for ref in (sha, "main"):
+        page = await (await client.get(f"/{ref}/simple/monorepo-tools/", headers=JSON)).json(content_type=None)
+        assert [f["hashes"]["sha256"] for f in page["files"]] == [new_tools.sha256], ref
+        root = await (await client.get(f"/{ref}/simple/", headers=JSON)).json(content_type=None)
+        assert [p["name"] for p in root["projects"]] == ["monorepo-chain-c", "monorepo-tools"], ref
+    wheel = await client.get(f"/{sha}/{new_tools.filename}")
+    assert hashlib.sha256(await wheel.read()).hexdigest() == new_tools.sha256
 
 
 async def test_head_on_every_route(client: TestClient, exports: list[Export]) -> None:
@@ -435,3 +510,28 @@ async def test_a_malformed_request_line_logs_one_line_without_traceback(
     ]
     bad = [r for r in caplog.records if "bad request" in r.getMessage()]
     assert len(bad) == 3 and all(r.levelno <= logging.INFO and "\n" not in r.getMessage() for r in bad)
+
+
+async def test_out_of_file_descriptors_is_503_and_one_log_line(
+    make_client: MakeClient, exports: list[Export], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import errno
+    import logging
+
+    from relay import resources
+    from relay.store import DiskStore
+
+    monkeypatch.setattr(resources, "problems", resources.OnceAnInterval())
+
+    def no_descriptors(self: DiskStore, key: str, filename: str) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(DiskStore, "open_file", no_descriptors)
+    client = await make_client()
+    with caplog.at_level(logging.INFO):
+        for dist in exports[0].dists:
+            response = await client.get(f"/{exports[0].sha}/{dist.filename}")
+            assert response.status == 503, await response.text()
+            assert "retry" in await response.text()
+    lines = [r for r in caplog.records if "Too many open files" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in caplog.records]

@@ -7,10 +7,14 @@ import binascii
 import hashlib
 import hmac
 import logging
+import asyncio
 import os
 import re
 import secrets
 import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +24,17 @@ PBKDF2 = "pbkdf2_sha256"
 TOKEN = "token_sha256"
 PBKDF2_ITERATIONS = 600_000
 TOKEN_USER = "__token__"
-# Accepted Authorization headers remembered (the memo starts over beyond this many).
+# Accepted Authorization headers remembered (the memo starts over beyond this many); wrong
+# user/password pairs likewise, so a client retrying one wrong password costs one PBKDF2.
 MAX_ACCEPTED_HEADERS = 1024
+MAX_REMEMBERED_FAILURES = 4096
+# What a client without valid credentials can make the relay hash: password checks run on their own
+# threads (never those that read files), at most this many wait or run at once, and a client with
+# this many failed checks in the window gets 429 until it passes.
+CHECK_THREADS = 1
+MAX_PENDING_CHECKS = 4
+FAILURES_PER_CLIENT = 10
+FAILURE_WINDOW_SECONDS = 60.0
 _USER = re.compile(r"[A-Za-z0-9_.@-]+")
 
 
@@ -134,8 +147,13 @@ class Authenticator:
         self._stamp: tuple[int, ...] | None = None
         self._passwords: dict[str, Entry] = {}
         self._tokens: dict[str, Entry] = {}
-        # Digests of credentials already verified: PBKDF2 is slow on purpose, once per credential.
+        # Digests of credentials already verified, or found wrong: PBKDF2 is slow on purpose, once
+        # per credential.
         self._verified: set[bytes] = set()
+        self._failed: set[bytes] = set()
+        # Checked for users the file does not have, so they cost what a real user costs (no user
+        # enumeration by timing); it matches no password.
+        self._decoy = _decoy(PBKDF2_ITERATIONS)
         # Digests of Authorization headers already accepted, and whose: a client sends the same
         # header every time. Digests, like _verified: no password is kept in memory.
         self._accepted: dict[bytes, str] = {}
@@ -161,7 +179,10 @@ class Authenticator:
         with self._lock:
             self._passwords = {e.user: e for e in entries if e.scheme == PBKDF2}
             self._tokens = {e.fields[0]: e for e in entries if e.scheme == TOKEN}
+            costs = [int(e.fields[0]) for e in self._passwords.values()]
+            self._decoy = _decoy(max(costs) if costs else PBKDF2_ITERATIONS)
             self._verified = set()
+            self._failed = set()
             self._accepted = {}
             self._stamp = stamp
 
@@ -221,20 +242,91 @@ class Authenticator:
         # A token works as the password of `__token__` or of the token's own name (as PyPI's do).
         if token_user is not None and user in (TOKEN_USER, token_user):
             return token_user
+        if user == TOKEN_USER:
+            return None  # a wrong token: no password to hash
         entry = self._passwords.get(user)
-        if entry is None:
-            return None
         key = hashlib.sha256(f"{user}\0{password}".encode()).digest()
         if key in self._verified:
             return user
+        if key in self._failed:
+            return None
         if not slow:
             return False
-        if entry.verify(password):
+        if (entry or self._decoy).verify(password) and entry is not None:
             with self._lock:
                 self._verified.add(key)
             return user
+        with self._lock:
+            if len(self._failed) >= MAX_REMEMBERED_FAILURES:
+                self._failed.clear()
+            self._failed.add(key)
         return None
 
     def _check_token(self, token: str) -> str | None:
         entry = self._tokens.get(hashlib.sha256(token.encode()).hexdigest())
         return entry.user if entry is not None else None
+
+
+def _decoy(iterations: int) -> Entry:
+    """A PBKDF2 entry of the given cost that no password matches (its hash is random)."""
+    salt, digest = (base64.b64encode(os.urandom(n)).decode() for n in (16, 32))
+    return Entry("-", PBKDF2, (str(iterations), salt, digest))
+
+
+class TooManyChecks(Exception):
+    """A password check refused before any hashing; `retry_after` is in seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PasswordChecks:
+    """Runs the slow checks of an Authenticator for the event loop, within bounds.
+
+    Concurrent requests with one header share one check (pip opens several connections at once);
+    checks run on their own threads so serving never waits behind them; beyond MAX_PENDING_CHECKS
+    waiting or running, or FAILURES_PER_CLIENT failures of one client in the window, a request is
+    refused (429) without hashing.
+    """
+
+    def __init__(self, auth: Authenticator, threads: int = CHECK_THREADS, max_pending: int = MAX_PENDING_CHECKS) -> None:
+        self.auth = auth
+        self.max_pending = max_pending
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="relay-auth")
+        self._pending: dict[str, asyncio.Future[str | None | bool]] = {}
+        self._failures: dict[str, deque[float]] = {}
+
+    async def check(self, header: str, client: str | None) -> str | None:
+        now = time.monotonic()
+        failures = self._failures.get(client or "")
+        if failures is not None:
+            while failures and now - failures[0] > FAILURE_WINDOW_SECONDS:
+                failures.popleft()
+            if len(failures) >= FAILURES_PER_CLIENT:
+                retry = int(FAILURE_WINDOW_SECONDS - (now - failures[0])) + 1
+                raise TooManyChecks(f"too many failed logins from {client}; retry in {retry} s", retry)
+        check = self._pending.get(header)
+        # Requests sharing a check count as one failure: pip opens several connections at once.
+        first = check is None
+        if check is None:
+            if len(self._pending) >= self.max_pending:
+                raise TooManyChecks("too many logins being checked at once; retry in a second", 1)
+            loop = asyncio.get_running_loop()
+            check = asyncio.ensure_future(loop.run_in_executor(self._executor, self.auth.check, header))
+            self._pending[header] = check
+            check.add_done_callback(lambda _: self._pending.pop(header, None))
+        result = await asyncio.shield(check)
+        if isinstance(result, str):
+            return result
+        if first:
+            self._failed(client or "", now)
+        return None
+
+    def _failed(self, client: str, now: float) -> None:
+        if len(self._failures) >= 10_000:  # many clients: start over rather than grow
+            self._failures.clear()
+        self._failures.setdefault(client, deque(maxlen=FAILURES_PER_CLIENT)).append(now)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False)

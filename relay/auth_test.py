@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from relay.auth import Authenticator, add_entry, new_token, password_entry, read_entries
+from relay.app import Settings
+from relay.auth import (
+    FAILURES_PER_CLIENT,
+    MAX_PENDING_CHECKS,
+    Authenticator,
+    add_entry,
+    new_token,
+    password_entry,
+    read_entries,
+)
 from relay.cli import main
 from relay.conftest import MakeClient
 from relay.contract import Export
@@ -139,3 +148,86 @@ def test_a_malformed_auth_file_fails_closed_for_the_lines_that_no_longer_parse(
     # A file that cannot be read at all keeps nobody in.
     auth_file.unlink()
     assert auth.check(_basic("alice", "pw")["Authorization"]) is None
+
+
+def test_an_unknown_user_costs_the_same_pbkdf2_as_a_known_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    import relay.auth as auth_module
+
+    auth_file = tmp_path / "relay.auth"
+    add_entry(auth_file, password_entry("alice", "pw", iterations=1000))
+    auth = Authenticator(auth_file)
+    calls: list[int] = []
+    real = hashlib.pbkdf2_hmac
+
+    def counting(name: str, password: bytes, salt: bytes, iterations: int, *args: object) -> bytes:
+        calls.append(iterations)
+        return real(name, password, salt, iterations, *args)
+
+    monkeypatch.setattr(auth_module.hashlib, "pbkdf2_hmac", counting)
+    assert auth.check(_basic("alice", "wrong")["Authorization"], slow=False) is False
+    assert auth.check(_basic("alice", "wrong")["Authorization"]) is None
+    # No user enumeration by timing: an unknown user takes the slow path and one PBKDF2 of equal cost.
+    assert auth.check(_basic("mallory", "wrong")["Authorization"], slow=False) is False
+    assert auth.check(_basic("mallory", "wrong")["Authorization"]) is None
+    assert calls == [1000, 1000]
+    # A failure is remembered: a client retrying one wrong password costs nothing more.
+    assert auth.check(_basic("mallory", "wrong")["Authorization"], slow=False) is None
+    assert auth.check(_basic("alice", "wrong")["Authorization"], slow=False) is None
+    assert calls == [1000, 1000]
+
+
+@pytest.mark.asyncio
+async def test_the_password_work_of_unauthenticated_clients_is_bounded(
+    make_client: MakeClient, exports: list[Export], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import threading
+
+    import relay.auth as auth_module
+
+    auth_file = tmp_path / "relay.auth"
+    add_entry(auth_file, password_entry("alice", "s3cret", iterations=1000))
+    token, entry = new_token("ci")
+    add_entry(auth_file, entry)
+    release = threading.Event()
+    calls: list[int] = []
+    real = hashlib.pbkdf2_hmac
+
+    def held(name: str, password: bytes, salt: bytes, iterations: int, *args: object) -> bytes:
+        # Every check blocks until released: as if the cores were busy hashing.
+        calls.append(iterations)
+        release.wait(30)
+        return real(name, password, salt, iterations, *args)
+
+    monkeypatch.setattr(auth_module.hashlib, "pbkdf2_hmac", held)
+    client = await make_client(auth=Authenticator(auth_file), settings=Settings(memory_cache_bytes=0))
+    try:
+        attack = [
+            asyncio.ensure_future(client.get("/main/simple/", headers=_basic("alice" if n % 2 else f"user{n}", f"guess{n}")))
+            for n in range(40)
+        ]
+        await asyncio.sleep(0.2)
+        # Meanwhile a client with a token is served, a file read off the loop included: the hashing
+        # runs on its own threads, never on those that serve.
+        dist = exports[0].dists[0]
+        served = await asyncio.wait_for(
+            client.get(f"/{exports[0].sha}/{dist.filename}", headers={"Authorization": f"Bearer {token}"}), 10
+        )
+        assert served.status == 200
+        release.set()
+        statuses = [r.status for r in await asyncio.gather(*attack)]
+    finally:
+        release.set()
+    # Most of the 40 were refused without hashing; none got in.
+    assert set(statuses) <= {401, 429}
+    assert statuses.count(429) >= 30
+    assert len(calls) <= MAX_PENDING_CHECKS
+    # One client's failed checks are bounded too: its guesses end in 429, without hashing.
+    answers = [(await client.get("/main/simple/", headers=_basic("alice", f"again{n}"))).status for n in range(12)]
+    assert answers[-1] == 429 and len(calls) <= FAILURES_PER_CLIENT
+    refused = await client.get("/main/simple/", headers=_basic("alice", "s3cret"))
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
+    # A client with a token is never limited.
+    assert (await client.get("/main/simple/", headers={"Authorization": f"Bearer {token}"})).status == 200

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import getpass
-import inspect
 import logging
 import os
 import re
@@ -18,10 +17,9 @@ import textwrap
 from pathlib import Path
 from typing import Sequence
 
-from aiohttp import web
-
 from relay.app import LOG_FORMAT, AccessLogger, Settings, create_app
 from relay.auth import AuthFileError, Authenticator, add_entry, new_token, password_entry
+from relay.connections import ConnectionLimits, default_max_connections, serve
 from relay.materialize import DEFAULT_EXPORT_COMMAND, ExportCommand, Limits, Materializer
 from relay.refs import Git, Refs
 from relay.contract import ContractError
@@ -105,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(credentials and endpoint the standard AWS way: AWS_* variables, "
                             "~/.aws/config, AWS_PROFILE, AWS_ENDPOINT_URL; see docs/deployment.md)")
     where.add_argument("--redirect-files", action="store_true",
-                       help="with an s3:// store, answer wheel requests not in the memory cache with a "
-                            "redirect to a short-lived presigned URL instead of streaming them")
+                       help="with an s3:// store, answer requests for wheels too large for the memory "
+                            "cache with a redirect to a short-lived presigned URL instead of streaming them")
     where.add_argument("--default-ref", default="main", metavar="REF",
                        help="ref served at /simple/ (default: %(default)s)")
     where.add_argument("--upstream", metavar="URL",
@@ -157,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--auth-file", type=Path, metavar="FILE",
                      help="require credentials listed in FILE (see `relay passwd` and `relay token`); "
                           "/-/health stays open")
+    net.add_argument("--idle-timeout", type=_positive(float), default=15.0, metavar="SECONDS",
+                     help="close a connection that sends no complete request for this long: an idle "
+                          "kept-alive one, or a silent or slow client (default: %(default)s)")
+    net.add_argument("--max-connections", type=_positive(int), default=None, metavar="N",
+                     help="open connections per worker; beyond them a new one is answered 503 "
+                          "(default: 1000, or less if the file-descriptor limit leaves less room)")
     net.add_argument("--branch-max-age", type=int, default=60, metavar="SECONDS",
                      help="Cache-Control max-age of branch and tag pages (sha pages are immutable) "
                           "(default: %(default)s)")
@@ -258,7 +262,8 @@ def serve_command(args: argparse.Namespace) -> int:
         level=args.log_level, format=LOG_FORMAT, stream=sys.stderr
     )
     try:
-        store = open_store(args.store, lease_seconds=args.build_lease)
+        # Manifests over 1 MiB are parsed on a directory store's own thread: requests never wait.
+        store = open_store(args.store, lease_seconds=args.build_lease, background_parse_bytes=1 << 20)
         asyncio.run(check_store(store))
     except StoreConfigError as e:
         raise SystemExit(f"relay: {e}") from None
@@ -297,25 +302,26 @@ def serve_command(args: argparse.Namespace) -> int:
         "serving %s on http://%s:%d/ (%s mode, default ref %s, %d exports)",
         store.description, args.host, args.port, mode, args.default_ref, len(store.exports()),
     )
-    # Oversized request lines and headers get a 400 before any handler runs. aiohttp's default limits
-    # are these; newer aiohttp lets us say so, older run_app() takes no handler arguments.
-    limits = {"max_line_size": 8190, "max_field_size": 8190}
-    if not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(web.run_app).parameters.values()):
-        limits = {}
+    limits = ConnectionLimits(
+        idle_timeout=args.idle_timeout, max_connections=default_max_connections(args.max_connections)
+    )
     # Several workers accept on one socket bound before they fork: the kernel spreads connections.
     sock = _listen(args.host, args.port) if args.workers > 1 else None
     children = _fork(args.workers - 1) if sock is not None else []
     try:
-        web.run_app(
+        serve(
             app,
+            limits,
             host=None if sock else args.host,
             port=None if sock else args.port,
             sock=sock,
             shutdown_timeout=args.shutdown_timeout,
             access_log=None if args.no_access_log else logging.getLogger("relay.access"),
             access_log_class=AccessLogger,
-            print=None,
-            **limits,  # type: ignore[arg-type]
+            # Oversized request lines and headers get a 400 before any handler runs (aiohttp's
+            # defaults, said here).
+            max_line_size=8190,
+            max_field_size=8190,
         )
     finally:
         _stop(children)

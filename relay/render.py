@@ -251,23 +251,38 @@ def negotiate(accept: str | None) -> str | None:
 
 
 class PageCache:
-    """Rendered pages, kept: exports are immutable, so a key names its bytes for good."""
+    """Rendered pages, kept while the exports they were rendered from stay the same.
+
+    An export directory may be replaced under its name (a dirty re-export, a commit re-exported with
+    more dists): its pages must then follow the new manifest, so an entry remembers its exports and
+    is used only for those same (or equal) exports.
+    """
 
     def __init__(self, max_entries: int = 4096) -> None:
-        self._entries: OrderedDict[Hashable, Rendered | None] = OrderedDict()
+        self._entries: OrderedDict[Hashable, tuple[tuple[Export, ...], Rendered | None]] = OrderedDict()
         self._max_entries = max_entries
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, build: Callable[[], Page | None], media_type: str) -> Rendered | None:
+    def get(
+        self,
+        key: Hashable,
+        build: Callable[[], Page | None],
+        media_type: str,
+        sources: tuple[Export, ...] = (),
+    ) -> Rendered | None:
         full_key = (key, media_type)
         with self._lock:
-            if full_key in self._entries:
+            entry = self._entries.get(full_key)
+            # The store hands out the same Export objects while a manifest is unchanged, so this is
+            # an identity check per export in the common case.
+            if entry is not None and entry[0] == sources:
                 self._entries.move_to_end(full_key)
-                return self._entries[full_key]
+                return entry[1]
         page = build()
         rendered = None if page is None else render(page, media_type)
         with self._lock:
-            self._entries[full_key] = rendered
+            self._entries[full_key] = (sources, rendered)
+            self._entries.move_to_end(full_key)
             while len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)
         return rendered

@@ -53,7 +53,7 @@ from relay.store import (
     StoreConfigError,
     StoredExport,
     StoreUnavailable,
-    check_files,
+    check_listed_files,
 )
 
 logger = logging.getLogger("relay.s3store")
@@ -594,7 +594,7 @@ class S3Store(Store):
 
     async def publish(self, directory: Path) -> StoredExport:
         export = read_export(directory)
-        check_files(directory, export)
+        check_listed_files(directory, export)
         uploaded = await self.upload(directory, export)
         logger.info("published %s to %s (%d files written)", export.key, self.location, uploaded)
         await self.refresh()

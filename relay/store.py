@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import hashlib
 import logging
@@ -15,24 +16,30 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncContextManager, AsyncIterator, Iterator, Mapping
+from typing import AsyncContextManager, AsyncIterator, BinaryIO, Callable, Iterator, Mapping
 
+from relay import resources
 from relay.contract import MANIFEST, ContractError, Export, read_export
+from relay.resources import is_resource_error
 
 logger = logging.getLogger("relay.store")
 
 # Names the relay creates in the store root; like every dot-name, readers ignore them.
 STAGING_PREFIX = ".relay-tmp-"
 EVICTING_PREFIX = ".relay-evict-"
+# A lock file per key leased, shared by every process serving the store (there while leased).
+LEASE_PREFIX = ".relay-lease-"
+# A lock file per commit being built, so that one process of all those serving the store builds it.
 BUILD_LOCK_PREFIX = ".relay-build-"
 # Staging left behind by a crashed relay is removed after this long.
 STALE_STAGING_SECONDS = 24 * 3600
 # Last use is written to the export directory's mtime at most this often, so a busy export costs no
 # syscall per request but the time still survives a restart.
 TOUCH_INTERVAL_SECONDS = 60.0
-# Large files are sent in pieces of this size.
+# Large files are sent in pieces of this size (where the store has no local file to send).
 CHUNK_BYTES = 256 * 1024
 
 
@@ -72,6 +79,8 @@ class Blob:
 
     size: int
     chunks: AsyncIterator[bytes]
+    # The local file the bytes come from, where the store has one: sent by the kernel (sendfile).
+    file: BinaryIO | None = None
 
 
 class Store(ABC):
@@ -154,9 +163,9 @@ class Store(ABC):
         """Remove exports unused for too long or beyond the size cap; return the evicted keys."""
 
 
-def check_files(directory: Path, export: Export) -> int:
-    """Every listed file must be a regular file of the listed size: catches half-copied exports.
-    Returns the export's size in bytes."""
+def check_listed_files(directory: Path, export: Export) -> int:
+    """Every file the manifest lists must be a regular file of the listed size in `directory`: catches
+    half-copied exports. Returns their total size."""
     total = 0
     for dist in export.dists:
         for filename, size in ((dist.filename, dist.size), (dist.metadata_filename, dist.metadata_size)):
@@ -170,21 +179,29 @@ def check_files(directory: Path, export: Export) -> int:
             if st.st_size != size:
                 raise ContractError(f"{path}: {st.st_size} bytes, the manifest says {size}")
             total += size
-    for dirpath, _, filenames in os.walk(directory / "simple"):
-        total += sum(os.lstat(os.path.join(dirpath, f)).st_size for f in filenames)
-    return total + (directory / MANIFEST).lstat().st_size
+    return total
 
 
 class DiskStore(Store):
     """A directory whose children are export directories, exactly as the goal writes them."""
 
-    def __init__(self, root: Path, scan_interval: float = 1.0) -> None:
+    def __init__(self, root: Path, scan_interval: float = 1.0, background_parse_bytes: int | None = None) -> None:
+        """`background_parse_bytes`: manifests larger than this are parsed on a thread of the store's
+        own (the listing shows them once parsed); None parses every manifest in the caller."""
         self.root = root.resolve()
         self.scan_interval = scan_interval
+        self.background_parse_bytes = background_parse_bytes or 0
+        self._background = (
+            None if background_parse_bytes is None
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-store-parse")
+        )
+        # name -> (manifest stamp, the parse's outcome, or its future while it runs in the background).
+        self._parsed: dict[str, tuple[tuple[int, ...], Export | ContractError | Future[Export]]] = {}
+        self._noted: set[str] = set()
         self._lock = threading.RLock()
         self._exports: dict[str, StoredExport] = {}
-        # key -> (manifest mtime_ns, size): a changed manifest is read again.
-        self._stamps: dict[str, tuple[int, int]] = {}
+        # key -> stamp of the directory and its manifest: a changed or replaced export is read again.
+        self._stamps: dict[str, tuple[int, ...]] = {}
         # Problems already logged, so a corrupt export is reported once, not per request.
         self._reported: dict[str, str] = {}
         self._generation = 0
@@ -192,6 +209,9 @@ class DiskStore(Store):
         self._last_used: dict[str, float] = {}
         self._touched_at: dict[str, float] = {}
         self._leases: dict[str, int] = {}
+        self._lease_files: dict[str, int | None] = {}
+        # (key, filename) -> the file's stamp when its sha256 was last found right.
+        self._digests_checked: dict[tuple[str, str], tuple[int, ...]] = {}
 
     # Listing.
 
@@ -222,16 +242,31 @@ class DiskStore(Store):
 
     def _scan(self) -> None:
         found: dict[str, StoredExport] = {}
-        stamps: dict[str, tuple[int, int]] = {}
+        stamps: dict[str, tuple[int, ...]] = {}
         try:
             entries = list(os.scandir(self.root))
         except OSError as e:
+            if is_resource_error(e):
+                # Out of file descriptors for a moment: the last listing stands.
+                resources.report(f"scanning the store {self.root}", e)
+                return
             self._report("", f"store {self.root} cannot be read: {e.strerror}")
             entries = []
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            stored = self._load(entry, stamps)
+            try:
+                stored = self._load(entry, stamps)
+            except OSError as e:
+                if is_resource_error(e) and entry.name in self._exports:
+                    resources.report(f"scanning the store {self.root}", e)
+                    found[entry.name] = self._exports[entry.name]
+                    stamps[entry.name] = self._stamps[entry.name]
+                    continue
+                # Replaced or removed while it was being read, or a file system error: this entry
+                # is skipped, the others are still listed.
+                self._report(entry.name, f"skipping {entry.path}: {e.strerror} ({e.filename})")
+                stored = None
             if stored is not None:
                 found[entry.name] = stored
         if found.keys() != self._exports.keys() or any(
@@ -240,10 +275,13 @@ class DiskStore(Store):
             self._generation += 1
         self._exports = found
         self._stamps = stamps
-        for gone in set(self._reported) - {e.name for e in entries} - {""}:
+        names = {e.name for e in entries}
+        for gone in set(self._reported) - names - {""}:
             del self._reported[gone]
+        for gone in set(self._parsed) - names:
+            del self._parsed[gone]
 
-    def _load(self, entry: os.DirEntry[str], stamps: dict[str, tuple[int, int]]) -> StoredExport | None:
+    def _load(self, entry: os.DirEntry[str], stamps: dict[str, tuple[int, ...]]) -> StoredExport | None:
         name = entry.name
         if entry.is_symlink():
             self._report(name, f"skipping {entry.path}: a symlink (the store serves only real directories)")
@@ -262,20 +300,130 @@ class DiskStore(Store):
         if not stat.S_ISREG(st.st_mode):
             self._report(name, f"skipping {entry.path}: {MANIFEST} is not a regular file")
             return None
-        stamp = (st.st_mtime_ns, st.st_size)
+        # Inodes and ctime too: an export replaced by a copy that kept the manifest's mtime and size
+        # (cp -p, rsync -a) is still another export.
+        stamp = (entry.inode(), st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
         previous = self._exports.get(name)
         if previous is not None and self._stamps.get(name) == stamp:
             stamps[name] = stamp
             return previous
+        export = self._parse(name, Path(entry.path), stamp, st.st_size)
+        if export is None:
+            return None
         try:
-            export = read_export(Path(entry.path))
-            size = check_files(Path(entry.path), export)
+            size = self._check_files(Path(entry.path), export)
         except ContractError as e:
+            # Not remembered: the files of a half-copied export may still arrive.
             self._report(name, f"skipping export: {e}")
             return None
         self._reported.pop(name, None)
         stamps[name] = stamp
         return StoredExport(export=export, size=size)
+
+    def _parse(self, name: str, directory: Path, stamp: tuple[int, ...], size: int) -> Export | None:
+        """The manifest's Export, or None (skipped, or still being parsed in the background).
+
+        The outcome is remembered by the manifest's stamp, a failure too: a bad manifest costs one
+        parse per change, not one per scan. A large one is parsed on the store's own thread, so a
+        scan run by a request never waits for it.
+        """
+        remembered = self._parsed.get(name)
+        if remembered is None or remembered[0] != stamp:
+            if self._background is not None and size > self.background_parse_bytes:
+                future = self._background.submit(read_export, directory)
+                # The next scan picks the result up; do not wait for the interval to pass.
+                future.add_done_callback(lambda _: self._rescan_soon())
+                remembered = (stamp, future)
+            else:
+                remembered = (stamp, _outcome(read_export, directory))
+            self._parsed[name] = remembered
+        outcome = remembered[1]
+        if isinstance(outcome, Future):
+            if not outcome.done():
+                return None
+            outcome = _outcome(outcome.result)
+            self._parsed[name] = (stamp, outcome)
+        if isinstance(outcome, ContractError):
+            self._report(name, f"skipping export: {outcome}")
+            return None
+        return outcome
+
+    def _rescan_soon(self) -> None:
+        self._scanned_at = float("-inf")
+
+    def close_parser(self) -> None:
+        """Stop the background parser (if any)."""
+        if self._background is not None:
+            self._background.shutdown(wait=True, cancel_futures=True)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close_parser)
+
+    @property
+    def description(self) -> str:
+        return str(self.root)
+
+    async def refresh(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.rescan)
+
+    def _check_files(self, directory: Path, export: Export) -> int:
+        """Every listed file must be a regular file of the listed size: catches half-copied exports."""
+        total = check_listed_files(directory, export)
+        try:
+            total += (directory / MANIFEST).lstat().st_size
+        except OSError as e:
+            raise ContractError(f"{directory / MANIFEST}: cannot be read ({e.strerror})") from None
+        return total + self._tree_size(directory / "simple")
+
+    def _tree_size(self, top: Path) -> int:
+        """Bytes under `top` (the static pages), never following a symlink out of the export; an
+        entry that cannot be read is left out with one log line."""
+        try:
+            st = top.lstat()
+        except FileNotFoundError:
+            return 0
+        except OSError as e:
+            self._note(f"not counting {str(top)[:200]}: {e.strerror}")
+            return 0
+        if not stat.S_ISDIR(st.st_mode):  # e.g. `simple -> /usr`: the link, not what it points to
+            return st.st_size
+        total = 0
+        pending = [str(top)]
+        while pending:
+            directory = pending.pop()
+            try:
+                # Opened without following a link: a directory swapped for a symlink meanwhile is
+                # not entered.
+                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as e:
+                if e.errno != errno.ENOENT:  # removed since the listing: nothing to count
+                    self._note(f"not counting {directory[:200]}...: {e.strerror}")
+                continue
+            try:
+                with os.scandir(fd) as entries:
+                    for child in entries:
+                        try:
+                            st = child.stat(follow_symlinks=False)
+                        except OSError as e:
+                            if e.errno != errno.ENOENT:
+                                self._note(f"not counting {directory[:200]}.../{child.name}: {e.strerror}")
+                            continue
+                        total += st.st_size
+                        if stat.S_ISDIR(st.st_mode):
+                            pending.append(os.path.join(directory, child.name))
+            except OSError as e:
+                self._note(f"not counting {directory[:200]}...: {e.strerror}")
+            finally:
+                os.close(fd)
+        return total
+
+    def _note(self, message: str) -> None:
+        """A problem inside an export that does not stop it being served: logged once."""
+        if message not in self._noted:
+            if len(self._noted) >= 1024:
+                self._noted.clear()
+            self._noted.add(message)
+            logger.warning("%s", message)
 
     @property
     def problems(self) -> Mapping[str, str]:
@@ -288,58 +436,102 @@ class DiskStore(Store):
             self._reported[name] = message
             logger.warning("%s", message)
 
-    @property
-    def description(self) -> str:
-        return str(self.root)
-
-    async def refresh(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.rescan)
-
     # Files.
 
-    def _path(self, key: str, filename: str) -> Path:
-        stored = self.exports().get(key)
-        if stored is None or filename not in stored.export.filenames:
-            raise NotListed(f"{key}/{filename}")
-        # The name came from the manifest, was validated as one plain segment, and was checked to be a
-        # regular file when the export was loaded; joining it cannot leave the export directory.
-        return self.root / key / filename
+    def open_file(self, key: str, filename: str) -> BinaryIO | None:
+        """A file the export's manifest lists, opened for reading, or None (never any other file).
 
-    def _open_fd(self, path: Path) -> int:
+        Raises ContractError if what is there now is not what the manifest lists (a symlink, not a
+        regular file, another size), OSError if the relay is out of file descriptors or memory.
+        Blocking: call it off the event loop.
+        """
+        stored = self._exports.get(key)
+        digest = None if stored is None else stored.export.digest(filename)
+        if digest is None:
+            return None
+        where = f"{key}/{filename}"
+        # Neither the export directory nor the file is followed if it became a symlink since the
+        # scan, and a FIFO put there cannot block the open.
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            # O_NOFOLLOW: a wheel swapped for a symlink after the scan is refused, not followed.
-            return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            directory = os.open(self.root / key, flags | os.O_DIRECTORY)
+        except FileNotFoundError:
+            return None  # evicted or removed since the scan
         except OSError as e:
-            raise ContractError(f"{path}: cannot be read ({e.strerror})") from None
+            if is_resource_error(e):
+                raise  # not the export's fault
+            raise ContractError(f"{where}: the export directory cannot be opened ({e.strerror})") from None
+        try:
+            fd = os.open(filename, flags | os.O_NONBLOCK, dir_fd=directory)
+        except OSError as e:
+            if is_resource_error(e):
+                raise
+            raise ContractError(f"{where}: cannot be opened ({e.strerror})") from None
+        finally:
+            os.close(directory)
+        file = os.fdopen(fd, "rb")
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ContractError(f"{where}: not a regular file")
+            if st.st_size != digest[1]:
+                raise ContractError(f"{where}: {st.st_size} bytes, the manifest says {digest[1]}")
+        except BaseException:
+            file.close()
+            raise
+        return file
 
-    def _read(self, path: Path) -> bytes:
-        fd = self._open_fd(path)
-        with os.fdopen(fd, "rb") as f:
-            return f.read()
+    def _read(self, key: str, filename: str) -> bytes:
+        file = self.open_file(key, filename)
+        if file is None:
+            raise NotListed(f"{key}/{filename}")
+        with file:
+            return file.read()
 
     async def read(self, key: str, filename: str) -> bytes:
-        path = self._path(key, filename)
-        return await asyncio.get_running_loop().run_in_executor(None, self._read, path)
+        return await asyncio.get_running_loop().run_in_executor(None, self._read, key, filename)
 
     @contextlib.asynccontextmanager
     async def open(self, key: str, filename: str) -> AsyncIterator[Blob]:
-        path = self._path(key, filename)
         loop = asyncio.get_running_loop()
-        fd = await loop.run_in_executor(None, self._open_fd, path)
-        f = os.fdopen(fd, "rb")
-        try:
-            size = os.fstat(f.fileno()).st_size
+        file = await loop.run_in_executor(None, self.open_file, key, filename)
+        if file is None:
+            raise NotListed(f"{key}/{filename}")
+        with file:
+            # Checked once per change of the file before any byte goes out.
+            await loop.run_in_executor(None, self.check_digest, key, filename, file)
 
             async def chunks() -> AsyncIterator[bytes]:
                 while True:
-                    chunk = await loop.run_in_executor(None, f.read, CHUNK_BYTES)
+                    chunk = await loop.run_in_executor(None, file.read, CHUNK_BYTES)
                     if not chunk:
                         return
                     yield chunk
 
-            yield Blob(size=size, chunks=chunks())
-        finally:
-            f.close()
+            yield Blob(size=os.fstat(file.fileno()).st_size, chunks=chunks(), file=file)
+
+    def check_digest(self, key: str, filename: str, file: BinaryIO) -> None:
+        """Raise ContractError unless the opened file's bytes have the manifest's sha256; a file is
+        hashed again only when it changed on disk. Blocking: call it off the event loop."""
+        stored = self._exports.get(key)
+        digest = None if stored is None else stored.export.digest(filename)
+        if digest is None:
+            raise ContractError(f"{key}/{filename}: no longer listed")
+        st = os.fstat(file.fileno())
+        stamp = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        memo = (key, filename)
+        if self._digests_checked.get(memo) == stamp:
+            return
+        h = hashlib.sha256()
+        file.seek(0)
+        for chunk in iter(lambda: file.read(1024 * 1024), b""):
+            h.update(chunk)
+        file.seek(0)
+        if h.hexdigest() != digest[0]:
+            raise ContractError(f"{key}/{filename} does not match the sha256 its manifest records")
+        if len(self._digests_checked) >= 4096:
+            self._digests_checked.clear()
+        self._digests_checked[memo] = stamp
 
     # Use, leases and eviction.
 
@@ -361,7 +553,12 @@ class DiskStore(Store):
     @contextlib.contextmanager
     def lease(self, key: str) -> Iterator[None]:
         with self._lock:
-            self._leases[key] = self._leases.get(key, 0) + 1
+            count = self._leases.get(key, 0)
+            if not count:
+                # Other processes serving this store (`--workers N`) see the lease too: a shared
+                # lock on a file of the key, held while this process has any lease on it.
+                self._lease_files[key] = self._lock_lease_file(key, fcntl.LOCK_SH)
+            self._leases[key] = count + 1
         try:
             yield
         finally:
@@ -369,16 +566,58 @@ class DiskStore(Store):
                 self._leases[key] -= 1
                 if not self._leases[key]:
                     del self._leases[key]
+                    fd = self._lease_files.pop(key, None)
+                    if fd is not None:
+                        self._unlock_lease_file(key, fd)
 
     def leased(self, key: str) -> bool:
         return key in self._leases
+
+    def _lock_lease_file(self, key: str, operation: int) -> int | None:
+        """A lock on `.relay-lease-<key>` (taken without waiting), or None if another holds it."""
+        path = self.root / (LEASE_PREFIX + key)
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            except OSError as e:
+                if is_resource_error(e):
+                    resources.report("locking lease files", e)
+                else:
+                    logger.warning("cannot lock the lease file of %s: %s", key, e.strerror)
+                return None
+            try:
+                fcntl.flock(fd, operation | fcntl.LOCK_NB)
+                # The last holder removes the file when it lets go: a lock on a file already
+                # removed would protect nothing, so take the one now at the path.
+                if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except OSError as e:
+                if e.errno not in (errno.ENOENT, errno.EWOULDBLOCK):
+                    logger.warning("cannot lock the lease file of %s: %s", key, e.strerror)
+                os.close(fd)
+                if e.errno != errno.ENOENT:
+                    return None
+                continue
+            os.close(fd)
+        return None
+
+    def _unlock_lease_file(self, key: str, fd: int, remove: bool = False) -> None:
+        """Let go of a lease file; the last holder (or the evictor) removes it."""
+        try:
+            if not remove:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(self.root / (LEASE_PREFIX + key))
+        except OSError:
+            pass  # another process still holds it
+        finally:
+            os.close(fd)
 
     @contextlib.asynccontextmanager
     async def build_lease(self, key: str) -> AsyncIterator[None]:
         # A file lock beside the exports: every worker process of every relay on this directory
         # agrees. Taken off the event loop; the kernel drops it when a process dies.
         path = self.root / f"{BUILD_LOCK_PREFIX}{key}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             await asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
         except BaseException:
@@ -406,7 +645,7 @@ class DiskStore(Store):
     def publish_now(self, directory: Path) -> StoredExport:
         """`publish` for callers without an event loop (the directory is renamed into the root)."""
         export = read_export(directory)
-        size = check_files(directory, export)
+        size = self._check_files(directory, export)
         target = self.root / export.key
         try:
             os.rename(directory, target)
@@ -451,13 +690,20 @@ class DiskStore(Store):
         with self._lock:
             if self.leased(key):
                 return False
-            # Rename first: readers stop seeing the export in one step, then the files go.
-            doomed = self.root / (EVICTING_PREFIX + key + "-" + secrets.token_hex(4))
-            try:
-                os.rename(self.root / key, doomed)
-            except OSError as e:
-                logger.warning("cannot evict export %s: %s", key, e.strerror)
+            # An exclusive lock fails while another process holds a lease on the key.
+            fd = self._lock_lease_file(key, fcntl.LOCK_EX)
+            if fd is None:
                 return False
+            try:
+                # Rename first: readers stop seeing the export in one step, then the files go.
+                doomed = self.root / (EVICTING_PREFIX + key + "-" + secrets.token_hex(4))
+                try:
+                    os.rename(self.root / key, doomed)
+                except OSError as e:
+                    logger.warning("cannot evict export %s: %s", key, e.strerror)
+                    return False
+            finally:
+                self._unlock_lease_file(key, fd, remove=True)
         shutil.rmtree(doomed, ignore_errors=True)
         self._last_used.pop(key, None)
         self._touched_at.pop(key, None)
@@ -475,6 +721,13 @@ class DiskStore(Store):
                 and now - entry.stat(follow_symlinks=False).st_mtime > STALE_STAGING_SECONDS
             ):
                 shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _outcome(parse: Callable[..., Export], *args: object) -> Export | ContractError:
+    try:
+        return parse(*args)
+    except ContractError as e:
+        return e
 
 
 class FileCache:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from relay.contract import MANIFEST, ContractError, parse_manifest, read_export
-from relay.store import DiskStore, EvictionPolicy, NotListed
+from relay.store import DiskStore, EvictionPolicy
 from relay.testing import fake_sha, write_export
 
 
@@ -67,8 +68,7 @@ def test_ignores_dot_dirs_and_files(store_dir: Path) -> None:
     assert list(DiskStore(store_dir, scan_interval=0).exports()) == [export.key]
 
 
-@pytest.mark.asyncio
-async def test_refuses_symlinked_export_dirs(store_dir: Path, tmp_path: Path) -> None:
+def test_refuses_symlinked_export_dirs(store_dir: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     export = write_export(outside, fake_sha(1), 1)
@@ -76,22 +76,49 @@ async def test_refuses_symlinked_export_dirs(store_dir: Path, tmp_path: Path) ->
     store = DiskStore(store_dir, scan_interval=0)
     assert dict(store.exports()) == {}
     assert "symlink" in store.problems[export.key]
-    with pytest.raises(NotListed):
-        await store.read(export.key, export.dists[0].filename)
+    assert store.open_file(export.key, export.dists[0].filename) is None
 
 
-@pytest.mark.asyncio
-async def test_a_wheel_swapped_for_a_symlink_is_not_followed(store_dir: Path, tmp_path: Path) -> None:
+def test_open_serves_only_listed_names(store_dir: Path) -> None:
     export = write_export(store_dir, fake_sha(1), 1)
-    store = DiskStore(store_dir, scan_interval=60)
+    store = DiskStore(store_dir, scan_interval=0)
+    store.exports()
+    dist = export.dists[0]
+    with store.open_file(export.key, dist.filename) as file:  # type: ignore[union-attr]
+        assert file.read() == (store_dir / export.key / dist.filename).read_bytes()
+    for name in (MANIFEST, "../" + dist.filename, "/etc/passwd", "simple/index.html", dist.filename + "x"):
+        assert store.open_file(export.key, name) is None
+
+
+def test_open_follows_no_symlink_made_after_the_scan(store_dir: Path, tmp_path: Path) -> None:
+    export = write_export(store_dir, fake_sha(1), 1)
+    dist = export.dists[0]
+    store = DiskStore(store_dir, scan_interval=3600)
     assert list(store.exports()) == [export.key]
-    wheel = store_dir / export.key / export.dists[0].filename
-    secret = tmp_path / "secret"
-    secret.write_bytes(b"not for clients")
-    wheel.unlink()
-    wheel.symlink_to(secret)
-    with pytest.raises(ContractError, match="cannot be read"):
-        await store.read(export.key, export.dists[0].filename)
+    # The whole export directory swapped for a symlink to a copy elsewhere, between two scans.
+    os.rename(store_dir / export.key, tmp_path / "elsewhere")
+    (store_dir / export.key).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ContractError, match="export directory cannot be opened"):
+        store.open_file(export.key, dist.filename)
+    (store_dir / export.key).unlink()
+    assert store.open_file(export.key, dist.filename) is None  # gone: not served, not an error
+
+
+def test_an_export_replaced_with_the_same_manifest_stamp_is_read_again(store_dir: Path, tmp_path: Path) -> None:
+    from relay.testing import CHAIN
+
+    old = write_export(store_dir, fake_sha(1), 1, dists=CHAIN[:2])
+    store = DiskStore(store_dir, scan_interval=0)
+    assert store.exports()[old.key].export == old
+    st = (store_dir / old.key / MANIFEST).stat()
+    os.rename(store_dir / old.key, tmp_path / "old")
+    new = write_export(store_dir, fake_sha(1), 1, dists=CHAIN[2:])
+    manifest = store_dir / new.key / MANIFEST
+    # As `cp -p` or `rsync -a` of an export of the same manifest size would leave it.
+    manifest.write_text(manifest.read_text()[: st.st_size].ljust(st.st_size))
+    os.utime(manifest, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (manifest.stat().st_mtime_ns, manifest.stat().st_size) == (st.st_mtime_ns, st.st_size)
+    assert store.exports().get(old.key) is None or store.exports()[old.key].export != old
 
 
 def test_manifest_validation_messages(store_dir: Path) -> None:
@@ -146,3 +173,186 @@ def test_publish_is_atomic_and_idempotent(store_dir: Path) -> None:
     write_export(again, fake_sha(1), 1)
     assert store.publish_now(again / export.key).export == export
     assert list(store.exports()) == [export.key]
+
+
+def _long_path_under(directory: Path) -> None:
+    """A file whose path is longer than PATH_MAX (4096), made with relative opens."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(20):
+            os.mkdir("d" * 250, dir_fd=fd)
+            inner = os.open("d" * 250, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.close(os.open("deep.html", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+def test_the_scan_skips_what_it_cannot_read_and_follows_nothing_outside(
+    store_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from relay.cli import main
+
+    linked = write_export(store_dir, fake_sha(1), 1)
+    deep = write_export(store_dir, fake_sha(2), 2)
+    # `simple -> a big tree elsewhere`: never walked (a 1 GiB sparse file stands for /usr).
+    outside = tmp_path / "usr"
+    outside.mkdir()
+    with open(outside / "big", "wb") as f:
+        f.truncate(1 << 30)
+    shutil.rmtree(store_dir / linked.key / "simple")
+    (store_dir / linked.key / "simple").symlink_to(outside)
+    _long_path_under(store_dir / deep.key / "simple")
+    store = DiskStore(store_dir, scan_interval=0)
+    with caplog.at_level(logging.WARNING, logger="relay.store"):
+        exports = store.exports()
+        store.exports()
+    assert sorted(exports) == sorted([linked.key, deep.key])
+    assert exports[linked.key].size < 1 << 20
+    long_lines = [r for r in caplog.records if "deep" in r.getMessage() or "too long" in r.getMessage()]
+    assert len(long_lines) == 1, [r.getMessage() for r in caplog.records]
+    assert main(["check", str(store_dir)]) in (0, 1)
+    assert linked.key in capsys.readouterr().out
+
+
+def test_a_file_vanishing_during_the_scan_skips_that_file(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export = write_export(store_dir, fake_sha(1), 1)
+    real_scandir = os.scandir
+
+    def racing_scandir(path):  # type: ignore[no-untyped-def]
+        # Lists the directory, then a writer removes its files before the scan looks at them.
+        entries = list(real_scandir(path))
+        where = os.readlink(f"/proc/self/fd/{path}") if isinstance(path, int) else str(path)
+        if where.endswith("simple"):
+            for entry in entries:
+                child = os.path.join(where, entry.name)
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(child)
+                else:
+                    os.unlink(child)
+        return _Entries(entries)
+
+    monkeypatch.setattr(os, "scandir", racing_scandir)
+    store = DiskStore(store_dir, scan_interval=0)
+    assert list(store.exports()) == [export.key]
+    assert not (store_dir / export.key / "simple" / "index.html").exists()  # the race did happen
+
+
+class _Entries:
+    """What os.scandir returns: an iterator and a context manager."""
+
+    def __init__(self, entries: list[os.DirEntry[str]]) -> None:
+        self._entries = iter(entries)
+
+    def __iter__(self) -> _Entries:
+        return self
+
+    def __next__(self) -> os.DirEntry[str]:
+        return next(self._entries)
+
+    def __enter__(self) -> _Entries:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _big_manifest(directory: Path, valid: bool) -> None:
+    """Pad a manifest to 4.5 MB (unknown fields are allowed); invalid: a bad field at the end."""
+    manifest = directory / MANIFEST
+    data = json.loads(manifest.read_text())
+    data["padding"] = "x" * 4_500_000
+    if not valid:
+        data["count"] = "not a number"
+    manifest.write_text(json.dumps(data))
+
+
+def test_a_bad_manifest_is_parsed_once_per_change(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import relay.store as store_module
+
+    bad = write_export(store_dir, fake_sha(1), 1)
+    _big_manifest(store_dir / bad.key, valid=False)
+    reads: list[str] = []
+    real_read = store_module.read_export
+
+    def counting_read(directory: Path):  # type: ignore[no-untyped-def]
+        reads.append(directory.name)
+        return real_read(directory)
+
+    monkeypatch.setattr(store_module, "read_export", counting_read)
+    store = DiskStore(store_dir, scan_interval=0)
+    for _ in range(5):
+        assert dict(store.exports()) == {}
+    assert reads == [bad.key]
+    assert "wrong type" in store.problems[bad.key]
+    # Changed: read again.
+    (store_dir / bad.key / MANIFEST).write_text((store_dir / bad.key / MANIFEST).read_text() + " ")
+    store.exports()
+    assert reads == [bad.key, bad.key]
+
+
+def test_large_manifests_are_parsed_off_the_calling_thread(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import relay.store as store_module
+
+    good = write_export(store_dir, fake_sha(1), 1)
+    big = write_export(store_dir, fake_sha(2), 2)
+    _big_manifest(store_dir / big.key, valid=True)
+    threads: list[str] = []
+    real_read = store_module.read_export
+
+    def recording_read(directory: Path):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return real_read(directory)
+
+    monkeypatch.setattr(store_module, "read_export", recording_read)
+    store = DiskStore(store_dir, scan_interval=0, background_parse_bytes=1 << 20)
+    try:
+        # The small one is listed at once; the big one once its parse in the background is done.
+        assert good.key in store.exports()
+        for _ in range(200):
+            if big.key in store.exports():
+                break
+            time.sleep(0.05)
+        assert sorted(store.exports()) == sorted([good.key, big.key])
+        assert threads.count(threading.current_thread().name) == 1
+        assert len(threads) == 2
+    finally:
+        store.close_parser()
+
+
+def test_a_lease_held_by_another_process_keeps_the_export(store_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    import relay
+
+    leased = write_export(store_dir, fake_sha(1), 1)
+    free = write_export(store_dir, fake_sha(2), 2)
+    # Another worker of `relay serve --workers N`: its own process and DiskStore over the same store.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys; from pathlib import Path; from relay.store import DiskStore\n"
+            f"store = DiskStore(Path({str(store_dir)!r}))\n"
+            f"with store.lease({leased.key!r}):\n"
+            "    print('held', flush=True); sys.stdin.read()\n"
+        )],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(relay.__file__).resolve().parent.parent)},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        store = DiskStore(store_dir, scan_interval=0)
+        assert store.evict_now(EvictionPolicy(max_age_seconds=0), now=time.time() + 10) == [free.key]
+        assert list(store.exports()) == [leased.key]
+    finally:
+        holder.communicate("", timeout=30)
+    assert store.evict_now(EvictionPolicy(max_age_seconds=0), now=time.time() + 10) == [leased.key]
+    assert [p.name for p in store_dir.iterdir()] == []

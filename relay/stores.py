@@ -7,12 +7,14 @@ import shutil
 from pathlib import Path
 
 from relay.contract import read_export
-from relay.store import DiskStore, Store, StoreConfigError, check_files
+from relay.store import DiskStore, Store, StoreConfigError, check_listed_files
 
 S3_SCHEME = "s3://"
 
 
-def open_store(spec: str, create: bool = True, lease_seconds: float | None = None) -> Store:
+def open_store(
+    spec: str, create: bool = True, lease_seconds: float | None = None, background_parse_bytes: int | None = None
+) -> Store:
     """The store `spec` names; the S3 store is not connected yet (its `start` checks it)."""
     if spec.startswith(S3_SCHEME):
         from relay.s3store import LEASE_SECONDS, S3Location, S3Store  # aiobotocore loads only here
@@ -28,7 +30,7 @@ def open_store(spec: str, create: bool = True, lease_seconds: float | None = Non
             raise StoreConfigError(f"--store {spec}: cannot create the directory ({e.strerror})") from None
     elif not path.is_dir():
         raise StoreConfigError(f"--store {spec}: no such directory")
-    return DiskStore(path)
+    return DiskStore(path, background_parse_bytes=background_parse_bytes)
 
 
 async def check_store(store: Store) -> None:
@@ -43,7 +45,7 @@ async def check_store(store: Store) -> None:
 async def publish_export(store: Store, directory: Path) -> tuple[str, int]:
     """Publish one local export directory (what `export-dists` wrote) to `store`: (key, files written)."""
     export = read_export(directory)
-    check_files(directory, export)
+    check_listed_files(directory, export)
     from relay.s3store import S3Store
 
     if isinstance(store, S3Store):
