@@ -512,6 +512,12 @@ def write(results_dir: Path) -> Path:
     return DOC
 
 
+def _weed_version(text: str) -> str:
+    # `weed version` prints e.g. "version 8000GB 4.48 pypi linux amd64".
+    words = text.split()
+    return words[2] if len(words) > 2 and words[0] == "version" else text
+
+
 def objectstore_section(part: dict[str, Any] | None) -> list[str]:
     if not part:
         return []
@@ -523,7 +529,7 @@ def objectstore_section(part: dict[str, Any] | None) -> list[str]:
     return [
         "## Relays over an object store",
         "",
-        f"Started {part['started']}. {d['seaweedfs']} (`weed server`, one process, data on this machine's "
+        f"Started {part['started']}. SeaweedFS {_weed_version(d['seaweedfs'])} (`weed server`, one process, data on this machine's "
         "disk) on 127.0.0.1; relays with `--store s3://bench/relay` (two replicas, and one with "
         "`--memory-cache 0`, so every wheel is streamed from the bucket) beside one with `--store DIR`, "
         f"all serving a 4-dist export (`relay/testing.py`). Load: `{s['wrk']}`, {s['wrk_reps']} run(s) after a "
@@ -533,7 +539,8 @@ def objectstore_section(part: dict[str, Any] | None) -> list[str]:
         "",
         f"A cold page after a new export: `relay publish` of a new commit's export, then the time until "
         f"`/<sha>/simple/` first answers 200 on a running relay (polled every 10 ms; {d['reps']} runs). "
-        "A directory store is rescanned at most once a second; an S3 store lists its manifests every 5 s.",
+        "A directory store is rescanned at most once a second; an S3 store lists its manifests every 5 s "
+        "and looks a requested commit's manifest up itself (one HEAD) when the listing does not have it.",
         "",
         table(["store", "seconds"], [[k, fmt(v, "s", 2)] for k, v in d["cold_page_s"].items()]),
         "",
