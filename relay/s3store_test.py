@@ -222,3 +222,15 @@ async def test_an_interrupted_publish_writes_only_what_is_missing(
         assert list(store.exports()) == [export.key]
     finally:
         await store.close()
+
+
+def test_serve_stops_at_start_up_with_the_fix(s3_url: str) -> None:
+    with pytest.raises(SystemExit, match="bucket 'relay-no-such-bucket' does not exist.*create it"):
+        cli.main(["serve", "--store", "s3://relay-no-such-bucket/x", "--port", "0"])
+
+
+def test_check_lists_a_bucket(s3_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export = write_export(tmp_path, fake_sha(1), 1)
+    assert cli.main(["publish", str(tmp_path / export.key), "--store", s3_url]) == 0
+    assert cli.main(["check", s3_url]) == 0
+    assert f"ok    {export.key}" in capsys.readouterr().out
