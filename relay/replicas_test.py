@@ -153,3 +153,21 @@ async def test_a_new_export_is_served_on_its_first_request(
     response = await client.get(f"/{export.key}/simple/monorepo-chain-a/", headers=JSON)
     assert response.status == 200
     assert (await client.get(f"/{fake_sha(2)}/simple/", headers=JSON)).status == 404
+
+
+async def test_last_use_records_of_replicas_gone_long_ago_are_removed(
+    stores: Any, tmp_path: Path, seaweedfs: SeaweedFS
+) -> None:
+    a, b = await stores(), await stores()
+    export = write_export(tmp_path, fake_sha(1), 1)
+    await a.publish(tmp_path / export.key)
+    a.touch(export.key)
+    await a.flush_last_use()
+    location = a.location
+    listing = s3_client(seaweedfs).list_objects_v2(Bucket=location.bucket, Prefix=location.prefix + "used/")
+    assert listing["KeyCount"] == 1
+    await b.last_used(forget_before=time.time() - 3600)
+    assert s3_client(seaweedfs).list_objects_v2(Bucket=location.bucket, Prefix=location.prefix + "used/")["KeyCount"] == 1
+    # As if a's record had not been written for longer than the eviction age.
+    await b.last_used(forget_before=time.time() + 60)
+    assert s3_client(seaweedfs).list_objects_v2(Bucket=location.bucket, Prefix=location.prefix + "used/")["KeyCount"] == 0

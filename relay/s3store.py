@@ -494,6 +494,8 @@ class S3Store(Store):
         if not self._used_dirty:
             return
         self._used_dirty = False
+        # Evicted exports drop out of the record, so it stays as large as the store's listing.
+        self._last_used = {k: v for k, v in self._last_used.items() if k in self._exports or k in self._pins}
         body = json.dumps({k: round(v, 3) for k, v in sorted(self._last_used.items())}).encode()
         try:
             await self._call(
@@ -661,11 +663,18 @@ class S3Store(Store):
     def _evicted_key(self, key: str) -> str:
         return f"{self.location.prefix}evicted/{key}"
 
-    async def last_used(self) -> dict[str, float]:
-        """Every replica's last use of each export, merged (at least the manifest's write time)."""
+    async def last_used(self, forget_before: float | None = None) -> dict[str, float]:
+        """Every replica's last use of each export, merged (at least the manifest's write time).
+        Records not written since `forget_before` (replicas gone that long) are removed."""
         merged = {key: entry.modified for key, entry in self._listed.items()}
         prefix = f"{self.location.prefix}used/"
         async for item in self._list(prefix):
+            if forget_before is not None and item["LastModified"].timestamp() < forget_before:
+                # Every time in it is older still: it can no longer keep any export.
+                with contextlib.suppress(ClientError):
+                    await self._call("removing an old last-use record", self._client.delete_object(
+                        Bucket=self.location.bucket, Key=item["Key"]))
+                continue
             try:
                 response = await self._call("reading last use", self._client.get_object(Bucket=self.location.bucket, Key=item["Key"]))
                 async with response["Body"] as body:
@@ -692,7 +701,8 @@ class S3Store(Store):
         try:
             await self.refresh()
             await self.flush_last_use()
-            used = await self.last_used()
+            forget = None if policy.max_age_seconds is None else time.time() - policy.max_age_seconds
+            used = await self.last_used(forget_before=forget)
             exports = dict(self._exports)
             total = sum(s.size for s in exports.values())
             evicted: list[str] = []
