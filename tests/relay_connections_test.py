@@ -4,7 +4,6 @@ too many of them, and running out of file descriptors."""
 from __future__ import annotations
 
 import contextlib
-import resource
 import socket
 import time
 from pathlib import Path
@@ -17,15 +16,8 @@ from tests.relay_process import RelayProcess
 
 @contextlib.contextmanager
 def _relay(store: Path, log: Path, *args: str, max_files: int | None = None) -> Iterator[RelayProcess]:
-    """`relay serve` (access log off), started with at most `max_files` file descriptors if given."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if max_files is not None:
-        # Inherited by the relay; this process gets its own limit back at once.
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, hard))
-    try:
-        relay = RelayProcess(store, "--no-access-log", *args, log=log)
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    """`relay serve` (access log off), with at most `max_files` file descriptors if given."""
+    relay = RelayProcess(store, "--no-access-log", *args, log=log, max_files=max_files)
     try:
         yield relay
     finally:

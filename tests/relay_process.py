@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import resource
 import socket
 import subprocess
 import sys
@@ -56,12 +57,22 @@ def fetch(url: str, *, accept: str | None = None, timeout: float = 60.0) -> Resp
         return Response(e.code, dict(e.headers), e.read())
 
 
+def _limit_files(count: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
+
+
 class RelayProcess:
     """`python -m relay serve --store STORE ARGS` on a free port of 127.0.0.1; stop() ends it."""
 
     def __init__(
-        self, store: Path, *args: str, log: Path | None = None, env: Mapping[str, str] | None = None
+        self,
+        store: Path,
+        *args: str,
+        log: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        max_files: int | None = None,
     ) -> None:
+        """`max_files`: the relay's file-descriptor limit (RLIMIT_NOFILE), to test running out."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # Standard output and error (the access log among them); beside the store unless given.
@@ -74,6 +85,7 @@ class RelayProcess:
                 [sys.executable, "-m", "relay", "serve", "--store", str(store), "--host", "127.0.0.1",
                  "--port", str(self.port), "--shutdown-timeout", "5", *args],
                 env=environment, cwd=RELAY_ROOT, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                preexec_fn=None if max_files is None else partial(_limit_files, max_files),
             )
         deadline = time.monotonic() + 30
         while True:
