@@ -6,11 +6,12 @@ import os
 from dataclasses import dataclass
 
 from export_dists.compat import InvalidVersion, Version
+from export_dists.origins import HistoryCommit, parse_history
 
 from pants.base.build_root import BuildRoot
 from pants.core.util_rules.distdir import DistDir
 from pants.core.util_rules.system_binaries import BashBinary
-from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope
+from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 from pants.util.strutil import softwrap
@@ -44,13 +45,28 @@ class ExportCommit:
     dirty: bool
     branches: tuple[str, ...]
     tags: tuple[str, ...]
+    # Uncommitted changes (dirty trees only): paths relative to the build root.
+    changed: tuple[str, ...] = ()
 
     @property
     def short_sha(self) -> str:
         return self.sha[:12]
 
 
-def render_version(template: str, commit: ExportCommit) -> str:
+@dataclass(frozen=True)
+class CommitVersion:
+    """What a version is made of: a first-parent commit, its count, and whether files differ from it."""
+
+    sha: str
+    count: int
+    dirty: bool = False
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha[:12]
+
+
+def render_version(template: str, commit: ExportCommit | CommitVersion, *, warn: bool = True) -> str:
     """Fill the version template; a dirty export gets `.dirty` at the end of its local label."""
     try:
         text = template.format(count=commit.count, sha=commit.sha, short_sha=commit.short_sha)
@@ -77,7 +93,7 @@ def render_version(template: str, commit: ExportCommit) -> str:
                 """
             )
         )
-    if commit.sha[:7] not in text:
+    if warn and commit.sha[:7] not in text:
         logger.warning(
             f"The export version {text} does not show the commit sha {commit.short_sha}: add "
             "{short_sha} to [export-dists].version_template so installed dists show their commit."
@@ -120,12 +136,33 @@ echo '--branches'
 echo '--tags'
 "$git" -C "$root" for-each-ref --points-at "$head" --format='%(refname:short)' refs/tags
 echo '--status'
-"$git" -C "$root" --no-optional-locks status --porcelain --untracked-files=normal -- "${excluded[@]}"
+status="$("$git" -C "$root" --no-optional-locks status --porcelain --untracked-files=normal -- "${excluded[@]}")"
+[ -n "$status" ] && printf '%s\n' "$status"
+if [ -n "$status" ]; then
+  # Which dists are dirty: every changed path (each file of an untracked directory, both sides of
+  # a rename), relative to the build root, NUL-separated, after the build root's prefix.
+  echo '--changed'
+  "$git" -C "$root" rev-parse --show-prefix
+  "$git" -C "$root" --no-optional-locks status --porcelain -z --no-renames --untracked-files=all -- . "${excluded[@]}"
+fi
+exit 0
 """
+
+
+def _changed_paths(section: str) -> tuple[str, ...]:
+    """The `--changed` section: the build root's prefix in the work tree, then `git status -z`."""
+    prefix, _, entries = section.partition("\n")
+    paths = set()
+    for entry in entries.split("\0"):
+        path = entry[3:]
+        if len(entry) > 3 and path.startswith(prefix):
+            paths.add(path[len(prefix) :])
+    return tuple(sorted(paths))
 
 
 def _sections(output: str) -> tuple[list[str], dict[str, list[str]]]:
     """The script's output: the four header lines, then the `--name` sections."""
+    output = output.partition("\n--changed\n")[0]
     lines = output.splitlines()
     header: list[str] = []
     sections: dict[str, list[str]] = {}
@@ -183,7 +220,9 @@ async def export_commit(
         raise ExportVersionError(
             f"Reading the commit from git at {build_root.path} failed: {result.stderr.decode().strip()}"
         )
-    header, sections = _sections(result.stdout.decode())
+    stdout = result.stdout.decode("utf-8", "surrogateescape")
+    header, sections = _sections(stdout)
+    changed = _changed_paths(stdout.partition("\n--changed\n")[2]) if "\n--changed\n" in stdout else ()
     sha, shallow, count, when = header[:4]
     if shallow.strip() == "true":
         raise ExportVersionError(
@@ -218,7 +257,53 @@ async def export_commit(
         dirty=bool(changes),
         branches=tuple(sorted(b for b in sections.get("branches", []) if b)),
         tags=tuple(sorted(t for t in sections.get("tags", []) if t)),
+        changed=changed,
     )
+
+
+@dataclass(frozen=True)
+class HistoryRequest:
+    sha: str  # a commit: its history never changes, so the engine may cache the walk for good
+
+
+@dataclass(frozen=True)
+class FirstParentHistory:
+    commits: tuple[HistoryCommit, ...]  # newest first, starting at the requested commit
+
+
+@rule(desc="Read the first-parent history from git")
+async def first_parent_history(
+    request: HistoryRequest, build_root: BuildRoot, maybe_git: MaybeGitBinary
+) -> FirstParentHistory:
+    assert maybe_git.git_binary is not None  # export_commit checked it
+    result = await Get(
+        ProcessResult,
+        Process(
+            argv=(
+                maybe_git.git_binary.path,
+                "-C",
+                build_root.path,
+                "-c",
+                "core.quotePath=false",
+                "log",
+                "--first-parent",
+                # A merge's changes against its first parent: what the merge brought to the branch.
+                "--diff-merges=first-parent",
+                # A move is a deletion and an addition: both sides are inputs of someone.
+                "--no-renames",
+                "--name-only",
+                # Paths relative to the build root, and only those under it.
+                "--relative",
+                "-z",
+                "--format=%x1e%H%x1f%ct%x1f%cI",
+                request.sha,
+                "--",
+            ),
+            description=f"Read the first-parent history of {request.sha[:12]} from git",
+            level=LogLevel.DEBUG,
+        ),
+    )
+    return FirstParentHistory(parse_history(result.stdout))
 
 
 def rules():
