@@ -26,8 +26,9 @@ import pull_bench
 import report
 import serve_bench
 import servers
+import versions_bench
 
-PARTS = ("export", "serve", "install", "pull", "profile", "hardening")
+PARTS = ("export", "serve", "install", "pull", "profile", "hardening", "versions")
 RESULTS = BENCH / "results"  # tracked: a partial run re-renders the other parts from here
 
 FULL = {
@@ -36,6 +37,7 @@ FULL = {
     "corpus_targets": 200, "chain": 50, "relay_workers": "1,2", "wrk_duration": 10, "wrk_reps": 2, "wrk_connections": 32,
     "install_reps": 5, "pull_reps": 2, "profile_targets": 3000, "profile_pantsd_targets": 1000,
     "hardening_exports": 20, "hardening_rounds": 4, "hardening_silent": 200, "hardening_log_reps": 3,
+    "versions_targets": 1000, "versions_history": 5000, "versions_commits": 10, "versions_floor_reps": 3,
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
@@ -43,6 +45,7 @@ QUICK = {
     "corpus_targets": 60, "chain": 10, "relay_workers": "1,2", "wrk_duration": 2, "wrk_reps": 1, "wrk_connections": 32,
     "install_reps": 1, "pull_reps": 1, "profile_targets": 50, "profile_pantsd_targets": 50,
     "hardening_exports": 5, "hardening_rounds": 2, "hardening_silent": 50, "hardening_log_reps": 1,
+    "versions_targets": 50, "versions_history": 200, "versions_commits": 2, "versions_floor_reps": 1,
 }
 
 
@@ -194,6 +197,15 @@ def run_hardening(args: argparse.Namespace) -> None:
     )
     data = hardening_bench.run(settings, log)
     _save("hardening", vars(settings), data, started)
+def run_versions(args: argparse.Namespace) -> None:
+    started = time.time()
+    settings = versions_bench.VersionSettings(
+        targets=args.versions_targets, history=args.versions_history, commits=args.versions_commits,
+        floor_reps=args.versions_floor_reps, shape=_shape(args),
+    )
+    data = versions_bench.run(settings, log)
+    _save("versions", {"targets": settings.targets, "history": settings.history, "commits": settings.commits,
+                       "floor_reps": settings.floor_reps, "shape": vars(settings.shape)}, data, started)
 
 
 def main(argv: list[str]) -> int:
@@ -215,6 +227,8 @@ def main(argv: list[str]) -> int:
             run_profiles(args, time.time())
         if "hardening" in parts:
             run_hardening(args)
+        if "versions" in parts:
+            run_versions(args)
     except BenchError as e:
         log(f"FAILED: {e}")
         return 1

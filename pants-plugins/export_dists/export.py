@@ -29,7 +29,7 @@ from export_dists.requirements import (
     requires_dist,
     resolves_used,
 )
-from export_dists.origins import DistInputs, InputIndex, closures, find_origins
+from export_dists.origins import DistInputs, InputIndex, condense, find_origins
 from export_dists.subsystem import UnexportableDependencies, VersionScheme
 from export_dists.versioning import (
     CommitVersion,
@@ -295,13 +295,13 @@ async def _content_origins(
         repository_wide_trees=() if plugin.startswith("..") else (plugin,),
         excluded=lockfiles if not pin_from_lockfiles else (),
     )
-    closure = closures(
+    graph = condense(
         {
             _key(plan.identity.address): [_key(dep.identity.address) for dep in plan.first_party]
             for plan in plans
         }
     )
-    found = find_origins(history.commits, index, closure, changed=commit.changed)
+    found = find_origins(history.commits, index, graph, changed=commit.changed)
     result = {}
     for plan in plans:
         key = _key(plan.identity.address)
@@ -338,12 +338,13 @@ def _with_fingerprints(planned: list[PlannedDist], request: ExportRequest) -> li
             "third_party": [line.text for line in p.requirements if not line.first_party],
         }
         own[plan.identity.address] = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
-    closure = closures({p.plan.identity.address: [d.identity.address for d in p.plan.first_party] for p in planned})
+    # A Merkle hash over the dependency graph (a cycle's members hashed together): linear in its size.
+    graph = condense({p.plan.identity.address: [d.identity.address for d in p.plan.first_party] for p in planned})
+    closure = graph.fold(own, lambda values: hashlib.sha256("\n".join(sorted(values)).encode()).hexdigest())
     result = []
     for p in planned:
         address = p.plan.identity.address
-        members = [own[address]] + sorted(own[m] for m in closure[address] if m != address and m in own)
-        fingerprint = hashlib.sha256("\n".join(members).encode()).hexdigest()
+        fingerprint = hashlib.sha256(f"{own[address]}\n{closure[address]}".encode()).hexdigest()
         result.append(PlannedDist(p.plan, p.requirements, p.version, p.origin, fingerprint))
     return result
 

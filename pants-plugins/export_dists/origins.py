@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from pants.engine.internals.native_engine import FilespecMatcher
 
@@ -24,6 +25,8 @@ from pants.engine.internals.native_engine import FilespecMatcher
 # interpreter constraints, inference settings, build file patterns ...).
 REPOSITORY_WIDE_GLOBS = ("pants.toml", "pants.*.toml", ".pants.rc", "pants.ini")
 _PYTHON_SUFFIXES = (".py", ".pyi")
+_INIT_FILES = ("__init__.py", "__init__.pyi")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def _ancestors(directory: str) -> Iterator[str]:
         yield directory
         if not directory:
             return
-        directory = posixpath.dirname(directory)
+        directory = directory.rpartition("/")[0]
 
 
 def _module_names(path: str) -> Iterator[str]:
@@ -95,10 +98,15 @@ class InputIndex:
         excluded: Iterable[str] = (),
     ) -> None:
         self.keys = tuple(inputs)
-        self._build_patterns = tuple(build_patterns)
+        self._build_file = re.compile("|".join(fnmatch.translate(p) for p in build_patterns) or "(?!)")
         self._exact: dict[str, set[str]] = {}
         self._build_dirs: dict[str, set[str]] = {}
-        self._glob_dirs: dict[str, list[tuple[str, FilespecMatcher]]] = {}
+        # Glob base directory -> the dists whose globs start there; matchers are compiled when a
+        # path first needs one (most never do: an exact path answers first).
+        self._glob_dirs: dict[str, list[str]] = {}
+        self._globs: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._matchers: dict[str, FilespecMatcher] = {}
+        self._answers: dict[str, frozenset[str]] = {}
         self._modules: dict[str, set[str]] = {}
         self._repository_wide = set(repository_wide)
         # Files directly in these directories (third-party requirement definitions).
@@ -107,19 +115,21 @@ class InputIndex:
         self._repository_wide_trees = tuple(t.rstrip("/") + "/" for t in repository_wide_trees)
         # Never repository-wide through their directory (lockfiles, unless third-party pins use them).
         self._excluded = set(excluded)
+        # Directory -> the dists with a file below it (`__init__.py` there is an input of them).
+        self._init_dirs: dict[str, set[str]] = {}
         for key, dist in inputs.items():
             for path in dist.files:
                 self._exact.setdefault(path, set()).add(key)
-                for directory in _ancestors(posixpath.dirname(path)):
-                    for suffix in _PYTHON_SUFFIXES:
-                        self._exact.setdefault(posixpath.join(directory, "__init__" + suffix), set()).add(key)
+            for directory in {path.rpartition("/")[0] for path in dist.files}:
+                for ancestor in _ancestors(directory):
+                    self._init_dirs.setdefault(ancestor, set()).add(key)
             for directory in dist.directories:
                 for ancestor in _ancestors(directory):
                     self._build_dirs.setdefault(ancestor, set()).add(key)
             if dist.includes:
-                matcher = FilespecMatcher(list(dist.includes), list(dist.excludes))
+                self._globs[key] = (dist.includes, dist.excludes)
                 for base in {_glob_base(g) for g in dist.includes}:
-                    self._glob_dirs.setdefault(base, []).append((key, matcher))
+                    self._glob_dirs.setdefault(base, []).append(key)
             for module in dist.imports:
                 # `from a.b import c` is recorded as `a.b.c`, which `a/b.py` may provide.
                 self._modules.setdefault(module, set()).add(key)
@@ -136,20 +146,35 @@ class InputIndex:
             return True
         return path.startswith(self._repository_wide_trees)
 
-    def dists_of(self, path: str) -> set[str]:
-        """The dists `path` is an input of (not through their closures)."""
+    def dists_of(self, path: str) -> frozenset[str]:
+        """The dists `path` is an input of (not through their closures); remembered per path, as
+        the same files change again and again along a history."""
+        answer = self._answers.get(path)
+        if answer is None:
+            answer = self._answers[path] = frozenset(self._dists_of(path))
+        return answer
+
+    def _dists_of(self, path: str) -> set[str]:
         found: set[str] = set(self._exact.get(path, ()))
-        directory = posixpath.dirname(path)
-        name = posixpath.basename(path)
-        if any(fnmatch.fnmatchcase(name, p) for p in self._build_patterns):
+        directory, _, name = path.rpartition("/")
+        if self._build_file.match(name):
             found |= self._build_dirs.get(directory, set())
+        if name in _INIT_FILES:
+            found |= self._init_dirs.get(directory, set())
         for ancestor in _ancestors(directory):
-            for key, matcher in self._glob_dirs.get(ancestor, ()):
-                if key not in found and matcher.matches([path]):
+            for key in self._glob_dirs.get(ancestor, ()):
+                if key not in found and self._matcher(key).matches([path]):
                     found.add(key)
         for module in _module_names(path):
             found |= self._modules.get(module, set())
         return found
+
+    def _matcher(self, key: str) -> FilespecMatcher:
+        matcher = self._matchers.get(key)
+        if matcher is None:
+            includes, excludes = self._globs[key]
+            matcher = self._matchers[key] = FilespecMatcher(list(includes), list(excludes))
+        return matcher
 
 
 def _glob_base(glob: str) -> str:
@@ -163,26 +188,73 @@ def _glob_base(glob: str) -> str:
     return "/".join(base)
 
 
-def closures(dependencies: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
-    """Each key's transitive dependencies, itself included (cycles allowed)."""
-    found: dict[str, frozenset[str]] = {}
-    for key in dependencies:
-        if key in found:
+@dataclass(frozen=True)
+class Condensed:
+    """A dependency graph's strongly connected components, dependencies first (cycles allowed)."""
+
+    component: Mapping[str, int]  # key -> its component's index in `members`
+    members: tuple[tuple[str, ...], ...]  # every dependency of a component comes before it
+    successors: tuple[frozenset[int], ...]  # the components each one depends on (not itself)
+
+    def fold(self, own: Mapping[str, T], combine: Callable[[Iterable[T]], T]) -> dict[str, T]:
+        """Per key, `combine` over the `own` values of its whole closure, in O(nodes + edges)."""
+        values: list[T] = []
+        for index, members in enumerate(self.members):
+            values.append(combine([*(own[m] for m in members), *(values[s] for s in self.successors[index])]))
+        return {key: values[index] for key, index in self.component.items()}
+
+
+def condense(dependencies: Mapping[str, Iterable[str]]) -> Condensed:
+    """Tarjan's algorithm, iteratively (a chain of thousands of dists would overflow recursion)."""
+    graph = {key: [d for d in deps if d in dependencies] for key, deps in dependencies.items()}
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    components: list[tuple[str, ...]] = []
+    component: dict[str, int] = {}
+    for root in graph:
+        if root in order:
             continue
-        seen = {key}
-        stack = [key]
-        while stack:
-            current = stack.pop()
-            known = found.get(current)
-            if known is not None and current != key:
-                seen |= known
+        work = [(root, 0)]
+        while work:
+            node, child = work.pop()
+            if child == 0:
+                order[node] = low[node] = len(order)
+                stack.append(node)
+                on_stack.add(node)
+            edges = graph[node]
+            if child < len(edges):
+                work.append((node, child + 1))
+                dep = edges[child]
+                if dep not in order:
+                    work.append((dep, 0))
+                elif dep in on_stack:
+                    low[node] = min(low[node], order[dep])
                 continue
-            for dep in dependencies.get(current, ()):
-                if dep not in seen:
-                    seen.add(dep)
-                    stack.append(dep)
-        found[key] = frozenset(seen)
-    return found
+            if low[node] == order[node]:
+                members = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component[member] = len(components)
+                    members.append(member)
+                    if member == node:
+                        break
+                components.append(tuple(sorted(members)))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    successors = tuple(
+        frozenset(component[d] for m in members for d in graph[m]) - {index}
+        for index, members in enumerate(components)
+    )
+    return Condensed(component, tuple(components), successors)
+
+
+def closures(dependencies: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
+    """Each key's transitive dependencies, itself included (for tests and small graphs)."""
+    return condense(dependencies).fold({k: frozenset([k]) for k in dependencies}, lambda xs: frozenset().union(*xs))
 
 
 @dataclass(frozen=True)
@@ -196,7 +268,7 @@ class Origins:
 def find_origins(
     history: Sequence[HistoryCommit],
     index: InputIndex,
-    closure: Mapping[str, frozenset[str]],
+    graph: Condensed,
     *,
     changed: Sequence[str] = (),
 ) -> Origins:
@@ -224,14 +296,14 @@ def find_origins(
     for key in pending:
         own[key] = oldest
     wide_position = oldest if wide is None else wide
-    origins = {key: min([wide_position, *(own[member] for member in closure[key])]) for key in index.keys}
+    origins = graph.fold(own, lambda xs: min(xs, default=wide_position))
+    origins = {key: min(position, wide_position) for key, position in origins.items() if key in own}
 
     own_dirty: set[str] = set()
     dirty_wide = False
     for path in changed:
         dirty_wide = dirty_wide or index.is_repository_wide(path)
         own_dirty |= index.dists_of(path)
-    dirty = frozenset(
-        key for key in index.keys if dirty_wide or (own_dirty and not own_dirty.isdisjoint(closure[key]))
-    )
+    dirty_of = graph.fold({key: key in own_dirty for key in graph.component}, any)
+    dirty = frozenset(key for key in index.keys if dirty_wide or dirty_of.get(key, False))
     return Origins(origins, dirty)

@@ -10,7 +10,7 @@ import pytest
 
 from export_dists.conftest import Repo
 from export_dists.export import Export
-from export_dists.origins import DistInputs, HistoryCommit, InputIndex, closures, find_origins, parse_history
+from export_dists.origins import DistInputs, HistoryCommit, InputIndex, closures, condense, find_origins, parse_history
 from export_dists.subsystem import VersionScheme
 from pants.engine.addresses import Address
 
@@ -261,13 +261,22 @@ def test_parse_history() -> None:
 
 
 def test_closures_with_a_cycle() -> None:
-    found = closures({"a": ["b"], "b": ["c"], "c": ["b"], "d": []})
+    found = closures({"a": ["b"], "b": ["c"], "c": ["b", "e"], "d": [], "e": []})
     assert found == {
-        "a": frozenset("abc"),
-        "b": frozenset("bc"),
-        "c": frozenset("bc"),
+        "a": frozenset("abce"),
+        "b": frozenset("bce"),
+        "c": frozenset("bce"),
         "d": frozenset("d"),
+        "e": frozenset("e"),
     }
+    graph = condense({"a": ["b"], "b": ["c"], "c": ["b", "e"], "d": [], "e": []})
+    assert graph.component["b"] == graph.component["c"] != graph.component["a"]
+
+
+def test_a_long_chain_does_not_recurse() -> None:
+    n = 2000
+    found = closures({str(i): [str(i + 1)] if i + 1 < n else [] for i in range(n)})
+    assert len(found["0"]) == n and found[str(n - 1)] == {str(n - 1)}
 
 
 @pytest.fixture
@@ -323,7 +332,7 @@ def test_find_origins_walks_until_every_dist_is_found(index: InputIndex) -> None
         HistoryCommit("c2", 2, "", ("src/a/m.py",)),
         HistoryCommit("c1", 1, "", ("pants.toml", "src/a/m.py", "src/b/n.py")),
     ]
-    closure = {"a": frozenset("ab"), "b": frozenset("b")}
+    closure = condense({"a": ["b"], "b": []})
     found = find_origins(history, index, closure)
     assert found.index == {"a": 1, "b": 1}
     found = find_origins(history[2:], index, closure, changed=["src/b/n.py"])
