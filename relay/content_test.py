@@ -116,7 +116,10 @@ def test_eviction_counts_shared_bytes_once(store_dir: Path, content_exports: lis
     second, third = (store.exports()[e.key] for e in content_exports[1:])
     shared = set(second.files) & set(third.files)
     assert len(shared) == 6  # tools, chain.c and chain.b: wheel and .metadata each
-    on_disk = sum({**second.files, **third.files}.values())
+    on_disk = (
+        second.size - sum(second.files.values()) + third.size - sum(third.files.values())
+        + sum({**second.files, **third.files}.values())
+    )
     first = store.exports()[content_exports[0].key]
     # A cap of exactly the bytes of exports 2 and 3 (shared files once) evicts only export 1.
     now = time.time()
@@ -125,7 +128,7 @@ def test_eviction_counts_shared_bytes_once(store_dir: Path, content_exports: lis
     evicted = store.evict(EvictionPolicy(max_age_seconds=None, max_size_bytes=on_disk), now=now)
     assert evicted == [content_exports[0].key] and first.size > 0
     # Evicting export 2 frees only its own files: export 3 still serves the shared ones.
-    evicted = store.evict(EvictionPolicy(max_age_seconds=None, max_size_bytes=sum(third.files.values())), now=now)
+    evicted = store.evict(EvictionPolicy(max_age_seconds=None, max_size_bytes=third.size), now=now)
     assert evicted == [content_exports[1].key]
     assert read_export(store_dir / content_exports[2].key) == content_exports[2]
     assert list(store.exports()) == [content_exports[2].key]
