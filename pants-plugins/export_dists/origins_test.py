@@ -251,12 +251,12 @@ def test_the_commit_scheme_gives_every_dist_the_exported_commit(repo: Repo) -> N
 
 def test_parse_history() -> None:
     raw = (
-        b"\x1eaaaa\x1f1700000100\x1f2023-11-14T22:15:00+00:00\x00\nsrc/a.py\x00src/b c.py\x00"
-        b"\x1ebbbb\x1f1700000000\x1f2023-11-14T22:13:20+00:00\x00"
+        b"\x1eaaaa\x1fbbbb cccc\x1f1700000100\x1f2023-11-14T22:15:00+00:00\x00\nsrc/a.py\x00src/b c.py\x00"
+        b"\x1ebbbb\x1f\x1f1700000000\x1f2023-11-14T22:13:20+00:00\x00"
     )
     assert parse_history(raw) == (
-        HistoryCommit("aaaa", 1700000100, "2023-11-14T22:15:00+00:00", ("src/a.py", "src/b c.py")),
-        HistoryCommit("bbbb", 1700000000, "2023-11-14T22:13:20+00:00", ()),
+        HistoryCommit("aaaa", 1700000100, "2023-11-14T22:15:00+00:00", ("src/a.py", "src/b c.py"), "bbbb"),
+        HistoryCommit("bbbb", 1700000000, "2023-11-14T22:13:20+00:00", (), ""),
     )
 
 
@@ -339,3 +339,14 @@ def test_find_origins_walks_until_every_dist_is_found(index: InputIndex) -> None
     assert found.index == {"a": 0, "b": 1} and found.dirty == {"a", "b"}
     found = find_origins(history, index, closure, changed=["src/a/m.py"])
     assert found.dirty == {"a"}
+
+
+def test_a_history_remembered_from_another_line_is_not_reused(repo: Repo) -> None:
+    base = repo.commit(BASE)
+    repo.commit({"src/python/lib/util.py": "X = 2\n"})
+    export_all(repo)  # this process now remembers that commit's history
+    repo.git("reset", "-q", "--hard", "HEAD~1")
+    sha = repo.commit({"src/python/other/o.py": "Y = 1\n"})  # a sibling of the remembered commit
+    after = versions(export_all(repo))
+    assert after[OTHER] == f"0.2+g{sha[:12]}"
+    assert after[LIB] == after[APP] == f"0.1+g{base[:12]}"

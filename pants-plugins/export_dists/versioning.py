@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from export_dists.compat import InvalidVersion, Version
-from export_dists.origins import HistoryCommit, parse_history
+from export_dists.origins import HISTORY_FORMAT, HistoryCommit, parse_history
 
 from pants.base.build_root import BuildRoot
 from pants.core.util_rules.distdir import DistDir
@@ -271,39 +272,70 @@ class FirstParentHistory:
     commits: tuple[HistoryCommit, ...]  # newest first, starting at the requested commit
 
 
+def _history_process(git: str, build_root: str, revisions: str) -> Process:
+    return Process(
+        argv=(
+            git,
+            "-C",
+            build_root,
+            "-c",
+            "core.quotePath=false",
+            "log",
+            "--first-parent",
+            # A merge's changes against its first parent: what the merge brought to the branch.
+            "--diff-merges=first-parent",
+            # A move is a deletion and an addition: both sides are inputs of someone.
+            "--no-renames",
+            "--name-only",
+            # Paths relative to the build root, and only those under it.
+            "--relative",
+            "-z",
+            HISTORY_FORMAT,
+            revisions,
+            "--",
+        ),
+        description=f"Read the first-parent history {revisions[:12]}... from git",
+        level=LogLevel.DEBUG,
+    )
+
+
+# Histories read in this process (pantsd keeps them between runs), newest last: the next commit's
+# history is its new commits on top of one of these, so a run after one commit reads one commit
+# from git instead of the whole history. A sha names its history for good, so this is a cache,
+# never a source of truth: what it gives equals a full read.
+_RECENT: OrderedDict[tuple[str, str], tuple[HistoryCommit, ...]] = OrderedDict()
+_RECENT_MAX = 4
+
+
+def _remember(key: tuple[str, str], commits: tuple[HistoryCommit, ...]) -> None:
+    _RECENT[key] = commits
+    _RECENT.move_to_end(key)
+    while len(_RECENT) > _RECENT_MAX:
+        _RECENT.popitem(last=False)
+
+
 @rule(desc="Read the first-parent history from git")
 async def first_parent_history(
     request: HistoryRequest, build_root: BuildRoot, maybe_git: MaybeGitBinary
 ) -> FirstParentHistory:
     assert maybe_git.git_binary is not None  # export_commit checked it
-    result = await Get(
-        ProcessResult,
-        Process(
-            argv=(
-                maybe_git.git_binary.path,
-                "-C",
-                build_root.path,
-                "-c",
-                "core.quotePath=false",
-                "log",
-                "--first-parent",
-                # A merge's changes against its first parent: what the merge brought to the branch.
-                "--diff-merges=first-parent",
-                # A move is a deletion and an addition: both sides are inputs of someone.
-                "--no-renames",
-                "--name-only",
-                # Paths relative to the build root, and only those under it.
-                "--relative",
-                "-z",
-                "--format=%x1e%H%x1f%ct%x1f%cI",
-                request.sha,
-                "--",
-            ),
-            description=f"Read the first-parent history of {request.sha[:12]} from git",
-            level=LogLevel.DEBUG,
-        ),
-    )
-    return FirstParentHistory(parse_history(result.stdout))
+    git = maybe_git.git_binary.path
+    key = (build_root.path, request.sha)
+    if key in _RECENT:
+        return FirstParentHistory(_RECENT[key])
+    known = next((k for k in reversed(_RECENT) if k[0] == build_root.path), None)
+    if known is not None:
+        segment = await Get(FallibleProcessResult, Process, _history_process(git, build_root.path, f"{known[1]}..{request.sha}"))
+        commits = parse_history(segment.stdout) if segment.exit_code == 0 else ()
+        # Only when the known commit is on this one's first-parent line, right below the new ones.
+        if commits and commits[-1].parent == known[1]:
+            history = commits + _RECENT[known]
+            _remember(key, history)
+            return FirstParentHistory(history)
+    result = await Get(ProcessResult, Process, _history_process(git, build_root.path, request.sha))
+    history = parse_history(result.stdout)
+    _remember(key, history)
+    return FirstParentHistory(history)
 
 
 def rules():
