@@ -349,11 +349,13 @@ def _versions_section(versions: dict[str, Any]) -> list[str]:
         f"{s['commits']} one-leaf commits, each exported with both version schemes into their own output "
         "directory (pantsd up; the first of the two runs of a commit is timed, alternating the order, so "
         f"neither gains from the other), then {s['floor_reps']} one-leaf commits with `dependencies ::` "
-        "(Pants' floor) in the same daemon.",
+        "(Pants' floor) in the same daemon. Compare within the run: other work shares the 2 cores "
+        "(load average 11-15 during the run), so the seconds are several times an idle machine's. "
+        f"The last content-scheme export said: `{d.get('last_summary', '')}`.",
         "",
         table(["measure", "content scheme", "commit scheme"], [
-            ["cold export, no pantsd, empty caches (1 run each)", fmt(d["cold_content_s"], "s", 1),
-             fmt(d["cold_commit_s"], "s", 1)],
+            ["cold export, no pantsd, empty caches (1 run each)", f"{d['cold_content_s']:.1f} s",
+             f"{d['cold_commit_s']:.1f} s"],
             ["incremental export (one leaf committed, pantsd up)", fmt(inc["content"], "s"), fmt(inc["commit"], "s")],
             ["`dependencies ::` after one leaf committed (floor)", fmt(inc["dependencies"], "s"), ""],
             [f"store after {store['content']['exports']} exports (on disk, hard links once)",
