@@ -27,8 +27,9 @@ import pull_bench
 import report
 import serve_bench
 import servers
+import versions_bench
 
-PARTS = ("export", "serve", "install", "pull", "profile", "hardening", "objectstore")
+PARTS = ("export", "serve", "install", "pull", "profile", "hardening", "versions", "objectstore")
 RESULTS = BENCH / "results"  # tracked: a partial run re-renders the other parts from here
 
 FULL = {
@@ -38,6 +39,7 @@ FULL = {
     "install_reps": 5, "pull_reps": 2, "profile_targets": 3000, "profile_pantsd_targets": 1000,
     "objectstore_reps": 3, "publish_dists": 1000,
     "hardening_exports": 20, "hardening_rounds": 4, "hardening_silent": 200, "hardening_log_reps": 3,
+    "versions_targets": 1000, "versions_history": 5000, "versions_commits": 10, "versions_floor_reps": 3,
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
@@ -46,6 +48,7 @@ QUICK = {
     "install_reps": 1, "pull_reps": 1, "profile_targets": 50, "profile_pantsd_targets": 50,
     "objectstore_reps": 1, "publish_dists": 50,
     "hardening_exports": 5, "hardening_rounds": 2, "hardening_silent": 50, "hardening_log_reps": 1,
+    "versions_targets": 50, "versions_history": 200, "versions_commits": 2, "versions_floor_reps": 1,
 }
 
 
@@ -206,6 +209,15 @@ def run_hardening(args: argparse.Namespace) -> None:
     )
     data = hardening_bench.run(settings, log)
     _save("hardening", vars(settings), data, started)
+def run_versions(args: argparse.Namespace) -> None:
+    started = time.time()
+    settings = versions_bench.VersionSettings(
+        targets=args.versions_targets, history=args.versions_history, commits=args.versions_commits,
+        floor_reps=args.versions_floor_reps, shape=_shape(args),
+    )
+    data = versions_bench.run(settings, log)
+    _save("versions", {"targets": settings.targets, "history": settings.history, "commits": settings.commits,
+                       "floor_reps": settings.floor_reps, "shape": vars(settings.shape)}, data, started)
 
 
 def main(argv: list[str]) -> int:
@@ -229,6 +241,8 @@ def main(argv: list[str]) -> int:
             run_objectstore(args)
         if "hardening" in parts:
             run_hardening(args)
+        if "versions" in parts:
+            run_versions(args)
     except BenchError as e:
         log(f"FAILED: {e}")
         return 1

@@ -33,6 +33,7 @@ PART_SECTIONS = {
     "profile": ("Profiles",),
     "objectstore": ("Relays over an object store",),
     "hardening": ("Relay under mixed load and hostile clients",),
+    "versions": ("Versions by content",),
 }
 EARLIER_ROW = " (an earlier run)"
 CARRIED = "*Kept from an earlier run of this page: this run has no `bench/results/{part}.json`.*"
@@ -288,6 +289,26 @@ def targets(results: dict[str, dict[str, Any]]) -> list[list[str]]:
         first, second = median(pull["first_commit_s"]), median(pull["second_commit_s"])
         add("pull mode: unseen commit of the example answered in < 30 s cold", f"{first:.1f} s", first < 30)
         add("pull mode: a second commit faster than the first", f"{second:.1f} s vs {first:.1f} s", second < first)
+
+    versions = results.get("versions", {}).get("data")
+    if versions:
+        n, history = versions["targets"], versions["history"]
+        content = median(versions["incremental_content_s"])
+        commit = median(versions["incremental_commit_s"])
+        floor = median(versions["incremental_dependencies_s"])
+        add(f"versions by content, {n:,} targets, {history:,} commits of history, pantsd up, one leaf committed: "
+            "within 0.2 s of `dependencies ::` (same run)",
+            f"{content:.2f} s vs {floor:.2f} s: +{content - floor:.2f} s (commit scheme {commit:.2f} s)",
+            content - floor <= 0.2)
+        cold_content, cold_commit = versions["cold_content_s"], versions["cold_commit_s"]
+        add(f"versions by content, {n:,} targets: cold export cost against the commit scheme (same run)",
+            f"{cold_content:.1f} s vs {cold_commit:.1f} s = {cold_content / cold_commit:.2f}x", None)
+        store = versions["store"]
+        add(f"store bytes after {store['content']['exports']} exports of one-leaf commits, {n:,} targets: "
+            "an unchanged wheel stored once",
+            f"content {_mb(store['content']['disk'])} vs commit {_mb(store['commit']['disk'])} on disk "
+            f"({store['commit']['disk'] / max(store['content']['disk'], 1):.1f}x less)",
+            store["content"]["disk"] < store["commit"]["disk"])
     return rows
 
 
@@ -309,6 +330,43 @@ def _carried_rows(results: dict[str, dict[str, Any]], earlier_rows: list[str]) -
             cells[1] += EARLIER_ROW
         rows.append(" | ".join(cells))
     return rows
+
+
+def _mb(value: int) -> str:
+    return f"{value / 1e6:.1f} MB"
+
+
+def _versions_section(versions: dict[str, Any]) -> list[str]:
+    d, s = versions["data"], versions["settings"]
+    n, history = d["targets"], d["history"]
+    store = d["store"]
+    inc = {k: d[f"incremental_{k}_s"] for k in ("content", "commit", "dependencies")}
+    return [
+        "## Versions by content",
+        "",
+        f"Started {versions['started']}, {versions['seconds']:.0f} s in all. One synthetic monorepo of {n} targets "
+        f"(`bench/generate_monorepo.py`, shape as above) with {history} commits of history added by "
+        "`git fast-import` (each edits one module of a target, in a fixed stride over all targets), then "
+        f"{s['commits']} one-leaf commits, each exported with both version schemes into their own output "
+        "directory (pantsd up; the first of the two runs of a commit is timed, alternating the order, so "
+        f"neither gains from the other), then {s['floor_reps']} one-leaf commits with `dependencies ::` "
+        "(Pants' floor) in the same daemon. Compare within the run: other work shares the 2 cores "
+        "(load average 11-15 during the run), so the seconds are several times an idle machine's. "
+        f"The last content-scheme export said: `{d.get('last_summary', '')}`.",
+        "",
+        table(["measure", "content scheme", "commit scheme"], [
+            ["cold export, no pantsd, empty caches (1 run each)", f"{d['cold_content_s']:.1f} s",
+             f"{d['cold_commit_s']:.1f} s"],
+            ["incremental export (one leaf committed, pantsd up)", fmt(inc["content"], "s"), fmt(inc["commit"], "s")],
+            ["`dependencies ::` after one leaf committed (floor)", fmt(inc["dependencies"], "s"), ""],
+            [f"store after {store['content']['exports']} exports (on disk, hard links once)",
+             _mb(store["content"]["disk"]), _mb(store["commit"]["disk"])],
+            ["the same, as listed (each export's files counted)", _mb(store["content"]["listed"]),
+             _mb(store["commit"]["listed"])],
+            [f"`git log` walk of the {history + 1} commits (the command alone)", fmt(d["history_walk_s"], "s", 3), "-"],
+        ]),
+        "",
+    ]
 
 
 def write(results_dir: Path) -> Path:
@@ -506,6 +564,11 @@ def write(results_dir: Path) -> Path:
         out += hardening_bench.report_lines(hardening)
     if part_missing(results, "hardening"):
         out += carried("hardening", earlier)
+    versions = results.get("versions")
+    if versions:
+        out += _versions_section(versions)
+    if part_missing(results, "versions"):
+        out += carried("versions", earlier)
     if NOTES.exists():
         out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))

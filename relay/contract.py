@@ -1,4 +1,4 @@
-"""The export directory contract (format 1): reading and validating `manifest.json`."""
+"""The export directory contract (formats 1 and 2): reading and validating `manifest.json`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+# Format 1: every dist has the export's version. Format 2 (version_scheme = "content"): each dist
+# has its own version, the origin commit it names and a content fingerprint.
 FORMAT = 1
+CONTENT_FORMAT = 2
+FORMATS = (FORMAT, CONTENT_FORMAT)
 MANIFEST = "manifest.json"
 METADATA_SUFFIX = ".metadata"
 DIRTY_SUFFIX = ".dirty"
@@ -43,6 +47,10 @@ class Dist:
     requires_dist: tuple[str, ...]
     requires_python: str | None
     address: str
+    # Format 2: the commit the version names, the content fingerprint, uncommitted changes.
+    origin: str | None = None
+    fingerprint: str | None = None
+    dirty: bool = False
 
     @property
     def metadata_filename(self) -> str:
@@ -62,6 +70,7 @@ class Export:
     tags: tuple[str, ...]
     commit_time: str
     dists: tuple[Dist, ...]
+    format: int = FORMAT
     _by_project: Mapping[str, Dist] = field(init=False, repr=False, compare=False)
     filenames: frozenset[str] = field(init=False, repr=False, compare=False)
     _digests: Mapping[str, tuple[str, int]] = field(init=False, repr=False, compare=False)
@@ -109,7 +118,7 @@ def _str_list(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _parse_dist(data: Any, export_version: str, where: str) -> Dist:
+def _parse_dist(data: Any, export_version: str, fmt: int, where: str) -> Dist:
     if not isinstance(data, dict):
         raise ContractError(f"{where}: a dist entry must be an object")
     name = _get(data, "name", str, where)
@@ -118,8 +127,22 @@ def _parse_dist(data: Any, export_version: str, where: str) -> Dist:
     if canonicalize_name(name) != project:
         raise ContractError(f"{where}: project {project!r} is not the normalized name")
     version = _get(data, "version", str, where)
-    if version != export_version:
+    origin = fingerprint = None
+    dirty = False
+    if fmt == FORMAT and version != export_version:
         raise ContractError(f"{where}: version {version!r} differs from the export's {export_version!r}")
+    if fmt == CONTENT_FORMAT:
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise ContractError(f"{where}: version {version!r} is not a PEP 440 version") from None
+        origin = _get(data, "origin", str, where)
+        if not _SHA.fullmatch(origin):
+            raise ContractError(f"{where}: origin {origin!r} is not 40 lowercase hex digits")
+        fingerprint = _get(data, "fingerprint", str, where)
+        if not _SHA256.fullmatch(fingerprint):
+            raise ContractError(f"{where}: fingerprint is not 64 lowercase hex digits")
+        dirty = _get(data, "dirty", bool, where)
     filename = _get(data, "filename", str, where)
     if not _WHEEL_FILENAME.fullmatch(filename):
         raise ContractError(f"{where}: filename {filename!r} is not a plain wheel file name")
@@ -155,6 +178,9 @@ def _parse_dist(data: Any, export_version: str, where: str) -> Dist:
         requires_dist=requires_dist,
         requires_python=requires_python,
         address=_get(data, "address", str, where),
+        origin=origin,
+        fingerprint=fingerprint,
+        dirty=dirty,
     )
 
 
@@ -167,8 +193,10 @@ def parse_manifest(raw: bytes, where: str) -> Export:
     if not isinstance(data, dict):
         raise ContractError(f"{where}: the manifest must be a JSON object")
     fmt = data.get("format")
-    if fmt != FORMAT:
-        raise ContractError(f"{where}: format {fmt!r} is not supported (this relay reads format {FORMAT})")
+    if fmt not in FORMATS or isinstance(fmt, bool):
+        raise ContractError(
+            f"{where}: format {fmt!r} is not supported (this relay reads formats {', '.join(map(str, FORMATS))})"
+        )
     sha = _get(data, "sha", str, where)
     if not _SHA.fullmatch(sha):
         raise ContractError(f"{where}: sha {sha!r} is not 40 lowercase hex digits")
@@ -179,7 +207,7 @@ def parse_manifest(raw: bytes, where: str) -> Export:
         raise ContractError(f"{where}: version {version!r} is not a PEP 440 version") from None
     count = _get(data, "count", int, where)
     raw_dists = _get(data, "dists", list, where)
-    dists = tuple(_parse_dist(d, version, where) for d in raw_dists)
+    dists = tuple(_parse_dist(d, version, fmt, where) for d in raw_dists)
     projects = [d.project for d in dists]
     if len(set(projects)) != len(projects):
         raise ContractError(f"{where}: a project is listed twice")
@@ -193,6 +221,7 @@ def parse_manifest(raw: bytes, where: str) -> Export:
         tags=_str_list(data, "tags", where),
         commit_time=_get(data, "commit_time", str, where),
         dists=tuple(sorted(dists, key=lambda d: d.project)),
+        format=fmt,
     )
 
 
@@ -213,8 +242,8 @@ def read_export(directory: Path) -> Export:
 
 def manifest_json(export: Export) -> str:
     """The manifest text for an export (what a writer of the contract puts in manifest.json)."""
-    data = {
-        "format": FORMAT,
+    data: dict[str, Any] = {
+        "format": export.format,
         "sha": export.sha,
         "version": export.version,
         "count": export.count,
@@ -223,21 +252,25 @@ def manifest_json(export: Export) -> str:
         "branches": list(export.branches),
         "tags": list(export.tags),
         "commit_time": export.commit_time,
-        "dists": [
-            {
-                "name": d.name,
-                "project": d.project,
-                "version": d.version,
-                "filename": d.filename,
-                "sha256": d.sha256,
-                "size": d.size,
-                "metadata_sha256": d.metadata_sha256,
-                "metadata_size": d.metadata_size,
-                "requires_dist": list(d.requires_dist),
-                "requires_python": d.requires_python,
-                "address": d.address,
-            }
-            for d in export.dists
-        ],
+        "dists": [],
     }
+    if export.format == CONTENT_FORMAT:
+        data["version_scheme"] = "content"
+    for d in export.dists:
+        entry: dict[str, Any] = {
+            "name": d.name,
+            "project": d.project,
+            "version": d.version,
+            "filename": d.filename,
+            "sha256": d.sha256,
+            "size": d.size,
+            "metadata_sha256": d.metadata_sha256,
+            "metadata_size": d.metadata_size,
+            "requires_dist": list(d.requires_dist),
+            "requires_python": d.requires_python,
+            "address": d.address,
+        }
+        if export.format == CONTENT_FORMAT:
+            entry.update(origin=d.origin, fingerprint=d.fingerprint, dirty=d.dirty)
+        data["dists"].append(entry)
     return json.dumps(data, indent=2, sort_keys=False) + "\n"

@@ -88,13 +88,17 @@ def project_page(
 ) -> ProjectPage | None:
     """The page of one project over the given exports (one for a sha, a first-parent line for a branch).
 
-    `link(export key, filename)` gives each file's URL.
+    `link(export key, filename)` gives each file's URL. A file many exports share (a dist whose
+    content did not change, format 2) is listed once, linked under the oldest export that has
+    it, so its URL stays the same while the branch moves on.
     """
     links: list[tuple[Version, str, FileLink]] = []
-    for export in exports:
+    seen: set[str] = set()
+    for export in reversed(exports):
         dist = export.dist(project)
-        if dist is None:
+        if dist is None or dist.filename in seen:
             continue
+        seen.add(dist.filename)
         file = FileLink(
             filename=dist.filename,
             url=link(export.key, dist.filename),

@@ -17,7 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncContextManager, AsyncIterator, BinaryIO, Callable, Iterator, Mapping
 
@@ -49,6 +49,9 @@ class StoredExport:
 
     export: Export
     size: int
+    # Its wheel and .metadata files by (device, inode) -> size: exports that hard-link one file (an
+    # unchanged wheel, version_scheme = "content") share its bytes, and eviction counts them once.
+    files: Mapping[tuple[int, int], int] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -310,15 +313,16 @@ class DiskStore(Store):
         export = self._parse(name, Path(entry.path), stamp, st.st_size)
         if export is None:
             return None
+        files: dict[tuple[int, int], int] = {}
         try:
-            size = self._check_files(Path(entry.path), export)
+            size = self._check_files(Path(entry.path), export, files)
         except ContractError as e:
             # Not remembered: the files of a half-copied export may still arrive.
             self._report(name, f"skipping export: {e}")
             return None
         self._reported.pop(name, None)
         stamps[name] = stamp
-        return StoredExport(export=export, size=size)
+        return StoredExport(export=export, size=size, files=files)
 
     def _parse(self, name: str, directory: Path, stamp: tuple[int, ...], size: int) -> Export | None:
         """The manifest's Export, or None (skipped, or still being parsed in the background).
@@ -366,9 +370,28 @@ class DiskStore(Store):
     async def refresh(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.rescan)
 
-    def _check_files(self, directory: Path, export: Export) -> int:
-        """Every listed file must be a regular file of the listed size: catches half-copied exports."""
-        total = check_listed_files(directory, export)
+    def _check_files(
+        self, directory: Path, export: Export, files: dict[tuple[int, int], int] | None = None
+    ) -> int:
+        """Every listed file must be a regular file of the listed size: catches half-copied exports.
+
+        Returns the export's bytes; `files` gets each wheel and .metadata file by (device, inode).
+        """
+        total = 0
+        for dist in export.dists:
+            for filename, size in ((dist.filename, dist.size), (dist.metadata_filename, dist.metadata_size)):
+                path = directory / filename
+                try:
+                    st = path.lstat()
+                except OSError:
+                    raise ContractError(f"{path}: listed in the manifest but missing") from None
+                if not stat.S_ISREG(st.st_mode):
+                    raise ContractError(f"{path}: not a regular file (symlinks are refused)")
+                if st.st_size != size:
+                    raise ContractError(f"{path}: {st.st_size} bytes, the manifest says {size}")
+                total += size
+                if files is not None:
+                    files[(st.st_dev, st.st_ino)] = size
         try:
             total += (directory / MANIFEST).lstat().st_size
         except OSError as e:
@@ -645,6 +668,7 @@ class DiskStore(Store):
     def publish_now(self, directory: Path) -> StoredExport:
         """`publish` for callers without an event loop (the directory is renamed into the root)."""
         export = read_export(directory)
+        self._share_unchanged(directory, export)
         size = self._check_files(directory, export)
         target = self.root / export.key
         try:
@@ -659,6 +683,29 @@ class DiskStore(Store):
         self.rescan()
         return self._exports.get(export.key) or StoredExport(export=export, size=size)
 
+    def _share_unchanged(self, directory: Path, export: Export) -> None:
+        """Replace each file an export already in the store holds (same name and sha256) by a hard
+        link to it: a pull build of the next commit stores only the wheels that changed."""
+        held: dict[str, tuple[str, str]] = {}
+        for key, stored in self.exports().items():
+            for dist in stored.export.dists:
+                held.setdefault(dist.filename, (key, dist.sha256))
+        for dist in export.dists:
+            found = held.get(dist.filename)
+            if found is None or found[1] != dist.sha256:
+                continue
+            for filename in (dist.filename, dist.metadata_filename):
+                staged = directory / (filename + ".link")
+                try:
+                    os.link(self.root / found[0] / filename, staged, follow_symlinks=False)
+                    if staged.lstat().st_size != (directory / filename).lstat().st_size:
+                        staged.unlink()
+                        continue
+                    os.replace(staged, directory / filename)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        staged.unlink()
+
     async def evict(self, policy: EvictionPolicy, now: float | None = None) -> list[str]:
         return await asyncio.get_running_loop().run_in_executor(None, self.evict_now, policy, now)
 
@@ -669,7 +716,13 @@ class DiskStore(Store):
         exports = self.exports()
         by_age = sorted(exports, key=self.last_used)
         evicted: list[str] = []
-        total = sum(s.size for s in exports.values())
+        # Bytes on disk: a file several exports link is counted once, and freed with its last export.
+        links: dict[tuple[int, int], int] = {}
+        for stored in exports.values():
+            for inode in stored.files:
+                links[inode] = links.get(inode, 0) + 1
+        total = sum(s.size - sum(s.files.values()) for s in exports.values())
+        total += sum({inode: size for s in exports.values() for inode, size in s.files.items()}.values())
         for key in by_age:
             too_old = (
                 policy.max_age_seconds is not None and now - self.last_used(key) > policy.max_age_seconds
@@ -681,7 +734,12 @@ class DiskStore(Store):
                 continue
             if self._remove(key):
                 evicted.append(key)
-                total -= exports[key].size
+                stored = exports[key]
+                total -= stored.size - sum(stored.files.values())
+                for inode, size in stored.files.items():
+                    links[inode] -= 1
+                    if not links[inode]:
+                        total -= size
         if evicted:
             self.rescan()
         return evicted

@@ -15,13 +15,13 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 from urllib.parse import quote
 
 from packaging.utils import canonicalize_name
 
 from relay import render
-from relay.contract import MANIFEST, Dist, Export, manifest_json
+from relay.contract import CONTENT_FORMAT, FORMAT, MANIFEST, Dist, Export, manifest_json
 
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 
@@ -97,28 +97,37 @@ def write_export(
     tags: Sequence[str] = (),
     namespace: str = "monorepo",
     dirty: bool = False,
+    origins: Mapping[str, tuple[str, int]] | None = None,
 ) -> Export:
-    """Write `<out>/<sha>/` as the goal does (atomically, manifest last) and return its Export."""
+    """Write `<out>/<sha>/` as the goal does (atomically, manifest last) and return its Export.
+
+    With `origins` (dist name -> the sha and count its version names), the export is format 2
+    (version_scheme = "content"): a dist with the same origin has the same bytes in every export.
+    Dists it does not name have the export's own commit as origin.
+    """
     version = version_of(sha, count, dirty)
     staging = out / f".tmp-{sha}-{secrets.token_hex(4)}"
     staging.mkdir(parents=True)
     entries = []
+    origin_of = {spec.name: (origins or {}).get(spec.name, (sha, count)) for spec in dists}
+    versions = {name: version_of(*origin) if origin != (sha, count) else version for name, origin in origin_of.items()}
     for spec in dists:
-        requires = [f"{r}=={version}" for r in spec.requires] + list(spec.third_party)
-        lines = ["Metadata-Version: 2.1", f"Name: {spec.name}", f"Version: {version}"]
+        dist_sha, dist_version = origin_of[spec.name][0], versions[spec.name]
+        requires = [f"{r}=={versions.get(r, version)}" for r in spec.requires] + list(spec.third_party)
+        lines = ["Metadata-Version: 2.1", f"Name: {spec.name}", f"Version: {dist_version}"]
         if spec.requires_python:
             lines.append(f"Requires-Python: {spec.requires_python}")
         lines += [f"Requires-Dist: {r}" for r in requires]
         metadata = ("\n".join(lines) + "\n").encode()
         address = spec.name.replace(".", "/") + ":" + spec.name.rsplit(".", 1)[-1]
-        filename, data = _wheel(spec, version, sha, metadata, address)
+        filename, data = _wheel(spec, dist_version, dist_sha, metadata, address)
         (staging / filename).write_bytes(data)
         (staging / (filename + ".metadata")).write_bytes(metadata)
         entries.append(
             Dist(
                 name=spec.name,
                 project=canonicalize_name(spec.name),
-                version=version,
+                version=dist_version,
                 filename=filename,
                 sha256=hashlib.sha256(data).hexdigest(),
                 size=len(data),
@@ -127,6 +136,8 @@ def write_export(
                 requires_dist=tuple(requires),
                 requires_python=spec.requires_python,
                 address=address,
+                origin=dist_sha if origins is not None else None,
+                fingerprint=hashlib.sha256(data).hexdigest() if origins is not None else None,
             )
         )
     export = Export(
@@ -139,6 +150,7 @@ def write_export(
         tags=tuple(tags),
         commit_time=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         dists=tuple(sorted(entries, key=lambda d: d.project)),
+        format=CONTENT_FORMAT if origins is not None else FORMAT,
     )
     _write_simple_tree(staging, export)
     (staging / MANIFEST).write_text(manifest_json(export))

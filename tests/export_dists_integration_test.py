@@ -37,7 +37,7 @@ def manifest(export_dir: Path) -> dict:
 
 def test_manifest_describes_every_wheel(repo: ExampleRepo, export_dir: Path) -> None:
     document = manifest(export_dir)
-    assert document["format"] == 1
+    assert document["format"] == 2 and document["version_scheme"] == "content"
     assert document["sha"] == repo.head
     assert document["count"] == 2
     assert document["version"] == f"0.2+g{repo.head[:12]}"
@@ -63,7 +63,9 @@ def test_metadata_validates_strictly_and_names_its_commit(repo: ExampleRepo, exp
         raw = (export_dir / f"{dist['filename']}.metadata").read_bytes()
         parsed = Metadata.from_email(raw, validate=True)
         assert parsed.version == Version(dist["version"])
-        assert repo.head in (parsed.summary or "")
+        # The commit its version names: where its content appeared (this one or the first).
+        assert dist["origin"] in repo.shas and dist["origin"] in (parsed.summary or "")
+        assert dist["version"] == f"0.{repo.shas.index(dist['origin']) + 1}+g{dist['origin'][:12]}"
         assert [str(r) for r in parsed.requires_dist or []] == [str(Requirement(r)) for r in dist["requires_dist"]]
 
 

@@ -37,7 +37,7 @@ from pants.testutil.rule_runner import RuleRunner
 from export_dists import register
 from export_dists.dists import DistIdentity, DistIdentityRequest, DistPlan, DistPlanRequest, NamingSettings
 from export_dists.export import Export, ExportRequest
-from export_dists.subsystem import UnexportableDependencies
+from export_dists.subsystem import UnexportableDependencies, VersionScheme
 from export_dists.versioning import ExportCommit, ExportCommitRequest
 
 DEFAULT_TEMPLATE = "0.{count}+g{short_sha}"
@@ -153,6 +153,7 @@ class Repo:
         allow_dirty: bool = False,
         pin_from_lockfiles: bool = False,
         unexportable: UnexportableDependencies = UnexportableDependencies.WARN,
+        version_scheme: VersionScheme = VersionScheme.CONTENT,
         **settings: bool | str,
     ) -> Export:
         request = ExportRequest(
@@ -162,6 +163,7 @@ class Repo:
             allow_dirty=allow_dirty,
             pin_from_lockfiles=pin_from_lockfiles,
             unexportable=unexportable,
+            version_scheme=version_scheme,
         )
         return self.rule_runner.request(Export, [request])
 

@@ -17,6 +17,10 @@ from pants.backend.python.target_types import (
     PythonTestsGeneratingSourcesField,
     PythonTestUtilsGeneratingSourcesField,
 )
+from pants.backend.python.dependency_inference.parse_python_dependencies import (
+    ParsedPythonDependencies,
+    ParsePythonDependenciesRequest,
+)
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
 from pants.base.specs import AddressLiteralSpec, RawSpecs
 from pants.core.target_types import (
@@ -247,6 +251,12 @@ class DistPlan:
     not_exportable: tuple[FirstPartyDependency, ...]
     excluded: tuple[DependencyEdge, ...]
     requires_python: str | None
+    # What its version depends on besides its files (see origins.py): its sources globs (relative
+    # to the build root), the directories of its targets' BUILD files, and the modules it imports.
+    includes: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    directories: tuple[str, ...] = ()
+    imports: tuple[str, ...] = ()
 
 
 def requires_python_for(constraints: InterpreterConstraints | None) -> str | None:
@@ -370,6 +380,20 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
     constraints = InterpreterConstraints.create_from_targets(
         [m for m in members if m.has_field(InterpreterConstraintsField)], python_setup
     )
+    # The same requests dependency inference made, so the engine answers them from memory.
+    parsed = await MultiGet(
+        Get(
+            ParsedPythonDependencies,
+            ParsePythonDependenciesRequest(
+                m[PythonSourceField],
+                InterpreterConstraints.create_from_compatibility_fields([m[InterpreterConstraintsField]], python_setup),
+            ),
+        )
+        for m in members
+        if m.has_field(PythonSourceField) and m.has_field(InterpreterConstraintsField)
+    )
+    sources = wrapped.target[SourcesField] if wrapped.target.has_field(SourcesField) else None
+    filespec = sources.filespec if sources is not None else {"includes": []}
     return DistPlan(
         identity=identity,
         files=tuple(sorted(files, key=lambda f: f.wheel_path)),
@@ -382,6 +406,10 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
         not_exportable=tuple(sorted(not_exportable, key=lambda d: d.identity.address)),
         excluded=tuple(excluded),
         requires_python=requires_python_for(constraints),
+        includes=tuple(filespec["includes"]),
+        excludes=tuple(filespec.get("excludes", ())),
+        directories=tuple(sorted({request.address.spec_path} | {m.address.spec_path for m in members})),
+        imports=tuple(sorted({module for p in parsed for module in p.imports})),
     )
 
 

@@ -342,7 +342,9 @@ def test_provenance_in_the_wheel(repo: Repo) -> None:
         "namespace": "monorepo",
         "sha": sha,
         "version": dist.version,
+        "fingerprint": dist.fingerprint,
     }
+    assert dist.fingerprint and len(dist.fingerprint) == 64
     assert sha in dist.wheel.metadata.decode()  # the Summary names the commit
 
 

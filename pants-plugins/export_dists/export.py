@@ -1,12 +1,21 @@
 """One export: the dists of the requested targets and their first-party closure, as wheels."""
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from pants.backend.python.subsystems.setup import PythonSetup
+from pants.backend.python.target_types import PythonRequirementsField
+from pants.base.build_root import BuildRoot
 from pants.engine.addresses import Address
 from pants.engine.fs import Digest, DigestContents, MergeDigests
+from pants.engine.internals.build_files import BuildFileOptions
+from pants.engine.target import AllTargets
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.strutil import softwrap
 
@@ -20,8 +29,16 @@ from export_dists.requirements import (
     requires_dist,
     resolves_used,
 )
-from export_dists.subsystem import UnexportableDependencies
-from export_dists.versioning import ExportCommit, ExportCommitRequest, render_version
+from export_dists.origins import DistInputs, InputIndex, condense, find_origins
+from export_dists.subsystem import UnexportableDependencies, VersionScheme
+from export_dists.versioning import (
+    CommitVersion,
+    ExportCommit,
+    ExportCommitRequest,
+    FirstParentHistory,
+    HistoryRequest,
+    render_version,
+)
 from export_dists.wheel import CoreMetadata, Wheel, build_wheel, provenance_json
 
 logger = logging.getLogger(__name__)
@@ -44,12 +61,27 @@ class ExportRequest:
     pin_from_lockfiles: bool
     unexportable: UnexportableDependencies
     output_dir: str | None = None  # where the export is written: its earlier exports are not changes
+    version_scheme: VersionScheme = VersionScheme.CONTENT
 
 
 @dataclass(frozen=True)
 class PlannedDist:
     plan: DistPlan
     requirements: tuple[RequirementLine, ...]
+    version: str = ""
+    origin: DistOrigin | None = None
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class DistOrigin:
+    """The commit a dist's version names: the exported one, or where its content appeared."""
+
+    sha: str
+    count: int
+    epoch: int
+    time: str
+    dirty: bool = False  # its files differ from that commit (uncommitted changes)
 
 
 @dataclass(frozen=True)
@@ -63,13 +95,14 @@ class Export:
 
 @dataclass(frozen=True)
 class WheelSettings:
-    """What every wheel of one export shares."""
+    """What a wheel carries besides its files and requirements."""
 
     version: str
-    sha: str
+    sha: str  # the commit the version names
     namespace: str
     dirty: bool
     commit_epoch: int
+    fingerprint: str | None = None  # recorded in export_dists.json (version_scheme = "content")
 
 
 def wheel_for(
@@ -92,6 +125,13 @@ def wheel_for(
             This wheel holds only that target's files; its first-party dependencies are separate
             dists pinned to the same commit.
             """
+            if settings.fingerprint is None
+            else f"""
+            Exported by export-dists from the Pants target `{address}` as of commit
+            `{settings.sha}`, the newest commit that changed it or its first-party dependencies.
+            This wheel holds only that target's files; its first-party dependencies are separate
+            dists, pinned to their own versions.
+            """
         ),
     )
     provenance = provenance_json(
@@ -100,6 +140,7 @@ def wheel_for(
         namespace=settings.namespace,
         version=settings.version,
         dirty=settings.dirty,
+        fingerprint=settings.fingerprint,
     )
     return build_wheel(
         metadata,
@@ -205,8 +246,145 @@ def _report_unexportable(plans: dict[Address, DistPlan], policy: UnexportableDep
         logger.warning(f"{problem} It is left out of Requires-Dist.")
 
 
+def _versions(template: str, origins: dict[Address, DistOrigin]) -> dict[Address, str]:
+    rendered: dict[DistOrigin, str] = {}
+    for origin in origins.values():
+        if origin not in rendered:
+            rendered[origin] = render_version(template, CommitVersion(origin.sha, origin.count, origin.dirty), warn=False)
+    return {address: rendered[origin] for address, origin in origins.items()}
+
+
+def _key(address: Address) -> str:
+    return address.spec
+
+
+async def _content_origins(
+    plans: list[DistPlan],
+    commit: ExportCommit,
+    pin_from_lockfiles: bool,
+    build_files: BuildFileOptions,
+    python_setup: PythonSetup,
+    build_root: BuildRoot,
+) -> dict[Address, DistOrigin]:
+    """Each dist's origin: one walk of the first-parent history (see origins.py)."""
+    history, all_targets = await MultiGet(
+        Get(FirstParentHistory, HistoryRequest(commit.sha)), Get(AllTargets)
+    )
+    inputs = {
+        _key(plan.identity.address): DistInputs(
+            files=tuple(f.path for f in plan.files),
+            includes=plan.includes,
+            excludes=plan.excludes,
+            directories=plan.directories,
+            imports=plan.imports,
+        )
+        for plan in plans
+    }
+    lockfiles = set(python_setup.resolves.values()) if python_setup.enable_resolves else set()
+    # The plugin's own code shapes every wheel when it lives in the repository (pants-plugins/).
+    plugin = os.path.relpath(os.path.dirname(os.path.abspath(__file__)), os.path.realpath(build_root.path))
+    index = InputIndex(
+        inputs,
+        build_patterns=build_files.patterns,
+        repository_wide=sorted(lockfiles) if pin_from_lockfiles else (),
+        # Where third-party requirements are defined (BUILD, requirements.txt, pyproject.toml):
+        # a removed requirement changes Requires-Dist of dists that no longer list it.
+        repository_wide_directories=sorted(
+            {t.address.spec_path for t in all_targets if t.has_field(PythonRequirementsField)}
+        ),
+        repository_wide_trees=() if plugin.startswith("..") else (plugin,),
+        excluded=lockfiles if not pin_from_lockfiles else (),
+    )
+    graph = condense(
+        {
+            _key(plan.identity.address): [_key(dep.identity.address) for dep in plan.first_party]
+            for plan in plans
+        }
+    )
+    found = find_origins(history.commits, index, graph, changed=commit.changed)
+    result = {}
+    for plan in plans:
+        key = _key(plan.identity.address)
+        if key in found.dirty:
+            result[plan.identity.address] = DistOrigin(
+                commit.sha, commit.count, commit.commit_epoch, commit.commit_time, dirty=True
+            )
+            continue
+        position = found.index[key]
+        entry = history.commits[position]
+        result[plan.identity.address] = DistOrigin(entry.sha, commit.count - position, entry.epoch, entry.time)
+    return result
+
+
+# Bumped whenever the plugin changes the bytes it writes for the same content: part of every
+# fingerprint, so a wheel built by an older plugin is never taken for one built now.
+WHEEL_LAYOUT = "export-dists wheel layout 1"
+
+
+def _with_fingerprints(planned: list[PlannedDist], request: ExportRequest) -> list[PlannedDist]:
+    """Each dist's content fingerprint: its own content and that of its first-party closure."""
+    own: dict[Address, str] = {}
+    for p in planned:
+        plan = p.plan
+        document = {
+            "layout": WHEEL_LAYOUT,
+            "name": plan.identity.name,
+            "address": plan.identity.address.spec,
+            "namespace": request.settings.namespace,
+            "files": [[f.path, f.wheel_path] for f in plan.files],
+            "digest": plan.digest.fingerprint,
+            "requires_python": plan.requires_python,
+            "first_party": sorted(d.identity.name or "" for d in plan.first_party),
+            "third_party": [line.text for line in p.requirements if not line.first_party],
+        }
+        own[plan.identity.address] = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+    # A Merkle hash over the dependency graph (a cycle's members hashed together): linear in its size.
+    graph = condense({p.plan.identity.address: [d.identity.address for d in p.plan.first_party] for p in planned})
+    closure = graph.fold(own, lambda values: hashlib.sha256("\n".join(sorted(values)).encode()).hexdigest())
+    result = []
+    for p in planned:
+        address = p.plan.identity.address
+        fingerprint = hashlib.sha256(f"{own[address]}\n{closure[address]}".encode()).hexdigest()
+        result.append(PlannedDist(p.plan, p.requirements, p.version, p.origin, fingerprint))
+    return result
+
+
+# Wheels already built in this process (pantsd keeps it across runs), by everything their bytes
+# are made of: a dist whose content and origin did not change is not built again.
+_BUILT: OrderedDict[tuple, Wheel] = OrderedDict()
+_BUILT_MAX = 50_000
+
+
+async def _wheels(planned: list[PlannedDist], settings: dict[Address, WheelSettings]) -> list[Wheel]:
+    keys = [
+        (p.fingerprint, settings[p.plan.identity.address], tuple(line.text for line in p.requirements))
+        for p in planned
+    ]
+    missing = [p for p, key in zip(planned, keys) if key not in _BUILT]
+    contents: dict[str, bytes] = {}
+    if missing:
+        # One read of every file to build, rather than one rule (and engine round trip) per dist.
+        files = await Get(Digest, MergeDigests(p.plan.digest for p in missing))
+        contents = {entry.path: entry.content for entry in await Get(DigestContents, Digest, files)}
+    wheels = []
+    for p, key in zip(planned, keys):
+        wheel = _BUILT.get(key)
+        if wheel is None:
+            requires = tuple(line.text for line in p.requirements)
+            wheel = wheel_for(p.plan, requires, settings[p.plan.identity.address], contents)
+            _BUILT[key] = wheel
+            while len(_BUILT) > _BUILT_MAX:
+                _BUILT.popitem(last=False)
+        else:
+            _BUILT.move_to_end(key)
+        wheels.append(wheel)
+    return wheels
+
+
 @rule(desc="Plan and build an export")
-async def build_export(request: ExportRequest) -> Export:
+async def build_export(
+    request: ExportRequest, build_files: BuildFileOptions, python_setup: PythonSetup, build_root: BuildRoot
+) -> Export:
     identities = await MultiGet(
         Get(DistIdentity, DistIdentityRequest(address, request.settings)) for address in request.roots
     )
@@ -263,32 +441,46 @@ async def build_export(request: ExportRequest) -> Export:
                     "`pants generate-lockfiles`."
                 )
 
-    planned = [
-        PlannedDist(plan, requires_dist(plan, version=version, lockfiles=lockfiles)) for plan in ordered
-    ]
-    # Every wheel carries the commit's version, so all of them are new for each commit: build them
-    # in one pass over one read of the files, rather than one rule (and engine round trip) each.
-    files = await Get(Digest, MergeDigests(p.plan.digest for p in planned))
-    contents = {entry.path: entry.content for entry in await Get(DigestContents, Digest, files)}
-    settings = WheelSettings(
-        version=version,
-        sha=commit.sha,
-        namespace=request.settings.namespace,
-        dirty=commit.dirty,
-        commit_epoch=commit.commit_epoch,
-    )
-    wheels = [
-        wheel_for(p.plan, tuple(line.text for line in p.requirements), settings, contents)
+    head = DistOrigin(commit.sha, commit.count, commit.commit_epoch, commit.commit_time, commit.dirty)
+    if request.version_scheme == VersionScheme.CONTENT:
+        origins = await _content_origins(
+            ordered, commit, request.pin_from_lockfiles, build_files, python_setup, build_root
+        )
+    else:
+        origins = {plan.identity.address: head for plan in ordered}
+    versions = _versions(request.version_template, origins)
+    planned = []
+    for plan in ordered:
+        dist_versions = {a: versions[a] for a in [plan.identity.address, *(d.identity.address for d in plan.first_party)] if a in versions}
+        lines = requires_dist(plan, version=version, versions=dist_versions, lockfiles=lockfiles)
+        planned.append(PlannedDist(plan, lines, versions[plan.identity.address], origins[plan.identity.address]))
+    planned = _with_fingerprints(planned, request)
+
+    content_scheme = request.version_scheme == VersionScheme.CONTENT
+    settings = {
+        p.plan.identity.address: WheelSettings(
+            version=p.version,
+            sha=p.origin.sha,
+            namespace=request.settings.namespace,
+            dirty=p.origin.dirty,
+            commit_epoch=p.origin.epoch,
+            fingerprint=p.fingerprint if content_scheme else None,
+        )
         for p in planned
-    ]
+        if p.origin is not None
+    }
+    wheels = await _wheels(planned, settings)
     dists = tuple(
         ExportedDist(
             name=p.plan.identity.name or "",
-            version=version,
+            version=p.version,
             address=p.plan.identity.address.spec,
             wheel=wheel,
             requires_dist=tuple(line.text for line in p.requirements),
             requires_python=p.plan.requires_python,
+            origin=p.origin.sha if p.origin else None,
+            fingerprint=p.fingerprint,
+            dirty=bool(p.origin and p.origin.dirty),
         )
         for p, wheel in zip(planned, wheels)
     )
@@ -301,6 +493,7 @@ async def build_export(request: ExportRequest) -> Export:
         branches=commit.branches,
         tags=commit.tags,
         commit_time=commit.commit_time,
+        version_scheme=request.version_scheme.value,
     )
     return Export(info, dists, tuple(planned), requested, skipped)
 

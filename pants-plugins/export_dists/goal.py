@@ -18,7 +18,7 @@ from pants.engine.internals.native_engine import AddressParseException
 
 from export_dists.dists import EdgeKind, NamingSettings, generator_address
 from export_dists.export import Export, ExportRequest, PlannedDist
-from export_dists.layout import earlier_dists, export_files, write_export
+from export_dists.layout import earlier_dists, export_files, link_sources, write_export
 from export_dists.naming import normalize
 from export_dists.subsystem import ExportDistsSubsystem, ThirdPartyPins
 
@@ -74,7 +74,13 @@ async def _explain(console: Console, export: Export, wanted: str) -> None:
     plan = planned.plan
     out = console.print_stdout
     out(f"dist:     {plan.identity.name}")
-    out(f"version:  {export.info.version}  (commit {export.info.sha}{', dirty' if export.info.dirty else ''})")
+    origin = planned.origin
+    if origin is None or origin.sha == export.info.sha:
+        out(f"version:  {planned.version or export.info.version}  (commit {export.info.sha}{', dirty' if export.info.dirty else ''})")
+    else:
+        out(f"version:  {planned.version}  (origin {origin.sha}, the newest commit that changed its inputs; exporting {export.info.sha})")
+    if planned.fingerprint:
+        out(f"content:  {planned.fingerprint}")
     out(f"target:   {plan.identity.address.spec}  ({plan.identity.alias})")
     out(f"python:   {plan.requires_python or '(no Requires-Python)'}")
     out("")
@@ -142,6 +148,7 @@ async def export_dists(
         pin_from_lockfiles=subsystem.third_party_pins == ThirdPartyPins.LOCKFILE,
         unexportable=subsystem.unexportable_dependencies,
         output_dir=str(out_root),
+        version_scheme=subsystem.version_scheme,
     )
     export = await Get(Export, ExportRequest, request)
     if subsystem.explain:
@@ -153,7 +160,10 @@ async def export_dists(
 
     projects = {d.project for d in export.dists}
     kept = earlier_dists(out_root / export.info.directory_name, export.info, besides=projects)
-    result = write_export(out_root, export.info.directory_name, export_files(export.info, (*export.dists, *kept)))
+    every = (*export.dists, *kept)
+    # Unchanged wheels are hard-linked from the newest earlier exports: a store holds them once.
+    links = link_sources(out_root, export.info.directory_name, every)
+    result = write_export(out_root, export.info.directory_name, export_files(export.info, every), links)
     shown = os.path.relpath(result.path, build_root.path)
     if shown.startswith(".."):
         shown = str(result.path)
@@ -162,8 +172,16 @@ async def export_dists(
     state = "wrote" if result.written else "unchanged (already exported)"
     if kept:
         state += f" (with {len(kept)} more dists of an earlier export of this commit)"
+    if result.linked:
+        state += f" ({result.linked // 2} unchanged wheels linked from earlier exports)"
+    current = sum(1 for d in export.dists if d.version == export.info.version)
+    versions = (
+        f"at version {export.info.version}"
+        if current == len(export.dists)
+        else f"{current} at version {export.info.version}, {len(export.dists) - current} unchanged at earlier versions"
+    )
     console.print_stderr(
-        f"export-dists: {len(export.dists)} dists{deps_note} at version {export.info.version} "
+        f"export-dists: {len(export.dists)} dists{deps_note} {versions} "
         f"(commit {export.info.sha[:12]}{', DIRTY' if export.info.dirty else ''}) "
         f"{state}: {shown} [{time.monotonic() - started:.1f}s]"
     )

@@ -48,7 +48,7 @@ def test_export_writes_the_directory_and_a_summary(repo: Repo, tmp_path: Path) -
 
     assert sorted(os.listdir(out)) == [sha]
     manifest = json.loads((out / sha / "manifest.json").read_text())
-    assert manifest["format"] == 1 and manifest["sha"] == sha and manifest["version"] == version
+    assert manifest["format"] == 2 and manifest["sha"] == sha and manifest["version"] == version
     assert manifest["count"] == 1 and manifest["dirty"] is False and manifest["branches"] == ["main"]
     assert [(d["name"], d["address"]) for d in manifest["dists"]] == [
         ("monorepo.libs.d", "libs/d:d"),

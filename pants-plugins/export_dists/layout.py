@@ -18,8 +18,13 @@ from typing import Collection, Iterable, Mapping
 from export_dists.naming import normalize
 from export_dists.wheel import Wheel
 
+# Format 1: every dist has the export's version (version_scheme = "commit"). Format 2: each dist
+# has its own version, origin commit and content fingerprint (version_scheme = "content").
 FORMAT = 1
+CONTENT_FORMAT = 2
 MANIFEST = "manifest.json"
+# How many of the newest earlier exports in an output directory unchanged wheels are linked from.
+_LINK_SOURCES = 2
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,11 @@ class ExportedDist:
     wheel: Wheel
     requires_dist: tuple[str, ...]
     requires_python: str | None
+    # Format 2 only: the commit the version names, the content fingerprint, and whether the files
+    # differ from that commit (uncommitted changes).
+    origin: str | None = None
+    fingerprint: str | None = None
+    dirty: bool = False
 
     @property
     def project(self) -> str:
@@ -46,15 +56,39 @@ class ExportInfo:
     branches: tuple[str, ...]
     tags: tuple[str, ...]
     commit_time: str
+    version_scheme: str = "commit"
+
+    @property
+    def format(self) -> int:
+        return CONTENT_FORMAT if self.version_scheme == "content" else FORMAT
 
     @property
     def directory_name(self) -> str:
         return f"{self.sha}.dirty" if self.dirty else self.sha
 
 
+def _dist_entry(dist: ExportedDist, fmt: int) -> dict:
+    entry = {
+        "name": dist.name,
+        "project": dist.project,
+        "version": dist.version,
+        "filename": dist.wheel.filename,
+        "sha256": dist.wheel.sha256,
+        "size": len(dist.wheel.content),
+        "metadata_sha256": dist.wheel.metadata_sha256,
+        "metadata_size": len(dist.wheel.metadata),
+        "requires_dist": list(dist.requires_dist),
+        "requires_python": dist.requires_python,
+        "address": dist.address,
+    }
+    if fmt >= CONTENT_FORMAT:
+        entry.update(origin=dist.origin, fingerprint=dist.fingerprint, dirty=dist.dirty)
+    return entry
+
+
 def manifest_document(info: ExportInfo, dists: Iterable[ExportedDist]) -> dict:
-    return {
-        "format": FORMAT,
+    document = {
+        "format": info.format,
         "sha": info.sha,
         "version": info.version,
         "count": info.count,
@@ -63,23 +97,11 @@ def manifest_document(info: ExportInfo, dists: Iterable[ExportedDist]) -> dict:
         "branches": list(info.branches),
         "tags": list(info.tags),
         "commit_time": info.commit_time,
-        "dists": [
-            {
-                "name": dist.name,
-                "project": dist.project,
-                "version": dist.version,
-                "filename": dist.wheel.filename,
-                "sha256": dist.wheel.sha256,
-                "size": len(dist.wheel.content),
-                "metadata_sha256": dist.wheel.metadata_sha256,
-                "metadata_size": len(dist.wheel.metadata),
-                "requires_dist": list(dist.requires_dist),
-                "requires_python": dist.requires_python,
-                "address": dist.address,
-            }
-            for dist in sorted(dists, key=lambda d: d.project)
-        ],
+        "dists": [_dist_entry(dist, info.format) for dist in sorted(dists, key=lambda d: d.project)],
     }
+    if info.format >= CONTENT_FORMAT:
+        document["version_scheme"] = info.version_scheme
+    return document
 
 
 def _page(title: str, body: str) -> str:
@@ -145,7 +167,7 @@ def earlier_dists(directory: Path, info: ExportInfo, *, besides: Collection[str]
         document.get("version"),
         document.get("namespace"),
         document.get("dirty"),
-    ) != (FORMAT, info.sha, info.version, info.namespace, False):
+    ) != (info.format, info.sha, info.version, info.namespace, False):
         return ()
     found = []
     for entry in document.get("dists", []):
@@ -165,6 +187,9 @@ def earlier_dists(directory: Path, info: ExportInfo, *, besides: Collection[str]
                     wheel=wheel,
                     requires_dist=tuple(entry["requires_dist"]),
                     requires_python=entry["requires_python"],
+                    origin=entry.get("origin"),
+                    fingerprint=entry.get("fingerprint"),
+                    dirty=bool(entry.get("dirty", False)),
                 )
             )
         except (OSError, KeyError, TypeError):
@@ -176,14 +201,67 @@ def earlier_dists(directory: Path, info: ExportInfo, *, besides: Collection[str]
 class WriteResult:
     path: Path
     written: bool  # False when an identical export was already there
+    linked: int = 0  # files hard-linked from earlier exports instead of written
 
 
-def write_export(output_dir: Path, directory_name: str, files: Mapping[str, bytes]) -> WriteResult:
+def link_sources(output_dir: Path, directory_name: str, dists: Iterable[ExportedDist]) -> dict[str, Path]:
+    """Files of earlier exports in `output_dir` that this export can hard-link instead of writing.
+
+    An unchanged dist keeps its file name and bytes across commits (version_scheme = "content"),
+    so a store holds it once, however many exports list it. The newest earlier exports (by their
+    manifest's time) are looked at; a file counts only when its manifest records the same sha256
+    and it has that size on disk.
+    """
+    wanted = {d.wheel.filename: d for d in dists}
+    candidates: list[tuple[int, Path]] = []
+    try:
+        for entry in os.scandir(output_dir):
+            if entry.name.startswith(".") or entry.name == directory_name or not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                candidates.append((os.stat(os.path.join(entry.path, MANIFEST)).st_mtime_ns, Path(entry.path)))
+            except OSError:
+                continue
+    except OSError:
+        return {}
+    sources: dict[str, Path] = {}
+    for _, directory in sorted(candidates, reverse=True)[:_LINK_SOURCES]:
+        try:
+            document = json.loads((directory / MANIFEST).read_text())
+            entries = document["dists"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for entry in entries:
+            try:
+                dist = wanted.get(entry["filename"])
+                if dist is None or dist.wheel.filename in sources:
+                    continue
+                if (entry["sha256"], entry["metadata_sha256"]) != (dist.wheel.sha256, dist.wheel.metadata_sha256):
+                    continue
+                wheel, metadata = directory / entry["filename"], directory / f"{entry['filename']}.metadata"
+                if wheel.stat().st_size == len(dist.wheel.content) and metadata.stat().st_size == len(
+                    dist.wheel.metadata
+                ):
+                    sources[dist.wheel.filename] = wheel
+                    sources[f"{dist.wheel.filename}.metadata"] = metadata
+            except (OSError, KeyError, TypeError):
+                continue
+    return sources
+
+
+def write_export(
+    output_dir: Path,
+    directory_name: str,
+    files: Mapping[str, bytes],
+    links: Mapping[str, Path] | None = None,
+) -> WriteResult:
     """Write an export directory atomically: a temporary sibling, renamed into place when complete.
 
-    A crash leaves only a `.tmp-*` directory, which readers ignore. An existing export of the same
-    commit is kept as it is when identical, and replaced atomically when not (a dirty re-export,
-    or more dists: see `earlier_dists`).
+    Files in `links` are hard-linked from there (an earlier export holding the same bytes) rather
+    than written; where a link fails (another file system), they are written. A crash leaves only
+    a `.tmp-*` directory, which readers ignore. An existing export of the same commit is kept as it
+    is when identical, and replaced atomically when not (a dirty re-export, or more dists: see
+    `earlier_dists`).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     final = output_dir / directory_name
@@ -191,7 +269,8 @@ def write_export(output_dir: Path, directory_name: str, files: Mapping[str, byte
         return WriteResult(final, written=False)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{directory_name}-", dir=output_dir))
     try:
-        _write_files(staging, {p: d for p, d in files.items() if p != MANIFEST})
+        linked = _link_files(staging, links or {})
+        _write_files(staging, {p: d for p, d in files.items() if p != MANIFEST and p not in linked})
         # manifest.json last: a reader that sees it sees a complete directory.
         _write_files(staging, {MANIFEST: files[MANIFEST]})
         os.chmod(staging, 0o755)
@@ -205,7 +284,18 @@ def write_export(output_dir: Path, directory_name: str, files: Mapping[str, byte
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return WriteResult(final, written=True)
+    return WriteResult(final, written=True, linked=len(linked))
+
+
+def _link_files(root: Path, links: Mapping[str, Path]) -> set[str]:
+    linked = set()
+    for relpath, source in sorted(links.items()):
+        try:
+            os.link(source, root / relpath)
+        except OSError:
+            continue  # written instead
+        linked.add(relpath)
+    return linked
 
 
 def _write_files(root: Path, files: Mapping[str, bytes]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,47 @@ def test_earlier_dists_of_the_same_commit(tmp_path: Path, monkeypatch: pytest.Mo
     # Another version (or a dirty export) of the directory's commit keeps nothing.
     assert layout.earlier_dists(result.path, ExportInfo(**{**INFO.__dict__, "version": "0.43+g0123456789ab"})) == ()
     assert layout.earlier_dists(result.path, ExportInfo(**{**INFO.__dict__, "dirty": True})) == ()
+
+
+CONTENT = ExportInfo(**{**INFO.__dict__, "version_scheme": "content"})
+OTHER_SHA = "fedcba9876543210fedcba9876543210fedcba98"
+
+
+def test_content_manifest_records_origin_and_fingerprint_per_dist() -> None:
+    dist = ExportedDist(**{**C.__dict__, "origin": OTHER_SHA, "fingerprint": "f" * 64})
+    document = manifest_document(CONTENT, [dist])
+    assert document["format"] == 2 and document["version_scheme"] == "content"
+    (entry,) = document["dists"]
+    assert (entry["origin"], entry["fingerprint"], entry["dirty"]) == (OTHER_SHA, "f" * 64, False)
+
+
+def test_unchanged_wheels_are_hard_linked_from_an_earlier_export(tmp_path: Path) -> None:
+    write_export(tmp_path, OTHER_SHA, export_files(CONTENT, [B, C]))
+    changed = _dist("monorepo.src.python.a.b", "src/python/a/b:b", ("changed>=1",))
+    later = ExportInfo(**{**CONTENT.__dict__, "sha": SHA})
+    links = layout.link_sources(tmp_path, SHA, [changed, C])
+    assert links == {
+        C.wheel.filename: tmp_path / OTHER_SHA / C.wheel.filename,
+        f"{C.wheel.filename}.metadata": tmp_path / OTHER_SHA / f"{C.wheel.filename}.metadata",
+    }
+    result = write_export(tmp_path, SHA, export_files(later, [changed, C]), links)
+    assert result.linked == 2
+    old, new = tmp_path / OTHER_SHA / C.wheel.filename, tmp_path / SHA / C.wheel.filename
+    assert os.path.samefile(old, new) and new.read_bytes() == C.wheel.content
+    assert (tmp_path / SHA / changed.wheel.filename).read_bytes() == changed.wheel.content
+    # Removing the earlier export leaves the later one whole.
+    shutil.rmtree(tmp_path / OTHER_SHA)
+    assert new.read_bytes() == C.wheel.content
+
+
+def test_a_file_whose_bytes_differ_is_not_linked(tmp_path: Path) -> None:
+    write_export(tmp_path, OTHER_SHA, export_files(CONTENT, [C]))
+    (tmp_path / OTHER_SHA / C.wheel.filename).write_bytes(b"truncated")
+    assert layout.link_sources(tmp_path, SHA, [C]) == {}
+
+
+def test_a_link_that_fails_is_written(tmp_path: Path) -> None:
+    links = {C.wheel.filename: tmp_path / "missing.whl"}
+    result = write_export(tmp_path, SHA, export_files(CONTENT, [C]), links)
+    assert result.linked == 0
+    assert (tmp_path / SHA / C.wheel.filename).read_bytes() == C.wheel.content

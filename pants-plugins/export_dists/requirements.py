@@ -10,6 +10,7 @@ from typing import Iterable, Mapping
 from export_dists.compat import InvalidRequirement, Requirement, Specifier, canonicalize_name
 
 from pants.backend.python.subsystems.setup import PythonSetup
+from pants.engine.addresses import Address
 from pants.engine.fs import DigestContents, PathGlobs, GlobMatchErrorBehavior
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.frozendict import FrozenDict
@@ -113,11 +114,13 @@ def requires_dist(
     *,
     version: str,
     lockfiles: Mapping[str, LockfileVersions] | None = None,
+    versions: Mapping[Address, str] | None = None,
 ) -> tuple[RequirementLine, ...]:
     """The Requires-Dist lines of one dist, deduplicated, in a stable order.
 
-    First-party dependencies come first (sorted by name), pinned `==version`; third-party ones
-    follow (sorted), as written or pinned to the lockfile version when `lockfiles` is given.
+    First-party dependencies come first (sorted by name), pinned `==` to their entry in `versions`
+    (else to `version`); third-party ones follow (sorted), as written or pinned to the lockfile
+    version when `lockfiles` is given.
     """
     first: dict[str, list[DependencyEdge]] = {}
     project_of: dict[str, str] = {}
@@ -125,7 +128,7 @@ def requires_dist(
         assert dep.identity.name is not None
         if dep.identity.address == plan.identity.address:
             continue
-        text = f"{dep.identity.name}=={version}"
+        text = f"{dep.identity.name}=={(versions or {}).get(dep.identity.address, version)}"
         first.setdefault(text, []).extend(dep.edges)
         project_of[text] = canonicalize_name(dep.identity.name)
     third: dict[str, list[DependencyEdge]] = {}

@@ -13,6 +13,11 @@ class ThirdPartyPins(Enum):
     LOCKFILE = "lockfile"
 
 
+class VersionScheme(Enum):
+    CONTENT = "content"
+    COMMIT = "commit"
+
+
 class UnexportableDependencies(Enum):
     WARN = "warn"
     ERROR = "error"
@@ -23,8 +28,8 @@ class ExportDistsSubsystem(GoalSubsystem):
     help = softwrap(
         """
         Write one intransitive wheel per exportable target (python_sources, python_source,
-        resources, resource), named after its directory and pinned to its first-party
-        dependencies at this commit's version, plus manifest.json and a static simple/ index,
+        resources, resource), named after its directory and pinned `==` to the versions of its
+        first-party dependencies (see `version_scheme`), plus manifest.json and a static simple/ index,
         into `<output_dir>/<commit sha>/`. Install with
         `pip install --find-links <output_dir>/<sha> monorepo.src.python.a.b` or serve the output
         directory with the relay.
@@ -74,13 +79,28 @@ class ExportDistsSubsystem(GoalSubsystem):
             """
         ),
     )
+    version_scheme = EnumOption(
+        default=VersionScheme.CONTENT,
+        help=softwrap(
+            """
+            Which commit a dist's version names. `content`: the newest first-parent commit, at or
+            before the exported one, that changed any input of the dist or of its first-party
+            dependencies (its files, paths its sources globs match, BUILD files above it, modules
+            it imports, Pants configuration, third-party requirement definitions): a dist keeps
+            its version and its exact wheel bytes until what it installs changes, so installs
+            against a moving branch stay consistent and unchanged wheels are stored once.
+            `commit`: every dist of an export gets the exported commit's version (each commit
+            rebuilds every wheel).
+            """
+        ),
+    )
     version_template = StrOption(
         default="0.{count}+g{short_sha}",
         help=softwrap(
             """
-            The version of every dist of an export. Placeholders: `{count}` (commits on the
-            first-parent history of HEAD), `{sha}` (full commit sha), `{short_sha}` (its first 12
-            hex digits). The default is a final release with the sha as local label: pip, uv and
+            The version of a dist, from the commit `version_scheme` picks for it. Placeholders:
+            `{count}` (commits on the first-parent history up to that commit), `{sha}` (its full
+            sha), `{short_sha}` (its first 12 hex digits). The default is a final release with the sha as local label: pip, uv and
             pex pick the newest without --pre, `NAME==0.N` matches it, and exact pins resolve.
             Avoid `.devN` schemes: pip finds no version when a requirement has a range and only
             dev releases exist. Must be a valid PEP 440 version and should grow with `{count}`.
@@ -92,8 +112,9 @@ class ExportDistsSubsystem(GoalSubsystem):
         help=softwrap(
             """
             Export even when the work tree has uncommitted changes. Such an export is marked: its
-            version's local label ends in `.dirty` and its directory is `<sha>.dirty`, so it is
-            never taken for the commit.
+            directory is `<sha>.dirty`, so it is never taken for the commit, and the dists whose
+            inputs have uncommitted changes (with version_scheme = "commit": every dist) get
+            versions whose local label ends in `.dirty`.
             """
         ),
     )

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from export_dists.compat import InvalidVersion, Version
+from export_dists.origins import HISTORY_FORMAT, HistoryCommit, parse_history
 
 from pants.base.build_root import BuildRoot
 from pants.core.util_rules.distdir import DistDir
 from pants.core.util_rules.system_binaries import BashBinary
-from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope
+from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 from pants.util.strutil import softwrap
@@ -44,13 +46,28 @@ class ExportCommit:
     dirty: bool
     branches: tuple[str, ...]
     tags: tuple[str, ...]
+    # Uncommitted changes (dirty trees only): paths relative to the build root.
+    changed: tuple[str, ...] = ()
 
     @property
     def short_sha(self) -> str:
         return self.sha[:12]
 
 
-def render_version(template: str, commit: ExportCommit) -> str:
+@dataclass(frozen=True)
+class CommitVersion:
+    """What a version is made of: a first-parent commit, its count, and whether files differ from it."""
+
+    sha: str
+    count: int
+    dirty: bool = False
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha[:12]
+
+
+def render_version(template: str, commit: ExportCommit | CommitVersion, *, warn: bool = True) -> str:
     """Fill the version template; a dirty export gets `.dirty` at the end of its local label."""
     try:
         text = template.format(count=commit.count, sha=commit.sha, short_sha=commit.short_sha)
@@ -77,7 +94,7 @@ def render_version(template: str, commit: ExportCommit) -> str:
                 """
             )
         )
-    if commit.sha[:7] not in text:
+    if warn and commit.sha[:7] not in text:
         logger.warning(
             f"The export version {text} does not show the commit sha {commit.short_sha}: add "
             "{short_sha} to [export-dists].version_template so installed dists show their commit."
@@ -120,12 +137,33 @@ echo '--branches'
 echo '--tags'
 "$git" -C "$root" for-each-ref --points-at "$head" --format='%(refname:short)' refs/tags
 echo '--status'
-"$git" -C "$root" --no-optional-locks status --porcelain --untracked-files=normal -- "${excluded[@]}"
+status="$("$git" -C "$root" --no-optional-locks status --porcelain --untracked-files=normal -- "${excluded[@]}")"
+[ -n "$status" ] && printf '%s\n' "$status"
+if [ -n "$status" ]; then
+  # Which dists are dirty: every changed path (each file of an untracked directory, both sides of
+  # a rename), relative to the build root, NUL-separated, after the build root's prefix.
+  echo '--changed'
+  "$git" -C "$root" rev-parse --show-prefix
+  "$git" -C "$root" --no-optional-locks status --porcelain -z --no-renames --untracked-files=all -- . "${excluded[@]}"
+fi
+exit 0
 """
+
+
+def _changed_paths(section: str) -> tuple[str, ...]:
+    """The `--changed` section: the build root's prefix in the work tree, then `git status -z`."""
+    prefix, _, entries = section.partition("\n")
+    paths = set()
+    for entry in entries.split("\0"):
+        path = entry[3:]
+        if len(entry) > 3 and path.startswith(prefix):
+            paths.add(path[len(prefix) :])
+    return tuple(sorted(paths))
 
 
 def _sections(output: str) -> tuple[list[str], dict[str, list[str]]]:
     """The script's output: the four header lines, then the `--name` sections."""
+    output = output.partition("\n--changed\n")[0]
     lines = output.splitlines()
     header: list[str] = []
     sections: dict[str, list[str]] = {}
@@ -183,7 +221,9 @@ async def export_commit(
         raise ExportVersionError(
             f"Reading the commit from git at {build_root.path} failed: {result.stderr.decode().strip()}"
         )
-    header, sections = _sections(result.stdout.decode())
+    stdout = result.stdout.decode("utf-8", "surrogateescape")
+    header, sections = _sections(stdout)
+    changed = _changed_paths(stdout.partition("\n--changed\n")[2]) if "\n--changed\n" in stdout else ()
     sha, shallow, count, when = header[:4]
     if shallow.strip() == "true":
         raise ExportVersionError(
@@ -218,7 +258,84 @@ async def export_commit(
         dirty=bool(changes),
         branches=tuple(sorted(b for b in sections.get("branches", []) if b)),
         tags=tuple(sorted(t for t in sections.get("tags", []) if t)),
+        changed=changed,
     )
+
+
+@dataclass(frozen=True)
+class HistoryRequest:
+    sha: str  # a commit: its history never changes, so the engine may cache the walk for good
+
+
+@dataclass(frozen=True)
+class FirstParentHistory:
+    commits: tuple[HistoryCommit, ...]  # newest first, starting at the requested commit
+
+
+def _history_process(git: str, build_root: str, revisions: str) -> Process:
+    return Process(
+        argv=(
+            git,
+            "-C",
+            build_root,
+            "-c",
+            "core.quotePath=false",
+            "log",
+            "--first-parent",
+            # A merge's changes against its first parent: what the merge brought to the branch.
+            "--diff-merges=first-parent",
+            # A move is a deletion and an addition: both sides are inputs of someone.
+            "--no-renames",
+            "--name-only",
+            # Paths relative to the build root, and only those under it.
+            "--relative",
+            "-z",
+            HISTORY_FORMAT,
+            revisions,
+            "--",
+        ),
+        description=f"Read the first-parent history {revisions[:12]}... from git",
+        level=LogLevel.DEBUG,
+    )
+
+
+# Histories read in this process (pantsd keeps them between runs), newest last: the next commit's
+# history is its new commits on top of one of these, so a run after one commit reads one commit
+# from git instead of the whole history. A sha names its history for good, so this is a cache,
+# never a source of truth: what it gives equals a full read.
+_RECENT: OrderedDict[tuple[str, str], tuple[HistoryCommit, ...]] = OrderedDict()
+_RECENT_MAX = 4
+
+
+def _remember(key: tuple[str, str], commits: tuple[HistoryCommit, ...]) -> None:
+    _RECENT[key] = commits
+    _RECENT.move_to_end(key)
+    while len(_RECENT) > _RECENT_MAX:
+        _RECENT.popitem(last=False)
+
+
+@rule(desc="Read the first-parent history from git")
+async def first_parent_history(
+    request: HistoryRequest, build_root: BuildRoot, maybe_git: MaybeGitBinary
+) -> FirstParentHistory:
+    assert maybe_git.git_binary is not None  # export_commit checked it
+    git = maybe_git.git_binary.path
+    key = (build_root.path, request.sha)
+    if key in _RECENT:
+        return FirstParentHistory(_RECENT[key])
+    known = next((k for k in reversed(_RECENT) if k[0] == build_root.path), None)
+    if known is not None:
+        segment = await Get(FallibleProcessResult, Process, _history_process(git, build_root.path, f"{known[1]}..{request.sha}"))
+        commits = parse_history(segment.stdout) if segment.exit_code == 0 else ()
+        # Only when the known commit is on this one's first-parent line, right below the new ones.
+        if commits and commits[-1].parent == known[1]:
+            history = commits + _RECENT[known]
+            _remember(key, history)
+            return FirstParentHistory(history)
+    result = await Get(ProcessResult, Process, _history_process(git, build_root.path, request.sha))
+    history = parse_history(result.stdout)
+    _remember(key, history)
+    return FirstParentHistory(history)
 
 
 def rules():

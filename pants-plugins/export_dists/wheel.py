@@ -129,13 +129,21 @@ def build_wheel(
     )
 
 
-def provenance_json(*, sha: str, address: str, namespace: str, version: str, dirty: bool) -> bytes:
-    """The .dist-info/export_dists.json file: where an installed dist came from."""
-    document = {
+def provenance_json(
+    *, sha: str, address: str, namespace: str, version: str, dirty: bool, fingerprint: str | None = None
+) -> bytes:
+    """The .dist-info/export_dists.json file: where an installed dist came from.
+
+    `sha` is the commit the version names (with version_scheme = "content", the dist's origin);
+    `fingerprint` is the content fingerprint the manifest records.
+    """
+    document: dict[str, object] = {
         "address": address,
         "dirty": dirty,
         "namespace": namespace,
         "sha": sha,
         "version": version,
     }
+    if fingerprint is not None:
+        document["fingerprint"] = fingerprint
     return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
