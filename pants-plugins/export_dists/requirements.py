@@ -136,7 +136,9 @@ def requires_dist(
         text = req.requirement
         try:
             text = normalize_requirement(text)
-            if lockfiles is not None and req.resolve is not None:
+            if parse_requirement(text).url:
+                pass  # Never a bare `name==version`: the public index would answer for that name.
+            elif lockfiles is not None and req.resolve is not None:
                 locked = lockfiles.get(req.resolve)
                 pinned = locked.versions.get(canonicalize_name(parse_requirement(text).name)) if locked else None
                 if pinned:
