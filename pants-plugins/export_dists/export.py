@@ -17,6 +17,7 @@ from pants.engine.fs import Digest, DigestContents, MergeDigests
 from pants.engine.internals.build_files import BuildFileOptions
 from pants.engine.target import AllTargets
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
 from export_dists.dists import DistIdentity, DistIdentityRequest, DistPlan, DistPlanRequest, NamingSettings
@@ -39,6 +40,7 @@ from export_dists.versioning import (
     HistoryRequest,
     render_version,
 )
+from export_dists.url_requirements import UrlRequirementMap, report_url_requirements, url_of
 from export_dists.wheel import CoreMetadata, Wheel, build_wheel, provenance_json
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class ExportRequest:
     unexportable: UnexportableDependencies
     output_dir: str | None = None  # where the export is written: its earlier exports are not changes
     version_scheme: VersionScheme = VersionScheme.CONTENT
+    url_requirement_map: FrozenDict[str, str] = FrozenDict()  # project -> plain requirement
 
 
 @dataclass(frozen=True)
@@ -381,6 +384,18 @@ async def _wheels(planned: list[PlannedDist], settings: dict[Address, WheelSetti
     return wheels
 
 
+def _report_url_requirements(planned: list[PlannedDist]) -> None:
+    dists_by_url_requirement: dict[str, list[str]] = {}
+    mapped: dict[str, str] = {}
+    for p in planned:
+        for line in p.requirements:
+            if line.mapped_from:
+                mapped[line.mapped_from] = line.text
+            elif not line.first_party and url_of(line.text):
+                dists_by_url_requirement.setdefault(line.text, []).append(p.plan.identity.name or "")
+    report_url_requirements(dists_by_url_requirement, mapped)
+
+
 @rule(desc="Plan and build an export")
 async def build_export(
     request: ExportRequest, build_files: BuildFileOptions, python_setup: PythonSetup, build_root: BuildRoot
@@ -449,11 +464,13 @@ async def build_export(
     else:
         origins = {plan.identity.address: head for plan in ordered}
     versions = _versions(request.version_template, origins)
+    url_map = UrlRequirementMap.parse(request.url_requirement_map)
     planned = []
     for plan in ordered:
         dist_versions = {a: versions[a] for a in [plan.identity.address, *(d.identity.address for d in plan.first_party)] if a in versions}
-        lines = requires_dist(plan, version=version, versions=dist_versions, lockfiles=lockfiles)
+        lines = requires_dist(plan, version=version, versions=dist_versions, lockfiles=lockfiles, url_map=url_map)
         planned.append(PlannedDist(plan, lines, versions[plan.identity.address], origins[plan.identity.address]))
+    _report_url_requirements(planned)
     planned = _with_fingerprints(planned, request)
 
     content_scheme = request.version_scheme == VersionScheme.CONTENT
