@@ -40,6 +40,7 @@ from export_dists.versioning import (
     HistoryRequest,
     render_version,
 )
+from export_dists.toplevel import TopLevelCheck, TopLevelCheckRequest
 from export_dists.url_requirements import UrlRequirementMap, report_url_requirements, url_of
 from export_dists.wheel import CoreMetadata, Wheel, build_wheel, provenance_json
 
@@ -65,6 +66,7 @@ class ExportRequest:
     output_dir: str | None = None  # where the export is written: its earlier exports are not changes
     version_scheme: VersionScheme = VersionScheme.CONTENT
     url_requirement_map: FrozenDict[str, str] = FrozenDict()  # project -> plain requirement
+    refuse_top_level: bool = True  # refuse a top-level `__init__.py` or `tests` (not while explaining)
 
 
 @dataclass(frozen=True)
@@ -426,6 +428,7 @@ async def build_export(
     _report_shared_files(plans)
     _report_packages_split_across_dists(plans)
     _report_unexportable(plans, request.unexportable)
+    await Get(TopLevelCheck, TopLevelCheckRequest(tuple(plans[a] for a in sorted(plans)), request.refuse_top_level))
 
     commit = await Get(ExportCommit, ExportCommitRequest(request.allow_dirty, request.output_dir))
     version = render_version(request.version_template, commit)

@@ -22,6 +22,7 @@ from export_dists.export import Export, ExportRequest, PlannedDist
 from export_dists.layout import earlier_dists, export_files, link_sources, write_export
 from export_dists.naming import normalize
 from export_dists.subsystem import ExportDistsSubsystem, ThirdPartyPins
+from export_dists.toplevel import stray_top_level, top_level_names
 from export_dists.url_requirements import url_of
 
 
@@ -85,6 +86,12 @@ async def _explain(console: Console, export: Export, wanted: str) -> None:
         out(f"content:  {planned.fingerprint}")
     out(f"target:   {plan.identity.address.spec}  ({plan.identity.alias})")
     out(f"python:   {plan.requires_python or '(no Requires-Python)'}")
+    out(f"top-level names in site-packages: {', '.join(top_level_names(plan.files)) or '(none)'}")
+    stray = stray_top_level(plan)
+    if stray:
+        out(f"WARNING: files at the top of site-packages: {', '.join(stray.names)}")
+        if stray.refused:
+            out(f"  refused unless the target sets export_dist_allow_top_level=True: {', '.join(stray.refused)}")
     out("")
     out(f"files ({len(plan.files)}):")
     for owned in plan.files:
@@ -157,6 +164,7 @@ async def export_dists(
         output_dir=str(out_root),
         version_scheme=subsystem.version_scheme,
         url_requirement_map=FrozenDict(subsystem.url_requirement_map),
+        refuse_top_level=not subsystem.explain,
     )
     export = await Get(Export, ExportRequest, request)
     if subsystem.explain:
