@@ -15,7 +15,7 @@ from pants.engine.fs import DigestContents, PathGlobs, GlobMatchErrorBehavior
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 
-from export_dists.dists import DependencyEdge, DistPlan
+from export_dists.dists import DependencyEdge, DistPlan, EdgeKind
 from export_dists.url_requirements import UrlRequirementMap
 
 logger = logging.getLogger(__name__)
@@ -112,6 +112,18 @@ async def lockfile_versions(request: LockfileVersionsRequest, python_setup: Pyth
     return LockfileVersions(request.resolve, path, FrozenDict(versions))
 
 
+# Installers and packaging tools a notebook already has: a lockfile pin would downgrade them.
+TOOLS = frozenset({"pip", "setuptools", "wheel", "virtualenv"})
+
+
+def _unimported_tool(requirement: str, edges: Iterable[DependencyEdge]) -> bool:
+    """A tool requirement that no file of the dist imports (e.g. reached through a dependency on a
+    whole `python_requirements` generator): exported as written, never pinned to the lockfile."""
+    return canonicalize_name(parse_requirement(requirement).name) in TOOLS and not any(
+        edge.kind == EdgeKind.INFERRED for edge in edges
+    )
+
+
 def requires_dist(
     plan: DistPlan,
     *,
@@ -147,7 +159,7 @@ def requires_dist(
                 text = replacement  # exactly as the team mapped it: not pinned again
             elif parse_requirement(text).url:
                 pass  # Never a bare `name==version`: the public index would answer for that name.
-            elif lockfiles is not None and req.resolve is not None:
+            elif lockfiles is not None and req.resolve is not None and not _unimported_tool(text, req.edges):
                 locked = lockfiles.get(req.resolve)
                 pinned = locked.versions.get(canonicalize_name(parse_requirement(text).name)) if locked else None
                 if pinned:
