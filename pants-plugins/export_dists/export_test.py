@@ -353,3 +353,28 @@ def test_a_bad_url_requirement_map_entry_names_it(repo: Repo, replacement: str) 
     repo.commit(URL_REPO)
     with pytest.raises(ExecutionError, match="url_requirement_map maps 'pkg'"):
         repo.export(Address("src/python/b"), url_requirement_map={"pkg": replacement})
+
+
+def test_defaults_keep_a_fixture_tree_out_of_the_export(repo: Repo) -> None:
+    # The idiom docs/README recommend for `tests/fixtures/...`: one `__defaults__` for the tree.
+    repo.commit(
+        {
+            "src/python/tests/BUILD": "__defaults__({(python_sources, resources): dict(skip_export_dist=True)})",
+            "src/python/tests/fixtures/BUILD": "python_sources()\nresources(name='data', sources=['*.json'])",
+            "src/python/tests/fixtures/f.py": "",
+            "src/python/tests/fixtures/case.json": "{}",
+            "src/python/a/BUILD": "python_sources()",
+            "src/python/a/m.py": "",
+        }
+    )
+    export = repo.export(
+        Address("src/python/a"),
+        Address("src/python/tests/fixtures"),
+        Address("src/python/tests/fixtures", target_name="data"),
+    )
+    assert [d.name for d in export.dists] == ["monorepo.src.python.a"]
+    assert sorted(str(s.address) for s in export.skipped) == [
+        "src/python/tests/fixtures:data",
+        "src/python/tests/fixtures:fixtures",
+    ]
+    assert all("skip_export_dist=True" in (s.not_exportable_because or "") for s in export.skipped)
