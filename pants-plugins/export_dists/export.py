@@ -20,6 +20,7 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
+from export_dists.cycles import dist_cycles, report_cycles
 from export_dists.dists import DistIdentity, DistIdentityRequest, DistPlan, DistPlanRequest, NamingSettings
 from export_dists.layout import ExportedDist, ExportInfo
 from export_dists.naming import normalize
@@ -428,6 +429,7 @@ async def build_export(
     _report_shared_files(plans)
     _report_packages_split_across_dists(plans)
     _report_unexportable(plans, request.unexportable)
+    report_cycles(dist_cycles(plans), plans)
     await Get(TopLevelCheck, TopLevelCheckRequest(tuple(plans[a] for a in sorted(plans)), request.refuse_top_level))
 
     commit = await Get(ExportCommit, ExportCommitRequest(request.allow_dirty, request.output_dir))

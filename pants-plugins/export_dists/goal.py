@@ -17,6 +17,7 @@ from pants.engine.internals.graph import Owners, OwnersRequest
 from pants.engine.internals.native_engine import AddressParseException
 from pants.util.frozendict import FrozenDict
 
+from export_dists.cycles import dist_cycles
 from export_dists.dists import EdgeKind, NamingSettings, generator_address
 from export_dists.export import Export, ExportRequest, PlannedDist
 from export_dists.layout import earlier_dists, export_files, link_sources, write_export
@@ -92,6 +93,10 @@ async def _explain(console: Console, export: Export, wanted: str) -> None:
         out(f"WARNING: files at the top of site-packages: {', '.join(stray.names)}")
         if stray.refused:
             out(f"  refused unless the target sets export_dist_allow_top_level=True: {', '.join(stray.refused)}")
+    for cycle in dist_cycles({p.plan.identity.address: p.plan for p in export.planned}):
+        if plan.identity.address in cycle.members:
+            others = ", ".join(a.spec for a in cycle.members if a != plan.identity.address)
+            out(f"WARNING: in a dependency cycle of {cycle.size} dists (installing one installs all): {others}")
     out("")
     out(f"files ({len(plan.files)}):")
     for owned in plan.files:
