@@ -41,7 +41,7 @@ routes:
   /<ref>/simple/                 PEP 503 HTML or PEP 691 JSON (by Accept) root index
   /<ref>/simple/<project>/       project page; <ref> = sha, short sha, branch or tag
   /<ref>/<wheel>[.metadata]      files (the pages link them under their commit's sha)
-  /<ref>/constraints.txt         every dist of the ref's commit pinned name==version
+  /<ref>/constraints.txt         every dist of the ref's commit pinned name==version, plus its URL requirements
   /simple/...                    the same for --default-ref
   /-/health                      liveness (never needs credentials)
 
