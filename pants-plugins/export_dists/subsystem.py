@@ -75,7 +75,10 @@ class ExportDistsSubsystem(GoalSubsystem):
             How third-party requirements appear in Requires-Dist. `as-written`: the requirement
             string from the BUILD file or requirements.txt. `lockfile`: pinned `==` to the version
             in the target's resolve lockfile (when the repository has one), so a bumped pin in the
-            monorepo is installed exactly on the notebook's next install.
+            monorepo is installed exactly on the notebook's next install. A direct URL requirement
+            is never pinned (see `url_requirement_map`), and pip, setuptools, wheel and virtualenv
+            are pinned only where a file of the dist imports them (a pin would downgrade the
+            notebook's own installers).
             """
         ),
     )
