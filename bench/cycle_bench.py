@@ -90,8 +90,16 @@ def install(argv_for: Callable[[Path, Path, str], list[str]], links: Path, requi
     shutil.rmtree(venv, ignore_errors=True)
     subprocess.run([str(OUT / "venv" / "bin" / "python"), "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
+    try:
+        return _timed_install(argv_for(python, links, requirement), python, requirement, timeout)
+    finally:
+        # Nothing of it stays: uv leaves a `.lock` in the venv, which the repository's lockfile checks glob.
+        shutil.rmtree(venv, ignore_errors=True)
+
+
+def _timed_install(argv: list[str], python: Path, requirement: str, timeout: float) -> dict[str, object]:
     started = time.monotonic()
-    process = subprocess.Popen(argv_for(python, links, requirement), env=_client_env(), stdout=subprocess.PIPE,
+    process = subprocess.Popen(argv, env=_client_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         output, _ = process.communicate(timeout=timeout)
