@@ -1,7 +1,8 @@
 """Synthetic Pants monorepos of a chosen size and shape, for the export-dists benchmarks.
 
     python bench/generate_monorepo.py DEST --targets 1000 [--files-per-target 3] [--fan-out 3]
-        [--depth 6] [--third-party-share 0.1] [--chain 50] [--seed 1] [--dists] [--pyprojects]
+        [--depth 6] [--third-party-share 0.1] [--chain 50] [--cycle 30 [--cycle-density 10]]
+        [--seed 1] [--dists] [--pyprojects]
 
 writes a git repository (branch main, one commit) that is its own Pants build root:
 
@@ -16,6 +17,9 @@ writes a git repository (branch main, one commit) that is its own Pants build ro
 - with `chain > 0`, `src/python/gen/chain/c<i>/`: `chain` targets where `c<i>` imports `c<i+1>`, no
   third-party dependency: `c00` has exactly `chain` first-party dists in its closure (the install
   benchmark's target). The chain counts towards `targets`;
+- with `cycle > 0`, `src/python/gen/cycle/k<i>/`: `cycle` targets that form one strongly connected
+  cycle: `k<i>` imports `k<i+1>` (the last imports `k00`) and `cycle_density - 1` more members picked
+  at random (seeded). Installing any of them installs all. The cycle counts towards `targets`;
 - with `dists`, a `python_distribution` beside every `python_sources` (the status quo: one
   setuptools dist per package, built by `pants package ::`);
 - with `pyprojects`, a setuptools `pyproject.toml` in every target directory (for `pip wheel`).
@@ -66,6 +70,8 @@ class Shape:
     depth: int = 6
     third_party_share: float = 0.1
     chain: int = 0
+    cycle: int = 0
+    cycle_density: int = 2
     seed: int = 1
     dists: bool = False
     pyprojects: bool = False
@@ -75,8 +81,10 @@ class Shape:
             raise ValueError(f"{self}: targets, files per target and depth must be >= 1, fan-out >= 0.")
         if not 0 <= self.third_party_share <= 1:
             raise ValueError(f"third_party_share={self.third_party_share}: give a fraction between 0 and 1.")
-        if self.chain > self.targets:
-            raise ValueError(f"chain={self.chain} is longer than targets={self.targets}.")
+        if self.chain + self.cycle > self.targets:
+            raise ValueError(f"chain={self.chain} plus cycle={self.cycle} is more than targets={self.targets}.")
+        if self.cycle and not 1 <= self.cycle_density < self.cycle:
+            raise ValueError(f"cycle_density={self.cycle_density}: give 1 to cycle - 1 ({self.cycle - 1}).")
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,7 @@ class GeneratedRepo:
     leaf_file: str  # a module of a leaf target (depended on, depends on nothing): what incremental runs edit
     chain_head: str | None  # the export-dists dist name of the chain's top, if any
     chain_head_module: str | None
+    cycle_head: str | None  # the export-dists dist name of the cycle's first member, if any
     targets: tuple[Target, ...] = field(repr=False)
 
     def summary(self) -> dict[str, object]:
@@ -109,6 +118,7 @@ class GeneratedRepo:
             "sha": self.sha,
             "leaf_file": self.leaf_file,
             "chain_head": self.chain_head,
+            "cycle_head": self.cycle_head,
             "projects": len(self.targets),
         }
 
@@ -116,7 +126,7 @@ class GeneratedRepo:
 def plan_targets(shape: Shape) -> list[Target]:
     """The targets and their edges: deterministic for a shape (seeded)."""
     rng = random.Random(shape.seed)
-    layered = shape.targets - shape.chain
+    layered = shape.targets - shape.chain - shape.cycle
     depth = max(1, min(shape.depth, layered)) if layered else 0
     layers: list[list[str]] = [[] for _ in range(depth)]
     for index in range(layered):
@@ -136,6 +146,11 @@ def plan_targets(shape: Shape) -> list[Target]:
     for i, module in enumerate(chain):
         deps = (chain[i + 1],) if i + 1 < len(chain) else ()
         targets.append(Target(_directory(module), module, deps, None))
+    cycle = [f"gen.cycle.k{i:02d}" for i in range(shape.cycle)]
+    for i, module in enumerate(cycle):
+        others = [m for m in cycle if m not in (module, cycle[(i + 1) % len(cycle)])]
+        deps = (cycle[(i + 1) % len(cycle)], *rng.sample(others, shape.cycle_density - 1))
+        targets.append(Target(_directory(module), module, tuple(sorted(deps)), None))
     return targets
 
 
@@ -239,6 +254,7 @@ def generate(dest: Path, shape: Shape) -> GeneratedRepo:
     leaves = [t for t in targets if not t.deps and t.module in depended_on] or [targets[-1]]
     leaf = leaves[len(leaves) // 2]
     head = next((t for t in targets if t.module == "gen.chain.c00"), None)
+    cycle_head = next((t for t in targets if t.module == "gen.cycle.k00"), None)
     return GeneratedRepo(
         path=dest.resolve(),
         shape=shape,
@@ -246,6 +262,7 @@ def generate(dest: Path, shape: Shape) -> GeneratedRepo:
         leaf_file=f"{leaf.directory}/m{shape.files_per_target - 1}.py",
         chain_head=head.project.replace("-", ".") if head else None,
         chain_head_module=f"{head.module}.m0" if head else None,
+        cycle_head=cycle_head.project.replace("-", ".") if cycle_head else None,
         targets=tuple(targets),
     )
 
@@ -269,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=defaults.depth)
     parser.add_argument("--third-party-share", type=float, default=defaults.third_party_share)
     parser.add_argument("--chain", type=int, default=defaults.chain)
+    parser.add_argument("--cycle", type=int, default=defaults.cycle)
+    parser.add_argument("--cycle-density", type=int, default=defaults.cycle_density)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--dists", action="store_true", help="add a python_distribution per target")
     parser.add_argument("--pyprojects", action="store_true", help="add a pyproject.toml per target")

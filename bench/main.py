@@ -18,6 +18,7 @@ import time
 
 from generate_monorepo import Shape, generate
 from procs import BENCH, OUT, PANTS, BenchError, install_cleanup, pants_env, stop_all
+import cycle_bench
 import export_bench
 import hardening_bench
 import install_bench
@@ -29,7 +30,7 @@ import serve_bench
 import servers
 import versions_bench
 
-PARTS = ("export", "serve", "install", "pull", "profile", "hardening", "versions", "objectstore")
+PARTS = ("export", "serve", "install", "pull", "profile", "hardening", "versions", "cycles", "objectstore")
 RESULTS = BENCH / "results"  # tracked: a partial run re-renders the other parts from here
 
 FULL = {
@@ -40,6 +41,7 @@ FULL = {
     "objectstore_reps": 3, "publish_dists": 1000,
     "hardening_exports": 20, "hardening_rounds": 4, "hardening_silent": 200, "hardening_log_reps": 3,
     "versions_targets": 1000, "versions_history": 5000, "versions_commits": 10, "versions_floor_reps": 3,
+    "cycle_sizes": "30", "cycle_densities": "3,4,10", "cycle_timeout": 120.0,
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
@@ -49,6 +51,7 @@ QUICK = {
     "objectstore_reps": 1, "publish_dists": 50,
     "hardening_exports": 5, "hardening_rounds": 2, "hardening_silent": 50, "hardening_log_reps": 1,
     "versions_targets": 50, "versions_history": 200, "versions_commits": 2, "versions_floor_reps": 1,
+    "cycle_sizes": "10", "cycle_densities": "3", "cycle_timeout": 30.0,
 }
 
 
@@ -75,7 +78,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.add_argument(flag, type=type(value), default=type(value)(os.environ.get(env, value)),
                             help=f"(env {env}, default {value})")
     for key, value in vars(Shape()).items():
-        if key in {"targets", "chain", "dists", "pyprojects"}:
+        if key in {"targets", "chain", "cycle", "cycle_density", "dists", "pyprojects"}:
             continue
         parser.add_argument("--shape-" + key.replace("_", "-"), dest=f"shape_{key}", type=type(value),
                             default=type(value)(os.environ.get("BENCH_SHAPE_" + key.upper(), value)),
@@ -220,6 +223,13 @@ def run_versions(args: argparse.Namespace) -> None:
                        "floor_reps": settings.floor_reps, "shape": vars(settings.shape)}, data, started)
 
 
+def run_cycles(args: argparse.Namespace) -> None:
+    started = time.time()
+    data = cycle_bench.run(_sizes(args.cycle_sizes), _sizes(args.cycle_densities), args.cycle_timeout, log)
+    _save("cycles", {"sizes": args.cycle_sizes, "densities": args.cycle_densities, "timeout": args.cycle_timeout},
+          data, started)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     COMMAND[:] = argv
@@ -243,6 +253,8 @@ def main(argv: list[str]) -> int:
             run_hardening(args)
         if "versions" in parts:
             run_versions(args)
+        if "cycles" in parts:
+            run_cycles(args)
     except BenchError as e:
         log(f"FAILED: {e}")
         return 1

@@ -34,6 +34,7 @@ PART_SECTIONS = {
     "objectstore": ("Relays over an object store",),
     "hardening": ("Relay under mixed load and hostile clients",),
     "versions": ("Versions by content",),
+    "cycles": ("Dependency cycles",),
 }
 EARLIER_ROW = " (an earlier run)"
 CARRIED = "*Kept from an earlier run of this page: this run has no `bench/results/{part}.json`.*"
@@ -569,6 +570,29 @@ def write(results_dir: Path) -> Path:
         out += _versions_section(versions)
     if part_missing(results, "versions"):
         out += carried("versions", earlier)
+    cycles = results.get("cycles")
+    if cycles:
+        s = cycles["settings"]
+        rows = []
+        for r in cycles["data"]:
+            took = f"> {r['seconds']:.0f} s (killed)" if r.get("timed_out") else f"{r['seconds']:.1f} s ({r['installed']} dists)"
+            rows.append([f"{r['size']} dists, each requires {r['density']}", r["representation"], r["client"], took])
+        out += [
+            "## Dependency cycles",
+            "",
+            f"Started {cycles['started']}. A synthetic monorepo whose targets form one strongly connected "
+            "cycle (`bench/generate_monorepo.py --cycle N --cycle-density D`: member `k<i>` imports "
+            "`k<i+1>` and D - 1 other members), exported with `pants export-dists ::`; its first member "
+            "installed from the export directory into a new venv (`--no-index --find-links DIR`, no cache), "
+            f"one run per row, killed after {s['timeout']:.0f} s. The second representation (one wheel "
+            "holding every member's files, each member a thin dist requiring it) is built from the same "
+            "export by `bench/cycle_bench.py`; it was measured and not adopted (docs/design.md).",
+            "",
+            table(["cycle", "representation", "client", "install"], rows),
+            "",
+        ]
+    if part_missing(results, "cycles"):
+        out += carried("cycles", earlier)
     if NOTES.exists():
         out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))

@@ -20,6 +20,7 @@ from packaging.utils import canonicalize_name
 
 from relay import render, resources
 from relay.auth import Authenticator, PasswordChecks, TooManyChecks
+from relay.constraints import constraints_text
 from relay.materialize import Materializer
 from relay.refs import RefError, Refs, View
 from relay.contract import ContractError
@@ -456,9 +457,7 @@ async def _stream(request: web.Request, blob: Blob, headers: dict[str, str]) -> 
 async def constraints(request: web.Request) -> web.Response:
     view = await _view(request)
     tip = view.tip
-    lines = [f"# {len(tip.dists)} dists of {tip.key} ({tip.version}), ref {view.ref!r}"]
-    lines += [f"{d.name}=={d.version}" for d in tip.dists]
-    body = ("\n".join(lines) + "\n").encode()
+    body = constraints_text(tip, view.ref).encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": _cache_control(request, view), "X-Relay-Commit": tip.sha}
     if _etag_matches(request, etag):

@@ -20,6 +20,7 @@ from typing import Sequence
 from relay.app import LOG_FORMAT, AccessLogger, Settings, create_app
 from relay.auth import AuthFileError, Authenticator, add_entry, new_token, password_entry
 from relay.connections import ConnectionLimits, default_max_connections, serve
+from relay.interpreters import NoSuitablePython, choose_python
 from relay.materialize import DEFAULT_EXPORT_COMMAND, ExportCommand, Limits, Materializer
 from relay.refs import Git, Refs
 from relay.contract import ContractError
@@ -43,7 +44,7 @@ routes:
   /<ref>/simple/                 PEP 503 HTML or PEP 691 JSON (by Accept) root index
   /<ref>/simple/<project>/       project page; <ref> = sha, short sha, branch or tag
   /<ref>/<wheel>[.metadata]      files (the pages link them under their commit's sha)
-  /<ref>/constraints.txt         every dist of the ref's commit pinned name==version
+  /<ref>/constraints.txt         every dist of the ref's commit pinned name==version, plus its URL requirements
   /simple/...                    the same for --default-ref
   /-/health                      liveness (never needs credentials)
 
@@ -238,8 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="check only this dist (repeatable; default: every dist)")
     verify.add_argument("--extra-index-url", action="append", default=[], metavar="URL",
                         help="passed to pip, e.g. for third-party requirements (repeatable)")
-    verify.add_argument("--python", default=sys.executable, metavar="PYTHON",
-                        help="interpreter the venvs are made with (default: this one, %(default)s)")
+    verify.add_argument("--python", default=None, metavar="PYTHON",
+                        help="interpreter the venvs are made with (default: for an export directory, "
+                             "the first one that every checked dist's Requires-Python admits: this one, "
+                             "then python3.X on the PATH, then pyenv's; for --index-url, this one)")
     verify.add_argument("--jobs", type=_positive(int), default=2, metavar="N",
                         help="dists checked at once (default: %(default)s)")
     verify.add_argument("--timeout", type=_positive(float), default=600.0, metavar="SECONDS",
@@ -434,14 +437,15 @@ def verify_command(args: argparse.Namespace) -> int:
         else:
             source = export_source(args.export_dir, pip_args)
         source = select(source, args.dists)
-    except VerifyError as e:
+        python = args.python or choose_python(t.requires_python for t in source.targets)
+    except (VerifyError, NoSuitablePython) as e:
         print(f"relay verify: {e}", file=sys.stderr)
         return 2
-    print(f"verifying {len(source.targets)} dists of the {source.description} with {args.python}, "
+    print(f"verifying {len(source.targets)} dists of the {source.description} with {python}, "
           f"{args.jobs} at a time", flush=True)
     try:
         outcomes = verify(
-            source, python=args.python, jobs=args.jobs, timeout=args.timeout,
+            source, python=python, jobs=args.jobs, timeout=args.timeout,
             report=lambda outcome: print(format_outcome(outcome), flush=True),
         )
     except VerifyError as e:

@@ -75,6 +75,7 @@ class Target:
 
     name: str
     requirement: str
+    requires_python: str | None = None  # known for an export directory (its manifest), not an index
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def export_source(directory: Path, extra_pip_args: Sequence[str] = ()) -> Source
         export = read_export(directory)
     except ContractError as e:
         raise VerifyError(f"{directory} is not an export directory: {e}") from None
-    targets = tuple(Target(d.name, f"{d.name}=={d.version}") for d in export.dists)
+    targets = tuple(Target(d.name, f"{d.name}=={d.version}", d.requires_python) for d in export.dists)
     return Source(
         description=f"export {directory} (commit {export.sha[:12]}, version {export.version})",
         pip_args=("--find-links", str(directory.resolve()), *extra_pip_args),

@@ -33,6 +33,7 @@ from pants.engine.addresses import Address
 from pants.engine.internals.parametrize import Parametrize
 from pants.engine.rules import QueryRule
 from pants.testutil.rule_runner import RuleRunner
+from pants.util.frozendict import FrozenDict
 
 from export_dists import register
 from export_dists.dists import DistIdentity, DistIdentityRequest, DistPlan, DistPlanRequest, NamingSettings
@@ -154,6 +155,7 @@ class Repo:
         pin_from_lockfiles: bool = False,
         unexportable: UnexportableDependencies = UnexportableDependencies.WARN,
         version_scheme: VersionScheme = VersionScheme.CONTENT,
+        url_requirement_map: Mapping[str, str] | None = None,
         **settings: bool | str,
     ) -> Export:
         request = ExportRequest(
@@ -164,6 +166,7 @@ class Repo:
             pin_from_lockfiles=pin_from_lockfiles,
             unexportable=unexportable,
             version_scheme=version_scheme,
+            url_requirement_map=FrozenDict(url_requirement_map or {}),
         )
         return self.rule_runner.request(Export, [request])
 

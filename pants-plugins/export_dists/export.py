@@ -17,8 +17,10 @@ from pants.engine.fs import Digest, DigestContents, MergeDigests
 from pants.engine.internals.build_files import BuildFileOptions
 from pants.engine.target import AllTargets
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
+from export_dists.cycles import dist_cycles, report_cycles
 from export_dists.dists import DistIdentity, DistIdentityRequest, DistPlan, DistPlanRequest, NamingSettings
 from export_dists.layout import ExportedDist, ExportInfo
 from export_dists.naming import normalize
@@ -39,6 +41,8 @@ from export_dists.versioning import (
     HistoryRequest,
     render_version,
 )
+from export_dists.toplevel import TopLevelCheck, TopLevelCheckRequest
+from export_dists.url_requirements import UrlRequirementMap, report_url_requirements, url_of
 from export_dists.wheel import CoreMetadata, Wheel, build_wheel, provenance_json
 
 logger = logging.getLogger(__name__)
@@ -62,6 +66,8 @@ class ExportRequest:
     unexportable: UnexportableDependencies
     output_dir: str | None = None  # where the export is written: its earlier exports are not changes
     version_scheme: VersionScheme = VersionScheme.CONTENT
+    url_requirement_map: FrozenDict[str, str] = FrozenDict()  # project -> plain requirement
+    refuse_top_level: bool = True  # refuse a top-level `__init__.py` or `tests` (not while explaining)
 
 
 @dataclass(frozen=True)
@@ -381,6 +387,18 @@ async def _wheels(planned: list[PlannedDist], settings: dict[Address, WheelSetti
     return wheels
 
 
+def _report_url_requirements(planned: list[PlannedDist]) -> None:
+    dists_by_url_requirement: dict[str, list[str]] = {}
+    mapped: dict[str, str] = {}
+    for p in planned:
+        for line in p.requirements:
+            if line.mapped_from:
+                mapped[line.mapped_from] = line.text
+            elif not line.first_party and url_of(line.text):
+                dists_by_url_requirement.setdefault(line.text, []).append(p.plan.identity.name or "")
+    report_url_requirements(dists_by_url_requirement, mapped)
+
+
 @rule(desc="Plan and build an export")
 async def build_export(
     request: ExportRequest, build_files: BuildFileOptions, python_setup: PythonSetup, build_root: BuildRoot
@@ -411,6 +429,8 @@ async def build_export(
     _report_shared_files(plans)
     _report_packages_split_across_dists(plans)
     _report_unexportable(plans, request.unexportable)
+    report_cycles(dist_cycles(plans), plans)
+    await Get(TopLevelCheck, TopLevelCheckRequest(tuple(plans[a] for a in sorted(plans)), request.refuse_top_level))
 
     commit = await Get(ExportCommit, ExportCommitRequest(request.allow_dirty, request.output_dir))
     version = render_version(request.version_template, commit)
@@ -449,11 +469,13 @@ async def build_export(
     else:
         origins = {plan.identity.address: head for plan in ordered}
     versions = _versions(request.version_template, origins)
+    url_map = UrlRequirementMap.parse(request.url_requirement_map)
     planned = []
     for plan in ordered:
         dist_versions = {a: versions[a] for a in [plan.identity.address, *(d.identity.address for d in plan.first_party)] if a in versions}
-        lines = requires_dist(plan, version=version, versions=dist_versions, lockfiles=lockfiles)
+        lines = requires_dist(plan, version=version, versions=dist_versions, lockfiles=lockfiles, url_map=url_map)
         planned.append(PlannedDist(plan, lines, versions[plan.identity.address], origins[plan.identity.address]))
+    _report_url_requirements(planned)
     planned = _with_fingerprints(planned, request)
 
     content_scheme = request.version_scheme == VersionScheme.CONTENT

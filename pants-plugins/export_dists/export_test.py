@@ -306,3 +306,75 @@ def test_a_regular_package_split_across_dists_warns(repo: Repo, caplog: pytest.L
     assert "but other dists install files inside it: monorepo.src.python.acme.core.data." in split[1]
     assert "PEX" in split[0]
     assert not any("ns/" in w for w in warnings)
+
+
+URL_REPO = {
+    "3rdparty/BUILD": (
+        'python_requirement(name="pkg", requirements=["pkg @ git+https://git.example.com/org/pkg.git@v1.6.0"])\n'
+        'python_requirement(name="other", requirements=[\'other @ git+https://git.example.com/org/other.git ; platform_system=="Linux"\'])'
+    ),
+    "src/python/a/BUILD": "python_sources()",
+    "src/python/a/m.py": "import pkg\nimport other\n",
+    "src/python/b/BUILD": "python_sources()",
+    "src/python/b/m.py": "import pkg\n",
+}
+
+
+def test_url_requirements_warn_once_each_naming_the_dists(repo: Repo, caplog: pytest.LogCaptureFixture) -> None:
+    repo.commit(URL_REPO)
+    with caplog.at_level(logging.WARNING):
+        export = repo.export(Address("src/python/a"), Address("src/python/b"))
+    assert requires(export)["monorepo.src.python.b"] == ("pkg@ git+https://git.example.com/org/pkg.git@v1.6.0",)
+    warnings = [" ".join(r.getMessage().split()) for r in caplog.records if r.levelno == logging.WARNING]
+    about_pkg = [w for w in warnings if "pkg.git" in w]
+    assert len(about_pkg) == 1, warnings
+    assert "2 dists (monorepo.src.python.a, monorepo.src.python.b)" in about_pkg[0]
+    assert "constraints.txt" in about_pkg[0] and "url_requirement_map" in about_pkg[0]
+    assert len([w for w in warnings if "other.git" in w]) == 1
+
+
+def test_url_requirement_map_exports_a_plain_requirement_on_purpose(repo: Repo, caplog: pytest.LogCaptureFixture) -> None:
+    repo.commit(URL_REPO)
+    with caplog.at_level(logging.INFO):
+        export = repo.export(
+            Address("src/python/a"), url_requirement_map={"other": "other>=2", "PKG": "pkg==1.6.0"}
+        )
+    assert requires(export)["monorepo.src.python.a"] == (
+        'other>=2; platform_system == "Linux"',
+        "pkg==1.6.0",
+    )
+    messages = [" ".join(r.getMessage().split()) for r in caplog.records]
+    assert not [m for m in messages if "git+https" in m and "constraints.txt" in m]
+    assert any("exported as 'pkg==1.6.0'" in m and "url_requirement_map" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("replacement", ["pkg @ https://mirror.example.com/pkg.whl", "notpkg==1.0", "pkg>=1.0.x", "pkg=="])
+def test_a_bad_url_requirement_map_entry_names_it(repo: Repo, replacement: str) -> None:
+    repo.commit(URL_REPO)
+    with pytest.raises(ExecutionError, match="url_requirement_map maps 'pkg'"):
+        repo.export(Address("src/python/b"), url_requirement_map={"pkg": replacement})
+
+
+def test_defaults_keep_a_fixture_tree_out_of_the_export(repo: Repo) -> None:
+    # The idiom docs/README recommend for `tests/fixtures/...`: one `__defaults__` for the tree.
+    repo.commit(
+        {
+            "src/python/tests/BUILD": "__defaults__({(python_sources, resources): dict(skip_export_dist=True)})",
+            "src/python/tests/fixtures/BUILD": "python_sources()\nresources(name='data', sources=['*.json'])",
+            "src/python/tests/fixtures/f.py": "",
+            "src/python/tests/fixtures/case.json": "{}",
+            "src/python/a/BUILD": "python_sources()",
+            "src/python/a/m.py": "",
+        }
+    )
+    export = repo.export(
+        Address("src/python/a"),
+        Address("src/python/tests/fixtures"),
+        Address("src/python/tests/fixtures", target_name="data"),
+    )
+    assert [d.name for d in export.dists] == ["monorepo.src.python.a"]
+    assert sorted(str(s.address) for s in export.skipped) == [
+        "src/python/tests/fixtures:data",
+        "src/python/tests/fixtures:fixtures",
+    ]
+    assert all("skip_export_dist=True" in (s.not_exportable_because or "") for s in export.skipped)

@@ -15,12 +15,16 @@ from pants.engine.rules import Get, MultiGet, collect_rules, goal_rule
 from pants.engine.target import Targets
 from pants.engine.internals.graph import Owners, OwnersRequest
 from pants.engine.internals.native_engine import AddressParseException
+from pants.util.frozendict import FrozenDict
 
+from export_dists.cycles import dist_cycles
 from export_dists.dists import EdgeKind, NamingSettings, generator_address
 from export_dists.export import Export, ExportRequest, PlannedDist
 from export_dists.layout import earlier_dists, export_files, link_sources, write_export
 from export_dists.naming import normalize
 from export_dists.subsystem import ExportDistsSubsystem, ThirdPartyPins
+from export_dists.toplevel import stray_top_level, top_level_names
+from export_dists.url_requirements import url_of
 
 
 class ExplainError(Exception):
@@ -83,6 +87,16 @@ async def _explain(console: Console, export: Export, wanted: str) -> None:
         out(f"content:  {planned.fingerprint}")
     out(f"target:   {plan.identity.address.spec}  ({plan.identity.alias})")
     out(f"python:   {plan.requires_python or '(no Requires-Python)'}")
+    out(f"top-level names in site-packages: {', '.join(top_level_names(plan.files)) or '(none)'}")
+    stray = stray_top_level(plan)
+    if stray:
+        out(f"WARNING: files at the top of site-packages: {', '.join(stray.names)}")
+        if stray.refused:
+            out(f"  refused unless the target sets export_dist_allow_top_level=True: {', '.join(stray.refused)}")
+    for cycle in dist_cycles({p.plan.identity.address: p.plan for p in export.planned}):
+        if plan.identity.address in cycle.members:
+            others = ", ".join(a.spec for a in cycle.members if a != plan.identity.address)
+            out(f"WARNING: in a dependency cycle of {cycle.size} dists (installing one installs all): {others}")
     out("")
     out(f"files ({len(plan.files)}):")
     for owned in plan.files:
@@ -90,7 +104,12 @@ async def _explain(console: Console, export: Export, wanted: str) -> None:
     out("")
     out(f"Requires-Dist ({len(planned.requirements)}):")
     for line in planned.requirements:
-        out(f"  {line.text}")
+        if line.mapped_from:
+            out(f"  {line.text}    (instead of {line.mapped_from}: [export-dists].url_requirement_map)")
+        elif not line.first_party and url_of(line.text):
+            out(f"  {line.text}    (a URL requirement: uv needs it in -c constraints.txt)")
+        else:
+            out(f"  {line.text}")
         for edge in line.edges:
             out(f"      {edge.kind.value}: {edge.source.spec} -> {edge.target.spec}")
     if plan.excluded:
@@ -149,6 +168,8 @@ async def export_dists(
         unexportable=subsystem.unexportable_dependencies,
         output_dir=str(out_root),
         version_scheme=subsystem.version_scheme,
+        url_requirement_map=FrozenDict(subsystem.url_requirement_map),
+        refuse_top_level=not subsystem.explain,
     )
     export = await Get(Export, ExportRequest, request)
     if subsystem.explain:

@@ -1,7 +1,7 @@
 """The export-dists backend: one intransitive wheel per exportable target, `pants export-dists ::`."""
 from __future__ import annotations
 
-from export_dists import dists, export, goal, requirements, versioning
+from export_dists import dists, export, goal, requirements, toplevel, versioning
 from export_dists.target_types import target_types_with_fields
 
 
@@ -11,6 +11,7 @@ def rules():
         *export.rules(),
         *goal.rules(),
         *requirements.rules(),
+        *toplevel.rules(),
         *versioning.rules(),
         *target_types_with_fields(),
     ]

@@ -15,7 +15,8 @@ from pants.engine.fs import DigestContents, PathGlobs, GlobMatchErrorBehavior
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 
-from export_dists.dists import DependencyEdge, DistPlan
+from export_dists.dists import DependencyEdge, DistPlan, EdgeKind
+from export_dists.url_requirements import UrlRequirementMap
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ class RequirementLine:
     text: str
     edges: tuple[DependencyEdge, ...]
     first_party: bool
+    # The URL requirement that [export-dists].url_requirement_map replaced with `text`.
+    mapped_from: str | None = None
 
 
 @functools.lru_cache(maxsize=None)
@@ -109,12 +112,25 @@ async def lockfile_versions(request: LockfileVersionsRequest, python_setup: Pyth
     return LockfileVersions(request.resolve, path, FrozenDict(versions))
 
 
+# Installers and packaging tools a notebook already has: a lockfile pin would downgrade them.
+TOOLS = frozenset({"pip", "setuptools", "wheel", "virtualenv"})
+
+
+def _unimported_tool(requirement: str, edges: Iterable[DependencyEdge]) -> bool:
+    """A tool requirement that no file of the dist imports (e.g. reached through a dependency on a
+    whole `python_requirements` generator): exported as written, never pinned to the lockfile."""
+    return canonicalize_name(parse_requirement(requirement).name) in TOOLS and not any(
+        edge.kind == EdgeKind.INFERRED for edge in edges
+    )
+
+
 def requires_dist(
     plan: DistPlan,
     *,
     version: str,
     lockfiles: Mapping[str, LockfileVersions] | None = None,
     versions: Mapping[Address, str] | None = None,
+    url_map: UrlRequirementMap | None = None,
 ) -> tuple[RequirementLine, ...]:
     """The Requires-Dist lines of one dist, deduplicated, in a stable order.
 
@@ -132,11 +148,18 @@ def requires_dist(
         first.setdefault(text, []).extend(dep.edges)
         project_of[text] = canonicalize_name(dep.identity.name)
     third: dict[str, list[DependencyEdge]] = {}
+    mapped_from: dict[str, str] = {}
     for req in plan.third_party:
         text = req.requirement
         try:
             text = normalize_requirement(text)
-            if lockfiles is not None and req.resolve is not None:
+            replacement = url_map.replace(text) if url_map else None
+            if replacement:
+                mapped_from[replacement] = text
+                text = replacement  # exactly as the team mapped it: not pinned again
+            elif parse_requirement(text).url:
+                pass  # Never a bare `name==version`: the public index would answer for that name.
+            elif lockfiles is not None and req.resolve is not None and not _unimported_tool(text, req.edges):
                 locked = lockfiles.get(req.resolve)
                 pinned = locked.versions.get(canonicalize_name(parse_requirement(text).name)) if locked else None
                 if pinned:
@@ -160,7 +183,10 @@ def requires_dist(
         RequirementLine(text, tuple(edges), True)
         for text, edges in sorted(first.items(), key=lambda kv: project_of[kv[0]])
     ]
-    lines.extend(RequirementLine(text, tuple(edges), False) for text, edges in sorted(third.items(), key=lambda kv: kv[0].lower()))
+    lines.extend(
+        RequirementLine(text, tuple(edges), False, mapped_from.get(text))
+        for text, edges in sorted(third.items(), key=lambda kv: kv[0].lower())
+    )
     return tuple(lines)
 
 

@@ -207,3 +207,51 @@ def test_lockfile_pins_need_a_resolve() -> None:
 def test_resolves_used() -> None:
     plans = [PLAN, _plan(third_party=[_req("x", resolve="other"), _req("y", resolve=None)])]
     assert resolves_used(plans) == ("other", "python-default")
+
+
+URL_LOCK = LockfileVersions(
+    "python-default",
+    "lock.txt",
+    # What a pex lockfile records for VCS requirements: a version the public index may not have, or
+    # a placeholder (0.0.0) for a name nobody owns there.
+    FrozenDict({"pkg": "1.6.0", "other": "0.0.0", "requests": "2.31.0"}),
+)
+
+
+def test_url_requirements_are_never_pinned_to_a_bare_name() -> None:
+    # A bare `pkg==1.6.0` would be looked up on the public index: a version it lacks, or a name
+    # anyone could register there (dependency confusion).
+    plan = _plan(
+        third_party=[
+            _req("pkg @ git+https://host/org/pkg.git@v1.6.0"),
+            _req('other @ git+https://host/org/other.git ; platform_system=="Linux"'),
+            _req("requests>=2"),
+        ]
+    )
+    for lockfiles in (None, {"python-default": URL_LOCK}):
+        texts = [line.text for line in requires_dist(plan, version=VERSION, lockfiles=lockfiles)]
+        assert texts[0] == 'other@ git+https://host/org/other.git ; platform_system == "Linux"'
+        assert texts[1] == "pkg@ git+https://host/org/pkg.git@v1.6.0"
+        assert all("==1.6.0" not in t and "==0.0.0" not in t for t in texts), texts
+
+
+def test_lockfile_pins_leave_tools_alone_unless_imported() -> None:
+    # A dependency on a whole requirements generator brings pip, setuptools, wheel and virtualenv:
+    # pinned, they would downgrade the notebook's own installers.
+    lock = LockfileVersions(
+        "python-default",
+        "lock.txt",
+        FrozenDict({"pip": "23.0.1", "setuptools": "65.0.0", "wheel": "0.38.0", "virtualenv": "20.0.0", "requests": "2.31.0"}),
+    )
+    explicit = (_edge(Address("3rdparty", target_name="reqs"), EdgeKind.EXPLICIT),)
+    plan = _plan(
+        third_party=[
+            _req("pip>=21", edges=explicit),
+            _req("wheel", edges=explicit),
+            _req("virtualenv", edges=explicit),
+            _req("setuptools>=60", edges=(_edge(REQ),)),  # `import setuptools` in a file of the dist
+            _req("requests>=2", edges=explicit),
+        ]
+    )
+    texts = [line.text for line in requires_dist(plan, version=VERSION, lockfiles={"python-default": lock})]
+    assert texts == ["pip>=21", "requests==2.31.0", "setuptools==65.0.0", "virtualenv", "wheel"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from enum import Enum
 
 from pants.engine.goal import GoalSubsystem
-from pants.option.option_types import BoolOption, EnumOption, StrOption
+from pants.option.option_types import BoolOption, DictOption, EnumOption, StrOption
 from pants.util.strutil import softwrap
 
 
@@ -75,7 +75,10 @@ class ExportDistsSubsystem(GoalSubsystem):
             How third-party requirements appear in Requires-Dist. `as-written`: the requirement
             string from the BUILD file or requirements.txt. `lockfile`: pinned `==` to the version
             in the target's resolve lockfile (when the repository has one), so a bumped pin in the
-            monorepo is installed exactly on the notebook's next install.
+            monorepo is installed exactly on the notebook's next install. A direct URL requirement
+            is never pinned (see `url_requirement_map`), and pip, setuptools, wheel and virtualenv
+            are pinned only where a file of the dist imports them (a pin would downgrade the
+            notebook's own installers).
             """
         ),
     )
@@ -91,6 +94,22 @@ class ExportDistsSubsystem(GoalSubsystem):
             against a moving branch stay consistent and unchanged wheels are stored once.
             `commit`: every dist of an export gets the exported commit's version (each commit
             rebuilds every wheel).
+            """
+        ),
+    )
+    url_requirement_map = DictOption[str](
+        default={},
+        help=softwrap(
+            """
+            Export a plain requirement instead of a direct URL requirement, for teams that mirror
+            such packages to an index: `{"pkg": "pkg==1.6.0"}` turns
+            `pkg @ git+https://host/org/pkg.git@v1.6.0` into `pkg==1.6.0` (the original's marker
+            and extras are kept). A URL requirement is never turned into a name pin otherwise, not
+            even by `third_party_pins = "lockfile"`: a bare name is looked up on whatever index
+            the notebook uses, where anyone may own it. Unmapped URL requirements are exported as
+            written, with a warning naming the dists that declare them; the relay lists them in
+            `/<ref>/constraints.txt`, which uv needs (`-c`) to install URL dependencies of
+            dependencies.
             """
         ),
     )

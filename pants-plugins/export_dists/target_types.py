@@ -36,9 +36,22 @@ class SkipExportDistField(BoolField):
     help = "If true, `export-dists` writes no dist for this target."
 
 
+class ExportDistAllowTopLevelField(BoolField):
+    alias = "export_dist_allow_top_level"
+    default = False
+    help = softwrap(
+        """
+        If true, `export-dists` ships this target's `__init__.py` or `tests` package even where it
+        would land at the top of site-packages (the source root is the package directory itself).
+        By default such a dist is refused: it would overwrite every other dist's file of the same
+        name. Prefer making the directory above the package the source root.
+        """
+    )
+
+
 def target_types_with_fields():
     return [
         target_type.register_plugin_field(field)
         for target_type in EXPORTABLE_TARGET_TYPES
-        for field in (ExportDistNameField, SkipExportDistField)
+        for field in (ExportDistNameField, SkipExportDistField, ExportDistAllowTopLevelField)
     ]

@@ -1,0 +1,108 @@
+"""Dependency cycles between the dists of an export: found (strongly connected components), reported."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from pants.engine.addresses import Address
+
+from export_dists.dists import DependencyEdge, DistPlan
+
+logger = logging.getLogger(__name__)
+
+# Above this size a cycle is reported with the pip versions that stall on it (docs/benchmarks.md).
+LARGE_CYCLE = 10
+
+
+@dataclass(frozen=True)
+class DistCycle:
+    """Dists that all require each other, directly or not: installing one installs them all."""
+
+    members: tuple[Address, ...]  # sorted
+    # One edge out of each member to another member: where to start breaking the cycle.
+    edges: tuple[DependencyEdge, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+
+def strongly_connected(graph: Mapping[Address, Iterable[Address]]) -> list[tuple[Address, ...]]:
+    """Tarjan's algorithm, iterative (a long chain of dists must not hit the recursion limit).
+
+    Returns the components of two or more nodes, each sorted, in a stable order.
+    """
+    index: dict[Address, int] = {}
+    low: dict[Address, int] = {}
+    on_stack: set[Address] = set()
+    stack: list[Address] = []
+    found: list[tuple[Address, ...]] = []
+    successors = {node: sorted(set(targets) & graph.keys()) for node, targets in graph.items()}
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work: list[tuple[Address, int]] = [(root, 0)]
+        while work:
+            node, position = work.pop()
+            if position == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            nexts = successors[node]
+            if position < len(nexts):
+                work.append((node, position + 1))
+                child = nexts[position]
+                if child not in index:
+                    work.append((child, 0))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            if work:  # return to the parent: it inherits the child's low link
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(tuple(sorted(component)))
+    return sorted(found)
+
+
+def dist_cycles(plans: Mapping[Address, DistPlan]) -> tuple[DistCycle, ...]:
+    graph = {address: [dep.identity.address for dep in plan.first_party] for address, plan in plans.items()}
+    cycles = []
+    for members in strongly_connected(graph):
+        inside = set(members)
+        edges = []
+        for member in members:
+            dep = next(d for d in plans[member].first_party if d.identity.address in inside)
+            edges.append(dep.edges[0])
+        cycles.append(DistCycle(members, tuple(edges)))
+    return tuple(cycles)
+
+
+def report_cycles(cycles: Iterable[DistCycle], plans: Mapping[Address, DistPlan]) -> None:
+    for cycle in sorted(cycles, key=lambda c: (-c.size, c.members)):
+        names = [plans[a].identity.name or a.spec for a in cycle.members]
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        edges = "; ".join(f"{e.source.spec} -> {e.target.spec}" for e in cycle.edges[:3])
+        message = (
+            f"{cycle.size} dists form a dependency cycle ({shown}): installing any of them installs "
+            f"all {cycle.size}. Edges in it: {edges}{' ...' if cycle.size > 3 else ''}. "
+            "Break it by moving what the members share into a target of its own."
+        )
+        if cycle.size >= LARGE_CYCLE:
+            message += (
+                " pip 23.0 to 25.1 can take many minutes to resolve a large cycle whose members "
+                "require each other densely (a 30-dist cycle: more than 120 s with pip 23.0.1, "
+                "seconds with pip >= 25.2 and uv; docs/benchmarks.md): install with pip >= 25.2 or uv."
+            )
+        logger.warning(message)

@@ -1,0 +1,129 @@
+"""Files a dist installs at the top of site-packages: reported, and refused for `__init__.py` and tests."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Iterable
+
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import WrappedTarget, WrappedTargetRequest
+from pants.util.strutil import softwrap
+
+from export_dists.dists import DistPlan, OwnedFile
+from export_dists.target_types import ExportDistAllowTopLevelField
+
+logger = logging.getLogger(__name__)
+
+# Never right at the top of site-packages: `__init__.py` belongs to no package there (every dist that
+# ships one overwrites the others'), and `tests` / `test` (the standard library's) are names every
+# project would like to have.
+REFUSED_NAMES = frozenset({"__init__.py", "tests", "test", "tests.py", "test.py"})
+
+
+class TopLevelFilesError(Exception):
+    pass
+
+
+def top_level_names(files: Iterable[OwnedFile]) -> tuple[str, ...]:
+    """What a dist puts at the top of site-packages: packages as `name/`, modules and files as named."""
+    names = set()
+    for owned in files:
+        parts = PurePosixPath(owned.wheel_path).parts
+        names.add(parts[0] + "/" if len(parts) > 1 else parts[0])
+    return tuple(sorted(names))
+
+
+@dataclass(frozen=True)
+class StrayTopLevel:
+    """A dist whose files at the top of site-packages look like a source root set one level too deep."""
+
+    plan: DistPlan
+    names: tuple[str, ...]  # the stray names (files, and packages named `tests` or `test`)
+    refused: tuple[str, ...]  # those refused unless the target allows them
+
+    @property
+    def dist(self) -> str:
+        return self.plan.identity.name or self.plan.identity.address.spec
+
+
+def stray_top_level(plan: DistPlan) -> StrayTopLevel | None:
+    """The dist's files at the top of site-packages other than its packages and (alone) modules.
+
+    A lone `mod.py` under a source root is a top-level module on purpose. Data files, `__init__.py`
+    or a `tests` package there mean the source root is the package directory itself (one source
+    root per plugin pack, say): then its modules (`common.py`) are stray too.
+    """
+    names = top_level_names(plan.files)
+    refused = tuple(n for n in names if n.rstrip("/") in REFUSED_NAMES)
+    data = tuple(n for n in names if not n.endswith("/") and not n.endswith(".py"))
+    if not refused and not data:
+        return None
+    stray = tuple(n for n in names if not n.endswith("/") or n in refused)
+    return StrayTopLevel(plan, stray, refused)
+
+
+_FIX = softwrap(
+    """
+    Files at the top of site-packages belong to no package: two dists that ship the same name
+    overwrite each other's file, and uninstalling one deletes the other's. Usually the source root
+    is the package directory itself (e.g. [source].root_patterns = ["/packs/*"]): make its parent
+    the source root, so the files install under the package's name, or move them into a package.
+    """
+)
+
+
+@dataclass(frozen=True)
+class TopLevelCheckRequest:
+    plans: tuple[DistPlan, ...]
+    refuse: bool  # False while explaining: show the names rather than stop
+
+
+@dataclass(frozen=True)
+class TopLevelCheck:
+    stray: tuple[StrayTopLevel, ...]
+
+
+@rule(desc="Check what dists install at the top of site-packages")
+async def check_top_level(request: TopLevelCheckRequest) -> TopLevelCheck:
+    stray = tuple(s for s in (stray_top_level(plan) for plan in request.plans) if s is not None)
+    if not stray:
+        return TopLevelCheck(())
+    lines = [f"- {s.dist} ({s.plan.identity.address.spec}): {', '.join(s.names)}" for s in stray]
+    logger.warning(
+        f"{len(stray)} dist{'' if len(stray) == 1 else 's'} install files at the top of site-packages:\n"
+        + "\n".join(lines)
+        + "\n"
+        + _FIX
+    )
+    candidates = [s for s in stray if s.refused]
+    wrapped = await MultiGet(
+        Get(WrappedTarget, WrappedTargetRequest(s.plan.identity.address, description_of_origin="the export-dists goal"))
+        for s in candidates
+    )
+    refused = [s for s, w in zip(candidates, wrapped) if not w.target.get(ExportDistAllowTopLevelField).value]
+    if refused and request.refuse:
+        raise TopLevelFilesError(
+            softwrap(
+                f"""
+                These dists would install {" or ".join(sorted(REFUSED_NAMES - {"test.py", "tests.py"}))}
+                at the top of site-packages, where no dist should:
+                """
+            )
+            + "\n\n"
+            + "\n".join(f"- {s.dist} ({s.plan.identity.address.spec}): {', '.join(s.refused)}" for s in refused)
+            + "\n\n"
+            + _FIX
+            + "\n\n"
+            + softwrap(
+                """
+                To ship them anyway, set `export_dist_allow_top_level=True` on the target (or for a
+                directory tree with `__defaults__`); to leave a target out, `skip_export_dist=True`.
+                """
+            )
+        )
+    return TopLevelCheck(stray)
+
+
+def rules():
+    return collect_rules()
