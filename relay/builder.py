@@ -68,7 +68,7 @@ class WarmLimits:
     """When a warm builder restarts: after `max_builds` builds, or when its daemon outgrows `max_memory`."""
 
     max_builds: int = 50
-    max_memory: int = 2 * 1024**3
+    max_memory: int = 4 * 1024**3
 
 
 class Builder(ABC):

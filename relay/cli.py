@@ -139,9 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a build running longer is killed and answers 504 (default: %(default)s)")
     pull.add_argument("--builder-max-builds", type=_positive(int), default=50, metavar="N",
                       help="a warm builder restarts after N builds (default: %(default)s)")
-    pull.add_argument("--builder-max-memory", type=parse_size, default=2 * 1024**3, metavar="SIZE",
+    pull.add_argument("--builder-max-memory", type=parse_size, default=4 * 1024**3, metavar="SIZE",
                       help="a warm builder's Pants daemon memory limit ([GLOBAL].pantsd_max_memory_usage); "
-                           "the builder restarts beyond it (default: 2G)")
+                           "the builder restarts beyond it (default: 4G, as Pants)")
     pull.add_argument("--refresh-interval", type=_positive(float), default=60.0, metavar="SECONDS",
                       help="how often branches are re-resolved (and fetched when the repository "
                            "has a remote) (default: %(default)s)")
@@ -281,7 +281,7 @@ def serve_command(args: argparse.Namespace) -> int:
             raise SystemExit(f"relay: --work-dir {work_dir}: {e}") from None
         warm = None
         if args.builder == "warm":
-            warm = WarmLimits(max_builds=args.builder_max_builds, max_memory=args.builder_max_memory or 2 * 1024**3)
+            warm = WarmLimits(max_builds=args.builder_max_builds, max_memory=args.builder_max_memory or 4 * 1024**3)
         command = ExportCommand(args.export_command) if args.export_command else None
         materializer = Materializer(
             git, store, command, limits, work_dir, warm=warm, build_unreachable=args.build_unreachable
