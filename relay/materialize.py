@@ -182,7 +182,7 @@ class Materializer:
     async def _build(self, sha: str) -> Export:
         with self.store.lease(sha):
             # Other worker processes of this relay may be asked for the same commit: one builds.
-            async with file_lock(self.work_dir / f"build-{sha}.lock"):
+            async with file_lock(self.work_dir / f"build-{sha}.lock", remove=True):
                 stored = self.store.exports().get(sha)
                 if stored is not None:  # pushed, or built elsewhere, while this job waited
                     return stored.export

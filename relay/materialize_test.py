@@ -106,6 +106,7 @@ async def test_first_request_builds_once(make_client: MakeClient, store_dir: Pat
     # No worktree or staging is left behind, and git forgot the worktree.
     assert [p.name for p in store_dir.iterdir()] == [head]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("relay-")] == []
+    assert list((tmp_path / "work").glob("*.lock")) == [], "a lock file per commit piles up"
     assert git(repo, "worktree", "list").count("\n") == 0
     # Served from the store now: no second run.
     assert (await client.get(f"/{head}/simple/")).status == 200

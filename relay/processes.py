@@ -194,8 +194,12 @@ async def log_tail_off_loop(log_path: Path) -> str:
 
 
 @contextlib.asynccontextmanager
-async def file_lock(path: Path) -> AsyncIterator[None]:
-    """An exclusive lock across processes (flock on `path`), waited for off the event loop."""
+async def file_lock(path: Path, *, remove: bool = False) -> AsyncIterator[None]:
+    """An exclusive lock across processes (flock on `path`), waited for off the event loop.
+
+    With `remove`, the file is unlinked while still held (a lock per commit must not pile up): a
+    process already waiting on it re-checks what the lock guards once it gets it.
+    """
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         await asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
@@ -205,5 +209,8 @@ async def file_lock(path: Path) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if remove:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
