@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from relay.app import Settings
 from relay.conftest import MakeClient
+from relay.builder import WarmBuilder, WarmLimits
 from relay.materialize import ExportCommand, Limits, Materializer
 from relay.refs import Git, Refs
 from relay.store import DiskStore
@@ -386,3 +387,56 @@ async def test_health_lists_queued_and_running_builds(
     assert sorted((b["state"], b["sha"] in shas[:2]) for b in builds) == [("queued", True), ("running", True)]
     assert all(b["age_s"] >= 0 and b["waiting_clients"] == 1 for b in builds)
     await asyncio.gather(*waits)
+
+
+# The warm builder with a stand-in export command (the real Pants runs are tests/warm_builder_test.py).
+
+
+async def warm_client(
+    make_client: MakeClient, store_dir: Path, repo: Path, command: ExportCommand, *, max_jobs: int = 1,
+    timeout: float = 60,
+) -> tuple[TestClient, Materializer]:
+    store = DiskStore(store_dir, scan_interval=0)
+    materializer = Materializer(
+        Git(repo), store, command, Limits(max_jobs=max_jobs, timeout_seconds=timeout),
+        work_dir=store_dir.parent / "work", warm=WarmLimits(),
+    )
+    return await make_client(Settings(), refs=Refs(store, Git(repo), materializer, refresh_interval=3600)), materializer
+
+
+async def test_a_warm_builder_survives_a_timed_out_build(
+    make_client: MakeClient, store_dir: Path, repo: Path, tmp_path: Path
+) -> None:
+    slow = tmp_path / "slow"
+    slow.touch()
+    command = ExportCommand(f"if [ -e {slow} ]; then sleep 30; fi; " + fake_command(tmp_path / "runs").template)
+    client, materializer = await warm_client(make_client, store_dir, repo, command, timeout=1)
+    head = git(repo, "rev-parse", "HEAD")
+    assert (await client.get(f"/{head}/simple/")).status == 504
+    builder = materializer.builders[0]
+    assert isinstance(builder, WarmBuilder) and builder.restarts == 1
+    slow.unlink()
+    assert (await client.get(f"/{head}/simple/")).status == 200
+    # The same worktree, moved to each commit.
+    assert (await client.get(f"/{git(repo, 'rev-parse', 'HEAD~1')}/simple/")).status == 200
+    assert git(repo, "worktree", "list").count("\n") == 1
+
+
+async def test_two_warm_builders_never_share_a_worktree(
+    make_client: MakeClient, store_dir: Path, repo: Path, tmp_path: Path
+) -> None:
+    trace = tmp_path / "trace"
+    command = ExportCommand(
+        f"echo start {{worktree}} >> {trace}; sleep 0.3; echo end {{worktree}} >> {trace}; "
+        + fake_command(tmp_path / "runs").template
+    )
+    client, _ = await warm_client(make_client, store_dir, repo, command, max_jobs=2)
+    shas = git(repo, "rev-list", "HEAD").split()
+    responses = await asyncio.gather(*(client.get(f"/{sha}/simple/") for sha in shas))
+    assert [r.status for r in responses] == [200] * 3
+    lines = [line.split() for line in trace.read_text().splitlines()]
+    trees = {tree for _, tree in lines}
+    assert len(trees) == 2, "two builders, two worktrees"
+    for tree in trees:
+        events = [event for event, t in lines if t == tree]
+        assert events == ["start", "end"] * (len(events) // 2), f"overlapping builds in {tree}"
