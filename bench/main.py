@@ -37,7 +37,8 @@ FULL = {
     "sizes": "100,1000,3000", "package_sizes": "100,1000", "pip_wheel_sizes": "100",
     "cold_reps": "3,3,2", "warm_reps": 5, "incremental_reps": 3, "package_cold_reps": "2,1",
     "corpus_targets": 200, "chain": 50, "relay_workers": "1,2", "wrk_duration": 10, "wrk_reps": 2, "wrk_connections": 32,
-    "install_reps": 5, "pull_reps": 2, "profile_targets": 3000, "profile_pantsd_targets": 1000,
+    "install_reps": 5, "pull_targets": 1000, "pull_leaf_commits": 3, "pull_followed_commits": 3,
+    "pull_rss_builds": 20, "profile_targets": 3000, "profile_pantsd_targets": 1000,
     "objectstore_reps": 3, "publish_dists": 1000,
     "hardening_exports": 20, "hardening_rounds": 4, "hardening_silent": 200, "hardening_log_reps": 3,
     "versions_targets": 1000, "versions_history": 5000, "versions_commits": 10, "versions_floor_reps": 3,
@@ -47,7 +48,8 @@ QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
     "cold_reps": "1", "warm_reps": 2, "incremental_reps": 1, "package_cold_reps": "1",
     "corpus_targets": 60, "chain": 10, "relay_workers": "1,2", "wrk_duration": 2, "wrk_reps": 1, "wrk_connections": 32,
-    "install_reps": 1, "pull_reps": 1, "profile_targets": 50, "profile_pantsd_targets": 50,
+    "install_reps": 1, "pull_targets": 50, "pull_leaf_commits": 1, "pull_followed_commits": 1,
+    "pull_rss_builds": 3, "profile_targets": 50, "profile_pantsd_targets": 50,
     "objectstore_reps": 1, "publish_dists": 50,
     "hardening_exports": 5, "hardening_rounds": 2, "hardening_silent": 50, "hardening_log_reps": 1,
     "versions_targets": 50, "versions_history": 200, "versions_commits": 2, "versions_floor_reps": 1,
@@ -191,8 +193,12 @@ def run_profiles(args: argparse.Namespace, started: float) -> None:
 
 def run_pull(args: argparse.Namespace) -> None:
     started = time.time()
-    data = pull_bench.run(args.pull_reps, sys.executable, log)
-    _save("pull", {"reps": args.pull_reps}, data, started)
+    settings = pull_bench.PullSettings(
+        targets=args.pull_targets, leaf_commits=args.pull_leaf_commits,
+        followed_commits=args.pull_followed_commits, rss_builds=args.pull_rss_builds,
+    )
+    data = pull_bench.run(settings, sys.executable, log)
+    _save("pull", vars(settings), data, started)
 
 
 def run_objectstore(args: argparse.Namespace) -> None:

@@ -22,6 +22,7 @@ from relay import render, resources
 from relay.auth import Authenticator, PasswordChecks, TooManyChecks
 from relay.constraints import constraints_text
 from relay.materialize import Materializer
+from relay.errors import RelayError
 from relay.refs import RefError, Refs, View
 from relay.contract import ContractError
 from relay.resources import is_resource_error
@@ -35,6 +36,8 @@ _PROJECT_NAME = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
 _UNSAFE_RAW = re.compile(r"%(2f|5c|00)|\\|\x00", re.IGNORECASE)
 IMMUTABLE = "max-age=31536000, immutable"
 HEALTH_PATH = "/-/health"
+# On a branch page served from an older commit: the newer tip being built.
+BUILDING_HEADER = "X-Relay-Building"
 # The log line format of `relay serve` (the access log writes it without `logging` where it can).
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -60,12 +63,13 @@ class CachePolicy:
 
     immutable: str  # a view addressed by commit
     branch: str  # a branch or tag, which moves
+    building: str  # a branch whose newer tip is being built: revalidate, the page changes soon
 
     @staticmethod
     def of(settings: Settings, private: bool) -> CachePolicy:
         # Behind credentials, shared caches must not keep the answers.
         scope = "private" if private else "public"
-        return CachePolicy(f"{scope}, {IMMUTABLE}", f"{scope}, max-age={settings.branch_max_age}")
+        return CachePolicy(f"{scope}, {IMMUTABLE}", f"{scope}, max-age={settings.branch_max_age}", f"{scope}, no-cache")
 
 
 STORE = web.AppKey("store", Store)
@@ -222,10 +226,12 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             return response
     try:
         return await handler(request)
-    except RefError as e:
-        return _error(e.status, e.message)
     except StoreUnavailable as e:
         return _error(503, f"the store is unavailable: {e}; try again shortly")
+    except RelayError as e:
+        response = _error(e.status, e.message)
+        response.headers.update(e.headers)
+        return response
 
 
 @functools.lru_cache(maxsize=4096)
@@ -262,6 +268,8 @@ def _base(request: web.Request, levels_below_ref: int) -> str:
 
 def _cache_control(request: web.Request, view: View) -> str:
     policy = request.app[CACHE_POLICY]
+    if view.building is not None:
+        return policy.building
     return policy.immutable if view.immutable else policy.branch
 
 
@@ -293,6 +301,8 @@ def _page_response(request: web.Request, rendered: render.Rendered, view: View) 
         "Vary": "Accept, Accept-Encoding, Authorization",
         "X-Relay-Commit": view.sha,
     }
+    if view.building is not None:
+        headers[BUILDING_HEADER] = view.building
     if _etag_matches(request, rendered.etag, rendered.gzip_etag):
         return web.Response(status=304, headers=headers)
     if gz:
@@ -319,10 +329,12 @@ async def health(request: web.Request) -> web.Response:
         # Open to anyone: with credentials on, say nothing about the store or what is being built.
         return web.json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
     materializer = request.app.get(MATERIALIZER)
+    builds = materializer.status() if materializer else []
     body = {
         "status": "ok",
         "exports": len(request.app[STORE].exports()),
-        "building": list(materializer.building) if materializer else [],
+        "building": [b["sha"] for b in builds],
+        "builds": builds,
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
@@ -545,8 +557,8 @@ def create_app(
     if auth is not None:
         app[AUTH] = auth
         app[PASSWORD_CHECKS] = PasswordChecks(auth)
-    if app[REFS].materializer is not None:
-        app[MATERIALIZER] = app[REFS].materializer
+    if isinstance(app[REFS].builds, Materializer):
+        app[MATERIALIZER] = app[REFS].builds
     app.cleanup_ctx.append(_background)
     add_routes(app)
     return app

@@ -19,12 +19,14 @@ from typing import Sequence
 
 from relay.app import LOG_FORMAT, AccessLogger, Settings, create_app
 from relay.auth import AuthFileError, Authenticator, add_entry, new_token, password_entry
+from relay.builder import COLD_EXPORT_COMMAND, WARM_EXPORT_COMMAND, ExportCommand, WarmLimits
 from relay.connections import ConnectionLimits, default_max_connections, serve
+from relay.git import Git
 from relay.interpreters import NoSuitablePython, choose_python
-from relay.materialize import DEFAULT_EXPORT_COMMAND, ExportCommand, Limits, Materializer
-from relay.refs import Git, Refs
+from relay.materialize import Limits, Materializer, default_work_dir
+from relay.refs import Refs
 from relay.contract import ContractError
-from relay.store import EvictionPolicy, PublishConflict, Store, StoreConfigError, StoreUnavailable
+from relay.store import DiskStore, EvictionPolicy, PublishConflict, Store, StoreConfigError, StoreUnavailable
 from relay.stores import check_store, open_store, publish_export
 from relay.verify import VerifyError, export_source, format_outcome, index_source, select, verify
 
@@ -118,25 +120,47 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--repo", type=Path, metavar="GIT_DIR",
                       help="git repository for resolving refs; with it, a commit without an export "
                            "is built on its first request")
-    pull.add_argument("--export-command", default=DEFAULT_EXPORT_COMMAND, metavar="CMD",
-                      help="shell command that writes a commit's export, run in a fresh worktree; "
-                           "{worktree}, {output_dir} and {sha} are replaced "
-                           "(default: %(default)s)")
+    pull.add_argument("--builder", choices=["warm", "cold"], default="warm",
+                      help="warm: each build runs in one long-lived worktree whose Pants daemon stays "
+                           "up between builds (a new commit costs about an incremental export); "
+                           "cold: a fresh worktree and a fresh Pants per build (default: %(default)s)")
+    pull.add_argument("--export-command", metavar="CMD",
+                      help="shell command that writes a commit's export, run in the builder's worktree; "
+                           "{worktree}, {output_dir} and {sha} are replaced (default, warm: "
+                           f"{WARM_EXPORT_COMMAND.replace('%', '%%')}; cold: "
+                           f"{COLD_EXPORT_COMMAND.replace('%', '%%')})")
     pull.add_argument("--no-build", action="store_true",
                       help="with --repo, resolve refs with git but never build exports")
+    pull.add_argument("--follow", action="append", default=[], metavar="BRANCH",
+                      help="also build this branch's new tips as soon as a refresh sees them "
+                           "(repeatable; the --default-ref branch is always followed)")
+    pull.add_argument("--wait-for-tip", action="store_true",
+                      help="a branch page waits for its tip's build (by default it answers at once "
+                           "from the branch's newest built commit while the tip builds)")
+    pull.add_argument("--build-unreachable", action="store_true",
+                      help="build any commit of the repository, not only those on a branch or tag")
     pull.add_argument("--max-builds", type=_positive(int), default=1, metavar="N",
-                      help="builds that may run at once (default: %(default)s)")
+                      help="builds that may run at once, each with its own builder (default: %(default)s)")
+    pull.add_argument("--max-queued", type=_positive(int), default=16, metavar="N",
+                      help="commits that may wait to be built; beyond that a request answers 503 with "
+                           "Retry-After (default: %(default)s)")
     pull.add_argument("--build-timeout", type=_positive(float), default=1800.0, metavar="SECONDS",
                       help="a build running longer is killed and answers 504 (default: %(default)s)")
     pull.add_argument("--build-lease", type=_positive(float), default=30.0, metavar="SECONDS",
                       help="with an s3:// store shared by replicas: the replica building a commit "
                            "renews its lease on the build; one that stops (it died) for this long is "
                            "replaced by another (default: %(default)s)")
+    pull.add_argument("--builder-max-builds", type=_positive(int), default=50, metavar="N",
+                      help="a warm builder restarts after N builds (default: %(default)s)")
+    pull.add_argument("--builder-max-memory", type=parse_size, default=4 * 1024**3, metavar="SIZE",
+                      help="a warm builder's Pants daemon memory limit ([GLOBAL].pantsd_max_memory_usage); "
+                           "the builder restarts beyond it (default: 4G, as Pants)")
     pull.add_argument("--refresh-interval", type=_positive(float), default=60.0, metavar="SECONDS",
                       help="how often branches are re-resolved (and fetched when the repository "
                            "has a remote) (default: %(default)s)")
     pull.add_argument("--work-dir", type=Path, metavar="DIR",
-                      help="where temporary worktrees go (default: the system temp directory)")
+                      help="where worktrees, build logs and build records go (default: a directory "
+                           "per store under the system temp directory)")
     keep = serve.add_argument_group("eviction")
     keep.add_argument("--max-age-days", type=float, default=30.0, metavar="DAYS",
                       help="evict exports unused for this long; 0 keeps them (default: %(default)s)")
@@ -264,6 +288,13 @@ def serve_command(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level, format=LOG_FORMAT, stream=sys.stderr
     )
+    # Every path option is made absolute now: builds run git and commands in other directories.
+    for option in ("repo", "work_dir", "auth_file"):
+        value = getattr(args, option)
+        if value is not None:
+            setattr(args, option, Path(os.path.abspath(value.expanduser())))
+    if "://" not in args.store:
+        args.store = os.path.abspath(os.path.expanduser(args.store))
     try:
         # Manifests over 1 MiB are parsed on a directory store's own thread: requests never wait.
         store = open_store(args.store, lease_seconds=args.build_lease, background_parse_bytes=1 << 20)
@@ -273,14 +304,27 @@ def serve_command(args: argparse.Namespace) -> int:
     git = Git(_git_repo(args.repo)) if args.repo else None
     materializer = None
     if git is not None and not args.no_build:
-        limits = Limits(max_jobs=args.max_builds, timeout_seconds=args.build_timeout)
-        if args.work_dir is not None:
-            try:
-                args.work_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise SystemExit(f"relay: --work-dir {args.work_dir}: {e}") from None
-        materializer = Materializer(git, store, ExportCommand(args.export_command), limits, args.work_dir)
-    refs = Refs(store, git, materializer, refresh_interval=args.refresh_interval)
+        limits = Limits(max_jobs=args.max_builds, timeout_seconds=args.build_timeout, max_queued=args.max_queued)
+        # One work directory per store (a directory, or a bucket and prefix), the same on every start.
+        work_dir = args.work_dir or default_work_dir(store.root if isinstance(store, DiskStore) else args.store)
+        try:
+            work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SystemExit(f"relay: --work-dir {work_dir}: {e}") from None
+        warm = None
+        if args.builder == "warm":
+            warm = WarmLimits(max_builds=args.builder_max_builds, max_memory=args.builder_max_memory or 4 * 1024**3)
+        command = ExportCommand(args.export_command) if args.export_command else None
+        materializer = Materializer(
+            git, store, command, limits, work_dir, warm=warm, build_unreachable=args.build_unreachable
+        )
+        # Before serving (and before forking workers): what a relay killed earlier left running.
+        materializer.clean_up()
+    follow = tuple(dict.fromkeys([args.default_ref, *args.follow])) if materializer else ()
+    refs = Refs(
+        store, git, materializer, refresh_interval=args.refresh_interval, follow=follow,
+        wait_for_tip=args.wait_for_tip,
+    )
     auth = None
     if args.auth_file:
         try:
@@ -325,6 +369,8 @@ def serve_command(args: argparse.Namespace) -> int:
             # defaults, said here).
             max_line_size=8190,
             max_field_size=8190,
+            # A client that gave up stops waiting for a build: the queue drops a build nobody waits for.
+            handler_cancellation=True,
         )
     finally:
         _stop(children)

@@ -46,7 +46,8 @@ def make_client(aiohttp_client: Any, store_dir: Path) -> MakeClient:
     async def make(
         settings: Settings = Settings(), auth: Authenticator | None = None, refs: Refs | None = None
     ) -> TestClient:
-        store = DiskStore(store_dir, scan_interval=0.0)
+        # One store for the app and the refs (pull mode publishes into the refs' store).
+        store = refs.store if refs is not None else DiskStore(store_dir, scan_interval=0.0)
         return await aiohttp_client(create_app(store, refs, settings, auth))
 
     return make

@@ -1,214 +1,231 @@
-"""Pull mode: build a commit's export on request in a temporary worktree and publish it to the store."""
+"""Pull mode: a commit's export built on request (or ahead, for a followed branch) and published to the store."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-import os
-import shlex
 import shutil
-import signal
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from relay.build_queue import BuildQueue
+from relay.builder import (
+    COLD_EXPORT_COMMAND,
+    WARM_EXPORT_COMMAND,
+    Builder,
+    BuildError,
+    ColdBuilder,
+    ExportCommand,
+    WarmBuilder,
+    WarmLimits,
+)
 from relay.contract import MANIFEST, ContractError, Export
-from relay.refs import Git, GitError, RefError
+from relay.errors import RelayError
+from relay.git import Git, GitError
+from relay.processes import Records, log_tail_off_loop
 from relay.store import Store
 
 logger = logging.getLogger("relay.materialize")
 
-# --no-pantsd: a daemon started in a temporary worktree would outlive it.
-DEFAULT_EXPORT_COMMAND = "{worktree}/pants --no-pantsd export-dists --export-dists-output-dir={output_dir} ::"
-PLACEHOLDERS = ("{worktree}", "{output_dir}", "{sha}")
-LOG_TAIL_LINES = 40
-
-
-@dataclass(frozen=True)
-class ExportCommand:
-    """A shell command template; {worktree}, {output_dir} and {sha} are replaced, shell-quoted."""
-
-    template: str = DEFAULT_EXPORT_COMMAND
-
-    def render(self, worktree: Path, output_dir: Path, sha: str) -> str:
-        # Plain replacement, not str.format: the template may hold shell braces such as ${HOME}.
-        command = self.template
-        for placeholder, value in zip(PLACEHOLDERS, (str(worktree), str(output_dir), sha)):
-            command = command.replace(placeholder, shlex.quote(value))
-        return command
-
-
-class MaterializeError(RefError):
-    """A build that failed; the message says why and ends with the tail of its log."""
+# Kept for callers of the earlier module layout.
+DEFAULT_EXPORT_COMMAND = COLD_EXPORT_COMMAND
+MaterializeError = BuildError
+# How long a commit found on no branch or tag is remembered as such.
+UNREACHABLE_SECONDS = 10.0
+# A branch tip whose build failed is not built again in the background for this long.
+FAILED_TIP_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
 class Limits:
     max_jobs: int = 1
     timeout_seconds: float = 1800.0
+    # Commits waiting to be built beyond the running ones; more answer 503.
+    max_queued: int = 16
+
+
+def default_work_dir(store_root: Path | str) -> Path:
+    """A work directory that is the same on every start for one store, so a restart finds its leftovers."""
+    key = hashlib.sha256(str(store_root).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"relay-work-{key}"
 
 
 class Materializer:
-    """Builds exports on request: one run per commit at a time, a bounded number of runs, each timed."""
+    """Builds exports: one job per commit (shared by all who ask), queued, at most `max_jobs` at once.
+
+    It is what `relay.refs.Refs` is given as its `builds`: `export(sha)` waits for a commit's export,
+    `tip(branch, sha)` builds a branch's new tip in the background.
+    """
 
     def __init__(
         self,
         git: Git,
         store: Store,
-        command: ExportCommand = ExportCommand(),
+        command: ExportCommand | None = None,
         limits: Limits = Limits(),
         work_dir: Path | None = None,
+        *,
+        warm: WarmLimits | None = None,
+        build_unreachable: bool = False,
     ) -> None:
         self.git = git
         self.store = store
-        self.command = command
         self.limits = limits
-        self.work_dir = work_dir
-        self._jobs: dict[str, asyncio.Task[Export]] = {}
-        # Made on first use, inside the running loop (Python 3.9 binds asyncio primitives at creation).
-        self._slots: asyncio.Semaphore | None = None
+        self.work_dir = (work_dir or default_work_dir(Path(getattr(store, "root", ".")))).resolve()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.records = Records(self.work_dir)
+        self.build_unreachable = build_unreachable
+        self.builders: list[Builder]
+        if warm is not None:
+            command = command or ExportCommand(WARM_EXPORT_COMMAND)
+            self.builders = [
+                WarmBuilder(git, command, limits.timeout_seconds, self.work_dir / f"warm-{n}", self.records, warm)
+                for n in range(limits.max_jobs)
+            ]
+        else:
+            command = command or ExportCommand(COLD_EXPORT_COMMAND)
+            self.builders = [
+                ColdBuilder(git, command, limits.timeout_seconds, self.work_dir, self.records)
+                for _ in range(limits.max_jobs)
+            ]
+        self.command = command
+        self.queue: BuildQueue[Export] = BuildQueue(self._build, limits.max_jobs, limits.max_queued)
+        self._idle: list[Builder] = list(self.builders)
+        self._unreachable: dict[str, float] = {}
+        self._failed: dict[str, float] = {}  # sha -> until when a failed tip is not built in the background
         self.runs = 0
 
-    async def ensure(self, sha: str) -> Export:
-        """The export of `sha`, built now unless the store has it; concurrent callers share one run."""
+    # What Refs asks for.
+
+    async def export(self, sha: str) -> Export:
+        """The export of commit `sha`, built now unless the store has it; waits for the build."""
         stored = self.store.exports().get(sha)
         if stored is not None:
             return stored.export
-        job = self._jobs.get(sha)
-        if job is None:
-            job = asyncio.ensure_future(self._run_once(sha))
-            self._jobs[sha] = job
-            job.add_done_callback(lambda done: self._forget(sha, done))
-        # A client that disconnects must not cancel a build others wait for.
-        return await asyncio.shield(job)
+        if not self.queue.has(sha) and not await self._may_build(sha):
+            raise RelayError(
+                404,
+                f"commit {sha} is on no branch or tag of the relay's repository, so it is not built "
+                "(start the relay with --build-unreachable to build any commit)",
+            )
+        return await self.queue.wait(sha)
 
-    def _forget(self, sha: str, job: asyncio.Task[Export]) -> None:
-        # A failure is not kept: the next request for the commit tries again.
-        if self._jobs.get(sha) is job:
-            del self._jobs[sha]
-        if not job.cancelled() and job.exception() is not None and not isinstance(job.exception(), RefError):
-            logger.error("materializing %s crashed: %r", sha, job.exception())
+    def tip(self, branch: str, sha: str) -> None:
+        """Build a branch's new tip in the background (it replaces an older tip still queued)."""
+        if sha in self.store.exports():
+            return
+        failed = self._failed.get(sha)
+        if failed is not None and time.monotonic() < failed:
+            return  # a page request must not rebuild a failing tip each time; a sha request still does
+        try:
+            self.queue.tip(branch, sha)
+        except RelayError as e:
+            logger.warning("not building %s, the tip of %s: %s", sha, branch, e.message)
 
-    @property
-    def building(self) -> tuple[str, ...]:
-        return tuple(self._jobs)
+    def building(self, sha: str) -> bool:
+        return self.queue.has(sha)
+
+    # Kept for callers of the earlier interface.
+    ensure = export
+
+    def status(self) -> list[dict[str, object]]:
+        now = time.monotonic()
+        return [
+            {
+                "sha": job.sha,
+                "state": "running" if job.running else "queued",
+                "age_s": round(now - job.queued_at, 1),
+                "waiting_clients": job.waiters,
+                "tip_of": sorted(job.tips),
+            }
+            for job in self.queue.jobs()
+        ]
+
+    # Life cycle.
+
+    def clean_up(self) -> None:
+        """At start-up, before serving: stop and remove what a relay that died (kill -9) left behind."""
+        for record in self.records.clean_up_after_dead_relays():
+            logger.warning("cleaned up after a build of a relay that died (pid %d)", record.relay_pid)
+        for builder in self.builders:
+            builder.clean_up()
+        subprocess.run(["git", "-C", str(self.git.repo), "worktree", "prune"], capture_output=True, check=False)
 
     async def close(self) -> None:
-        """Cancel running builds (their processes are killed and worktrees removed)."""
-        jobs = list(self._jobs.values())
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
+        """Cancel builds (their processes are killed) and stop the builders' daemons."""
+        await self.queue.close()
+        for builder in self.builders:
+            await builder.close()
 
-    async def _run_once(self, sha: str) -> Export:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.limits.max_jobs)
-        with self.store.lease(sha):
-            async with self._slots:
-                # Other worker processes, and other replicas on one bucket, may be asked for the same
-                # commit: the store's build lease lets one build while the others wait for its export.
-                async with self.store.build_lease(sha):
-                    stored = self.store.exports().get(sha)
-                    if stored is not None:  # pushed, or built elsewhere, while this run waited
-                        return stored.export
-                    return await self._build(sha)
+    # Building.
+
+    async def _may_build(self, sha: str) -> bool:
+        if self.build_unreachable:
+            return True
+        remembered = self._unreachable.get(sha)
+        if remembered is not None and time.monotonic() < remembered:
+            return False
+        try:
+            reachable = await self.git.reachable(sha)
+        except GitError as e:
+            logger.warning("cannot tell whether %s is on a branch: %s", sha, e)
+            return False
+        if not reachable:
+            if len(self._unreachable) > 1024:
+                self._unreachable.clear()
+            self._unreachable[sha] = time.monotonic() + UNREACHABLE_SECONDS
+        return reachable
 
     async def _build(self, sha: str) -> Export:
+        with self.store.lease(sha):
+            # Other worker processes of this relay may be asked for the same commit: one builds.
+            # Other replicas on one bucket too: the store's build lease lets one build while the
+            # others wait for its export.
+            async with self.store.build_lease(sha):
+                stored = self.store.exports().get(sha)
+                if stored is not None:  # pushed, or built elsewhere, while this job waited
+                    return stored.export
+                builder = self._idle.pop()
+                try:
+                    return await self._build_with(builder, sha)
+                finally:
+                    self._idle.append(builder)
+
+    async def _build_with(self, builder: Builder, sha: str) -> Export:
         started = time.monotonic()
-        scratch = Path(tempfile.mkdtemp(prefix=f"relay-{sha[:12]}-", dir=self.work_dir))
-        worktree = scratch / "worktree"
-        log_path = scratch / "export.log"
         staging = self.store.staging_dir()
+        logs = self.work_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        log_path = logs / f"{sha}.log"
         self.runs += 1
-        logger.info("materializing %s in %s", sha, worktree)
+        logger.info("building %s (%s builder, log %s)", sha, builder.kind, log_path)
         try:
+            await builder.build(sha, staging, log_path)
+            built = time.monotonic()
+            output = staging / sha if (staging / sha / MANIFEST).is_file() else staging
             try:
-                await self.git.run("worktree", "add", "--detach", str(worktree), sha)
-            except GitError as e:
-                raise MaterializeError(502, f"cannot check out commit {sha}: {e}") from None
-            command = self.command.render(worktree, staging, sha)
-            returncode = await self._run_command(command, worktree, staging, sha, log_path)
-            if returncode != 0:
-                raise MaterializeError(
-                    502,
-                    f"building the export of {sha} failed (exit status {returncode}) running: {command}\n"
-                    + _tail(log_path),
-                )
-            built = staging / sha if (staging / sha / MANIFEST).is_file() else staging
-            try:
-                stored = await self.store.publish(built)
+                stored = await self.store.publish(output)
             except ContractError as e:
-                raise MaterializeError(
-                    502, f"the export command for {sha} wrote no valid export: {e}\n" + _tail(log_path)
+                raise BuildError(
+                    502, f"the export command for {sha} wrote no valid export: {e}\n" + await log_tail_off_loop(log_path)
                 ) from None
             if stored.export.sha != sha or stored.export.dirty:
-                raise MaterializeError(502, f"the export command for {sha} wrote commit {stored.export.key}")
-            logger.info("materialized %s in %.1f s", sha, time.monotonic() - started)
+                raise BuildError(502, f"the export command for {sha} wrote commit {stored.export.key}")
+            log_path.unlink(missing_ok=True)  # a failed build's log stays, for whoever looks into it
+            logger.info(
+                "materialized %s in %.1f s (build %.1f s, publish %.1f s, %s builder)",
+                sha, time.monotonic() - started, built - started, time.monotonic() - built, builder.kind,
+            )
             return stored.export
-        except MaterializeError as e:
+        except BuildError as e:
             logger.error("materializing %s: %s", sha, e.message)
+            if len(self._failed) > 1024:
+                self._failed.clear()
+            self._failed[sha] = time.monotonic() + FAILED_TIP_SECONDS
             raise
         finally:
-            await self._remove_worktree(worktree)
-            shutil.rmtree(scratch, ignore_errors=True)
             shutil.rmtree(staging, ignore_errors=True)
-
-    async def _run_command(self, command: str, worktree: Path, staging: Path, sha: str, log_path: Path) -> int:
-        env = dict(
-            os.environ,
-            RELAY_SHA=sha,
-            RELAY_WORKTREE=str(worktree),
-            RELAY_OUTPUT_DIR=str(staging),
-        )
-        with open(log_path, "wb") as log:
-            process = await asyncio.create_subprocess_shell(
-                command,
-                cwd=worktree,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                # Its own process group, so a timeout kills the build tool's children too.
-                start_new_session=True,
-            )
-            try:
-                return await asyncio.wait_for(process.wait(), self.limits.timeout_seconds)
-            except asyncio.TimeoutError:
-                _kill_group(process.pid)
-                await process.wait()
-                raise MaterializeError(
-                    504,
-                    f"building the export of {sha} timed out after {self.limits.timeout_seconds:.0f} s "
-                    f"running: {command}\n" + _tail(log_path),
-                ) from None
-            except asyncio.CancelledError:
-                _kill_group(process.pid)
-                await process.wait()
-                raise
-
-    async def _remove_worktree(self, worktree: Path) -> None:
-        try:
-            await self.git.run("worktree", "remove", "--force", str(worktree))
-        except GitError:
-            pass
-        try:
-            await self.git.run("worktree", "prune")
-        except GitError as e:
-            logger.warning("git worktree prune: %s", e)
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _tail(log_path: Path) -> str:
-    try:
-        lines = log_path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    tail = lines[-LOG_TAIL_LINES:]
-    return "--- last lines of the log ---\n" + "\n".join(tail)

@@ -4,39 +4,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 from relay.contract import DIRTY_SUFFIX, Export
+from relay.errors import RelayError
+from relay.git import FULL_SHA, GIT_TIMEOUT_SECONDS, Git, GitError  # noqa: F401 (re-exported)
 from relay.store import Store
-
-if TYPE_CHECKING:
-    from relay.materialize import Materializer
 
 logger = logging.getLogger("relay.refs")
 
-FULL_SHA = re.compile(r"[0-9a-f]{40}")
 SHORT_SHA = re.compile(r"[0-9a-f]{4,39}")
 # What git's check-ref-format allows, narrowed to what is safe in a URL path and as an argument.
 _REF_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+/-]*")
-GIT_TIMEOUT_SECONDS = 120.0
+# A name git does not know is remembered this long; the ref list is re-read on a miss at most this often.
+MISS_SECONDS = 10.0
 
 
-class RefError(Exception):
+class RefError(RelayError):
     """A ref that names nothing the relay can serve; `status` is the HTTP status to answer."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
+class Builds(Protocol):
+    """What a resolver needs of pull mode (relay.materialize.Materializer is one)."""
 
-class GitError(Exception):
-    pass
+    async def export(self, sha: str) -> Export:
+        """The export of a commit, built now (and waited for) if the store lacks it."""
+
+    def tip(self, branch: str, sha: str) -> None:
+        """Build a branch's tip in the background."""
+
+    def building(self, sha: str) -> bool:
+        """Whether a build of the commit is queued or running."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,9 @@ class View:
 
     ref: str
     kind: str  # "sha", "branch" or "tag"
-    sha: str
+    sha: str  # the commit served: for a branch whose tip is still building, its newest built commit
     exports: tuple[Export, ...]
+    building: str | None = None  # a newer commit of the ref being built, if any
 
     @property
     def immutable(self) -> bool:
@@ -75,72 +77,38 @@ def check_ref_name(ref: str) -> None:
         raise RefError(400, f"{ref!r} is not a valid ref: use a sha, a short sha, a branch or a tag name")
 
 
-class Git:
-    """The relay's git repository, driven through the `git` command."""
-
-    def __init__(self, repo: Path) -> None:
-        self.repo = repo
-
-    async def run(self, *args: str, timeout: float = GIT_TIMEOUT_SECONDS) -> str:
-        env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
-        process = await asyncio.create_subprocess_exec(
-            "git",
-            "-C",
-            str(self.repo),
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        try:
-            out, err = await asyncio.wait_for(process.communicate(), timeout)
-        except asyncio.TimeoutError:
-            process.kill()
-            await process.wait()
-            raise GitError(f"git {' '.join(args)} timed out after {timeout:.0f} s") from None
-        if process.returncode != 0:
-            raise GitError(f"git {' '.join(args)} failed: {err.decode(errors='replace').strip()}")
-        return out.decode()
-
-    async def commit(self, rev: str) -> str | None:
-        """The full sha of a commit-ish, or None if the repository has no such commit."""
-        try:
-            out = await self.run("rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{commit}")
-        except GitError:
-            return None
-        sha = out.strip()
-        return sha if FULL_SHA.fullmatch(sha) else None
-
-    async def remote(self) -> str | None:
-        remotes = (await self.run("remote")).split()
-        if "origin" in remotes:
-            return "origin"
-        return remotes[0] if remotes else None
-
-    async def fetch(self, remote: str) -> None:
-        await self.run("fetch", "--prune", "--quiet", remote)
-
-    async def first_parents(self, sha: str) -> tuple[str, ...]:
-        return tuple((await self.run("rev-list", "--first-parent", sha)).split())
-
-
 class Refs:
-    """Resolves the `<ref>` of a URL into a View; builds a missing commit when pull mode is on."""
+    """Resolves the `<ref>` of a URL into a View; builds a missing commit when pull mode is on.
+
+    With `builds`, a branch page answers at once from the exports of the branch's history while its
+    tip builds in the background (unless `wait_for_tip`), and the refresh loop starts the builds of
+    the `follow`ed branches' new tips.
+    """
 
     def __init__(
         self,
         store: Store,
         git: Git | None = None,
-        materializer: Materializer | None = None,
+        builds: Builds | None = None,
         refresh_interval: float = 60.0,
+        *,
+        follow: Sequence[str] = (),
+        wait_for_tip: bool = False,
     ) -> None:
         self.store = store
         self.git = git
-        self.materializer = materializer
+        self.builds = builds
         self.refresh_interval = refresh_interval
-        # revs -> (expiry, sha): branch tips, tags and short shas looked up in git.
-        self._revs: dict[tuple[str, ...], tuple[float, str | None]] = {}
+        self.follow = tuple(follow)
+        self.wait_for_tip = wait_for_tip
+        # Every branch, remote-tracking branch and tag (one `git for-each-ref`), and when it was read.
+        self._refs: dict[str, str] = {}
+        self._refs_read_at = float("-inf")
+        self._refs_task: asyncio.Future[None] | None = None
+        self._fetch_task: asyncio.Future[None] | None = None
+        self._fetch_started_at = float("-inf")
+        # Short shas and commits git does not have: name -> (expiry, sha or None).
+        self._revs: dict[str, tuple[float, str | None]] = {}
         self._history: dict[str, tuple[str, ...]] = {}
         self._views: dict[tuple[str, str, int], View] = {}
         self._remote: str | None = None
@@ -148,21 +116,72 @@ class Refs:
     # Periodic refresh (git mode).
 
     async def refresh(self) -> None:
-        """Fetch from the remote (if any) and forget branch tips, so the next request re-resolves them."""
+        """Fetch from the remote (if any), re-read the refs, and start builds of followed tips."""
         if self.git is None:
             return
+        await self._fetch()
+        self._revs.clear()
+        await self._read_refs()
+        if self.builds is not None:
+            for branch in self.follow:
+                tip = self._branch_tip(branch)
+                if tip is not None and tip not in self.store.exports():
+                    self.builds.tip(branch, tip)
+
+    async def refresh_forever(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self.refresh_interval)
+
+    async def _fetch(self) -> None:
+        """One `git fetch` for everyone: a caller joins one that started after it asked, or starts one."""
+        assert self.git is not None
+        asked = time.monotonic()
+        while True:
+            task = self._fetch_task
+            if task is not None and not task.done():
+                started = self._fetch_started_at
+                await asyncio.shield(task)
+                if started >= asked:
+                    return
+                continue
+            self._fetch_started_at = time.monotonic()
+            self._fetch_task = asyncio.ensure_future(self._fetch_once())
+            await asyncio.shield(self._fetch_task)
+            return
+
+    async def _fetch_once(self) -> None:
+        assert self.git is not None
         try:
             self._remote = await self.git.remote()
             if self._remote is not None:
                 await self.git.fetch(self._remote)
         except GitError as e:
             logger.warning("refreshing refs: %s", e)
-        self._revs.clear()
 
-    async def refresh_forever(self) -> None:
-        while True:
-            await self.refresh()
-            await asyncio.sleep(self.refresh_interval)
+    async def _read_refs(self) -> None:
+        """Re-read every ref with one git process; concurrent callers share it."""
+        assert self.git is not None
+        task = self._refs_task
+        if task is None or task.done():
+            task = self._refs_task = asyncio.ensure_future(self._read_refs_once())
+        await asyncio.shield(task)
+
+    async def _read_refs_once(self) -> None:
+        assert self.git is not None
+        try:
+            self._refs = await self.git.refs()
+        except GitError as e:
+            logger.warning("reading refs: %s", e)
+        self._refs_read_at = time.monotonic()
+
+    async def _ref(self, *names: str) -> str | None:
+        """The commit of the first of these full ref names that exists; a miss re-reads the refs at
+        most every MISS_SECONDS, so unknown names cost no git process each."""
+        if self.git is not None and time.monotonic() - self._refs_read_at > MISS_SECONDS:
+            if not any(n in self._refs for n in names):
+                await self._read_refs()
+        return next((self._refs[n] for n in names if n in self._refs), None)
 
     # Resolution.
 
@@ -193,54 +212,79 @@ class Refs:
         stored = await self.store.find(sha)
         if stored is not None:
             return stored.export
-        if self.git is None or self.materializer is None:
+        if self.git is None or self.builds is None:
             raise RefError(
                 404,
                 f"{ref!r}: commit {sha} has no export in the store; push one with "
                 "`pants export-dists`, or run the relay with --repo to build it on request",
             )
-        commit = await self.git.commit(sha)
-        if commit is None and self._remote is not None:
-            await self.refresh()
-            commit = await self.git.commit(sha)
-        if commit is None:
+        if not self.builds.building(sha) and await self._commit(sha) is None:
             raise RefError(404, f"{ref!r}: commit {sha} is not in the relay's repository")
-        return await self.materializer.ensure(sha)
+        return await self.builds.export(sha)
 
-    async def _commit(self, *revs: str) -> str | None:
-        """The commit of the first rev that exists, remembered for the refresh interval."""
+    async def _commit(self, rev: str) -> str | None:
+        """The commit of a sha or short sha, fetching once if it is missing; misses are remembered."""
         assert self.git is not None
         now = time.monotonic()
-        cached = self._revs.get(revs)
+        cached = self._revs.get(rev)
         if cached is not None and now < cached[0]:
             return cached[1]
-        sha = None
-        for rev in revs:
+        sha = await self.git.commit(rev)
+        if sha is None and self._remote is not None and FULL_SHA.fullmatch(rev):
+            await self._fetch()
             sha = await self.git.commit(rev)
-            if sha is not None:
-                break
-        self._revs[revs] = (now + self.refresh_interval, sha)
+        if len(self._revs) > 4096:
+            self._revs.clear()
+        # A found commit never changes; a miss is kept briefly (the commit may be pushed soon).
+        self._revs[rev] = (now + (self.refresh_interval if sha else MISS_SECONDS), sha)
         return sha
 
-    async def _branch_tip(self, branch: str) -> str | None:
+    def _branch_tip(self, branch: str) -> str | None:
         candidates = [f"refs/heads/{branch}"]
         if self._remote is not None:
             # What the last fetch saw wins over a local branch the relay's clone may have left behind.
             candidates.insert(0, f"refs/remotes/{self._remote}/{branch}")
-        return await self._commit(*candidates)
+        return next((self._refs[n] for n in candidates if n in self._refs), None)
 
     async def _branch(self, branch: str) -> View | None:
         if self.git is None:
             return self._manifest_view(branch, "branch", lambda e: branch in e.branches)
-        tip = await self._branch_tip(branch)
+        if self._branch_tip(branch) is None:
+            await self._ref(f"refs/heads/{branch}")
+        tip = self._branch_tip(branch)
         if tip is None:
             return None
         generation = self.store.generation
         cached = self._views.get(("branch", branch, generation))
-        if cached is not None and cached.sha == tip:
+        if cached is not None and (
+            cached.sha == tip or (cached.building == tip and self.builds is not None and self.builds.building(tip))
+        ):
             return cached
-        if tip not in self.store.exports() and self.materializer is not None:
-            await self._materialize(branch, tip)
+        history = await self._first_parents(branch, tip)
+        exports = self.store.exports()
+        building = None
+        if tip not in exports and self.builds is not None:
+            if self.wait_for_tip or not any(sha in exports for sha in history):
+                await self._materialize(branch, tip)
+            else:
+                # The page answers now from what is built; the tip follows in the background.
+                self.builds.tip(branch, tip)
+                building = tip if self.builds.building(tip) else None
+            exports = self.store.exports()
+        listed = tuple(exports[sha].export for sha in history if sha in exports)
+        if not listed:
+            raise RefError(
+                404,
+                f"branch {branch!r} (at {tip[:12]}) has no export in the store; push one with "
+                "`pants export-dists`, or run the relay with --export-command to build on request",
+            )
+        view = View(ref=branch, kind="branch", sha=listed[0].sha, exports=listed, building=building)
+        self._views = {k: v for k, v in self._views.items() if k[2] == self.store.generation}
+        self._views[("branch", branch, self.store.generation)] = view
+        return view
+
+    async def _first_parents(self, branch: str, tip: str) -> tuple[str, ...]:
+        assert self.git is not None
         history = self._history.get(tip)
         if history is None:
             try:
@@ -250,24 +294,13 @@ class Refs:
             if len(self._history) >= 16:
                 self._history.clear()
             self._history[tip] = history
-        exports = self.store.exports()
-        listed = tuple(exports[sha].export for sha in history if sha in exports)
-        if not listed:
-            raise RefError(
-                404,
-                f"branch {branch!r} (at {tip[:12]}) has no export in the store; push one with "
-                "`pants export-dists`, or run the relay with --export-command to build on request",
-            )
-        view = View(ref=branch, kind="branch", sha=tip, exports=listed)
-        self._views = {k: v for k, v in self._views.items() if k[2] == self.store.generation}
-        self._views[("branch", branch, self.store.generation)] = view
-        return view
+        return history
 
     async def _tag(self, tag: str) -> View | None:
         if self.git is None:
             view = self._manifest_view(tag, "tag", lambda e: tag in e.tags)
             return None if view is None else self._single(tag, "tag", view.tip)
-        sha = await self._commit(f"refs/tags/{tag}")
+        sha = await self._ref(f"refs/tags/{tag}")
         if sha is None:
             return None
         return self._single(tag, "tag", await self._materialize(tag, sha))

@@ -674,11 +674,19 @@ class DiskStore(Store):
         try:
             os.rename(directory, target)
         except OSError:
-            # Someone (a push, another relay) published the same commit first: the contract says the
-            # bytes are identical, so theirs stands.
-            if not (target / MANIFEST).is_file():
-                raise
-            logger.info("export %s was already in the store; keeping the existing one", export.key)
+            self.rescan()
+            if export.key not in self._exports:
+                # A leftover that is no valid export (half copied, damaged) would refuse every new
+                # build of this commit: move it aside (removed like an evicted export) and publish.
+                aside = self.root / (EVICTING_PREFIX + export.key + "-" + secrets.token_hex(4))
+                os.rename(target, aside)
+                logger.warning("moved the invalid %s aside to publish a new build of it", export.key)
+                os.rename(directory, target)
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                # Someone (a push, another relay) published the same commit first: the contract says
+                # the bytes are identical, so theirs stands.
+                logger.info("export %s was already in the store; keeping the existing one", export.key)
         self.touch(export.key)
         self.rescan()
         return self._exports.get(export.key) or StoredExport(export=export, size=size)

@@ -113,6 +113,8 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     relay = RelayProcess(
         store, "--repo", str(repo.path), "--export-command", export_command,
         "--upstream", "https://pypi.org/simple", "--refresh-interval", "1", "--build-timeout", "900",
+        # The story's first request for main after B waits for B (the default serves A meanwhile).
+        "--wait-for-tip",
         log=work / "relay.log",
     )
     try:

@@ -71,12 +71,13 @@ class RelayProcess:
         log: Path | None = None,
         env: Mapping[str, str] | None = None,
         max_files: int | None = None,
+        cwd: Path | None = None,
     ) -> None:
         """`max_files`: the relay's file-descriptor limit (RLIMIT_NOFILE), to test running out."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # Standard output and error (the access log among them); beside the store unless given.
-        self.log = log or store.parent / f"relay-{self.port}.log"
+        self.log = log or (cwd or Path.cwd()) / store.parent / f"relay-{self.port}.log"
         # No PEX_* or PYTHONPATH of an enclosing sandbox: the relay (and the ./pants it may run in pull
         # mode) see a plain environment, plus the relay package itself.
         environment = {**clean_environment(), **(env or {}), "PYTHONPATH": str(RELAY_ROOT)}
@@ -84,7 +85,7 @@ class RelayProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "relay", "serve", "--store", str(store), "--host", "127.0.0.1",
                  "--port", str(self.port), "--shutdown-timeout", "5", *args],
-                env=environment, cwd=RELAY_ROOT, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                env=environment, cwd=cwd or RELAY_ROOT, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                 preexec_fn=None if max_files is None else partial(_limit_files, max_files),
             )
         deadline = time.monotonic() + 30
