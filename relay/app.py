@@ -190,7 +190,8 @@ class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         if isinstance(exc, HttpProcessingError):
             client = args[0] if args else "?"
             reason = " ".join(str(exc.message or exc).split())[:200]
-            self.logger.info("bad request from %s: %s %s", client, exc.code, reason)
+            # aiohttp's DEBUG (non-HTTP traffic on a first request) stays DEBUG.
+            self.logger.log(min(level, logging.INFO), "bad request from %s: %s %s", client, exc.code, reason)
             return
         super().log(level, msg, *args, **kwargs)
 
