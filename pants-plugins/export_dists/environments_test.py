@@ -146,6 +146,27 @@ def test_environment_pins_its_closure_and_unions_third_party(repo: Repo) -> None
         assert dists[name].wheel.content == dist.wheel.content
 
 
+def test_environment_version_follows_its_members_content(repo: Repo) -> None:
+    first = repo.commit(SHARED)
+    env = Address("envs", target_name="ml")
+    before = _by_name(repo.export(env))
+    assert before[ML].version == f"0.1+g{first[:12]}"
+    # A dist outside the set changes: the environment keeps its version and its bytes.
+    repo.commit({"libs/lib/unrelated/x.py": "X = 1\n"})
+    same = _by_name(repo.export(env))
+    assert same[ML].version == before[ML].version and same[ML].wheel.content == before[ML].wheel.content
+    # A member deep in the set changes: the environment moves with it and pins its new version.
+    third = repo.commit({"libs/lib/util/u.py": "import attrs\nU = 1\n"})
+    after = _by_name(repo.export(env))
+    assert after[ML].version == after["monorepo.libs.lib.util"].version == f"0.3+g{third[:12]}"
+    assert f"monorepo.libs.lib.util=={after['monorepo.libs.lib.util'].version}" in after[ML].requires_dist
+    assert f"monorepo.src.python.app1=={after['monorepo.src.python.app1'].version}" in after[ML].requires_dist
+    assert after[ML].fingerprint != before[ML].fingerprint
+    # Its own declaration is an input too.
+    fourth = repo.commit({"envs/BUILD": SHARED["envs/BUILD"].replace("the two apps", "both apps")})
+    assert _by_name(repo.export(env))[ML].version == f"0.4+g{fourth[:12]}"
+
+
 def test_environment_of_environments_and_a_name_of_its_own(repo: Repo) -> None:
     repo.commit(
         {
