@@ -76,7 +76,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 def _check_set(notebook: Notebook, served: Served) -> None:
     installed = notebook.monorepo_dists()
     assert set(installed) == SET
-    assert {d["sha"] for d in installed.values()} == {served.repo.head}
+    # Each dist at its version in the export (with versions by content, each names its own commit).
+    exported = {d["name"]: d["version"] for d in served.manifest["dists"]}
+    assert {name: d["version"] for name, d in installed.items()} == {name: exported[name] for name in SET}
+    assert {d["sha"] for d in installed.values()} <= set(served.repo.shas)
     assert installed[ENVIRONMENT].get("environment") is True
     files = json.loads(notebook.python_code(IMPORT_SET))
     assert all(path.startswith(str(notebook.path)) for path in files.values())
