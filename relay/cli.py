@@ -88,7 +88,9 @@ def _positive(kind: type) -> object:
 
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog="relay", description=DESCRIPTION, formatter_class=formatter)
+    # `export-dists-relay` when installed from the wheel; `relay` as `python -m relay` or relay.pex.
+    prog = "export-dists-relay" if os.path.basename(sys.argv[0]) == "export-dists-relay" else "relay"
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, formatter_class=formatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
