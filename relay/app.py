@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import server_logger
 from packaging.utils import canonicalize_name
 
-from relay import render, resources
+from relay import pages, render, resources
 from relay.auth import Authenticator, PasswordChecks, TooManyChecks
 from relay.constraints import constraints_text
 from relay.materialize import Materializer
@@ -80,6 +80,7 @@ SETTINGS = web.AppKey("settings", Settings)
 CACHE_POLICY = web.AppKey("cache_policy", CachePolicy)
 AUTH = web.AppKey("auth", Authenticator)
 MATERIALIZER = web.AppKey("materializer", Materializer)
+GIT_REFS = web.AppKey("git_refs", pages.GitRefs)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -457,6 +458,36 @@ async def constraints(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="text/plain", charset="utf-8", headers=headers)
 
 
+# The pages for people (relay/pages.py renders them).
+
+
+def _page_context(request: web.Request) -> pages.Context:
+    materializer = request.app.get(MATERIALIZER)
+    return pages.Context(
+        store=request.app[STORE],
+        refs=request.app[REFS],
+        default_ref=request.app[SETTINGS].default_ref,
+        builds=materializer.log if materializer is not None else None,
+        auth=AUTH in request.app,
+        origin=f"{request.scheme}://{request.host}",
+    )
+
+
+async def home(request: web.Request) -> web.Response:
+    context = _page_context(request)
+    return pages.respond(pages.home_page(context, await pages.ref_rows(context, request.app[GIT_REFS])))
+
+
+async def ref_home(request: web.Request) -> web.Response:
+    context = _page_context(request)
+    ref, base = request.match_info["ref"], _base(request, 0)
+    try:
+        view = await _view(request)
+    except RefError as error:
+        return await pages.not_found(context, request.app[GIT_REFS], ref, error, base)
+    return pages.respond(pages.ref_page(context, view, base, request.query.get("q", "")))
+
+
 async def add_slash(request: web.Request) -> web.Response:
     raise web.HTTPMovedPermanently(request.path.rsplit("/", 1)[-1] + "/")
 
@@ -467,6 +498,7 @@ _FILE = r"{filename:[^/]+\.whl(\.metadata)?}"
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(HEALTH_PATH, health)
+    r.add_get("/", home)
     # Default ref.
     r.add_get("/simple", add_slash)
     r.add_get("/simple/", root_index)
@@ -485,6 +517,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get(ref + "/simple/{project}", project_index)
     r.add_get(ref + "/constraints.txt", constraints)
     r.add_get(ref + "/" + _FILE, dist_file)
+    # Last: a ref's page for people, once no route of the simple API matched.
+    r.add_get(ref + "/", ref_home)
 
 
 # Background work.
@@ -531,6 +565,7 @@ def create_app(
     app[REFS] = refs if refs is not None else Refs(store)
     app[PAGES] = render.PageCache()
     app[FILES] = FileCache(settings.memory_cache_bytes)
+    app[GIT_REFS] = pages.GitRefs()
     app[SETTINGS] = settings
     app[CACHE_POLICY] = CachePolicy.of(settings, private=auth is not None)
     if auth is not None:

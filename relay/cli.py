@@ -45,6 +45,7 @@ routes:
   /<ref>/<wheel>[.metadata]      files (the pages link them under their commit's sha)
   /<ref>/constraints.txt         every dist of the ref's commit pinned name==version, plus its URL requirements
   /simple/...                    the same for --default-ref
+  /  and  /<ref>/                pages for people (a browser): refs, builds, dists, install lines
   /-/health                      liveness (never needs credentials)
 
 examples:
