@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import server_logger
 from packaging.utils import canonicalize_name
 
-from relay import pages, render, resources
+from relay import metrics, pages, render, resources
 from relay.auth import Authenticator, PasswordChecks, TooManyChecks
 from relay.constraints import constraints_text
 from relay.materialize import Materializer
@@ -499,6 +499,7 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(HEALTH_PATH, health)
     r.add_get("/", home)
+    r.add_get("/metrics", metrics.metrics_page)
     # Default ref.
     r.add_get("/simple", add_slash)
     r.add_get("/simple/", root_index)
@@ -530,6 +531,7 @@ async def _evict_forever(app: web.Application) -> None:
     while True:
         try:
             evicted = await loop.run_in_executor(None, app[STORE].evict, settings.policy)
+            app[metrics.METRICS].evictions.inc(len(evicted))
             if evicted:
                 logger.info("evicted %d export(s): %s", len(evicted), ", ".join(evicted))
         except Exception:  # noqa: BLE001 - eviction must not stop; the next round retries.
@@ -560,12 +562,15 @@ def create_app(
     auth: Authenticator | None = None,
 ) -> web.Application:
     """The relay application over a store; refs default to the manifests' own branch and tag names."""
-    app = web.Application(middlewares=[guard], handler_args={"logger": ServerLog(server_logger)})
+    # measure first: it counts and times the guard's refusals too.
+    app = web.Application(middlewares=[metrics.measure, guard], handler_args={"logger": ServerLog(server_logger)})
     app[STORE] = store
     app[REFS] = refs if refs is not None else Refs(store)
     app[PAGES] = render.PageCache()
     app[FILES] = FileCache(settings.memory_cache_bytes)
     app[GIT_REFS] = pages.GitRefs()
+    materializer = app[REFS].materializer
+    app[metrics.METRICS] = metrics.Metrics(store, lambda: materializer.log if materializer is not None else None)
     app[SETTINGS] = settings
     app[CACHE_POLICY] = CachePolicy.of(settings, private=auth is not None)
     if auth is not None:

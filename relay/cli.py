@@ -46,6 +46,7 @@ routes:
   /<ref>/constraints.txt         every dist of the ref's commit pinned name==version, plus its URL requirements
   /simple/...                    the same for --default-ref
   /  and  /<ref>/                pages for people (a browser): refs, builds, dists, install lines
+  /metrics                       Prometheus metrics (credentials when auth is on)
   /-/health                      liveness (never needs credentials)
 
 examples:
