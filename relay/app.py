@@ -569,15 +569,15 @@ def create_app(
     app[PAGES] = render.PageCache()
     app[FILES] = FileCache(settings.memory_cache_bytes)
     app[GIT_REFS] = pages.GitRefs()
-    materializer = app[REFS].materializer
+    materializer = app[REFS].builds if isinstance(app[REFS].builds, Materializer) else None
     app[metrics.METRICS] = metrics.Metrics(store, lambda: materializer.log if materializer is not None else None)
     app[SETTINGS] = settings
     app[CACHE_POLICY] = CachePolicy.of(settings, private=auth is not None)
     if auth is not None:
         app[AUTH] = auth
         app[PASSWORD_CHECKS] = PasswordChecks(auth)
-    if isinstance(app[REFS].builds, Materializer):
-        app[MATERIALIZER] = app[REFS].builds
+    if materializer is not None:
+        app[MATERIALIZER] = materializer
     app.cleanup_ctx.append(_background)
     add_routes(app)
     return app
