@@ -19,6 +19,7 @@ import time
 from generate_monorepo import Shape, generate
 from procs import BENCH, OUT, PANTS, BenchError, install_cleanup, pants_env, stop_all
 import cycle_bench
+import environment_bench
 import export_bench
 import hardening_bench
 import install_bench
@@ -30,7 +31,8 @@ import serve_bench
 import servers
 import versions_bench
 
-PARTS = ("export", "serve", "install", "pull", "profile", "hardening", "versions", "cycles", "objectstore")
+PARTS = ("export", "serve", "install", "pull", "profile", "hardening", "versions", "cycles", "objectstore",
+         "environments")
 RESULTS = BENCH / "results"  # tracked: a partial run re-renders the other parts from here
 
 FULL = {
@@ -43,6 +45,7 @@ FULL = {
     "hardening_exports": 20, "hardening_rounds": 4, "hardening_silent": 200, "hardening_log_reps": 3,
     "versions_targets": 1000, "versions_history": 5000, "versions_commits": 10, "versions_floor_reps": 3,
     "cycle_sizes": "30", "cycle_densities": "3,4,10", "cycle_timeout": 120.0,
+    "environment_closure": 300, "environment_reps": 3,
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
@@ -54,6 +57,7 @@ QUICK = {
     "hardening_exports": 5, "hardening_rounds": 2, "hardening_silent": 50, "hardening_log_reps": 1,
     "versions_targets": 50, "versions_history": 200, "versions_commits": 2, "versions_floor_reps": 1,
     "cycle_sizes": "10", "cycle_densities": "3", "cycle_timeout": 30.0,
+    "environment_closure": 30, "environment_reps": 1,
 }
 
 
@@ -236,6 +240,12 @@ def run_cycles(args: argparse.Namespace) -> None:
           data, started)
 
 
+def run_environments(args: argparse.Namespace) -> None:
+    started = time.time()
+    data = environment_bench.run(args.environment_closure, args.environment_reps, sys.executable, log)
+    _save("environments", {"closure": args.environment_closure, "reps": args.environment_reps}, data, started)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     COMMAND[:] = argv
@@ -261,6 +271,8 @@ def main(argv: list[str]) -> int:
             run_versions(args)
         if "cycles" in parts:
             run_cycles(args)
+        if "environments" in parts:
+            run_environments(args)
     except BenchError as e:
         log(f"FAILED: {e}")
         return 1

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import hardening_bench
+import environment_bench
 from procs import BENCH, ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -35,6 +36,7 @@ PART_SECTIONS = {
     "hardening": ("Relay under mixed load and hostile clients",),
     "versions": ("Versions by content",),
     "cycles": ("Dependency cycles",),
+    "environments": ("Environment dists",),
 }
 EARLIER_ROW = " (an earlier run)"
 CARRIED = "*Kept from an earlier run of this page: this run has no `bench/results/{part}.json`.*"
@@ -623,6 +625,10 @@ def write(results_dir: Path) -> Path:
         ]
     if part_missing(results, "cycles"):
         out += carried("cycles", earlier)
+    if "environments" in results:
+        out += environment_bench.section(results["environments"], fmt, table)
+    if part_missing(results, "environments"):
+        out += carried("environments", earlier)
     if NOTES.exists():
         out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))

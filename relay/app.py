@@ -18,7 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import server_logger
 from packaging.utils import canonicalize_name
 
-from relay import render, resources
+from relay import metrics, pages, render, resources
 from relay.auth import Authenticator, PasswordChecks, TooManyChecks
 from relay.constraints import constraints_text
 from relay.materialize import Materializer
@@ -81,6 +81,7 @@ SETTINGS = web.AppKey("settings", Settings)
 CACHE_POLICY = web.AppKey("cache_policy", CachePolicy)
 AUTH = web.AppKey("auth", Authenticator)
 MATERIALIZER = web.AppKey("materializer", Materializer)
+GIT_REFS = web.AppKey("git_refs", pages.GitRefs)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -191,7 +192,8 @@ class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         if isinstance(exc, HttpProcessingError):
             client = args[0] if args else "?"
             reason = " ".join(str(exc.message or exc).split())[:200]
-            self.logger.info("bad request from %s: %s %s", client, exc.code, reason)
+            # aiohttp's DEBUG (non-HTTP traffic on a first request) stays DEBUG.
+            self.logger.log(min(level, logging.INFO), "bad request from %s: %s %s", client, exc.code, reason)
             return
         super().log(level, msg, *args, **kwargs)
 
@@ -477,6 +479,36 @@ async def constraints(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="text/plain", charset="utf-8", headers=headers)
 
 
+# The pages for people (relay/pages.py renders them).
+
+
+def _page_context(request: web.Request) -> pages.Context:
+    materializer = request.app.get(MATERIALIZER)
+    return pages.Context(
+        store=request.app[STORE],
+        refs=request.app[REFS],
+        default_ref=request.app[SETTINGS].default_ref,
+        builds=materializer.log if materializer is not None else None,
+        auth=AUTH in request.app,
+        origin=f"{request.scheme}://{request.host}",
+    )
+
+
+async def home(request: web.Request) -> web.Response:
+    context = _page_context(request)
+    return pages.respond(pages.home_page(context, await pages.ref_rows(context, request.app[GIT_REFS])))
+
+
+async def ref_home(request: web.Request) -> web.Response:
+    context = _page_context(request)
+    ref, base = request.match_info["ref"], _base(request, 0)
+    try:
+        view = await _view(request)
+    except RefError as error:
+        return await pages.not_found(context, request.app[GIT_REFS], ref, error, base)
+    return pages.respond(pages.ref_page(context, view, base, request.query.get("q", "")))
+
+
 async def add_slash(request: web.Request) -> web.Response:
     raise web.HTTPMovedPermanently(request.path.rsplit("/", 1)[-1] + "/")
 
@@ -487,6 +519,8 @@ _FILE = r"{filename:[^/]+\.whl(\.metadata)?}"
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(HEALTH_PATH, health)
+    r.add_get("/", home)
+    r.add_get("/metrics", metrics.metrics_page)
     # Default ref.
     r.add_get("/simple", add_slash)
     r.add_get("/simple/", root_index)
@@ -505,6 +539,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get(ref + "/simple/{project}", project_index)
     r.add_get(ref + "/constraints.txt", constraints)
     r.add_get(ref + "/" + _FILE, dist_file)
+    # Last: a ref's page for people, once no route of the simple API matched.
+    r.add_get(ref + "/", ref_home)
 
 
 # Background work.
@@ -515,6 +551,7 @@ async def _evict_forever(app: web.Application) -> None:
     while True:
         try:
             evicted = await app[STORE].evict(settings.policy)
+            app[metrics.METRICS].evictions.inc(len(evicted))
             if evicted:
                 logger.info("evicted %d export(s): %s", len(evicted), ", ".join(evicted))
         except Exception:  # noqa: BLE001 - eviction must not stop; the next round retries.
@@ -547,18 +584,22 @@ def create_app(
     auth: Authenticator | None = None,
 ) -> web.Application:
     """The relay application over a store; refs default to the manifests' own branch and tag names."""
-    app = web.Application(middlewares=[guard], handler_args={"logger": ServerLog(server_logger)})
+    # measure first: it counts and times the guard's refusals too.
+    app = web.Application(middlewares=[metrics.measure, guard], handler_args={"logger": ServerLog(server_logger)})
     app[STORE] = store
     app[REFS] = refs if refs is not None else Refs(store)
     app[PAGES] = render.PageCache()
     app[FILES] = FileCache(settings.memory_cache_bytes)
+    app[GIT_REFS] = pages.GitRefs()
+    materializer = app[REFS].builds if isinstance(app[REFS].builds, Materializer) else None
+    app[metrics.METRICS] = metrics.Metrics(store, lambda: materializer.log if materializer is not None else None)
     app[SETTINGS] = settings
     app[CACHE_POLICY] = CachePolicy.of(settings, private=auth is not None)
     if auth is not None:
         app[AUTH] = auth
         app[PASSWORD_CHECKS] = PasswordChecks(auth)
-    if isinstance(app[REFS].builds, Materializer):
-        app[MATERIALIZER] = app[REFS].builds
+    if materializer is not None:
+        app[MATERIALIZER] = materializer
     app.cleanup_ctx.append(_background)
     add_routes(app)
     return app

@@ -48,6 +48,8 @@ routes:
   /<ref>/<wheel>[.metadata]      files (the pages link them under their commit's sha)
   /<ref>/constraints.txt         every dist of the ref's commit pinned name==version, plus its URL requirements
   /simple/...                    the same for --default-ref
+  /  and  /<ref>/                pages for people (a browser): refs, builds, dists, install lines
+  /metrics                       Prometheus metrics (credentials when auth is on)
   /-/health                      liveness (never needs credentials)
 
 examples:
@@ -91,7 +93,9 @@ def _positive(kind: type) -> object:
 
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog="relay", description=DESCRIPTION, formatter_class=formatter)
+    # `export-dists-relay` when installed from the wheel; `relay` as `python -m relay` or relay.pex.
+    prog = "export-dists-relay" if os.path.basename(sys.argv[0]) == "export-dists-relay" else "relay"
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, formatter_class=formatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 

@@ -176,6 +176,11 @@ def _exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any])
         assert exc is not None
         resources.report(str(context.get("message", "the event loop")), exc)
         return
+    if isinstance(exc, ValueError) and "_start_serving" in repr(context.get("handle")):
+        # asyncio retries accept() a second after running out of descriptors, and does not cancel
+        # that retry when the server closes: at shutdown it fails on the closed socket. Harmless.
+        logger.debug("accept retry after shutdown: %s", exc)
+        return
     loop.default_exception_handler(context)
 
 

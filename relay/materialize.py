@@ -23,6 +23,7 @@ from relay.builder import (
     WarmBuilder,
     WarmLimits,
 )
+from relay.builds import BuildLog
 from relay.contract import MANIFEST, ContractError, Export
 from relay.errors import RelayError
 from relay.git import Git, GitError
@@ -98,6 +99,8 @@ class Materializer:
         self._unreachable: dict[str, float] = {}
         self._failed: dict[str, float] = {}  # sha -> until when a failed tip is not built in the background
         self.runs = 0
+        # Outcomes for /metrics and the page for people; queued and running builds are the queue's.
+        self.log = BuildLog(jobs=self.queue.jobs)
 
     # What Refs asks for.
 
@@ -216,6 +219,7 @@ class Materializer:
             if stored.export.sha != sha or stored.export.dirty:
                 raise BuildError(502, f"the export command for {sha} wrote commit {stored.export.key}")
             log_path.unlink(missing_ok=True)  # a failed build's log stays, for whoever looks into it
+            self.log.finish(sha, None, seconds=time.monotonic() - started)
             logger.info(
                 "materialized %s in %.1f s (build %.1f s, publish %.1f s, %s builder)",
                 sha, time.monotonic() - started, built - started, time.monotonic() - built, builder.kind,
@@ -223,6 +227,7 @@ class Materializer:
             return stored.export
         except BuildError as e:
             logger.error("materializing %s: %s", sha, e.message)
+            self.log.finish(sha, e.message, seconds=time.monotonic() - started)
             if len(self._failed) > 1024:
                 self._failed.clear()
             self._failed[sha] = time.monotonic() + FAILED_TIP_SECONDS

@@ -49,7 +49,8 @@ try:
 except ValueError:
     info = {}
 result = {"version": dist.version, "sha": info.get("sha"), "modules": sorted(set(modules)),
-          "resources": resources, "missing": missing, "error": None}
+          "resources": resources, "missing": missing, "error": None,
+          "environment": bool(info.get("environment"))}
 for module in result["modules"]:
     try:
         importlib.import_module(module)
@@ -59,7 +60,8 @@ for module in result["modules"]:
         break
 if missing and result["error"] is None:
     result["error"] = "files not installed: " + ", ".join(missing)
-if not result["modules"] and not resources and result["error"] is None:
+# An environment dist (export_dists_environment) ships no files: it installs its set.
+if not result["modules"] and not resources and result["error"] is None and not result["environment"]:
     result["error"] = "the dist installs no modules and no files"
 print(json.dumps(result))
 """
@@ -212,6 +214,8 @@ def check_dist(target: Target, source: Source, installer: Installer, work_dir: P
         where = f"{result['version']}" + (f" (commit {result['sha'][:12]})" if result.get("sha") else "")
         if result["error"]:
             return Outcome(target.name, False, f"{where}: {result['error']}")
+        if result.get("environment"):
+            return Outcome(target.name, True, f"{where}: an environment, installed with its whole set")
         shipped = _count(len(result["modules"]), "module") + " imported"
         if result["resources"]:
             shipped += ", " + _count(result["resources"], "other file") + " installed"

@@ -78,6 +78,7 @@ def make_rule_runner() -> RuleRunner:
             QueryRule(ExportCommit, [ExportCommitRequest]),
         ],
         target_types=[
+            *register.target_types(),
             PythonSourcesGeneratorTarget,
             PythonSourceTarget,
             PythonTestsGeneratorTarget,

@@ -51,7 +51,7 @@ from pants.source.source_root import (
 from pants.util.strutil import softwrap
 
 from export_dists.naming import InvalidDistName, dist_name_for
-from export_dists.target_types import ExportDistNameField, SkipExportDistField
+from export_dists.target_types import EnvironmentDependenciesField, ExportDistNameField, SkipExportDistField
 
 
 def generator_address(address: Address) -> Address:
@@ -69,6 +69,7 @@ def generator_address(address: Address) -> Address:
 class DistKind(Enum):
     PYTHON = "python"
     RESOURCES = "resources"
+    ENVIRONMENT = "environment"  # no files; a set of dists (environments.py)
 
 
 class EdgeKind(Enum):
@@ -128,6 +129,8 @@ def _no_source_root(address: Address, paths: list[str]) -> NoSourceRootForDist:
 
 
 def _classify(target: Target, include_test_utils: bool) -> tuple[DistKind | None, str | None]:
+    if target.has_field(EnvironmentDependenciesField):
+        return DistKind.ENVIRONMENT, None
     if target.has_field(PythonTestsGeneratingSourcesField) or target.has_field(PythonTestSourceField):
         return None, "tests are never exported; move shared helpers into python_sources or python_test_utils"
     if target.has_field(PythonTestUtilsGeneratingSourcesField):
@@ -182,9 +185,10 @@ async def dist_identity(request: DistIdentityRequest) -> DistIdentity:
             if request.settings.strip_source_roots:
                 directory = PurePath(address.spec_path or ".")
                 root = await Get(OptionalSourceRoot, SourceRootRequest(directory))
-                if root.source_root is None:
+                if root.source_root is not None:
+                    source_root = root.source_root.path
+                elif kind != DistKind.ENVIRONMENT:  # an environment has no files to import by path
                     raise _no_source_root(address, [f"{directory}/"])
-                source_root = root.source_root.path
             name = dist_name_for(
                 namespace=request.settings.namespace,
                 spec_path=address.spec_path,

@@ -22,6 +22,7 @@ from pants.util.strutil import softwrap
 
 from export_dists.cycles import dist_cycles, report_cycles
 from export_dists.dists import DistIdentity, DistIdentityRequest, DistPlan, DistPlanRequest, NamingSettings
+from export_dists.environments import check_conflicts, environment_description, flatten_environments, is_environment
 from export_dists.layout import ExportedDist, ExportInfo
 from export_dists.naming import normalize
 from export_dists.requirements import (
@@ -118,6 +119,7 @@ def wheel_for(
     address = plan.identity.address.spec
     name = plan.identity.name
     assert name is not None
+    environment = is_environment(plan)
     metadata = CoreMetadata(
         name=name,
         version=settings.version,
@@ -125,7 +127,9 @@ def wheel_for(
         requires_dist=requires,
         requires_python=plan.requires_python,
         keywords=("export-dists", f"sha={settings.sha}"),
-        description=softwrap(
+        description=environment_description(plan, settings.sha)
+        if environment
+        else softwrap(
             f"""
             Exported by export-dists from the Pants target `{address}` at commit `{settings.sha}`.
             This wheel holds only that target's files; its first-party dependencies are separate
@@ -147,6 +151,7 @@ def wheel_for(
         version=settings.version,
         dirty=settings.dirty,
         fingerprint=settings.fingerprint,
+        environment=environment,
     )
     return build_wheel(
         metadata,
@@ -425,6 +430,8 @@ async def build_export(
                 if dep.identity.address not in plans
             }
         )
+    # An environment pins its whole closure and the union of its third party (environments.py).
+    plans = flatten_environments(plans)
     _check_collisions(plans)
     _report_shared_files(plans)
     _report_packages_split_across_dists(plans)
@@ -474,6 +481,8 @@ async def build_export(
     for plan in ordered:
         dist_versions = {a: versions[a] for a in [plan.identity.address, *(d.identity.address for d in plan.first_party)] if a in versions}
         lines = requires_dist(plan, version=version, versions=dist_versions, lockfiles=lockfiles, url_map=url_map)
+        if is_environment(plan):
+            check_conflicts(plan, lines)
         planned.append(PlannedDist(plan, lines, versions[plan.identity.address], origins[plan.identity.address]))
     _report_url_requirements(planned)
     planned = _with_fingerprints(planned, request)

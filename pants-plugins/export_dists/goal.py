@@ -19,6 +19,7 @@ from pants.util.frozendict import FrozenDict
 
 from export_dists.cycles import dist_cycles
 from export_dists.dists import EdgeKind, NamingSettings, generator_address
+from export_dists.environments import is_environment
 from export_dists.export import Export, ExportRequest, PlannedDist
 from export_dists.layout import earlier_dists, export_files, link_sources, write_export
 from export_dists.naming import normalize
@@ -97,6 +98,11 @@ async def _explain(console: Console, export: Export, wanted: str) -> None:
         if plan.identity.address in cycle.members:
             others = ", ".join(a.spec for a in cycle.members if a != plan.identity.address)
             out(f"WARNING: in a dependency cycle of {cycle.size} dists (installing one installs all): {others}")
+    if is_environment(plan):
+        out(
+            f"environment: {len(plan.first_party)} first-party dists (the closure of its dependencies) "
+            "and their third-party requirements; no files"
+        )
     out("")
     out(f"files ({len(plan.files)}):")
     for owned in plan.files:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from export_dists import dists, export, goal, requirements, toplevel, versioning
-from export_dists.target_types import target_types_with_fields
+from export_dists.target_types import ExportDistsEnvironmentTarget, target_types_with_fields
 
 
 def rules():
@@ -18,4 +18,4 @@ def rules():
 
 
 def target_types():
-    return []
+    return [ExportDistsEnvironmentTarget]

@@ -1,4 +1,4 @@
-"""Fields export-dists adds to the target types it exports."""
+"""The target type export-dists adds (`export_dists_environment`) and the fields it adds to the ones it exports."""
 from __future__ import annotations
 
 from pants.backend.python.target_types import (
@@ -7,7 +7,7 @@ from pants.backend.python.target_types import (
     PythonTestUtilsGeneratorTarget,
 )
 from pants.core.target_types import ResourcesGeneratorTarget, ResourceTarget
-from pants.engine.target import BoolField, StringField
+from pants.engine.target import COMMON_TARGET_FIELDS, BoolField, Dependencies, StringField, Target
 from pants.util.strutil import softwrap
 
 EXPORTABLE_TARGET_TYPES = (
@@ -55,3 +55,29 @@ def target_types_with_fields():
         for target_type in EXPORTABLE_TARGET_TYPES
         for field in (ExportDistNameField, SkipExportDistField, ExportDistAllowTopLevelField)
     ]
+
+
+class EnvironmentDependenciesField(Dependencies):
+    help = softwrap(
+        """
+        The targets whose dists make up the environment: `python_sources`, `python_source`,
+        `resources` or `resource` targets (their first-party dependencies come along), other
+        `export_dists_environment` targets (their whole set), and `python_requirement` targets
+        (third-party projects the environment installs too). Nothing is inferred.
+        """
+    )
+
+
+class ExportDistsEnvironmentTarget(Target):
+    alias = "export_dists_environment"
+    core_fields = (*COMMON_TARGET_FIELDS, EnvironmentDependenciesField, ExportDistNameField, SkipExportDistField)
+    help = softwrap(
+        """
+        One more dist of the export that stands for a whole set: it ships no files, and its
+        Requires-Dist pins `==` every first-party dist of its dependencies' closure (at their
+        versions in the export) and lists the union of their third-party requirements, so
+        `pip install <its name>` installs the set at one commit with one name. It is named like
+        any target (`<namespace>.<directory as dots>[.<name>]`, or `export_dist_name`). Two
+        different requirement lines for one third-party project in the set are an error.
+        """
+    )

@@ -130,7 +130,14 @@ def build_wheel(
 
 
 def provenance_json(
-    *, sha: str, address: str, namespace: str, version: str, dirty: bool, fingerprint: str | None = None
+    *,
+    sha: str,
+    address: str,
+    namespace: str,
+    version: str,
+    dirty: bool,
+    fingerprint: str | None = None,
+    environment: bool = False,
 ) -> bytes:
     """The .dist-info/export_dists.json file: where an installed dist came from.
 
@@ -146,4 +153,6 @@ def provenance_json(
     }
     if fingerprint is not None:
         document["fingerprint"] = fingerprint
+    if environment:  # only then: every other wheel stays byte for byte what it was
+        document["environment"] = True
     return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()

@@ -1,0 +1,166 @@
+"""The plugin and the relay as wheels: built by `./pants package`, strict metadata, installed as users do."""
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from packaging.metadata import Metadata
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from relay.testing import fake_sha, write_export
+from tests.example_repo import PANTS, REPO_ROOT, make_example_repo, pants_environment
+from tests.relay_process import fetch, free_port
+from tests.venvs import clean_environment, make_venv, uv_binary
+
+PLUGIN = "export-dists"
+RELAY = "export-dists-relay"
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Both wheels, built the way the README says (`./pants package`), into a directory of their own."""
+    out = tmp_path_factory.mktemp("wheels")
+    # Pants writes only inside the build root: a directory of this run's own under dist/, moved out.
+    distdir = Path("dist") / f"test-wheels-{secrets.token_hex(4)}"
+    result = subprocess.run(
+        [str(PANTS), "--no-pantsd", f"--pants-distdir={distdir}", "package", "pants-plugins:export-dists", "relay:dist"],
+        cwd=REPO_ROOT, env=pants_environment(None), capture_output=True, text=True, timeout=1200,
+    )
+    try:
+        assert result.returncode == 0, result.stderr[-3000:]
+        for wheel in (REPO_ROOT / distdir).glob("*.whl"):
+            shutil.move(str(wheel), out / wheel.name)
+    finally:
+        shutil.rmtree(REPO_ROOT / distdir, ignore_errors=True)
+    built = {}
+    for wheel in out.glob("*.whl"):
+        built[_metadata(wheel).name] = wheel
+    assert set(built) == {PLUGIN, RELAY}, sorted(out.iterdir())
+    return built
+
+
+def _metadata(wheel: Path) -> Metadata:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        # validate=True: what pip >= 24.1, uv and PyPI's upload check reject, this rejects too.
+        return Metadata.from_email(archive.read(name), validate=True)
+
+
+def _files(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.namelist()
+
+
+@pytest.mark.parametrize("dist", [PLUGIN, RELAY])
+def test_wheel_metadata_is_complete_and_strictly_valid(wheels: dict[str, Path], dist: str) -> None:
+    metadata = _metadata(wheels[dist])
+    assert metadata.version == Version(wheels[dist].name.split("-")[1])
+    assert metadata.summary and metadata.description and metadata.description_content_type == "text/markdown"
+    assert metadata.license == "Apache-2.0"
+    assert set(metadata.project_urls or {}) >= {"Homepage", "Documentation", "Source"}
+    assert "License :: OSI Approved :: Apache Software License" in (metadata.classifiers or [])
+    assert metadata.requires_python is not None and metadata.requires_python.contains("3.9")
+    files = _files(wheels[dist])
+    assert not [f for f in files if f.endswith(("_test.py", "conftest.py"))], files
+
+
+def test_the_plugin_wheel_says_which_pants_it_runs_in(wheels: dict[str, Path]) -> None:
+    metadata = _metadata(wheels[PLUGIN])
+    requirements = {r.name: r for r in (Requirement(str(r)) for r in metadata.requires_dist or [])}
+    pants = requirements["pantsbuild.pants"].specifier
+    assert "2.17.1" in pants and "2.18.0" not in pants and "2.16.0" not in pants
+    assert not metadata.requires_python.contains("3.10")  # type: ignore[union-attr]
+    assert "export_dists/register.py" in _files(wheels[PLUGIN])
+
+
+def test_the_relay_wheel_has_a_console_script(wheels: dict[str, Path]) -> None:
+    with zipfile.ZipFile(wheels[RELAY]) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt"))
+        entry_points = archive.read(name).decode()
+    assert re.search(r"^export-dists-relay = relay\.cli:main$", entry_points, re.MULTILINE), entry_points
+
+
+def test_relay_wheel_installed_with_pip_serves_an_export(wheels: dict[str, Path], tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    export = write_export(store, fake_sha(1), 1)
+    env = make_venv(tmp_path / "venv", "3.11")
+    env.pip("install", str(wheels[RELAY]))
+    script = env.path / "bin" / RELAY
+    port = free_port()
+    log = tmp_path / "relay.log"
+    with open(log, "wb") as out:
+        # cwd elsewhere: the relay must come from the venv, not from this checkout.
+        process = subprocess.Popen(
+            [str(script), "serve", "--store", str(store), "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path, env=clean_environment(), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            if process.poll() is not None:
+                break
+            try:
+                if fetch(url + "/-/health", timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        assert process.poll() is None, log.read_text()
+        page = fetch(url + "/main/simple/monorepo-chain-a/")
+        assert page.status == 200 and export.dists[0].filename.encode() in page.body
+        wheel = fetch(url + f"/{export.sha}/{export.dists[0].filename}")
+        assert wheel.status == 200 and len(wheel.body) == export.dists[0].size
+        where = subprocess.run(
+            [str(env.python), "-c", "import relay; print(relay.__file__)"],
+            cwd=tmp_path, env=clean_environment(), capture_output=True, text=True, check=True,
+        )
+        assert where.stdout.startswith(str(env.path)), where.stdout
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_relay_wheel_runs_with_uvx(wheels: dict[str, Path], tmp_path: Path) -> None:
+    uv = uv_binary()
+    if uv is None:
+        pytest.skip("uv is not installed")
+    store = tmp_path / "store"
+    store.mkdir()
+    write_export(store, fake_sha(1), 1)
+    python = make_venv(tmp_path / "py", "3.11").python
+    result = subprocess.run(
+        [uv, "tool", "run", "--python", str(python), "--from", str(wheels[RELAY]), RELAY, "check", str(store)],
+        env={**clean_environment(), "UV_CACHE_DIR": str(tmp_path / "uv-cache"), "UV_TOOL_DIR": str(tmp_path / "tools")},
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith(f"ok    {fake_sha(1)}"), result.stdout
+
+
+def test_a_monorepo_loads_the_plugin_wheel_from_find_links(wheels: dict[str, Path], tmp_path: Path) -> None:
+    """The README's way: no pythonpath, only `plugins = [...]` and a find-links to the wheel."""
+    wheel_dir = tmp_path / "wheels"
+    wheel_dir.mkdir()
+    (wheel_dir / wheels[PLUGIN].name).write_bytes(wheels[PLUGIN].read_bytes())
+    version = wheels[PLUGIN].name.split("-")[1]
+    repo = make_example_repo(tmp_path / "monorepo", commits=1)
+    config = repo.path / "pants.toml"
+    text, replaced = re.subn(r"(?m)^pythonpath = .*$", f'plugins = ["{PLUGIN}=={version}"]', config.read_text())
+    assert replaced == 1
+    config.write_text(text + f'\n[python-repos]\nfind_links = ["{wheel_dir.as_uri()}/"]\n')
+    repo.commit("Load export-dists from its wheel", {"pants.toml": config.read_text()})
+    result = repo.pants("export-dists", "::", timeout=1500)
+    assert Path(result.stdout.strip().splitlines()[-1]) == repo.path / "dist" / "export-dists" / repo.head
+    assert (repo.path / "dist" / "export-dists" / repo.head / "manifest.json").is_file()
+    # The plugin came from the wheel: Pants' own venv cannot import it, and no pythonpath points here.
+    pants_venv = subprocess.run([str(PANTS), "--bootstrap-venv"], capture_output=True, text=True, check=True)
+    bare = subprocess.run([pants_venv.stdout.strip() + "/bin/python", "-c", "import export_dists"], capture_output=True)
+    assert bare.returncode != 0
+    assert "pants-plugins" not in config.read_text()
