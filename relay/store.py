@@ -640,6 +640,7 @@ class DiskStore(Store):
         # A file lock beside the exports: every worker process of every relay on this directory
         # agrees. Taken off the event loop; the kernel drops it when a process dies.
         path = self.root / f"{BUILD_LOCK_PREFIX}{key}.lock"
+        self.root.mkdir(parents=True, exist_ok=True)  # as staging_dir: a store not created yet is created
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             await asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
