@@ -20,6 +20,7 @@ from packaging.utils import canonicalize_name
 
 from relay import metrics, pages, render, resources
 from relay.auth import Authenticator, PasswordChecks, TooManyChecks
+from relay.forwarded import PROXY, ProxySettings, client_address, public_base_url
 from relay.constraints import constraints_text
 from relay.materialize import Materializer
 from relay.errors import RelayError
@@ -55,6 +56,8 @@ class Settings:
     memory_cache_bytes: int = 128 * 1024 * 1024
     # Answer file requests with a redirect to a short-lived URL where the store has one (S3).
     redirect_files: bool = False
+    # --public-url, --trusted-proxy, --proxy-headers: how clients see the relay behind a proxy.
+    proxy: ProxySettings = ProxySettings()
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
         message = (
             f'method={request.method} path="{request.path_qs.replace(chr(34), "%22")}" '
-            f"status={response.status} ms={elapsed * 1000:.1f} client={request.remote} "
+            f"status={response.status} ms={elapsed * 1000:.1f} client={client_address(request)} "
             f"bytes={response.body_length or response.content_length or 0}"
         )
         if self._lines is None:
@@ -217,7 +220,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if user is False:
             assert header is not None
             try:
-                user = await request.app[PASSWORD_CHECKS].check(header, request.remote)
+                user = await request.app[PASSWORD_CHECKS].check(header, client_address(request))
             except TooManyChecks as e:
                 response = _error(429, str(e))
                 response.headers["Retry-After"] = str(e.retry_after)
@@ -490,7 +493,7 @@ def _page_context(request: web.Request) -> pages.Context:
         default_ref=request.app[SETTINGS].default_ref,
         builds=materializer.log if materializer is not None else None,
         auth=AUTH in request.app,
-        origin=f"{request.scheme}://{request.host}",
+        base_url=public_base_url(request),
     )
 
 
@@ -594,6 +597,7 @@ def create_app(
     materializer = app[REFS].builds if isinstance(app[REFS].builds, Materializer) else None
     app[metrics.METRICS] = metrics.Metrics(store, lambda: materializer.log if materializer is not None else None)
     app[SETTINGS] = settings
+    app[PROXY] = settings.proxy
     app[CACHE_POLICY] = CachePolicy.of(settings, private=auth is not None)
     if auth is not None:
         app[AUTH] = auth

@@ -9,9 +9,11 @@ from typing import Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 from aiohttp import web
+from yarl import URL
 
 from relay.builds import BuildLog
 from relay.contract import Export
+from relay.forwarded import may_carry_credentials, with_credentials_placeholder
 from relay.refs import Git, GitError, RefError, Refs, View
 from relay.store import Store
 
@@ -42,7 +44,7 @@ class Context:
     default_ref: str
     builds: BuildLog | None
     auth: bool
-    origin: str  # scheme://host of this relay, as the client reached it
+    base_url: URL  # this relay as its clients reach it (relay.forwarded): scheme://host/prefix/
 
 
 def e(value: object) -> str:
@@ -278,12 +280,12 @@ def _builds(builds: BuildLog | None, base: str) -> list[str]:
     return out
 
 
-def _client_origin(context: Context) -> str:
-    """This relay's origin as pip is given it; with auth on, where the credentials go is spelled out."""
-    if not context.auth:
-        return context.origin
-    scheme, _, host = context.origin.partition("://")
-    return f"{scheme}://USER:PASSWORD@{host}"
+def _client_base(context: Context) -> str:
+    """This relay's base URL as pip is given it (ends in "/"). With auth on, where the credentials go
+    is spelled out, but only where they do not cross the network in clear text (https, loopback)."""
+    if context.auth and may_carry_credentials(context.base_url):
+        return str(with_credentials_placeholder(context.base_url))
+    return str(context.base_url)
 
 
 # Pages.
@@ -313,9 +315,9 @@ def _matches(query: str, name: str, address: str) -> bool:
 def ref_page(context: Context, view: View, base: str, query: str) -> str:
     tip = view.tip
     dists = [d for d in tip.dists if _matches(query, d.name, d.address)]
-    origin = _client_origin(context)
-    index_url = f"{origin}/{quote(view.ref, safe='/')}/simple/"
-    constraints = f"{origin}/{view.sha}/constraints.txt"
+    origin = _client_base(context)
+    index_url = f"{origin}{quote(view.ref, safe='/')}/simple/"
+    constraints = f"{origin}{view.sha}/constraints.txt"
     example = dists[0].name if dists else (tip.dists[0].name if tip.dists else "NAME")
     kind = {"sha": "commit", "branch": "branch", "tag": "tag"}.get(view.kind, view.kind)
     older = len(view.exports) - 1
@@ -333,10 +335,17 @@ def ref_page(context: Context, view: View, base: str, query: str) -> str:
         f'<p class="muted">Keep later installs on this commit ({e(view.sha[:12])}) with its constraints file:</p>',
         f'<pre class="copy">%pip install -c {e(constraints)} --index-url {e(index_url)} {e(example)}</pre>',
     ]
-    if context.auth:
+    if context.auth and may_carry_credentials(context.base_url):
         body.append(
             '<p class="muted">This relay asks for credentials: replace <code>USER:PASSWORD</code> with yours, '
             "or <code>__token__:TOKEN</code> for a token.</p>"
+        )
+    elif context.auth:
+        body.append(
+            '<p class="muted">This relay asks for credentials, and this address is plain HTTP: credentials '
+            "put in the URL would cross the network in clear text, so the lines above carry none. Give pip "
+            "yours in a <code>~/.netrc</code> line (<code>machine HOST login USER password PASSWORD</code>) "
+            "on a network you trust, or ask the relay's operator for its HTTPS address.</p>"
         )
     body += [
         "<h2>Dists</h2>",
