@@ -24,7 +24,7 @@ from relay.builder import COLD_EXPORT_COMMAND, WARM_EXPORT_COMMAND, ExportComman
 from relay.connections import ConnectionLimits, default_max_connections, serve
 from relay.git import Git
 from relay.interpreters import NoSuitablePython, choose_python
-from relay.materialize import Limits, Materializer, default_work_dir
+from relay.materialize import Limits, Materializer, WorkDirInUse, claim_work_dir
 from relay.refs import Refs
 from relay.contract import ContractError
 from relay.store import DiskStore, EvictionPolicy, PublishConflict, Store, StoreConfigError, StoreUnavailable
@@ -325,12 +325,14 @@ def serve_command(args: argparse.Namespace) -> int:
     materializer = None
     if git is not None and not args.no_build:
         limits = Limits(max_jobs=args.max_builds, timeout_seconds=args.build_timeout, max_queued=args.max_queued)
-        # One work directory per store (a directory, or a bucket and prefix), the same on every start.
-        work_dir = args.work_dir or default_work_dir(store.root if isinstance(store, DiskStore) else args.store)
+        # A work directory per store (a directory, or a bucket and prefix), the same on every start,
+        # owned by one relay at a time (replicas on one host get one each).
         try:
-            work_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SystemExit(f"relay: --work-dir {work_dir}: {e}") from None
+            claim = claim_work_dir(args.work_dir, store.root if isinstance(store, DiskStore) else args.store)
+        except WorkDirInUse as e:
+            raise SystemExit(f"relay: {e}") from None
+        work_dir = claim.path
+        logger.info("work directory %s (worktrees, build logs, records of running builds)", work_dir)
         warm = None
         if args.builder == "warm":
             warm = WarmLimits(max_builds=args.builder_max_builds, max_memory=args.builder_max_memory or 4 * 1024**3)
