@@ -155,7 +155,7 @@ def wheel_for(
     )
     return build_wheel(
         metadata,
-        {owned.wheel_path: contents[owned.path] for owned in plan.files},
+        {**{owned.wheel_path: contents[owned.path] for owned in plan.files}, **{m: b"" for m in plan.markers}},
         timestamp=settings.commit_epoch,
         extra_dist_info={"export_dists.json": provenance},
     )
@@ -347,6 +347,8 @@ def _with_fingerprints(planned: list[PlannedDist], request: ExportRequest) -> li
             "requires_python": plan.requires_python,
             "first_party": sorted(d.identity.name or "" for d in plan.first_party),
             "third_party": [line.text for line in p.requirements if not line.first_party],
+            # Only when there are some: the fingerprints (and versions) of untyped dists stay as they were.
+            **({"markers": list(plan.markers)} if plan.markers else {}),
         }
         own[plan.identity.address] = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
     # A Merkle hash over the dependency graph (a cycle's members hashed together): linear in its size.
