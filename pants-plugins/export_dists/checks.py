@@ -8,6 +8,7 @@ from pathlib import PurePosixPath
 from pants.engine.addresses import Address
 from pants.util.strutil import softwrap
 
+from export_dists.cycles import dist_cycles, report_cycles
 from export_dists.dists import DistPlan
 from export_dists.export_types import PlannedDist
 from export_dists.naming import normalize
@@ -23,6 +24,15 @@ class DistNameCollision(Exception):
 
 class UnexportableDependencyError(Exception):
     pass
+
+
+def check_plans(plans: dict[Address, DistPlan], unexportable: UnexportableDependencies) -> None:
+    """Every check of the planned dists: raises on a refusal, logs each warning."""
+    check_collisions(plans)
+    report_shared_files(plans)
+    report_packages_split_across_dists(plans)
+    report_unexportable(plans, unexportable)
+    report_cycles(dist_cycles(plans), plans)
 
 
 def check_collisions(plans: dict[Address, DistPlan]) -> None:

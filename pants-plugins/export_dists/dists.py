@@ -23,18 +23,16 @@ from pants.core.target_types import (
     ResourceSourceField,
     ResourcesGeneratingSourcesField,
 )
-from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
+from pants.core.util_rules.source_files import SourceFilesRequest
 from pants.engine.addresses import Address, Addresses
 from pants.engine.fs import Digest
 from pants.engine.rules import collect_rules, rule
 from pants.engine.target import (
     Dependencies,
     DependenciesRequest,
-    ExplicitlyProvidedDependencies,
     SourcesField,
     Target,
     TargetGenerator,
-    Targets,
     WrappedTargetRequest,
 )
 from pants.source.source_root import SourceRootRequest, SourceRootsRequest

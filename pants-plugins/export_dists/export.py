@@ -15,20 +15,13 @@ from pants.engine.internals.build_files import BuildFileOptions
 from pants.engine.rules import collect_rules, rule
 from pants.util.strutil import softwrap
 
-from export_dists.checks import (
-    check_collisions,
-    report_packages_split_across_dists,
-    report_shared_files,
-    report_unexportable,
-    report_url_requirements_of,
-)
+from export_dists.checks import check_plans, report_url_requirements_of
 from export_dists.content_versions import content_origins, versions_of, with_fingerprints
-from export_dists.cycles import dist_cycles, report_cycles
 from export_dists.dists import DistIdentityRequest, DistPlan, DistPlanRequest, dist_identity, dist_plan
 from export_dists.engine import by_name, concurrently, implicitly
 from export_dists.environments import check_conflicts, flatten_environments, is_environment
-from export_dists.export_types import DistOrigin, Export, ExportRequest, PlannedDist, WheelSettings
-from export_dists.layout import ExportedDist, ExportInfo
+from export_dists.export_types import DistOrigin, Export, ExportRequest, PlannedDist
+from export_dists.layout import ExportInfo
 from export_dists.requirements import (
     LockfileVersions,
     LockfileVersionsRequest,
@@ -40,7 +33,7 @@ from export_dists.subsystem import VersionScheme
 from export_dists.toplevel import TopLevelCheckRequest, check_top_level
 from export_dists.url_requirements import UrlRequirementMap
 from export_dists.versioning import ExportCommitRequest, export_commit, render_version
-from export_dists.wheels import build_wheels
+from export_dists.wheels import exported_dists
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +93,26 @@ async def _lockfiles(request: ExportRequest, ordered: list[DistPlan]) -> dict[st
     return {lock.resolve: lock for lock in found_locks}
 
 
+def _planned(
+    ordered: list[DistPlan],
+    version: str,
+    versions: dict[Address, str],
+    origins: dict[Address, DistOrigin],
+    lockfiles: dict[str, LockfileVersions] | None,
+    request: ExportRequest,
+) -> list[PlannedDist]:
+    """Each dist with its Requires-Dist lines, version and origin (environments checked for conflicts)."""
+    url_map = UrlRequirementMap.parse(request.url_requirement_map)
+    planned = []
+    for plan in ordered:
+        dist_versions = {a: versions[a] for a in [plan.identity.address, *(d.identity.address for d in plan.first_party)] if a in versions}
+        lines = requires_dist(plan, version=version, versions=dist_versions, lockfiles=lockfiles, url_map=url_map)
+        if is_environment(plan):
+            check_conflicts(plan, lines)
+        planned.append(PlannedDist(plan, lines, versions[plan.identity.address], origins[plan.identity.address]))
+    return planned
+
+
 @by_name
 @rule(desc="Plan and build an export")
 async def build_export(
@@ -114,11 +127,7 @@ async def build_export(
     plans = await _closure_plans(request, requested)
     # An environment pins its whole closure and the union of its third party (environments.py).
     plans = flatten_environments(plans)
-    check_collisions(plans)
-    report_shared_files(plans)
-    report_packages_split_across_dists(plans)
-    report_unexportable(plans, request.unexportable)
-    report_cycles(dist_cycles(plans), plans)
+    check_plans(plans, request.unexportable)
     await check_top_level(
         TopLevelCheckRequest(tuple(plans[a] for a in sorted(plans)), request.refuse_top_level), **implicitly()
     )
@@ -136,45 +145,10 @@ async def build_export(
     else:
         origins = {plan.identity.address: head for plan in ordered}
     versions = versions_of(request.version_template, origins)
-    url_map = UrlRequirementMap.parse(request.url_requirement_map)
-    planned = []
-    for plan in ordered:
-        dist_versions = {a: versions[a] for a in [plan.identity.address, *(d.identity.address for d in plan.first_party)] if a in versions}
-        lines = requires_dist(plan, version=version, versions=dist_versions, lockfiles=lockfiles, url_map=url_map)
-        if is_environment(plan):
-            check_conflicts(plan, lines)
-        planned.append(PlannedDist(plan, lines, versions[plan.identity.address], origins[plan.identity.address]))
+    planned = _planned(ordered, version, versions, origins, lockfiles, request)
     report_url_requirements_of(planned)
     planned = with_fingerprints(planned, request)
-
-    content_scheme = request.version_scheme == VersionScheme.CONTENT
-    settings = {
-        p.plan.identity.address: WheelSettings(
-            version=p.version,
-            sha=p.origin.sha,
-            namespace=request.settings.namespace,
-            dirty=p.origin.dirty,
-            commit_epoch=p.origin.epoch,
-            fingerprint=p.fingerprint if content_scheme else None,
-        )
-        for p in planned
-        if p.origin is not None
-    }
-    wheels = await build_wheels(planned, settings)
-    dists = tuple(
-        ExportedDist(
-            name=p.plan.identity.name or "",
-            version=p.version,
-            address=p.plan.identity.address.spec,
-            wheel=wheel,
-            requires_dist=tuple(line.text for line in p.requirements),
-            requires_python=p.plan.requires_python,
-            origin=p.origin.sha if p.origin else None,
-            fingerprint=p.fingerprint,
-            dirty=bool(p.origin and p.origin.dirty),
-        )
-        for p, wheel in zip(planned, wheels)
-    )
+    dists = await exported_dists(planned, request)
     info = ExportInfo(
         sha=commit.sha,
         version=version,

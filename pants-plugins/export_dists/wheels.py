@@ -10,7 +10,9 @@ from pants.util.strutil import softwrap
 from export_dists.dists import DistPlan
 from export_dists.engine import digest_contents, merged
 from export_dists.environments import environment_description, is_environment
-from export_dists.export_types import PlannedDist, WheelSettings
+from export_dists.export_types import ExportRequest, PlannedDist, WheelSettings
+from export_dists.layout import ExportedDist
+from export_dists.subsystem import VersionScheme
 from export_dists.wheel import CoreMetadata, Wheel, build_wheel, provenance_json
 from export_dists.wheel_cache import WheelCache
 
@@ -92,3 +94,35 @@ async def build_wheels(planned: list[PlannedDist], settings: dict[Address, Wheel
             BUILT.put(key, wheel)
         wheels.append(wheel)
     return wheels
+
+
+async def exported_dists(planned: list[PlannedDist], request: ExportRequest) -> tuple[ExportedDist, ...]:
+    """The export's dists: each planned dist with its wheel."""
+    content_scheme = request.version_scheme == VersionScheme.CONTENT
+    settings = {
+        p.plan.identity.address: WheelSettings(
+            version=p.version,
+            sha=p.origin.sha,
+            namespace=request.settings.namespace,
+            dirty=p.origin.dirty,
+            commit_epoch=p.origin.epoch,
+            fingerprint=p.fingerprint if content_scheme else None,
+        )
+        for p in planned
+        if p.origin is not None
+    }
+    wheels = await build_wheels(planned, settings)
+    return tuple(
+        ExportedDist(
+            name=p.plan.identity.name or "",
+            version=p.version,
+            address=p.plan.identity.address.spec,
+            wheel=wheel,
+            requires_dist=tuple(line.text for line in p.requirements),
+            requires_python=p.plan.requires_python,
+            origin=p.origin.sha if p.origin else None,
+            fingerprint=p.fingerprint,
+            dirty=bool(p.origin and p.origin.dirty),
+        )
+        for p, wheel in zip(planned, wheels)
+    )
