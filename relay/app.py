@@ -37,6 +37,9 @@ _PROJECT_NAME = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
 _UNSAFE_RAW = re.compile(r"%(2f|5c|00)|\\|\x00", re.IGNORECASE)
 IMMUTABLE = "max-age=31536000, immutable"
 HEALTH_PATH = "/-/health"
+# Readiness, for load balancers: 503 while the store (or, in pull mode, the builder) cannot serve.
+READY_PATH = "/-/ready"
+OPEN_PATHS = frozenset({HEALTH_PATH, READY_PATH})
 # On a branch page served from an older commit: the newer tip being built.
 BUILDING_HEADER = "X-Relay-Building"
 # The log line format of `relay serve` (the access log writes it without `logging` where it can).
@@ -214,7 +217,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if refusal is not None:
         return _error(400, refusal)
     auth = request.app.get(AUTH)
-    if auth is not None and request.path != HEALTH_PATH:
+    if auth is not None and request.path not in OPEN_PATHS:
         header = request.headers.get("Authorization")
         user = auth.check(header, slow=False)
         if user is False:
@@ -342,6 +345,26 @@ async def health(request: web.Request) -> web.Response:
         "builds": builds,
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """200 when the store can serve (and, in pull mode, the relay can build), else 503 with why.
+
+    Liveness (/-/health) never looks at the store: a replica whose store is down is alive but should
+    get no traffic. Both read only what the relay already knows: no request to the store per probe.
+    """
+    store = request.app[STORE]
+    materializer = request.app.get(MATERIALIZER)
+    problems = {"store": store.unavailable()}
+    if materializer is not None:
+        problems["builder"] = materializer.unavailable()
+    failing = {part: reason for part, reason in problems.items() if reason is not None}
+    status = 503 if failing else 200
+    body: dict[str, object] = {"status": "not ready" if failing else "ready"}
+    if AUTH not in request.app:
+        # With credentials on, say nothing about the store to a client without them.
+        body.update({part: reason or "ok" for part, reason in problems.items()})
+    return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
 
 
 async def root_index(request: web.Request) -> web.Response:
@@ -522,6 +545,7 @@ _FILE = r"{filename:[^/]+\.whl(\.metadata)?}"
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(HEALTH_PATH, health)
+    r.add_get(READY_PATH, ready)
     r.add_get("/", home)
     r.add_get("/metrics", metrics.metrics_page)
     # Default ref.
@@ -564,6 +588,8 @@ async def _evict_forever(app: web.Application) -> None:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     await app[STORE].start()
+    # Counted after the first listing (an object store lists only now, not at the start-up check).
+    logger.info("%s: %d exports", app[STORE].description, len(app[STORE].exports()))
     tasks = [asyncio.ensure_future(_evict_forever(app))]
     if app[REFS].git is not None:
         tasks.append(asyncio.ensure_future(app[REFS].refresh_forever()))

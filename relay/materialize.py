@@ -195,6 +195,15 @@ class Materializer:
     # Kept for callers of the earlier interface.
     ensure = export
 
+    def unavailable(self) -> str | None:
+        """Why this relay cannot build now (None: it can): its repository or work directory is gone."""
+        repo = self.git.repo
+        if not any((repo / name).exists() for name in ("HEAD", ".git")):
+            return f"the repository {repo} is missing or no git repository"
+        if not os.access(self.work_dir, os.W_OK | os.X_OK):
+            return f"the work directory {self.work_dir} is missing or not writable"
+        return None
+
     def status(self) -> list[dict[str, object]]:
         now = time.monotonic()
         return [

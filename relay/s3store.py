@@ -227,7 +227,7 @@ class S3Store(Store):
             if status == 404 or _code(e) == "NoSuchBucket":
                 raise StoreConfigError(
                     f"{where}: bucket {self.location.bucket!r} does not exist at {endpoint}; create it "
-                    "(e.g. `aws s3 mb s3://{self.location.bucket}`) or fix the name"
+                    f"(e.g. `aws s3 mb s3://{self.location.bucket}`) or fix the name"
                 ) from None
             if status in (401, 403):
                 raise StoreConfigError(
@@ -308,6 +308,11 @@ class S3Store(Store):
             logger.warning("%s: the store answers again", self.location)
             self._outage = None
         return result
+
+    def unavailable(self) -> str | None:
+        # Set by the last request that failed (a listing runs every scan_interval), cleared by the
+        # next one that succeeds.
+        return None if self._outage is None else f"the object store is unavailable: {self._outage}"
 
     def _down(self, message: str) -> None:
         if self._outage is None:

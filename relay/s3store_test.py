@@ -47,7 +47,8 @@ async def test_start_up_names_wrong_credentials(s3_url: str, monkeypatch: pytest
 
 @pytest.mark.asyncio
 async def test_start_up_names_a_missing_bucket(s3_url: str) -> None:
-    with pytest.raises(StoreConfigError, match="bucket 'relay-no-such-bucket' does not exist"):
+    # The fix names the bucket itself (was a raw `{self.location.bucket}`).
+    with pytest.raises(StoreConfigError, match=r"bucket 'relay-no-such-bucket' does not exist.*`aws s3 mb s3://relay-no-such-bucket`"):
         await S3Store(S3Location.parse("s3://relay-no-such-bucket/x")).connect()
 
 

@@ -122,6 +122,11 @@ class Store(ABC):
     async def refresh(self) -> None:
         """List the exports again now instead of at the next interval."""
 
+    def unavailable(self) -> str | None:
+        """Why the store cannot serve files now (None: it can), from what the store already knows:
+        cheap enough for a load balancer's readiness probe every second."""
+        return None
+
     async def find(self, key: str) -> StoredExport | None:
         """One export, looked for in the backing storage now if the listing does not have it yet (a
         request for a commit just published need not wait for the next listing)."""
@@ -369,6 +374,14 @@ class DiskStore(Store):
 
     async def refresh(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.rescan)
+
+    def unavailable(self) -> str | None:
+        # Two system calls: the directory is there and this process may list and read it.
+        if not self.root.is_dir():
+            return f"the store directory {self.root} is missing"
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            return f"the store directory {self.root} cannot be read"
+        return None
 
     def _check_files(
         self, directory: Path, export: Export, files: dict[tuple[int, int], int] | None = None
