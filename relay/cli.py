@@ -22,6 +22,7 @@ from relay.auth import AuthFileError, Authenticator, add_entry, new_token, passw
 from relay.builder import COLD_EXPORT_COMMAND, WARM_EXPORT_COMMAND, ExportCommand, WarmLimits
 from relay.connections import ConnectionLimits, default_max_connections, serve
 from relay.git import Git
+from relay.install_lines import PUBLIC_INDEX
 from relay.interpreters import NoSuitablePython, choose_python
 from relay.materialize import Limits, Materializer, default_work_dir
 from relay.refs import Refs
@@ -48,7 +49,8 @@ routes:
   /<ref>/<wheel>[.metadata]      files (the pages link them under their commit's sha)
   /<ref>/constraints.txt         every dist of the ref's commit pinned name==version, plus its URL requirements
   /simple/...                    the same for --default-ref
-  /  and  /<ref>/                pages for people (a browser): refs, builds, dists, install lines
+  /  and  /<ref>/                pages for people (a browser): refs, builds, dists, search, install lines
+  /<ref>/-/<project>/            a dist's page: install lines, versions along the ref, modules, files
   /metrics                       Prometheus metrics (credentials when auth is on)
   /-/health                      liveness (never needs credentials)
 
@@ -63,6 +65,14 @@ examples:
   relay passwd /srv/relay.auth alice
   relay serve --store /srv/exports --auth-file /srv/relay.auth
   pip install --index-url http://alice:PASSWORD@HOST:8080/main/simple/ monorepo.a
+
+  # an export whose dists have URL requirements (pkg @ git+https://...): uv installs them only as
+  # constraints, so give the ref's constraints file (its pages show every line with it)
+  uv pip install -c http://HOST:8080/main/constraints.txt --index-url http://HOST:8080/main/simple/ monorepo.a
+
+  # move an environment to a newer commit: the monorepo's dists move, third-party ones only if needed
+  pip install --upgrade --upgrade-strategy only-if-needed -c http://HOST:8080/<sha>/constraints.txt \\
+      --index-url http://HOST:8080/main/simple/ monorepo.a monorepo.b
 """
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?", re.IGNORECASE)
@@ -353,6 +363,13 @@ def serve_command(args: argparse.Namespace) -> int:
         "serving %s on http://%s:%d/ (%s mode, default ref %s, %d exports)",
         store.description, args.host, args.port, mode, args.default_ref, len(store.exports()),
     )
+    if args.upstream is None:
+        logger.warning(
+            "no --upstream: names that are not the monorepo's are a 404 here, so `pip install --index-url "
+            "<relay>/<ref>/simple/ NAME` fails on the first third-party requirement; the pages show the line that "
+            "works (with --extra-index-url %s); start with --upstream %s to make the relay the only index",
+            PUBLIC_INDEX, PUBLIC_INDEX,
+        )
     limits = ConnectionLimits(
         idle_timeout=args.idle_timeout, max_connections=default_max_connections(args.max_connections)
     )

@@ -13,6 +13,7 @@ from packaging.utils import canonicalize_name
 
 from relay.contract import Dist, Export
 from relay.git import FULL_SHA, Git, GitError
+from relay.refs import Refs, View
 
 logger = logging.getLogger("relay.pages")
 
@@ -20,6 +21,8 @@ logger = logging.getLogger("relay.pages")
 CACHED_COMMITS = 16384
 # Versions shown on a dist's page.
 SHOWN_VERSIONS = 50
+# First-parent lines of commits and tags kept (a commit's line never changes).
+CACHED_LINES = 64
 
 
 @dataclass(frozen=True)
@@ -189,3 +192,46 @@ class Commits:
                     self._known[sha] = commit
                     found[sha] = commit
         return found
+
+
+class Histories:
+    """The exports along a ref's first-parent line, newest first, for a dist's versions.
+
+    A branch's View has them already; a commit's or a tag's come from one `git rev-list` per commit
+    (kept: a commit's line never changes), or without a repository from the exports whose manifests
+    name one of its branches, up to its count.
+    """
+
+    def __init__(self, refs: Refs) -> None:
+        self.refs = refs
+        self._lines: LRUCache[str, tuple[str, ...]] = LRUCache(maxsize=CACHED_LINES)
+
+    async def exports(self, view: View) -> tuple[Export, ...]:
+        if view.kind == "branch":
+            return view.exports
+        tip = view.tip
+        stored = self.refs.store.exports()
+        git = self.refs.git
+        if git is not None:
+            line = self._lines.get(tip.sha)
+            if line is None:
+                try:
+                    line = await git.first_parents(tip.sha)
+                except GitError as e:
+                    logger.warning("reading the history of %s: %s", tip.sha, e)
+                    return view.exports
+                self._lines[tip.sha] = line
+            older = [stored[sha].export for sha in line[1:] if sha in stored]
+        else:
+            names = set(tip.branches)
+            older = sorted(
+                (
+                    s.export
+                    for s in stored.values()
+                    if not s.export.dirty and s.export.sha != tip.sha and names & set(s.export.branches)
+                    and s.export.count <= tip.count
+                ),
+                key=lambda x: (x.count, x.commit_time),
+                reverse=True,
+            )
+        return (tip, *older)

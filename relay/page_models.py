@@ -78,13 +78,15 @@ class DistRow:
     module: str | None  # the module the search matched
     search: str  # normalized text the page's script filters on
     modules: int | None  # how many modules it ships (None: not read)
+    hidden: bool  # not found by the query: listed hidden, so the page's script can show it again
 
 
 @dataclass(frozen=True)
 class RefPage:
     header: RefHeader
     query: str
-    rows: tuple[DistRow, ...]
+    rows: tuple[DistRow, ...]  # what the query found (ranked), then the rest, hidden
+    shown: int  # how many it found
     lines: InstallLines  # for the first dist found (or a placeholder)
     url_requirements: tuple[str, ...]  # why every line carries a constraints file
     upgrade_from: str | None  # the previous export of the ref (key), for `changes`
@@ -97,6 +99,8 @@ def ref_page_model(
 ) -> RefPage:
     tip = view.tip
     hits: list[Hit] = search(tip.dists, query, contents)
+    found = {hit.dist.project for hit in hits}
+    rest = [Hit(d, "name", None) for d in tip.dists if d.project not in found]
     rows = tuple(
         DistRow(
             dist=hit.dist,
@@ -106,16 +110,19 @@ def ref_page_model(
             module=hit.module,
             search=search_text(hit.dist, contents.get(hit.dist.project)),
             modules=_module_count(contents.get(hit.dist.project)),
+            hidden=hidden,
         )
-        for hit in hits
+        for hits_or_rest, hidden in ((hits, False), (rest, True))
+        for hit in hits_or_rest
     )
-    example = rows[0].dist.name if rows else (tip.dists[0].name if tip.dists else PLACEHOLDER)
+    example = hits[0].dist.name if hits else (tip.dists[0].name if tip.dists else PLACEHOLDER)
     urls = url_requirements(tip)
     previous = view.exports[1] if len(view.exports) > 1 else None
     return RefPage(
         header=ref_header(view),
         query=query,
         rows=rows,
+        shown=len(hits),
         lines=install_lines(where, view.ref, view.sha, (example,), url_requirements=bool(urls)),
         url_requirements=urls,
         upgrade_from=previous.key if previous is not None else None,

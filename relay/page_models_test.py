@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from relay.contract import Export
 from relay.git import Git
 from relay.history import Commits, export_changes, version_rows
 from relay.install_lines import PUBLIC_INDEX, Where, install_lines, relay_url
@@ -19,69 +16,8 @@ from relay.page_models import dist_page_model, ref_page_model
 from relay.refs import View
 from relay.search import normalize_query, search
 from relay.store import DiskStore
-from relay.testing import DistSpec, write_export
+from relay.conftest import NS, Story
 from relay.wheel_contents import Contents, module_of, read_contents
-
-NS = "monorepo.textkit"
-STATS = 'def mean(xs):\n    return sum(xs) / len(xs)\n'
-
-
-def specs(attrs: str = "attrs>=22.2", cli_message: str = "") -> list[DistSpec]:
-    return [
-        DistSpec(
-            f"{NS}.core",
-            third_party=(attrs,),
-            files=(("textkit/core/stats.py", STATS), ("textkit/core/words.txt", "a\nb\n")),
-        ),
-        DistSpec(
-            f"{NS}.cli",
-            requires=(f"{NS}.core",),
-            third_party=("click @ git+https://github.com/pallets/click@8.1.7",),
-            files=(("textkit/cli/main.py", f"# {cli_message}\n"),),
-        ),
-        DistSpec("monorepo.envs.nlp", requires=(f"{NS}.core", f"{NS}.cli"), environment=True),
-        DistSpec("monorepo.tools"),
-    ]
-
-
-def git(repo: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_DATE="2026-01-02T03:04:05+00:00", GIT_COMMITTER_DATE="2026-01-02T03:04:05+00:00")
-    identity = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
-    return subprocess.run(
-        ["git", "-C", str(repo), *identity, *args], check=True, capture_output=True, text=True, env=env
-    ).stdout.strip()
-
-
-@dataclass(frozen=True)
-class Story:
-    repo: Path
-    store: DiskStore
-    exports: tuple[Export, ...]  # newest first
-    shas: tuple[str, ...]  # oldest first
-
-
-@pytest.fixture
-def story(tmp_path: Path) -> Story:
-    """main: 1 adds everything; 2 changes the cli only; 3 moves core's attrs pin (so cli and the env move too)."""
-    repo, store_dir = tmp_path / "repo", tmp_path / "store"
-    store_dir.mkdir()
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-    shas = []
-    for message in ("textkit: first cut", "cli: --verbose <b>bold</b>", "core: attrs 23 for slots"):
-        (repo / "log").write_text(message)
-        git(repo, "add", "log")
-        git(repo, "commit", "-q", "-m", message)
-        shas.append(git(repo, "rev-parse", "HEAD"))
-    one, two, three = [(sha, n + 1) for n, sha in enumerate(shas)]
-    exports = [
-        write_export(store_dir, one[0], 1, specs(), origins={}),
-        write_export(store_dir, two[0], 2, specs(cli_message="v"), origins={f"{NS}.core": one, "monorepo.tools": one}),
-        write_export(store_dir, three[0], 3, specs("attrs>=23.1", "v"), origins={"monorepo.tools": one}),
-    ]
-    store = DiskStore(store_dir, scan_interval=0.0)
-    assert len(store.exports()) == 3
-    return Story(repo, store, tuple(reversed(exports)), tuple(shas))
-
 
 def branch(story: Story) -> View:
     return View(ref="main", kind="branch", sha=story.exports[0].sha, exports=story.exports)
@@ -192,7 +128,8 @@ def test_ref_page_model_lists_hits_lines_for_the_first_and_why_constraints(story
     view = branch(story)
     contents = asyncio.run(Contents(story.store).of_all(view.tip, view.tip.dists))
     page = ref_page_model(view, WHERE, "stats", contents)
-    assert [r.dist.name for r in page.rows] == [f"{NS}.core"]
+    assert [r.dist.name for r in page.rows if not r.hidden] == [f"{NS}.core"] and page.shown == 1
+    assert len(page.rows) == 4  # the others are listed hidden, for the script
     assert page.rows[0].link == "-/monorepo-textkit-core/" and page.rows[0].module == "textkit.core.stats"
     assert page.lines.install.names == (f"{NS}.core",)
     assert page.url_requirements == ("click @ git+https://github.com/pallets/click@8.1.7",)
