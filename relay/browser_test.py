@@ -123,6 +123,11 @@ async def test_the_live_filter_updates_rows_count_and_copy_lines(make_client: Ma
     await browser.evaluate(_type("cli"))
     state = await browser.evaluate(_STATE)
     assert state["rows"] == [f"{NS}.cli"] and all(line.endswith(f" {NS}.cli") for line in state["lines"])
+    await browser.evaluate(_type("<b>nothing</b>"))
+    state = await browser.evaluate(_STATE)
+    assert state["shown"] == "0" and state["rows"] == []
+    assert await browser.evaluate('document.getElementById("none").hidden') is False
+    assert await browser.evaluate('document.getElementById("none").innerHTML') == "No dist matches &lt;b&gt;nothing&lt;/b&gt;."
     # A server-side search (?q=, as without a script) shows the same and the script can widen it again.
     await browser.open(url + "?q=stats")
     assert (await browser.evaluate(_STATE))["rows"] == [f"{NS}.core"]

@@ -54,7 +54,7 @@ async def test_a_dist_page_shows_what_a_project_page_does(make_client: MakeClien
     # Its versions along main: the commits where it changed, with their dates and messages.
     assert "core: attrs 23 for slots" in text and "textkit: first cut" in text
     assert "cli: --verbose" not in text  # commit 2 did not change core
-    assert "2026-01-02T03:04:05+00:00" in text
+    assert 'title="2026-01-02T03:04:05+00:00">2026-01-02 03:04</td>' in text
     assert f'<a href="../../../{story.shas[0]}/"><code>{story.shas[0][:12]}</code></a>' in text
     # Files with sizes and hashes, linked where the simple API links them.
     assert core.sha256 in text and core.metadata_sha256 in text

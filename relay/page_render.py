@@ -15,6 +15,19 @@ _ENV = jinja2.Environment(
 _ENV.filters["size"] = size_text
 
 
+def when(text: str | None) -> str:
+    """An ISO 8601 time as `2026-01-02 03:04` (its offset kept unless UTC); anything else as it is."""
+    if not text:
+        return ""
+    if len(text) >= 16 and text[10] == "T":
+        offset = text[19:] if len(text) > 19 else ""
+        return text[:10] + " " + text[11:16] + ("" if offset in ("", "Z", "+00:00") else " " + offset)
+    return text
+
+
+_ENV.filters["when"] = when
+
+
 def ref_html(page: RefPage, base: str, auth: bool) -> str:
     return _ENV.get_template("ref.html").render(page=page, base=base, auth=auth)
 

@@ -4,7 +4,7 @@
 (function () {
   var box = document.getElementById("q"), count = document.getElementById("shown");
   var rows = Array.prototype.slice.call(document.querySelectorAll("#dists tr[data-search]"));
-  var names = document.querySelectorAll(".copyline .names");
+  var names = document.querySelectorAll(".copyline .names"), none = document.getElementById("none");
   if (!box) return;
   function normalize(text) {
     text = text.trim().toLowerCase();
@@ -21,6 +21,7 @@
       if (hit) { shown++; if (first === null) first = row.getAttribute("data-dist"); }
     });
     if (count) count.textContent = shown;
+    if (none) { none.hidden = shown > 0; none.textContent = q ? "No dist matches " + box.value.trim() + "." : "No dists."; }
     if (first !== null) names.forEach(function (span) { span.textContent = first; });
   }
   box.addEventListener("input", update);
