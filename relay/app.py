@@ -23,7 +23,7 @@ from relay.auth import Authenticator, PasswordChecks, TooManyChecks
 from relay.constraints import constraints_text, url_requirements
 from relay.history import Commits, Histories, parse_requirement
 from relay.install_lines import Where, install_lines
-from relay.page_models import dist_page_model, ref_page_model
+from relay.page_models import dependents_of, dist_page_model, ref_page_model
 from relay.wheel_contents import Contents
 from relay.materialize import Materializer
 from relay.errors import RelayError
@@ -563,7 +563,7 @@ async def dist_home(request: web.Request) -> web.Response:
         return pages.respond(pages.error_page(ref, message, base, title=f"No dist {project} here"), status=404)
     history = await request.app[HISTORIES].exports(view)
     store_contents = request.app[CONTENTS]
-    dependents = [d for d in tip.dists if any(parse_requirement(r).project == project for r in d.requires_dist)]
+    dependents = dependents_of(tip, project)
     origins = [d.origin or x.sha for x in history for d in (x.dist(project),) if d is not None]
     page = dist_page_model(
         view,

@@ -195,7 +195,7 @@ def dist_page_model(
     *,
     base: str,
     contents: WheelContents | None,
-    dependents_contents: Mapping[str, WheelContents],
+    dependents_contents: Mapping[str, WheelContents],  # of dependents_of(view.tip, dist.project)
     history: Sequence[Export],
     commits: Mapping[str, Commit],
 ) -> DistPage:
