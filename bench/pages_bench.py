@@ -98,7 +98,8 @@ def run(dists: int, commits: int, reps: int, log: Callable[[str], None]) -> dict
         routes = [
             ("simple API project page (HTML)", f"/main/simple/{middle}/"),
             ("ref page", "/main/"),
-            ("ref page, search `stats`", "/main/?q=stats"),
+            ("ref page, search a module name", f"/main/?q=gen.d{dists // 2:04d}.stats"),
+            ("ref page, search `stats` (every dist)", "/main/?q=stats"),
             ("dist page", f"/main/-/{middle}/"),
             ("dist page at a commit", f"/{tip}/-/monorepo-gen-d0001/"),
         ]
@@ -114,7 +115,7 @@ def run(dists: int, commits: int, reps: int, log: Callable[[str], None]) -> dict
 
 def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..., str]) -> list[str]:
     d = payload["data"]
-    rows = [[r["route"], f"`{r['path'][:48]}`", f"{r['cold_ms']:.0f} ms", fmt(r["warm_ms"], " ms", 1)] for r in d["rows"]]
+    rows = [[r["route"], f"`{r['path'][:48]}`", f"{r['cold_ms']:.0f} ms", fmt(r["warm_ms"], "ms", 1)] for r in d["rows"]]
     return [
         "## Pages for people",
         "",
@@ -122,9 +123,10 @@ def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..
         f"{d['dists']} dists each (`bench/pages_bench.py`: each commit changes three dists and their "
         "dependents; every dist ships three modules), one request at a time from one client: each route "
         f"once cold, then {d['reps']} times warm. A ref's first page reads every wheel's zip directory "
-        "(for search by module name; kept by sha256 after), a dist's first page its own wheel and one "
-        "`git log` for its versions' commits. The simple API's page is the yardstick: the pages are not "
-        "on its path.",
+        "(for search by module name; kept by sha256 after), a dist's first page its own wheel, its "
+        "dependents' and one `git log` for its versions' commits. Rendered pages are kept until the "
+        "store's exports change, so a warm request is a lookup. The simple API's page is the "
+        "yardstick: the pages are not on its path.",
         "",
         table(["route", "path", "cold", "warm (median, min-max)"], rows),
         "",

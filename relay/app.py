@@ -24,7 +24,7 @@ from relay.constraints import constraints_text, url_requirements
 from relay.history import Commits, Histories, parse_requirement
 from relay.install_lines import Where, install_lines
 from relay.page_models import dependents_of, dist_page_model, ref_page_model
-from relay.wheel_contents import Contents
+from relay.wheel_contents import UNKNOWN, Contents
 from relay.materialize import Materializer
 from relay.errors import RelayError
 from relay.refs import RefError, Refs, View
@@ -89,6 +89,7 @@ GIT_REFS = web.AppKey("git_refs", pages.GitRefs)
 CONTENTS = web.AppKey("contents", Contents)
 COMMITS = web.AppKey("commits", Commits)
 HISTORIES = web.AppKey("histories", Histories)
+RENDERED = web.AppKey("rendered", page_render.RenderedPages)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -537,10 +538,16 @@ async def ref_home(request: web.Request) -> web.Response:
         view = await _view(request)
     except RefError as error:
         return await pages.not_found(context, request.app[GIT_REFS], ref, error, base)
-    tip = view.tip
-    contents = await request.app[CONTENTS].of_all(tip, tip.dists)
-    page = ref_page_model(view, _where(request), request.query.get("q", ""), contents)
-    return pages.respond(page_render.ref_html(page, base, context.auth))
+    where, query = _where(request), request.query.get("q", "")
+    key = ("ref", context.store.generation, view.ref, view.keys, view.building, query, base, where)
+    body = request.app[RENDERED].get(key)
+    if body is None:
+        tip = view.tip
+        contents = await request.app[CONTENTS].of_all(tip, tip.dists)
+        body = page_render.ref_html(ref_page_model(view, where, query, contents), base, where.auth).encode()
+        if all(c is not UNKNOWN for c in contents.values()):
+            request.app[RENDERED].put(key, body)
+    return pages.respond(body)
 
 
 async def dist_home(request: web.Request) -> web.Response:
@@ -561,21 +568,32 @@ async def dist_home(request: web.Request) -> web.Response:
     if dist is None:
         message = f"{view.ref} ({view.sha[:12]}) has no dist {project!r}" + _url_requirement_hint(request, view, project)
         return pages.respond(pages.error_page(ref, message, base, title=f"No dist {project} here"), status=404)
+    where = _where(request)
+    key = ("dist", context.store.generation, view.ref, view.keys, view.building, project, base, where)
+    body = request.app[RENDERED].get(key)
+    if body is not None:
+        return pages.respond(body)
     history = await request.app[HISTORIES].exports(view)
-    store_contents = request.app[CONTENTS]
-    dependents = dependents_of(tip, project)
-    origins = [d.origin or x.sha for x in history for d in (x.dist(project),) if d is not None]
+    wheels = request.app[CONTENTS]
+    contents = await wheels.of(tip, dist)
+    dependents = await wheels.of_all(tip, dependents_of(tip, project))
+    origins = {d.origin or x.sha for x in history for d in (x.dist(project),) if d is not None}
+    commits = await request.app[COMMITS].read(origins)
     page = dist_page_model(
         view,
         dist,
-        _where(request),
+        where,
         base=base,
-        contents=await store_contents.of(tip, dist),
-        dependents_contents=await store_contents.of_all(tip, dependents),
+        contents=None if contents is UNKNOWN else contents,
+        dependents_contents=dependents,
         history=history,
-        commits=await request.app[COMMITS].read(origins),
+        commits=commits,
     )
-    return pages.respond(page_render.dist_html(page, base, context.auth))
+    body = page_render.dist_html(page, base, where.auth).encode()
+    complete = contents is not UNKNOWN and all(c is not UNKNOWN for c in dependents.values())
+    if complete and (request.app[COMMITS].git is None or origins <= commits.keys()):
+        request.app[RENDERED].put(key, body)
+    return pages.respond(body)
 
 
 async def add_slash(request: web.Request) -> web.Response:
@@ -665,6 +683,7 @@ def create_app(
     app[CONTENTS] = Contents(store)
     app[COMMITS] = Commits(app[REFS].git)
     app[HISTORIES] = Histories(app[REFS])
+    app[RENDERED] = page_render.RenderedPages()
     materializer = app[REFS].builds if isinstance(app[REFS].builds, Materializer) else None
     app[metrics.METRICS] = metrics.Metrics(store, lambda: materializer.log if materializer is not None else None)
     app[SETTINGS] = settings

@@ -248,3 +248,43 @@ def test_a_relay_without_upstream_warns_at_start_up(store_dir: Path, tmp_path: P
         assert ("WARNING relay no --upstream: " in text) == warned, text
         if warned:
             assert f"the pages show the line that works (with --extra-index-url {PUBLIC_INDEX})" in text
+
+
+@pytest.mark.asyncio
+async def test_rendered_pages_are_kept_only_while_what_they_show_holds(
+    make_client: MakeClient, story: Story, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from relay import page_render
+    from relay.app import CONTENTS, REFS
+
+    client = await _git_client(make_client, story)
+    tip = story.exports[0]
+    core = tip.dist("monorepo-textkit-core")
+    assert core is not None
+    wheel = story.store.root / tip.key / core.filename
+    good = wheel.read_bytes()
+    wheel.write_bytes(b"x" * len(good))  # unreadable now: the page says so and is not kept
+    text = await _page(client, "/main/-/monorepo-textkit-core/")
+    assert "could not be read just now" in text
+    wheel.write_bytes(good)
+    os.utime(wheel, (1, 1))
+    text = await _page(client, "/main/-/monorepo-textkit-core/")
+    assert "<code>import textkit.core.stats</code>" in text
+    renders: list[str] = []
+    for name in ("ref_html", "dist_html"):
+        original = getattr(page_render, name)
+        monkeypatch.setattr(page_render, name, lambda *a, _f=original, _n=name, **k: renders.append(_n) or _f(*a, **k))
+    for path in ("/main/-/monorepo-textkit-core/", "/main/", "/main/", "/main/-/monorepo-textkit-core/", "/main/?q=x"):
+        await _page(client, path)
+    assert renders == ["ref_html", "ref_html"]  # the dist page was kept; the ref page once per query
+    assert client.app[CONTENTS].reads == 4  # every wheel read once
+    # A new export of main: the pages show it at once.
+    (story.repo / "log").write_text("4")
+    story_git(story.repo, "commit", "-q", "-am", "core: fresh")
+    sha = story_git(story.repo, "rev-parse", "HEAD")
+    write_export(story.store.root, sha, 4, [DistSpec(f"{NS}.core", files=(("textkit/core/fresh.py", ""),))], origins={})
+    await client.app[REFS].refresh()  # as the refresh loop does
+    text = await _page(client, "/main/-/monorepo-textkit-core/")
+    assert "<code>import textkit.core.fresh</code>" in text

@@ -1,8 +1,11 @@
-"""The pages for people rendered from their models with jinja2 templates (autoescaped)."""
+"""The pages for people rendered from their models with jinja2 templates (autoescaped), and kept."""
 
 from __future__ import annotations
 
+from typing import Hashable
+
 import jinja2
+from cachetools import LRUCache
 
 from relay.page_models import DistPage, RefPage
 from relay.pages import size_text
@@ -34,3 +37,27 @@ def ref_html(page: RefPage, base: str, auth: bool) -> str:
 
 def dist_html(page: DistPage, base: str, auth: bool) -> str:
     return _ENV.get_template("dist.html").render(page=page, base=base, auth=auth)
+
+
+# Rendered pages kept, in bytes (a ref's page of 1,000 dists is about 0.5 MB).
+RENDERED_BYTES = 32 * 1024 * 1024
+
+
+class RenderedPages:
+    """Rendered pages for people by everything they were rendered from, least recently used out.
+
+    A key must name all a page shows: the store's generation (it changes with any export), the ref's
+    exports and the commit being built, the query, the URLs' base and whether credentials are asked.
+    A page shown with something missing (a wheel or git that could not be read now) is not kept.
+    """
+
+    def __init__(self, max_bytes: int = RENDERED_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._pages: LRUCache[Hashable, bytes] = LRUCache(maxsize=max_bytes, getsizeof=len)
+
+    def get(self, key: Hashable) -> bytes | None:
+        return self._pages.get(key)
+
+    def put(self, key: Hashable, body: bytes) -> None:
+        if len(body) <= self.max_bytes // 8:
+            self._pages[key] = body

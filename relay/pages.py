@@ -299,10 +299,10 @@ def error_page(ref: str, message: str, base: str, title: str | None = None) -> s
     return _document(f"{title or ref} - export-dists relay", body)
 
 
-def respond(text: str, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+def respond(text: str | bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status,
-        body=text.encode(),
+        body=text if isinstance(text, bytes) else text.encode(),
         headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store", "Vary": "Authorization", **(headers or {})},
     )
 
