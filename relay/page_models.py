@@ -32,8 +32,8 @@ KINDS = {"sha": "commit", "branch": "branch", "tag": "tag"}
 
 
 def dist_path(project: str) -> str:
-    """A dist's page, relative to its ref's page: `<ref>/-/<project>/` (`-` is no ref's path segment
-    that matters: the simple API and files own `simple/` and `<sha>/`)."""
+    """A dist's page, relative to its ref's page: `<ref>/-/<project>/`. A branch is never named `-`
+    (git refuses a name starting with `-`), so `-/` keeps dist pages apart from refs with slashes."""
     return f"-/{quote(project, safe='')}/"
 
 
