@@ -33,16 +33,30 @@ class Page:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
         self._ids = itertools.count(1)
+        self.errors: list[str] = []  # script exceptions, console errors, failed loads, as they come
 
     async def send(self, method: str, **params: Any) -> dict[str, Any]:
         call = next(self._ids)
         await self.ws.send_str(json.dumps({"id": call, "method": method, "params": params}))
         for _ in range(10_000):  # events come between answers
             message = json.loads((await self.ws.receive(timeout=30)).data)
+            self._note(message)
             if message.get("id") == call:
                 assert "error" not in message, message
                 return dict(message["result"])
         raise AssertionError(f"no answer to {method}")
+
+    def _note(self, message: dict[str, Any]) -> None:
+        method, params = message.get("method"), message.get("params", {})
+        if method == "Runtime.exceptionThrown":
+            self.errors.append(json.dumps(params["exceptionDetails"])[:500])
+        elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+            self.errors.append(json.dumps(params.get("args"))[:500])
+        elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
+            entry = params["entry"]
+            # The 404 pages are meant to be 404s; the browser logs each such load as an error.
+            if "404" not in entry.get("text", ""):
+                self.errors.append(f"{entry.get('url')}: {entry.get('text')}")
 
     async def evaluate(self, expression: str) -> Any:
         result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
@@ -82,6 +96,8 @@ async def browser(tmp_path: Path) -> AsyncIterator[Page]:
             async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
                 tab = Page(ws)
                 await tab.send("Page.enable")
+                await tab.send("Runtime.enable")
+                await tab.send("Log.enable")
                 # A headless tab has no focus, and the clipboard API asks for it.
                 await tab.send("Emulation.setFocusEmulationEnabled", enabled=True)
                 yield tab
@@ -154,3 +170,23 @@ async def test_a_copy_button_copies_its_line(make_client: MakeClient, story: Sto
     copied = await browser.evaluate("navigator.clipboard.readText()")
     expected = await browser.evaluate('document.getElementById("line-install").textContent')
     assert copied == expected and copied.startswith("%pip install -c ") and copied.endswith(f" {NS}.core")
+
+
+@pytest.mark.asyncio
+async def test_every_page_loads_without_a_script_error_or_an_outside_request(
+    make_client: MakeClient, story: Story, browser: Page
+) -> None:
+    client: TestClient = await make_client(Settings())
+    await browser.send("Network.enable")
+    paths = ["/", "/main/", "/main/?q=stats", "/main/-/monorepo-textkit-core/", "/main/-/monorepo-envs-nlp/",
+             f"/{story.shas[0]}/-/monorepo-textkit-cli/", "/no-such-ref/", "/main/-/no-such-dist/"]
+    for path in paths:
+        url = str(client.make_url(path))
+        await browser.open(url)
+        # Every resource the page loaded came from the relay (no external assets).
+        loaded = await browser.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+        origin = str(client.make_url("/"))
+        assert all(name.startswith(origin) for name in loaded), (path, loaded)
+        title = await browser.evaluate("document.title")
+        assert "export-dists relay" in title, (path, title)
+    assert browser.errors == []
