@@ -20,6 +20,7 @@ from packaging.utils import canonicalize_name
 
 from relay import metrics, page_render, pages, render, resources
 from relay.auth import Authenticator, PasswordChecks, TooManyChecks
+from relay.forwarded import PROXY, ProxySettings, client_address, may_carry_credentials, public_base_url
 from relay.constraints import constraints_text, url_requirements
 from relay.history import Commits, Histories, parse_requirement
 from relay.install_lines import Where, install_lines
@@ -59,6 +60,8 @@ class Settings:
     memory_cache_bytes: int = 128 * 1024 * 1024
     # Answer file requests with a redirect to a short-lived URL where the store has one (S3).
     redirect_files: bool = False
+    # --public-url, --trusted-proxy, --proxy-headers: how clients see the relay behind a proxy.
+    proxy: ProxySettings = ProxySettings()
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
         message = (
             f'method={request.method} path="{request.path_qs.replace(chr(34), "%22")}" '
-            f"status={response.status} ms={elapsed * 1000:.1f} client={request.remote} "
+            f"status={response.status} ms={elapsed * 1000:.1f} client={client_address(request)} "
             f"bytes={response.body_length or response.content_length or 0}"
         )
         if self._lines is None:
@@ -225,7 +228,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if user is False:
             assert header is not None
             try:
-                user = await request.app[PASSWORD_CHECKS].check(header, request.remote)
+                user = await request.app[PASSWORD_CHECKS].check(header, client_address(request))
             except TooManyChecks as e:
                 response = _error(429, str(e))
                 response.headers["Retry-After"] = str(e.retry_after)
@@ -524,9 +527,12 @@ async def home(request: web.Request) -> web.Response:
 
 def _where(request: web.Request) -> Where:
     """How a person's installer reaches this relay: the base of every URL a page tells them to copy."""
+    base = public_base_url(request)
+    auth = AUTH in request.app
     return Where(
-        base=f"{request.scheme}://{request.host}",
-        auth=AUTH in request.app,
+        base=str(base),
+        auth=auth,
+        credentials=auth and may_carry_credentials(base),
         upstream=request.app[SETTINGS].upstream is not None,
     )
 
@@ -544,7 +550,7 @@ async def ref_home(request: web.Request) -> web.Response:
     if body is None:
         tip = view.tip
         contents = await request.app[CONTENTS].of_all(tip, tip.dists)
-        body = page_render.ref_html(ref_page_model(view, where, query, contents), base, where.auth).encode()
+        body = page_render.ref_html(ref_page_model(view, where, query, contents), base).encode()
         if all(c is not UNKNOWN for c in contents.values()):
             request.app[RENDERED].put(key, body)
     return pages.respond(body)
@@ -589,7 +595,7 @@ async def dist_home(request: web.Request) -> web.Response:
         history=history,
         commits=commits,
     )
-    body = page_render.dist_html(page, base, where.auth).encode()
+    body = page_render.dist_html(page, base).encode()
     complete = contents is not UNKNOWN and all(c is not UNKNOWN for c in dependents.values())
     if complete and (request.app[COMMITS].git is None or origins <= commits.keys()):
         request.app[RENDERED].put(key, body)
@@ -687,6 +693,7 @@ def create_app(
     materializer = app[REFS].builds if isinstance(app[REFS].builds, Materializer) else None
     app[metrics.METRICS] = metrics.Metrics(store, lambda: materializer.log if materializer is not None else None)
     app[SETTINGS] = settings
+    app[PROXY] = settings.proxy
     app[CACHE_POLICY] = CachePolicy.of(settings, private=auth is not None)
     if auth is not None:
         app[AUTH] = auth

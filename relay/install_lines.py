@@ -28,8 +28,11 @@ PUBLIC_INDEX = "https://pypi.org/simple"
 class Where:
     """How a person's installer reaches this relay."""
 
-    base: str  # the relay's public URL, without a trailing slash: https://relay.example.com/prefix
-    auth: bool  # credentials required: lines say USER:PASSWORD where they go
+    base: str  # the relay's public URL (relay.forwarded): https://relay.example.com/prefix/
+    auth: bool  # credentials required
+    # Lines say USER:PASSWORD where credentials go: only over TLS or to this machine (with auth on
+    # over plain HTTP elsewhere, the page tells how to give them without putting them on the wire).
+    credentials: bool
     upstream: bool  # other names are redirected to an upstream index
 
 
@@ -57,12 +60,14 @@ class InstallLines:
     ref_constraints_url: str  # the ref's (a branch's moves with it)
     url_requirements: bool  # the export has URL requirements: every line carries constraints
     public_index: str | None  # the extra index for third-party requirements (no --upstream)
+    auth: bool  # the relay asks for credentials
+    credentials: bool  # the lines say USER:PASSWORD where they go
 
 
 def relay_url(where: Where, path: str) -> str:
     """An absolute URL of this relay for a person to copy (the one place they are made)."""
     base = where.base.rstrip("/")
-    if where.auth:
+    if where.credentials:
         scheme, sep, rest = base.partition("://")
         base = f"{scheme}{sep}USER:PASSWORD@{rest}" if sep else base
     return f"{base}/{path.lstrip('/')}"
@@ -93,4 +98,6 @@ def install_lines(
         ref_constraints_url=ref_constraints_url,
         url_requirements=url_requirements,
         public_index=public,
+        auth=where.auth,
+        credentials=where.credentials,
     )

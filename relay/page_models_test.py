@@ -23,7 +23,7 @@ def branch(story: Story) -> View:
     return View(ref="main", kind="branch", sha=story.exports[0].sha, exports=story.exports)
 
 
-WHERE = Where(base="https://relay.example.com/pypi", auth=False, upstream=True)
+WHERE = Where(base="https://relay.example.com/pypi/", auth=False, credentials=False, upstream=True)
 
 
 def test_module_names_come_from_wheel_paths() -> None:
@@ -110,7 +110,7 @@ def test_with_url_requirements_every_line_carries_a_constraints_file() -> None:
 
 
 def test_without_upstream_the_public_index_is_an_extra_index() -> None:
-    where = Where(base="http://127.0.0.1:8080", auth=True, upstream=False)
+    where = Where(base="http://127.0.0.1:8080/", auth=True, credentials=True, upstream=False)
     lines = install_lines(where, "main", "c" * 40, ("monorepo.a",), url_requirements=False)
     assert lines.install.text == (
         f"%pip install --index-url http://USER:PASSWORD@127.0.0.1:8080/main/simple/ --extra-index-url {PUBLIC_INDEX} monorepo.a"

@@ -31,12 +31,12 @@ def when(text: str | None) -> str:
 _ENV.filters["when"] = when
 
 
-def ref_html(page: RefPage, base: str, auth: bool) -> str:
-    return _ENV.get_template("ref.html").render(page=page, base=base, auth=auth)
+def ref_html(page: RefPage, base: str) -> str:
+    return _ENV.get_template("ref.html").render(page=page, base=base)
 
 
-def dist_html(page: DistPage, base: str, auth: bool) -> str:
-    return _ENV.get_template("dist.html").render(page=page, base=base, auth=auth)
+def dist_html(page: DistPage, base: str) -> str:
+    return _ENV.get_template("dist.html").render(page=page, base=base)
 
 
 # Rendered pages kept, in bytes (a ref's page of 1,000 dists is about 0.5 MB).

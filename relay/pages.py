@@ -12,7 +12,7 @@ from aiohttp import web
 
 from relay.builds import BuildLog
 from relay.contract import Export
-from relay.refs import Git, GitError, RefError, Refs, View
+from relay.refs import Git, GitError, RefError, Refs
 from relay.store import Store
 
 CONTENT_TYPE = "text/html; charset=utf-8"

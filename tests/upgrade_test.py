@@ -122,7 +122,7 @@ def test_upgrade_lines_are_what_the_pages_show() -> None:
     from relay.install_lines import Where, install_lines
 
     pip_line, uv_line = readme_upgrade_lines()
-    lines = install_lines(Where("https://relay.example.com", auth=False, upstream=True), "main", "<sha>", ("N",),
+    lines = install_lines(Where("https://relay.example.com/", auth=False, credentials=False, upstream=True), "main", "<sha>", ("N",),
                           url_requirements=False)
     assert pip_line.startswith(lines.upgrade.command.replace("%pip", "pip") + " ")
     assert uv_line.startswith(lines.uv_upgrade.command + " ")
