@@ -125,6 +125,8 @@ def with_fingerprints(planned: list[PlannedDist], request: ExportRequest) -> lis
             "requires_python": plan.requires_python,
             "first_party": sorted(d.identity.name or "" for d in plan.first_party),
             "third_party": [line.text for line in p.requirements if not line.first_party],
+            # Only when there are some: the fingerprints (and versions) of untyped dists stay as they were.
+            **({"markers": list(p.plan.markers)} if p.plan.markers else {}),
         }
         own[plan.identity.address] = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
     # A Merkle hash over the dependency graph (a cycle's members hashed together): linear in its size.

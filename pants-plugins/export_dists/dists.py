@@ -53,7 +53,13 @@ from export_dists.engine import (
     wrapped_target,
 )
 from export_dists.naming import InvalidDistName, dist_name_for
-from export_dists.target_types import EnvironmentDependenciesField, ExportDistNameField, SkipExportDistField
+from export_dists.target_types import (
+    EnvironmentDependenciesField,
+    ExportDistNameField,
+    ExportDistTypedField,
+    SkipExportDistField,
+)
+from export_dists.typed import py_typed_markers
 
 
 def generator_address(address: Address) -> Address:
@@ -85,6 +91,8 @@ class NamingSettings:
     namespace: str
     strip_source_roots: bool
     include_test_utils: bool
+    # [export-dists].typed: dists get PEP 561 markers unless their target says otherwise.
+    typed: bool = False
 
 
 @dataclass(frozen=True)
@@ -264,6 +272,8 @@ class DistPlan:
     excludes: tuple[str, ...] = ()
     directories: tuple[str, ...] = ()
     imports: tuple[str, ...] = ()
+    # Files the wheel adds that no target owns: PEP 561 `py.typed` markers (typed.py).
+    markers: tuple[str, ...] = ()
 
 
 def requires_python_for(constraints: InterpreterConstraints | None) -> str | None:
@@ -417,6 +427,9 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
         for m in members
         if m.has_field(PythonSourceField) and m.has_field(InterpreterConstraintsField)
     )
+    typed = wrapped.target[ExportDistTypedField].value if wrapped.target.has_field(ExportDistTypedField) else None
+    if typed is None:
+        typed = request.settings.typed
     sources = wrapped.target[SourcesField] if wrapped.target.has_field(SourcesField) else None
     includes, excludes = _globs(sources)
     return DistPlan(
@@ -435,6 +448,7 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
         excludes=excludes,
         directories=tuple(sorted({request.address.spec_path} | {m.address.spec_path for m in members})),
         imports=tuple(sorted({module for p in parsed for module in p.imports})),
+        markers=py_typed_markers(f.wheel_path for f in files) if typed else (),
     )
 
 

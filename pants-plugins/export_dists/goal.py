@@ -168,6 +168,7 @@ async def export_dists(
             namespace=subsystem.namespace,
             strip_source_roots=subsystem.strip_source_roots,
             include_test_utils=subsystem.include_test_utils,
+            typed=subsystem.typed,
         ),
         version_template=subsystem.version_template,
         # --explain writes nothing, and is most useful while editing BUILD files.

@@ -60,7 +60,7 @@ def wheel_for(
     )
     return build_wheel(
         metadata,
-        {owned.wheel_path: contents[owned.path] for owned in plan.files},
+        {**{owned.wheel_path: contents[owned.path] for owned in plan.files}, **{m: b"" for m in plan.markers}},
         timestamp=settings.commit_epoch,
         extra_dist_info={"export_dists.json": provenance},
     )
