@@ -23,6 +23,7 @@ from relay.forwarded import PROXY_HEADERS, ProxySettings, PublicURLError, may_ca
 from relay.builder import COLD_EXPORT_COMMAND, WARM_EXPORT_COMMAND, ExportCommand, WarmLimits
 from relay.connections import ConnectionLimits, default_max_connections, serve
 from relay.git import Git
+from relay.install_lines import PUBLIC_INDEX
 from relay.interpreters import NoSuitablePython, choose_python
 from relay.materialize import Limits, Materializer, WorkDirInUse, claim_work_dir
 from relay.refs import Refs
@@ -52,7 +53,8 @@ routes:
   /<ref>/<wheel>[.metadata]      files (the pages link them under their commit's sha)
   /<ref>/constraints.txt         every dist of the ref's commit pinned name==version, plus its URL requirements
   /simple/...                    the same for --default-ref
-  /  and  /<ref>/                pages for people (a browser): refs, builds, dists, install lines
+  /  and  /<ref>/                pages for people (a browser): refs, builds, dists, search, install lines
+  /<ref>/-/<project>/            a dist's page: install lines, versions along the ref, modules, files
   /metrics                       Prometheus metrics (credentials when auth is on)
   /-/health                      liveness (never needs credentials)
   /-/ready                       readiness: 503 while the store or the builder cannot serve
@@ -68,6 +70,14 @@ examples:
   export-dists-relay passwd /srv/relay.auth alice
   export-dists-relay serve --store /srv/exports --auth-file /srv/relay.auth
   pip install --index-url http://alice:PASSWORD@HOST:8080/main/simple/ monorepo.a
+
+  # an export whose dists have URL requirements (pkg @ git+https://...): uv installs them only as
+  # constraints, so give the ref's constraints file (its pages show every line with it)
+  uv pip install -c http://HOST:8080/main/constraints.txt --index-url http://HOST:8080/main/simple/ monorepo.a
+
+  # move an environment to a newer commit: the monorepo's dists move, third-party ones only if needed
+  pip install --upgrade --upgrade-strategy only-if-needed -c http://HOST:8080/<sha>/constraints.txt \\
+      --index-url http://HOST:8080/main/simple/ monorepo.a monorepo.b
 """
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?", re.IGNORECASE)
@@ -384,6 +394,13 @@ def serve_command(args: argparse.Namespace) -> int:
         "serving %s on http://%s:%d/ (%s mode, default ref %s)",
         store.description, args.host, args.port, mode, args.default_ref,
     )
+    if args.upstream is None:
+        logger.warning(
+            "no --upstream: names that are not the monorepo's are a 404 here, so `pip install --index-url "
+            "<relay>/<ref>/simple/ NAME` fails on the first third-party requirement; the pages show the line that "
+            "works (with --extra-index-url %s); start with --upstream %s to make the relay the only index",
+            PUBLIC_INDEX, PUBLIC_INDEX,
+        )
     if proxy.public_url is not None:
         logger.info("public URL %s: every absolute URL the relay prints starts with it", proxy.public_url)
     for line in proxy_notes(proxy, args.host, auth is not None):

@@ -176,6 +176,12 @@ def test_the_access_log_names_the_real_client(caplog: pytest.LogCaptureFixture) 
 BROWSER = {"Accept": "text/html"}
 
 
+def line(page: str, id: str) -> str:
+    from relay.pages_test import line as copied
+
+    return copied(page, id)
+
+
 @pytest.mark.asyncio
 async def test_copy_lines_behind_a_tls_proxy_with_a_prefix(make_client: MakeClient, exports: list[Export], tmp_path: Path) -> None:
     import aiohttp
@@ -198,8 +204,9 @@ async def test_copy_lines_behind_a_tls_proxy_with_a_prefix(make_client: MakeClie
     text = await (await client.get("/main/", headers=headers)).text()
     tip = exports[2]
     index = "https://USER:PASSWORD@pypi.example.com/relay/main/simple/"
-    assert f"%pip install --index-url {index} monorepo.chain.a" in text
-    assert f"-c https://USER:PASSWORD@pypi.example.com/relay/{tip.sha}/constraints.txt" in text
+    extra = "--extra-index-url https://pypi.org/simple"  # this relay has no --upstream
+    assert line(text, "line-install") == f"%pip install --index-url {index} {extra} monorepo.chain.a"
+    assert f"-c https://USER:PASSWORD@pypi.example.com/relay/{tip.sha}/constraints.txt" in line(text, "line-pinned")
     assert "http://" not in text.split("<body>")[1]
     # A redirect stays relative: the client resolves it under the prefix it used.
     moved = await client.get("/main/simple/Monorepo.Chain.A/", headers=headers, allow_redirects=False)
@@ -219,7 +226,10 @@ async def test_no_credentials_in_copy_lines_over_plain_http(make_client: MakeCli
     client = await make_client(settings=Settings(proxy=proxy), auth=Authenticator(auth_file))
     headers = {**BROWSER, "Authorization": aiohttp.BasicAuth("alice", "secret").encode()}
     text = await (await client.get("/main/", headers=headers)).text()
-    assert "%pip install --index-url http://relay.internal:8080/main/simple/ monorepo.chain.a" in text
+    assert line(text, "line-install") == (
+        "%pip install --index-url http://relay.internal:8080/main/simple/ --extra-index-url https://pypi.org/simple "
+        "monorepo.chain.a"
+    )
     assert "USER:PASSWORD" not in text and "netrc" in text
 
 

@@ -135,6 +135,10 @@ def test_relay_wheel_installed_with_pip_serves_an_export(wheels: dict[str, Path]
         assert page.status == 200 and export.dists[0].filename.encode() in page.body
         wheel = fetch(url + f"/{export.sha}/{export.dists[0].filename}")
         assert wheel.status == 200 and len(wheel.body) == export.dists[0].size
+        # The pages for people come from templates in the wheel.
+        for path in ("/main/", "/main/-/monorepo-chain-a/"):
+            html_page = fetch(url + path, accept="text/html")
+            assert html_page.status == 200 and b"monorepo.chain.a" in html_page.body, (path, html_page.body[-2000:])
         where = subprocess.run(
             [str(env.python), "-c", "import relay; print(relay.__file__)"],
             cwd=tmp_path, env=clean_environment(), capture_output=True, text=True, check=True,
