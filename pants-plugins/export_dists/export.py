@@ -20,8 +20,10 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
-from export_dists.cycles import dist_cycles, report_cycles
-from export_dists.dists import DistIdentity, DistIdentityRequest, DistPlan, DistPlanRequest, NamingSettings
+from export_dists.cycles import cycle_findings, dist_cycles
+from export_dists.dists import DistIdentity, DistIdentityRequest, DistKind, DistPlan, DistPlanRequest, NamingSettings
+from export_dists.findings import DEFAULT_EXAMPLES, Cause, Finding, report
+from export_dists.importable import UNIMPORTABLE, unimportable_files
 from export_dists.environments import check_conflicts, environment_description, flatten_environments, is_environment
 from export_dists.layout import ExportedDist, ExportInfo
 from export_dists.naming import normalize
@@ -42,8 +44,8 @@ from export_dists.versioning import (
     HistoryRequest,
     render_version,
 )
-from export_dists.toplevel import TopLevelCheck, TopLevelCheckRequest
-from export_dists.url_requirements import UrlRequirementMap, report_url_requirements, url_of
+from export_dists.toplevel import TopLevelCheck, TopLevelCheckRequest, top_level_findings
+from export_dists.url_requirements import UrlRequirementMap, url_of, url_requirement_findings
 from export_dists.wheel import CoreMetadata, Wheel, build_wheel, provenance_json
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class ExportRequest:
     version_scheme: VersionScheme = VersionScheme.CONTENT
     url_requirement_map: FrozenDict[str, str] = FrozenDict()  # project -> plain requirement
     refuse_top_level: bool = True  # refuse a top-level `__init__.py` or `tests` (not while explaining)
+    warning_examples: int = DEFAULT_EXAMPLES  # instances each warning lists (findings.py)
 
 
 @dataclass(frozen=True)
@@ -179,30 +182,49 @@ def _check_collisions(plans: dict[Address, DistPlan]) -> None:
         seen[project] = address
 
 
-def _report_shared_files(plans: dict[Address, DistPlan]) -> None:
+SHARED_FILES = Cause(
+    "paths installed by more than one dist",
+    softwrap(
+        """
+        Each is the same path under two source roots, or a parametrized target (one dist per
+        parametrization): the dists overwrite each other's file. Rename one, or move the shared
+        module into one target and depend on it.
+        """
+    ),
+    one="path installed by more than one dist",
+)
+
+
+def _shared_files(plans: dict[Address, DistPlan]) -> list[Finding]:
     """Two dists that install the same path overwrite each other, and uninstalling one breaks both."""
     owners: dict[str, list[Address]] = {}
     for address, plan in sorted(plans.items()):
         for owned in plan.files:
             owners.setdefault(owned.wheel_path, []).append(address)
-    for path, addresses in sorted(owners.items()):
-        if len(addresses) > 1:
-            logger.warning(
-                f"{path} would be installed by {len(addresses)} dists ("
-                + ", ".join(a.spec for a in addresses)
-                + "): the same path under two source roots, or a parametrized target (one dist "
-                "per parametrization). Rename one, or move the shared module into one target and "
-                "depend on it."
-            )
+    return [
+        Finding(SHARED_FILES, f"{path} would be installed by {len(addresses)} dists ({', '.join(a.spec for a in addresses)})")
+        for path, addresses in sorted(owners.items())
+        if len(addresses) > 1
+    ]
 
 
-def _report_packages_split_across_dists(plans: dict[Address, DistPlan]) -> None:
-    """A regular package (one with `__init__.py`) whose files other dists also install.
+SPLIT_PACKAGES = Cause(
+    "regular packages (with an __init__.py) that other dists install files inside",
+    softwrap(
+        """
+        pip and uv install every dist into one site-packages, where those files import; a PEX
+        keeps each wheel on its own sys.path entry, where Python looks for a regular package's
+        modules and data files only beside its __init__.py: build PEXes with
+        `--venv --venv-site-packages-copies`, keep the package in one target, or make it a
+        namespace package (no __init__.py).
+        """
+    ),
+    one="regular package (with an __init__.py) that other dists install files inside",
+)
 
-    pip and uv install every dist into one site-packages, where the files meet again. A PEX keeps
-    each wheel on its own sys.path entry, and Python looks for a regular package's modules only
-    beside its `__init__.py`: the other dists' modules and data files are not found there.
-    """
+
+def _packages_split_across_dists(plans: dict[Address, DistPlan]) -> list[Finding]:
+    """A regular package (one with `__init__.py`) whose files other dists also install."""
     init_owner: dict[str, Address] = {}
     for address, plan in plans.items():
         for owned in plan.files:
@@ -215,46 +237,52 @@ def _report_packages_split_across_dists(plans: dict[Address, DistPlan]) -> None:
                 owner = init_owner.get(str(package))
                 if owner is not None and owner != address:
                     inside.setdefault(str(package), set()).add(address)
+    findings = []
     for package, addresses in sorted(inside.items()):
         owner_plan = plans[init_owner[package]]
         names = sorted(plans[a].identity.name or a.spec for a in addresses)
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        logger.warning(
-            softwrap(
-                f"""
-                {package}/__init__.py (dist {owner_plan.identity.name}, {init_owner[package]}) makes
-                `{package.replace("/", ".")}` a regular package, but other dists install files
-                inside it: {shown}. pip and uv install them into one
-                site-packages, where they import; a PEX keeps each wheel on its own sys.path
-                entry, where those modules and data files are not found: build PEXes with
-                `--venv --venv-site-packages-copies`, keep the package in one target, or make it
-                a namespace package (no __init__.py).
-                """
+        findings.append(
+            Finding(
+                SPLIT_PACKAGES,
+                f"{package}/__init__.py (dist {owner_plan.identity.name}, {init_owner[package]}) makes "
+                f"`{package.replace('/', '.')}` a regular package, but other dists install files inside it: {shown}",
             )
         )
+    return findings
 
 
-def _report_unexportable(plans: dict[Address, DistPlan], policy: UnexportableDependencies) -> None:
+def _unexportable(plans: dict[Address, DistPlan], policy: UnexportableDependencies) -> list[Finding]:
     problems = []
     for address, plan in sorted(plans.items()):
         for dep in plan.not_exportable:
             edge = dep.edges[0]
             problems.append(
-                f"{address} (dist {plan.identity.name}) depends on {dep.identity.address} "
-                f"(`{dep.identity.alias}`, via {edge.source} -> {edge.target}): "
-                f"{dep.identity.not_exportable_because}."
+                (
+                    f"{address} (dist {plan.identity.name}) depends on {dep.identity.address} "
+                    f"(`{dep.identity.alias}`, via {edge.source} -> {edge.target})",
+                    dep.identity.not_exportable_because or "",
+                )
             )
-    if not problems:
-        return
-    if policy == UnexportableDependencies.ERROR:
+    if problems and policy == UnexportableDependencies.ERROR:
         raise UnexportableDependencyError(
             "These dependencies cannot be exported as dists:\n\n"
-            + "\n".join(f"- {p}" for p in problems)
+            + "\n".join(f"- {problem}: {why}." for problem, why in problems)
             + "\n\nFix each one as it says, or set [export-dists].unexportable_dependencies = "
             '"warn" to export without them.'
         )
-    for problem in problems:
-        logger.warning(f"{problem} It is left out of Requires-Dist.")
+    # One cause per reason (a `files` target, a test, skip_export_dist, a skip_paths pattern...).
+    return [
+        Finding(
+            Cause(
+                "dependencies left out of Requires-Dist: they cannot be dists",
+                f"Why: {why}.",
+                one="dependency left out of Requires-Dist: it cannot be a dist",
+            ),
+            problem,
+        )
+        for problem, why in problems
+    ]
 
 
 def _versions(template: str, origins: dict[Address, DistOrigin]) -> dict[Address, str]:
@@ -392,7 +420,7 @@ async def _wheels(planned: list[PlannedDist], settings: dict[Address, WheelSetti
     return wheels
 
 
-def _report_url_requirements(planned: list[PlannedDist]) -> None:
+def _url_requirements(planned: list[PlannedDist]) -> list[Finding]:
     dists_by_url_requirement: dict[str, list[str]] = {}
     mapped: dict[str, str] = {}
     for p in planned:
@@ -401,7 +429,20 @@ def _report_url_requirements(planned: list[PlannedDist]) -> None:
                 mapped[line.mapped_from] = line.text
             elif not line.first_party and url_of(line.text):
                 dists_by_url_requirement.setdefault(line.text, []).append(p.plan.identity.name or "")
-    report_url_requirements(dists_by_url_requirement, mapped)
+    return url_requirement_findings(dists_by_url_requirement, mapped)
+
+
+def _unimportable(plans: dict[Address, DistPlan]) -> list[Finding]:
+    findings = []
+    for address, plan in sorted(plans.items()):
+        if plan.identity.kind != DistKind.PYTHON:
+            continue  # a resources dist's files are read by path, not imported
+        found = unimportable_files(f.wheel_path for f in plan.files)
+        if found:
+            shown = ", ".join(f"{u.wheel_path} ({u.why})" for u in found[:3])
+            more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+            findings.append(Finding(UNIMPORTABLE, f"{plan.identity.name} ({address.spec}): {shown}{more}"))
+    return findings
 
 
 @rule(desc="Plan and build an export")
@@ -433,11 +474,17 @@ async def build_export(
     # An environment pins its whole closure and the union of its third party (environments.py).
     plans = flatten_environments(plans)
     _check_collisions(plans)
-    _report_shared_files(plans)
-    _report_packages_split_across_dists(plans)
-    _report_unexportable(plans, request.unexportable)
-    report_cycles(dist_cycles(plans), plans)
-    await Get(TopLevelCheck, TopLevelCheckRequest(tuple(plans[a] for a in sorted(plans)), request.refuse_top_level))
+    findings = [
+        *_unexportable(plans, request.unexportable),
+        *_shared_files(plans),
+        *_packages_split_across_dists(plans),
+        *cycle_findings(dist_cycles(plans), plans),
+        *_unimportable(plans),
+    ]
+    top_level = await Get(
+        TopLevelCheck, TopLevelCheckRequest(tuple(plans[a] for a in sorted(plans)), request.refuse_top_level)
+    )
+    findings.extend(top_level_findings(top_level.stray))
 
     commit = await Get(ExportCommit, ExportCommitRequest(request.allow_dirty, request.output_dir))
     version = render_version(request.version_template, commit)
@@ -484,7 +531,8 @@ async def build_export(
         if is_environment(plan):
             check_conflicts(plan, lines)
         planned.append(PlannedDist(plan, lines, versions[plan.identity.address], origins[plan.identity.address]))
-    _report_url_requirements(planned)
+    findings.extend(_url_requirements(planned))
+    report(findings, request.warning_examples)
     planned = _with_fingerprints(planned, request)
 
     content_scheme = request.version_scheme == VersionScheme.CONTENT
