@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 import hardening_bench
 import environment_bench
+import pages_bench
 from procs import BENCH, ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -37,6 +38,7 @@ PART_SECTIONS = {
     "versions": ("Versions by content",),
     "cycles": ("Dependency cycles",),
     "environments": ("Environment dists",),
+    "pages": ("Pages for people",),
 }
 EARLIER_ROW = " (an earlier run)"
 CARRIED = "*Kept from an earlier run of this page: this run has no `bench/results/{part}.json`.*"
@@ -607,6 +609,10 @@ def write(results_dir: Path) -> Path:
         s = cycles["settings"]
         rows = []
         for r in cycles["data"]:
+            if r.get("verify"):
+                rows.append([f"{r['size']} dists, each requires {r['density']}", r["representation"], r["client"],
+                             f"{r['seconds']:.1f} s ({r['summary']})"])
+                continue
             took = f"> {r['seconds']:.0f} s (killed)" if r.get("timed_out") else f"{r['seconds']:.1f} s ({r['installed']} dists)"
             rows.append([f"{r['size']} dists, each requires {r['density']}", r["representation"], r["client"], took])
         out += [
@@ -618,7 +624,10 @@ def write(results_dir: Path) -> Path:
             "installed from the export directory into a new venv (`--no-index --find-links DIR`, no cache), "
             f"one run per row, killed after {s['timeout']:.0f} s. The second representation (one wheel "
             "holding every member's files, each member a thin dist requiring it) is built from the same "
-            "export by `bench/cycle_bench.py`; it was measured and not adopted (docs/design.md).",
+            "export by `bench/cycle_bench.py`; it was measured and not adopted (docs/design.md). "
+            "`relay verify of every dist` rows: `relay verify EXPORT_DIR --installer uv|pip --jobs 2` over the "
+            "whole export (every member installed alone into a fresh venv, each install pulling in the cycle, "
+            "then imported); the pip row is pip >= 25.2 in verify's own tool venv.",
             "",
             table(["cycle", "representation", "client", "install"], rows),
             "",
@@ -629,6 +638,10 @@ def write(results_dir: Path) -> Path:
         out += environment_bench.section(results["environments"], fmt, table)
     if part_missing(results, "environments"):
         out += carried("environments", earlier)
+    if "pages" in results:
+        out += pages_bench.section(results["pages"], fmt, table)
+    if part_missing(results, "pages"):
+        out += carried("pages", earlier)
     if NOTES.exists():
         out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))

@@ -468,6 +468,10 @@ def _count(n: int, noun: str) -> str:
 
 def _last_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = [line.strip() for line in (result.stderr + "\n" + result.stdout).splitlines() if line.strip()]
+    # uv explains a failure over several lines from `error: ...` (`× ...` on a terminal) on.
+    start = next((i for i, line in enumerate(lines) if line.startswith(("error:", "×"))), None)
+    if start is not None:
+        return " ".join(line.lstrip("×╰─▶│ ").strip() for line in lines[start:])[:500]
     errors = [line for line in lines if line.startswith("ERROR:")]
     return (errors or lines or [f"exit status {result.returncode}"])[-1][:500]
 

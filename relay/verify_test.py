@@ -64,7 +64,7 @@ def test_a_dist_that_cannot_stand_alone_fails_the_run(store_dir: Path, capsys: p
         "monorepo.undeclared"
     ]
     assert lines["monorepo.orphan"].startswith("FAILED")
-    assert "monorepo.missing" in lines["monorepo.orphan"]
+    assert "monorepo.missing" in lines["monorepo.orphan"] or "monorepo-missing" in lines["monorepo.orphan"]  # pip / uv
     assert out.splitlines()[-1] == "1 ok, 2 failed"
 
 
@@ -285,6 +285,6 @@ def test_uv_gets_the_url_requirements_as_constraints(store_dir: Path, tmp_path: 
     )
     export = write_export(store_dir, fake_sha(7), 7, dists)
     source = export_source(store_dir / export.key, ["--no-index"])
-    assert source.url_constraints == (f"urlpkg@ {wheel.as_uri()}",)
+    assert [c.replace(" ", "") for c in source.url_constraints] == [f"urlpkg@{wheel.as_uri()}"]
     outcomes = verify(select(source, ["monorepo.top"]), jobs=1, timeout=300, installer="uv")
     assert [o.ok for o in outcomes] == [True], outcomes

@@ -149,9 +149,10 @@ class Repo:
         namespace: str = "monorepo",
         strip_source_roots: bool = False,
         include_test_utils: bool = False,
+        typed: bool = False,
         skip_paths: tuple[str, ...] = (),
     ) -> NamingSettings:
-        return NamingSettings(namespace, strip_source_roots, include_test_utils, skip_paths)
+        return NamingSettings(namespace, strip_source_roots, include_test_utils, typed, skip_paths)
 
     def plan(self, address: Address, **settings: bool | str) -> DistPlan:
         return self.rule_runner.request(DistPlan, [DistPlanRequest(address, self.settings(**settings))])  # type: ignore[arg-type]

@@ -1,0 +1,183 @@
+"""What an export refuses or warns about once every dist is planned: name collisions, shared files,
+split packages, unexportable dependencies, URL requirements."""
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from pants.engine.addresses import Address
+from pants.util.strutil import softwrap
+
+from export_dists.cycles import cycle_findings, dist_cycles
+from export_dists.dists import DistKind, DistPlan
+from export_dists.findings import Cause, Finding
+from export_dists.importable import UNIMPORTABLE, unimportable_files
+from export_dists.export_types import PlannedDist
+from export_dists.naming import normalize
+from export_dists.subsystem import UnexportableDependencies
+from export_dists.url_requirements import url_of, url_requirement_findings
+
+
+class DistNameCollision(Exception):
+    pass
+
+
+class UnexportableDependencyError(Exception):
+    pass
+
+
+def check_plans(plans: dict[Address, DistPlan], unexportable: UnexportableDependencies) -> list[Finding]:
+    """Every check of the planned dists: raises on a refusal, returns what to warn about (findings.py)."""
+    check_collisions(plans)
+    return [
+        *_unexportable(plans, unexportable),
+        *_shared_files(plans),
+        *_packages_split_across_dists(plans),
+        *cycle_findings(dist_cycles(plans), plans),
+        *_unimportable(plans),
+    ]
+
+
+def check_collisions(plans: dict[Address, DistPlan]) -> None:
+    seen: dict[str, Address] = {}
+    for address, plan in sorted(plans.items()):
+        assert plan.identity.name is not None
+        project = normalize(plan.identity.name)
+        if project in seen:
+            raise DistNameCollision(
+                softwrap(
+                    f"""
+                    The targets {seen[project]} and {address} would both be exported as the dist
+                    {project!r}. Rename one of them, set `export_dist_name="..."` on one, or
+                    `skip_export_dist=True` to leave one out.
+                    """
+                )
+            )
+        seen[project] = address
+
+
+SHARED_FILES = Cause(
+    "paths installed by more than one dist",
+    softwrap(
+        """
+        Each is the same path under two source roots, or a parametrized target (one dist per
+        parametrization): the dists overwrite each other's file. Rename one, or move the shared
+        module into one target and depend on it.
+        """
+    ),
+    one="path installed by more than one dist",
+)
+
+
+def _shared_files(plans: dict[Address, DistPlan]) -> list[Finding]:
+    """Two dists that install the same path overwrite each other, and uninstalling one breaks both."""
+    owners: dict[str, list[Address]] = {}
+    for address, plan in sorted(plans.items()):
+        for owned in plan.files:
+            owners.setdefault(owned.wheel_path, []).append(address)
+    return [
+        Finding(SHARED_FILES, f"{path} would be installed by {len(addresses)} dists ({', '.join(a.spec for a in addresses)})")
+        for path, addresses in sorted(owners.items())
+        if len(addresses) > 1
+    ]
+
+
+SPLIT_PACKAGES = Cause(
+    "regular packages (with an __init__.py) that other dists install files inside",
+    softwrap(
+        """
+        pip and uv install every dist into one site-packages, where those files import; a PEX
+        keeps each wheel on its own sys.path entry, where Python looks for a regular package's
+        modules and data files only beside its __init__.py: build PEXes with
+        `--venv --venv-site-packages-copies`, keep the package in one target, or make it a
+        namespace package (no __init__.py).
+        """
+    ),
+    one="regular package (with an __init__.py) that other dists install files inside",
+)
+
+
+def _packages_split_across_dists(plans: dict[Address, DistPlan]) -> list[Finding]:
+    """A regular package (one with `__init__.py`) whose files other dists also install."""
+    init_owner: dict[str, Address] = {}
+    for address, plan in plans.items():
+        for owned in plan.files:
+            if PurePosixPath(owned.wheel_path).name == "__init__.py":
+                init_owner.setdefault(str(PurePosixPath(owned.wheel_path).parent), address)
+    inside: dict[str, set[Address]] = {}
+    for address, plan in plans.items():
+        for owned in plan.files:
+            for package in PurePosixPath(owned.wheel_path).parents:
+                owner = init_owner.get(str(package))
+                if owner is not None and owner != address:
+                    inside.setdefault(str(package), set()).add(address)
+    findings = []
+    for package, addresses in sorted(inside.items()):
+        owner_plan = plans[init_owner[package]]
+        names = sorted(plans[a].identity.name or a.spec for a in addresses)
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        findings.append(
+            Finding(
+                SPLIT_PACKAGES,
+                f"{package}/__init__.py (dist {owner_plan.identity.name}, {init_owner[package]}) makes "
+                f"`{package.replace('/', '.')}` a regular package, but other dists install files inside it: {shown}",
+            )
+        )
+    return findings
+
+
+def _unexportable(plans: dict[Address, DistPlan], policy: UnexportableDependencies) -> list[Finding]:
+    problems = []
+    for address, plan in sorted(plans.items()):
+        for dep in plan.not_exportable:
+            edge = dep.edges[0]
+            problems.append(
+                (
+                    f"{address} (dist {plan.identity.name}) depends on {dep.identity.address} "
+                    f"(`{dep.identity.alias}`, via {edge.source} -> {edge.target})",
+                    dep.identity.not_exportable_because or "",
+                )
+            )
+    if problems and policy == UnexportableDependencies.ERROR:
+        raise UnexportableDependencyError(
+            "These dependencies cannot be exported as dists:\n\n"
+            + "\n".join(f"- {problem}: {why}." for problem, why in problems)
+            + "\n\nFix each one as it says, or set [export-dists].unexportable_dependencies = "
+            '"warn" to export without them.'
+        )
+    # One cause per reason (a `files` target, a test, skip_export_dist, a skip_paths pattern...).
+    return [
+        Finding(
+            Cause(
+                "dependencies left out of Requires-Dist: they cannot be dists",
+                f"Why: {why}.",
+                one="dependency left out of Requires-Dist: it cannot be a dist",
+            ),
+            problem,
+        )
+        for problem, why in problems
+    ]
+
+
+def url_requirement_findings_of(planned: list[PlannedDist]) -> list[Finding]:
+    dists_by_url_requirement: dict[str, list[str]] = {}
+    mapped: dict[str, str] = {}
+    for p in planned:
+        for line in p.requirements:
+            if line.mapped_from:
+                mapped[line.mapped_from] = line.text
+            elif not line.first_party and url_of(line.text):
+                dists_by_url_requirement.setdefault(line.text, []).append(p.plan.identity.name or "")
+    return url_requirement_findings(dists_by_url_requirement, mapped)
+
+
+def _unimportable(plans: dict[Address, DistPlan]) -> list[Finding]:
+    findings = []
+    for address, plan in sorted(plans.items()):
+        if plan.identity.kind != DistKind.PYTHON:
+            continue  # a resources dist's files are read by path, not imported
+        found = unimportable_files(f.wheel_path for f in plan.files)
+        if found:
+            shown = ", ".join(f"{u.wheel_path} ({u.why})" for u in found[:3])
+            more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+            findings.append(Finding(UNIMPORTABLE, f"{plan.identity.name} ({address.spec}): {shown}{more}"))
+    return findings
