@@ -3,7 +3,9 @@
 The repositories are made with fixed commit dates and identities, so their commits (and so every
 version, wheel and manifest the plugin derives from them) are the same on every machine:
 
-- `example`: examples/monorepo as a two-commit repository (tests/example_repo.py);
+- `example`: examples/monorepo as it was at EXAMPLE_COMMIT (read from this checkout's git history,
+  so later edits of the example do not move the reference), a two-commit repository
+  (tests/example_repo.py);
 - `generated`: a 100-target synthetic monorepo (bench/generate_monorepo.py) with a 10-target chain
   and a 10-member import cycle, one commit.
 
@@ -32,6 +34,8 @@ if __package__ in (None, ""):
 from tests.example_repo import REPO_ROOT, PANTS, make_example_repo, pants_environment
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "golden_exports.json"
+# The example's sources the fixture was recorded with: the plugin changes, this input does not.
+EXAMPLE_COMMIT = "d1481d7"
 
 # Fixed commit metadata: the same commits, shas and versions wherever the repositories are made.
 FIXED_GIT_ENV = {
@@ -104,12 +108,31 @@ def _fixed_git_env() -> Iterator[None]:
                 os.environ[key] = value
 
 
+def example_sources(dest: Path) -> Path:
+    """examples/monorepo as it was at EXAMPLE_COMMIT, extracted under `dest`."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", EXAMPLE_COMMIT, "examples/monorepo"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+    )
+    if archive.returncode != 0:
+        raise GoldenExportError(
+            f"cannot read examples/monorepo at {EXAMPLE_COMMIT} from the git history of {REPO_ROOT}: "
+            f"{archive.stderr.decode().strip()}. The golden exports need a clone with its history "
+            "(not a shallow one): git fetch --unshallow."
+        )
+    dest.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest / "examples" / "monorepo"
+
+
 def golden_exports(workdir: Path) -> dict[str, dict[str, object]]:
     """Make both repositories under `workdir`, export them, return {name: {head, files}}."""
     generate_monorepo = _generator()
     results: dict[str, dict[str, object]] = {}
+    source = example_sources(workdir / "example-source")
     with _fixed_git_env():
-        example = make_example_repo(workdir / "example", commits=2)
+        example = make_example_repo(workdir / "example", commits=2, source=source)
         generated = generate_monorepo.generate(  # type: ignore[attr-defined]
             workdir / "generated",
             generate_monorepo.Shape(targets=100, chain=10, cycle=10, cycle_density=3),  # type: ignore[attr-defined]
