@@ -106,10 +106,10 @@ def _packages_split_across_dists(plans: dict[Address, DistPlan]) -> list[Finding
     inside: dict[str, set[Address]] = {}
     for address, plan in plans.items():
         for owned in plan.files:
-            for package in PurePosixPath(owned.wheel_path).parents:
-                owner = init_owner.get(str(package))
+            for parent in PurePosixPath(owned.wheel_path).parents:
+                owner = init_owner.get(str(parent))
                 if owner is not None and owner != address:
-                    inside.setdefault(str(package), set()).add(address)
+                    inside.setdefault(str(parent), set()).add(address)
     findings = []
     for package, addresses in sorted(inside.items()):
         owner_plan = plans[init_owner[package]]
