@@ -30,7 +30,7 @@ from relay.refs import Refs
 from relay.contract import ContractError
 from relay.store import DiskStore, EvictionPolicy, PublishConflict, Store, StoreConfigError, StoreUnavailable
 from relay.stores import check_store, open_store, publish_export
-from relay.verify import VerifyError, export_source, format_outcome, index_source, select, verify
+from relay.verify import INSTALLERS, VerifyError, export_source, format_outcome, index_source, select, verify
 
 logger = logging.getLogger("relay")
 
@@ -280,8 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Does each wheel work without the monorepo? For every dist of an export (or of a "
                     "relay index), create a fresh virtualenv, `pip install` only that dist, then import "
                     "every module it ships and check its other files are installed. Prints one line "
-                    "per dist (ok / FAILED and why) and exits 1 if any failed. pip runs with your "
-                    "pip configuration, so third-party requirements come from your usual index.",
+                    "per dist (ok / FAILED and why) and exits 1 if any failed. It installs with uv "
+                    "when there is one (the `uv` package beside the relay, or on the PATH), else with "
+                    "a current pip (>= 25.2) in a tool venv of its own: the pip a Python bundles can "
+                    "stall for many minutes on a large dependency cycle between dists. Its first "
+                    "lines say which. pip and uv run with your configuration, so third-party "
+                    "requirements come from your usual index. A step that runs past --timeout is "
+                    "ended with every process it started.",
         epilog="examples:\n"
                "  export-dists-relay verify dist/export-dists/<sha>\n"
                "  export-dists-relay verify --index-url http://HOST:8080/main/simple/ --dist monorepo.src.python.a.b\n",
@@ -305,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dists checked at once (default: %(default)s)")
     verify.add_argument("--timeout", type=_positive(float), default=600.0, metavar="SECONDS",
                         help="limit for each step (venv, install, import) of one dist (default: %(default)s)")
+    verify.add_argument("--installer", choices=INSTALLERS, default="auto",
+                        help="auto: uv if there is one, else pip; uv; or pip (upgraded to >= 25.2 in a "
+                             "tool venv, the bundled one if that fails) (default: %(default)s)")
     verify.set_defaults(run=verify_command)
     return parser
 
@@ -564,12 +572,16 @@ def verify_command(args: argparse.Namespace) -> int:
           f"{args.jobs} at a time", flush=True)
     try:
         outcomes = verify(
-            source, python=python, jobs=args.jobs, timeout=args.timeout,
+            source, python=python, jobs=args.jobs, timeout=args.timeout, installer=args.installer,
             report=lambda outcome: print(format_outcome(outcome), flush=True),
+            announce=lambda installer: print(f"installing with {installer.description}", flush=True),
         )
     except VerifyError as e:
         print(f"{PROG} verify: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("relay verify: interrupted (every process it started has ended)", file=sys.stderr)
+        return 130
     failed = [o for o in outcomes if not o.ok]
     print(f"{len(outcomes) - len(failed)} ok, {len(failed)} failed")
     return 1 if failed else 0
