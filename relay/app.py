@@ -81,7 +81,6 @@ SETTINGS = web.AppKey("settings", Settings)
 CACHE_POLICY = web.AppKey("cache_policy", CachePolicy)
 AUTH = web.AppKey("auth", Authenticator)
 MATERIALIZER = web.AppKey("materializer", Materializer)
-GIT_REFS = web.AppKey("git_refs", pages.GitRefs)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -496,7 +495,7 @@ def _page_context(request: web.Request) -> pages.Context:
 
 async def home(request: web.Request) -> web.Response:
     context = _page_context(request)
-    return pages.respond(pages.home_page(context, await pages.ref_rows(context, request.app[GIT_REFS])))
+    return pages.respond(pages.home_page(context, await pages.ref_rows(context)))
 
 
 async def ref_home(request: web.Request) -> web.Response:
@@ -505,7 +504,7 @@ async def ref_home(request: web.Request) -> web.Response:
     try:
         view = await _view(request)
     except RefError as error:
-        return await pages.not_found(context, request.app[GIT_REFS], ref, error, base)
+        return await pages.not_found(context, ref, error, base)
     return pages.respond(pages.ref_page(context, view, base, request.query.get("q", "")))
 
 
@@ -582,16 +581,19 @@ def create_app(
     refs: Refs | None = None,
     settings: Settings = Settings(),
     auth: Authenticator | None = None,
+    builds: Materializer | None = None,
 ) -> web.Application:
-    """The relay application over a store; refs default to the manifests' own branch and tag names."""
+    """The relay application over a store; refs default to the manifests' own branch and tag names.
+
+    `builds` is pull mode's builder (the one `refs` builds with), for the health check, the pages and
+    /metrics, and to stop its builds at shutdown."""
     # measure first: it counts and times the guard's refusals too.
     app = web.Application(middlewares=[metrics.measure, guard], handler_args={"logger": ServerLog(server_logger)})
     app[STORE] = store
     app[REFS] = refs if refs is not None else Refs(store)
     app[PAGES] = render.PageCache()
     app[FILES] = FileCache(settings.memory_cache_bytes)
-    app[GIT_REFS] = pages.GitRefs()
-    materializer = app[REFS].builds if isinstance(app[REFS].builds, Materializer) else None
+    materializer = builds
     app[metrics.METRICS] = metrics.Metrics(store, lambda: materializer.log if materializer is not None else None)
     app[SETTINGS] = settings
     app[CACHE_POLICY] = CachePolicy.of(settings, private=auth is not None)

@@ -58,7 +58,7 @@ async def test_ten_first_requests_over_three_replicas_build_once(
             Git(repo), store, fake_command(runs, "--sleep 1"), Limits(timeout_seconds=60), work_dir=work
         )
         refs = Refs(store, Git(repo), materializer, refresh_interval=3600)
-        clients.append(await aiohttp_client(create_app(store, refs, Settings())))
+        clients.append(await aiohttp_client(create_app(store, refs, Settings(), builds=materializer)))
     head = git(repo, "rev-parse", "HEAD")
     responses = await asyncio.gather(
         *(clients[i % 3].get(f"/{head}/simple/monorepo-chain-a/", headers=JSON) for i in range(10))
