@@ -26,6 +26,9 @@ MISS_SECONDS = 10.0
 TIP_WAIT_SECONDS = 10.0
 # The refs listed on the pages for people are read again when older than this.
 LISTING_SECONDS = 10.0
+# A branch is resolved from refs at most this old (one coalesced `git for-each-ref`): a commit made
+# in the relay's repository is what the next install from its branch gets, not one a refresh later.
+BRANCH_REFS_SECONDS = 1.0
 
 
 class RefError(RelayError):
@@ -299,6 +302,8 @@ class Refs:
     async def _branch(self, branch: str) -> View | None:
         if self.git is None:
             return self._manifest_view(branch, "branch", lambda e: branch in e.branches)
+        if time.monotonic() - self._refs_read_at > BRANCH_REFS_SECONDS:
+            await self._read_refs()
         if self._branch_tip(branch) is None:
             await self._ref(f"refs/heads/{branch}")
         tip = self._branch_tip(branch)

@@ -11,6 +11,7 @@ import pytest
 from relay.app import Settings
 from relay.conftest import MakeClient
 from relay.materialize_test import git
+from relay import refs as refs_module
 from relay.refs import Git, Refs
 from relay.store import DiskStore
 from relay.testing import write_export
@@ -53,3 +54,26 @@ async def test_pages_and_resolution_name_one_commit_when_the_local_branch_lags_i
     assert listed == [ahead[:12]], "the home page names the commit /main/simple/ serves"
     assert f"commit <code>{ahead}</code>" in ref_page
     assert [(r.kind, r.name, r.sha) for r in await refs.listing()] == [("branch", "main", ahead)]
+
+
+async def test_a_branch_page_right_after_a_commit_resolves_the_new_tip(
+    make_client: MakeClient, store_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "file.txt").write_text("0")
+    git(repo, "add", "file.txt")
+    git(repo, "commit", "-q", "-m", "first")
+    first = git(repo, "rev-parse", "HEAD")
+    write_export(store_dir, first, 1, branches=())
+    refs = Refs(DiskStore(store_dir, scan_interval=0), Git(repo), refresh_interval=3600)
+    client = await make_client(Settings(), refs=refs)
+    assert (await client.get("/main/simple/")).headers["X-Relay-Commit"] == first
+    (repo / "file.txt").write_text("1")
+    git(repo, "commit", "-qam", "second")
+    second = git(repo, "rev-parse", "HEAD")
+    write_export(store_dir, second, 2, branches=())
+    # Refs older than BRANCH_REFS_SECONDS are read again (here: any age), not only every refresh.
+    monkeypatch.setattr(refs_module, "BRANCH_REFS_SECONDS", 0.0)
+    assert (await client.get("/main/simple/")).headers["X-Relay-Commit"] == second
