@@ -461,8 +461,17 @@ async def _stream(request: web.Request, blob: Blob, headers: dict[str, str]) -> 
             assert request.transport is not None
             await asyncio.get_running_loop().sendfile(request.transport, blob.file, 0, blob.size)  # type: ignore[arg-type]
         else:
-            async for chunk in blob.chunks:
-                await response.write(chunk)
+            try:
+                async for chunk in blob.chunks:
+                    await response.write(chunk)
+            except (ContractError, StoreUnavailable) as e:
+                # The status line and part of the body are out: the one honest answer left is a
+                # response cut off before its last byte (the store holds back the last piece until
+                # the whole object matched the manifest), which every client rejects.
+                logger.error("serving %s: %s; the response was cut off", request.path, e)
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
     await response.write_eof()
     return response
 

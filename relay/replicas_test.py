@@ -137,7 +137,7 @@ async def test_eviction_during_a_download_on_another_replica(
     later = await stores(grace_seconds=0)
     assert await later.evict(EvictionPolicy(max_age_seconds=DAY)) == []
     location = serving.location
-    listing = s3_client(seaweedfs).list_objects_v2(Bucket=location.bucket, Prefix=location.prefix + "exports/")
+    listing = s3_client(seaweedfs).list_objects_v2(Bucket=location.bucket, Prefix=location.prefix + "files/")
     assert listing.get("KeyCount", 0) == 0
 
 
