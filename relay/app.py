@@ -91,7 +91,6 @@ SETTINGS = web.AppKey("settings", Settings)
 CACHE_POLICY = web.AppKey("cache_policy", CachePolicy)
 AUTH = web.AppKey("auth", Authenticator)
 MATERIALIZER = web.AppKey("materializer", Materializer)
-GIT_REFS = web.AppKey("git_refs", pages.GitRefs)
 CONTENTS = web.AppKey("contents", Contents)
 COMMITS = web.AppKey("commits", Commits)
 HISTORIES = web.AppKey("histories", Histories)
@@ -512,8 +511,17 @@ async def _stream(request: web.Request, blob: Blob, headers: dict[str, str]) -> 
             assert request.transport is not None
             await asyncio.get_running_loop().sendfile(request.transport, blob.file, 0, blob.size)  # type: ignore[arg-type]
         else:
-            async for chunk in blob.chunks:
-                await response.write(chunk)
+            try:
+                async for chunk in blob.chunks:
+                    await response.write(chunk)
+            except (ContractError, StoreUnavailable) as e:
+                # The status line and part of the body are out: the one honest answer left is a
+                # response cut off before its last byte (the store holds back the last piece until
+                # the whole object matched the manifest), which every client rejects.
+                logger.error("serving %s: %s; the response was cut off", request.path, e)
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
     await response.write_eof()
     return response
 
@@ -545,7 +553,7 @@ def _page_context(request: web.Request) -> pages.Context:
 
 async def home(request: web.Request) -> web.Response:
     context = _page_context(request)
-    return pages.respond(pages.home_page(context, await pages.ref_rows(context, request.app[GIT_REFS])))
+    return pages.respond(pages.home_page(context, await pages.ref_rows(context)))
 
 
 def _where(request: web.Request) -> Where:
@@ -566,7 +574,7 @@ async def ref_home(request: web.Request) -> web.Response:
     try:
         view = await _view(request)
     except RefError as error:
-        return await pages.not_found(context, request.app[GIT_REFS], ref, error, base)
+        return await pages.not_found(context, ref, error, base)
     where, query = _where(request), request.query.get("q", "")
     key = ("ref", context.store.generation, view.ref, view.keys, view.building, query, base, where)
     body = request.app[RENDERED].get(key)
@@ -591,7 +599,7 @@ async def dist_home(request: web.Request) -> web.Response:
     try:
         view = await _view(request)
     except RefError as error:
-        return await pages.not_found(context, request.app[GIT_REFS], ref, error, base)
+        return await pages.not_found(context, ref, error, base)
     tip = view.tip
     dist = tip.dist(project)
     if dist is None:
@@ -703,15 +711,18 @@ def create_app(
     refs: Refs | None = None,
     settings: Settings = Settings(),
     auth: Authenticator | None = None,
+    builds: Materializer | None = None,
 ) -> web.Application:
-    """The relay application over a store; refs default to the manifests' own branch and tag names."""
+    """The relay application over a store; refs default to the manifests' own branch and tag names.
+
+    `builds` is pull mode's builder (the one `refs` builds with), for the health check, the pages and
+    /metrics, and to stop its builds at shutdown."""
     # measure first: it counts and times the guard's refusals too.
     app = web.Application(middlewares=[metrics.measure, guard], handler_args={"logger": ServerLog(server_logger)})
     app[STORE] = store
     app[REFS] = refs if refs is not None else Refs(store)
     app[PAGES] = render.PageCache()
     app[FILES] = FileCache(settings.memory_cache_bytes)
-    app[GIT_REFS] = pages.GitRefs()
     app[CONTENTS] = Contents(store)
     app[COMMITS] = Commits(app[REFS].git)
     app[HISTORIES] = Histories(app[REFS])

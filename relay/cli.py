@@ -26,7 +26,7 @@ from relay.git import Git
 from relay.install_lines import PUBLIC_INDEX
 from relay.interpreters import NoSuitablePython, choose_python
 from relay.materialize import Limits, Materializer, WorkDirInUse, claim_work_dir
-from relay.refs import Refs
+from relay.refs import TIP_WAIT_SECONDS, Refs
 from relay.contract import ContractError
 from relay.store import DiskStore, EvictionPolicy, PublishConflict, Store, StoreConfigError, StoreUnavailable
 from relay.stores import check_store, open_store, publish_export
@@ -106,6 +106,19 @@ def _positive(kind: type) -> object:
     return parse
 
 
+def _non_negative(kind: type) -> object:
+    def parse(text: str) -> object:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     # One name however it is started (the wheel's script, the PEX, `python -m relay` in a checkout):
@@ -153,9 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--follow", action="append", default=[], metavar="BRANCH",
                       help="also build this branch's new tips as soon as a refresh sees them "
                            "(repeatable; the --default-ref branch is always followed)")
+    pull.add_argument("--tip-wait", type=_non_negative(float), default=TIP_WAIT_SECONDS, metavar="SECONDS",
+                      help="a branch page whose tip has no export starts (or joins) the tip's build and "
+                           "waits this long for it; past that it answers from the branch's newest built "
+                           "commit (X-Relay-Building names the tip) while the tip builds "
+                           "(default: %(default)s, under pip's 15 s read timeout; 0: answer at once)")
     pull.add_argument("--wait-for-tip", action="store_true",
-                      help="a branch page waits for its tip's build (by default it answers at once "
-                           "from the branch's newest built commit while the tip builds)")
+                      help="a branch page waits for its tip's build however long it takes (see --tip-wait)")
     pull.add_argument("--build-unreachable", action="store_true",
                       help="build any commit of the repository, not only those on a branch or tag")
     pull.add_argument("--max-builds", type=_positive(int), default=1, metavar="N",
@@ -367,7 +384,7 @@ def serve_command(args: argparse.Namespace) -> int:
     follow = tuple(dict.fromkeys([args.default_ref, *args.follow])) if materializer else ()
     refs = Refs(
         store, git, materializer, refresh_interval=args.refresh_interval, follow=follow,
-        wait_for_tip=args.wait_for_tip,
+        wait_for_tip=args.wait_for_tip, tip_wait=args.tip_wait,
     )
     auth = None
     if args.auth_file:
@@ -396,7 +413,7 @@ def serve_command(args: argparse.Namespace) -> int:
             max_size_bytes=args.max_size,
         ),
     )
-    app = create_app(store, refs, settings, auth)
+    app = create_app(store, refs, settings, auth, materializer)
     mode = "pull" if materializer else "push"
     logger.info(
         "serving %s on http://%s:%d/ (%s mode, default ref %s)",

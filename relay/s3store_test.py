@@ -211,7 +211,7 @@ async def test_an_interrupted_publish_writes_only_what_is_missing(
     # A publish that died after two files: they are there, the manifest is not.
     for name in sorted(export.filenames)[:2]:
         s3_client(seaweedfs).put_object(
-            Bucket=location.bucket, Key=f"{location.prefix}exports/{export.key}/{name}",
+            Bucket=location.bucket, Key=f"{location.prefix}files/{export.digest(name)[0]}",
             Body=(directory / name).read_bytes(),
         )
     store = S3Store(location)
