@@ -26,8 +26,9 @@ MISS_SECONDS = 10.0
 TIP_WAIT_SECONDS = 10.0
 # The refs listed on the pages for people are read again when older than this.
 LISTING_SECONDS = 10.0
-# A branch is resolved from refs at most this old (one coalesced `git for-each-ref`): a commit made
-# in the relay's repository is what the next install from its branch gets, not one a refresh later.
+# A branch is resolved from refs read after its ref files last changed (a few stat calls a request:
+# a commit made in the relay's repository is what the very next install from its branch gets), and
+# at most this old in any case (refs that live in no file, e.g. a reftable repository).
 BRANCH_REFS_SECONDS = 1.0
 
 
@@ -134,6 +135,9 @@ class Refs:
         self._refs: dict[str, str] = {}
         self._refs_read_at = float("-inf")
         self._refs_task: asyncio.Future[None] | None = None
+        self._refs_started_at = float("-inf")
+        # branch -> the stamp of its ref files when the refs were last read for it.
+        self._ref_stamps: dict[str, tuple[object, ...]] = {}
         self._fetch_task: asyncio.Future[None] | None = None
         self._fetch_started_at = float("-inf")
         # Short shas and commits git does not have: name -> (expiry, sha or None).
@@ -191,13 +195,22 @@ class Refs:
         except GitError as e:
             logger.warning("refreshing refs: %s", e)
 
-    async def _read_refs(self) -> None:
-        """Re-read every ref with one git process; concurrent callers share it."""
+    async def _read_refs(self, fresh: bool = False) -> None:
+        """Re-read every ref with one git process; concurrent callers share it. `fresh`: the read
+        must start after this call (a read already under way may predate a ref change just seen)."""
         assert self.git is not None
-        task = self._refs_task
-        if task is None or task.done():
-            task = self._refs_task = asyncio.ensure_future(self._read_refs_once())
-        await asyncio.shield(task)
+        asked = time.monotonic()
+        while True:
+            task = self._refs_task
+            if task is None or task.done():
+                self._refs_started_at = time.monotonic()
+                task = self._refs_task = asyncio.ensure_future(self._read_refs_once())
+                await asyncio.shield(task)
+                return
+            started = self._refs_started_at
+            await asyncio.shield(task)
+            if not fresh or started >= asked:
+                return
 
     async def _read_refs_once(self) -> None:
         assert self.git is not None
@@ -302,8 +315,17 @@ class Refs:
     async def _branch(self, branch: str) -> View | None:
         if self.git is None:
             return self._manifest_view(branch, "branch", lambda e: branch in e.branches)
-        if time.monotonic() - self._refs_read_at > BRANCH_REFS_SECONDS:
-            await self._read_refs()
+        names = (f"refs/heads/{branch}", *((f"refs/remotes/{self._remote}/{branch}",) if self._remote else ()))
+        try:
+            stamp: tuple[object, ...] = self.git.stamp(await self.git.ref_files(names))
+        except GitError:
+            stamp = ()
+        if stamp != self._ref_stamps.get(branch) or time.monotonic() - self._refs_read_at > BRANCH_REFS_SECONDS:
+            # Taken before the read: a change during it is seen by the next request.
+            if len(self._ref_stamps) >= 1024:
+                self._ref_stamps.clear()
+            self._ref_stamps[branch] = stamp
+            await self._read_refs(fresh=True)
         if self._branch_tip(branch) is None:
             await self._ref(f"refs/heads/{branch}")
         tip = self._branch_tip(branch)

@@ -74,6 +74,19 @@ async def test_a_branch_page_right_after_a_commit_resolves_the_new_tip(
     git(repo, "commit", "-qam", "second")
     second = git(repo, "rev-parse", "HEAD")
     write_export(store_dir, second, 2, branches=())
-    # Refs older than BRANCH_REFS_SECONDS are read again (here: any age), not only every refresh.
-    monkeypatch.setattr(refs_module, "BRANCH_REFS_SECONDS", 0.0)
+    # At once, with no time bound to help: the branch's ref file changed, so the refs are read again.
+    monkeypatch.setattr(refs_module, "BRANCH_REFS_SECONDS", 3600.0)
     assert (await client.get("/main/simple/")).headers["X-Relay-Commit"] == second
+    # Packed refs too (`git pack-refs` moves the branch into packed-refs, then a commit in between).
+    git(repo, "pack-refs", "--all")
+    (repo / "file.txt").write_text("2")
+    git(repo, "commit", "-qam", "third")
+    third = git(repo, "rev-parse", "HEAD")
+    git(repo, "pack-refs", "--all")
+    write_export(store_dir, third, 3, branches=())
+    assert (await client.get("/main/simple/")).headers["X-Relay-Commit"] == third
+    # Nothing changed: requests read no refs (no git process), only the ref files' stat.
+    started = refs.git.processes if refs.git is not None else 0
+    for _ in range(5):
+        assert (await client.get("/main/simple/")).headers["X-Relay-Commit"] == third
+    assert refs.git is not None and refs.git.processes == started
