@@ -158,7 +158,7 @@ def test_store_stopped_and_restarted_under_load(tmp_path: Path) -> None:
         replicas = _replicas(2, url, env, tmp_path, "--memory-cache", "0")
         # The start-up counts exports once the store was listed (was "0 exports" before the first listing).
         log = (tmp_path / "replica-0.log").read_text()
-        assert "s3://load/relay: 1 exports" in log and "0 exports" not in log, log
+        assert "s3://load/relay/: 1 exports" in log and "0 exports" not in log, log
         files = [f"{r.url}/{export.key}/{d.filename}" for r in replicas for d in export.dists]
         pages = [f"{r.url}/main/simple/monorepo-chain-a/" for r in replicas]
         stop = threading.Event()
