@@ -130,8 +130,8 @@ async def _explain(console: Console, export: Export, wanted: str) -> None:
     unimportable = unimportable_files(f.wheel_path for f in plan.files) if plan.identity.kind == DistKind.PYTHON else ()
     if unimportable:
         out(f"WARNING: {len(unimportable)} Python files no import can reach:")
-        for found in unimportable:
-            out(f"  {found.wheel_path}  ({found.why})")
+        for unimportable_file in unimportable:
+            out(f"  {unimportable_file.wheel_path}  ({unimportable_file.why})")
         out(f"  {UNIMPORTABLE.fix}")
     left_out = _left_out_by_pattern(export)
     if left_out:
