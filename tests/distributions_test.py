@@ -21,6 +21,7 @@ from tests.venvs import clean_environment, make_venv, uv_binary
 
 PLUGIN = "export-dists"
 RELAY = "export-dists-relay"
+CORE = "export-dists-core"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     # Pants writes only inside the build root: a directory of this run's own under dist/, moved out.
     distdir = Path("dist") / f"test-wheels-{secrets.token_hex(4)}"
     result = subprocess.run(
-        [str(PANTS), "--no-pantsd", f"--pants-distdir={distdir}", "package", "pants-plugins:export-dists", "relay:dist"],
+        [str(PANTS), "--no-pantsd", f"--pants-distdir={distdir}", "package", "pants-plugins:export-dists", "core:export-dists-core", "relay:dist"],
         cwd=REPO_ROOT, env=pants_environment(None), capture_output=True, text=True, timeout=1200,
     )
     try:
@@ -42,7 +43,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     built = {}
     for wheel in out.glob("*.whl"):
         built[_metadata(wheel).name] = wheel
-    assert set(built) == {PLUGIN, RELAY}, sorted(out.iterdir())
+    assert set(built) == {PLUGIN, RELAY, CORE}, sorted(out.iterdir())
     return built
 
 
@@ -58,7 +59,7 @@ def _files(wheel: Path) -> list[str]:
         return archive.namelist()
 
 
-@pytest.mark.parametrize("dist", [PLUGIN, RELAY])
+@pytest.mark.parametrize("dist", [PLUGIN, RELAY, CORE])
 def test_wheel_metadata_is_complete_and_strictly_valid(wheels: dict[str, Path], dist: str) -> None:
     metadata = _metadata(wheels[dist])
     assert metadata.version == Version(wheels[dist].name.split("-")[1])
@@ -78,6 +79,19 @@ def test_the_plugin_wheel_says_which_pants_it_runs_in(wheels: dict[str, Path]) -
     assert "2.17.1" in pants and "2.18.0" not in pants and "2.16.0" not in pants
     assert not metadata.requires_python.contains("3.10")  # type: ignore[union-attr]
     assert "export_dists/register.py" in _files(wheels[PLUGIN])
+
+
+def test_the_plugin_wheel_requires_the_core_it_imports(wheels: dict[str, Path]) -> None:
+    """The shared modules live in export-dists-core, once: the plugin pins it, and does not ship it."""
+    metadata = _metadata(wheels[PLUGIN])
+    requirements = {r.name: r for r in (Requirement(str(r)) for r in metadata.requires_dist or [])}
+    assert str(requirements[CORE].specifier) == f"=={metadata.version}"
+    assert not [f for f in _files(wheels[PLUGIN]) if f.startswith("export_dists_core/")]
+    core_files = _files(wheels[CORE])
+    assert {"export_dists_core/layout.py", "export_dists_core/wheel.py"} <= set(core_files)
+    assert not [f for f in core_files if f.startswith("export_dists/")]
+    core = {Requirement(str(r)).name for r in _metadata(wheels[CORE]).requires_dist or []}
+    assert core == {"packaging"}, core
 
 
 def test_the_relay_wheel_has_a_console_script(wheels: dict[str, Path]) -> None:
@@ -148,7 +162,8 @@ def test_a_monorepo_loads_the_plugin_wheel_from_find_links(wheels: dict[str, Pat
     """The README's way: no pythonpath, only `plugins = [...]` and a find-links to the wheel."""
     wheel_dir = tmp_path / "wheels"
     wheel_dir.mkdir()
-    (wheel_dir / wheels[PLUGIN].name).write_bytes(wheels[PLUGIN].read_bytes())
+    for dist in (PLUGIN, CORE):
+        (wheel_dir / wheels[dist].name).write_bytes(wheels[dist].read_bytes())
     version = wheels[PLUGIN].name.split("-")[1]
     repo = make_example_repo(tmp_path / "monorepo", commits=1)
     config = repo.path / "pants.toml"

@@ -50,7 +50,7 @@ from pants.source.source_root import (
 )
 from pants.util.strutil import softwrap
 
-from export_dists.naming import InvalidDistName, dist_name_for
+from export_dists_core.naming import InvalidDistName, dist_name_for
 from export_dists.target_types import EnvironmentDependenciesField, ExportDistNameField, SkipExportDistField
 
 

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from pants.engine.addresses import Address
 from pants.util.strutil import softwrap
 
-from export_dists.compat import (
+from export_dists_core.compat import (
     InvalidRequirement,
     InvalidSpecifier,
     Marker,

@@ -23,8 +23,9 @@ from pants.util.strutil import softwrap
 from export_dists.cycles import dist_cycles, report_cycles
 from export_dists.dists import DistIdentity, DistIdentityRequest, DistPlan, DistPlanRequest, NamingSettings
 from export_dists.environments import check_conflicts, environment_description, flatten_environments, is_environment
-from export_dists.layout import ExportedDist, ExportInfo
-from export_dists.naming import normalize
+import export_dists_core
+from export_dists_core.layout import ExportedDist, ExportInfo
+from export_dists_core.naming import normalize
 from export_dists.requirements import (
     LockfileVersions,
     LockfileVersionsRequest,
@@ -44,7 +45,7 @@ from export_dists.versioning import (
 )
 from export_dists.toplevel import TopLevelCheck, TopLevelCheckRequest
 from export_dists.url_requirements import UrlRequirementMap, report_url_requirements, url_of
-from export_dists.wheel import CoreMetadata, Wheel, build_wheel, provenance_json
+from export_dists_core.wheel import CoreMetadata, Wheel, build_wheel, provenance_json
 
 logger = logging.getLogger(__name__)
 
@@ -292,8 +293,12 @@ async def _content_origins(
         for plan in plans
     }
     lockfiles = set(python_setup.resolves.values()) if python_setup.enable_resolves else set()
-    # The plugin's own code shapes every wheel when it lives in the repository (pants-plugins/).
-    plugin = os.path.relpath(os.path.dirname(os.path.abspath(__file__)), os.path.realpath(build_root.path))
+    # The plugin's own code, and the core it shares with other exporters, shape every wheel when
+    # they live in the repository (pants-plugins/, core/).
+    own_code = [
+        os.path.relpath(os.path.dirname(os.path.abspath(module)), os.path.realpath(build_root.path))
+        for module in (__file__, export_dists_core.__file__)
+    ]
     index = InputIndex(
         inputs,
         build_patterns=build_files.patterns,
@@ -303,7 +308,7 @@ async def _content_origins(
         repository_wide_directories=sorted(
             {t.address.spec_path for t in all_targets if t.has_field(PythonRequirementsField)}
         ),
-        repository_wide_trees=() if plugin.startswith("..") else (plugin,),
+        repository_wide_trees=tuple(tree for tree in own_code if not tree.startswith("..")),
         excluded=lockfiles if not pin_from_lockfiles else (),
     )
     graph = condense(

@@ -21,8 +21,8 @@ from export_dists.cycles import dist_cycles
 from export_dists.dists import EdgeKind, NamingSettings, generator_address
 from export_dists.environments import is_environment
 from export_dists.export import Export, ExportRequest, PlannedDist
-from export_dists.layout import earlier_dists, export_files, link_sources, write_export
-from export_dists.naming import normalize
+from export_dists_core.layout import earlier_dists, export_files, link_sources, write_export
+from export_dists_core.naming import normalize
 from export_dists.subsystem import ExportDistsSubsystem, ThirdPartyPins
 from export_dists.toplevel import stray_top_level, top_level_names
 from export_dists.url_requirements import url_of

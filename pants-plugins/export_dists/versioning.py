@@ -6,7 +6,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from export_dists.compat import InvalidVersion, Version
+from export_dists_core.compat import InvalidVersion, Version
 from export_dists.origins import HISTORY_FORMAT, HistoryCommit, parse_history
 
 from pants.base.build_root import BuildRoot

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from export_dists import layout
-from export_dists.layout import (
+from export_dists_core import layout
+from export_dists_core.layout import (
     MANIFEST,
     ExportedDist,
     ExportInfo,
@@ -19,7 +19,7 @@ from export_dists.layout import (
     simple_tree,
     write_export,
 )
-from export_dists.wheel import CoreMetadata, build_wheel
+from export_dists_core.wheel import CoreMetadata, build_wheel
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 VERSION = "0.42+g0123456789ab"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection, Iterable, Mapping
 
-from export_dists.naming import normalize
-from export_dists.wheel import Wheel
+from export_dists_core.naming import normalize
+from export_dists_core.wheel import Wheel
 
 # Format 1: every dist has the export's version (version_scheme = "commit"). Format 2: each dist
 # has its own version, origin commit and content fingerprint (version_scheme = "content").

@@ -11,8 +11,8 @@ from email.parser import BytesParser
 
 import pytest
 
-from export_dists.compat import Requirement, Version
-from export_dists.wheel import (
+from export_dists_core.compat import Requirement, Version
+from export_dists_core.wheel import (
     METADATA_VERSION,
     CoreMetadata,
     build_wheel,
