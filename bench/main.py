@@ -24,6 +24,7 @@ import export_bench
 import hardening_bench
 import install_bench
 import objectstore_bench
+import pages_bench
 import profile_bench
 import pull_bench
 import report
@@ -32,7 +33,7 @@ import servers
 import versions_bench
 
 PARTS = ("export", "serve", "install", "pull", "profile", "hardening", "versions", "cycles", "objectstore",
-         "environments")
+         "environments", "pages")
 RESULTS = BENCH / "results"  # tracked: a partial run re-renders the other parts from here
 
 FULL = {
@@ -46,6 +47,7 @@ FULL = {
     "versions_targets": 1000, "versions_history": 5000, "versions_commits": 10, "versions_floor_reps": 3,
     "cycle_sizes": "30", "cycle_densities": "3,4,10", "cycle_timeout": 120.0,
     "environment_closure": 300, "environment_reps": 3,
+    "pages_dists": 1000, "pages_commits": 20, "pages_reps": 20,
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
@@ -58,6 +60,7 @@ QUICK = {
     "versions_targets": 50, "versions_history": 200, "versions_commits": 2, "versions_floor_reps": 1,
     "cycle_sizes": "10", "cycle_densities": "3", "cycle_timeout": 30.0,
     "environment_closure": 30, "environment_reps": 1,
+    "pages_dists": 100, "pages_commits": 5, "pages_reps": 5,
 }
 
 
@@ -246,6 +249,12 @@ def run_environments(args: argparse.Namespace) -> None:
     _save("environments", {"closure": args.environment_closure, "reps": args.environment_reps}, data, started)
 
 
+def run_pages(args: argparse.Namespace) -> None:
+    started = time.time()
+    data = pages_bench.run(args.pages_dists, args.pages_commits, args.pages_reps, log)
+    _save("pages", {"dists": args.pages_dists, "commits": args.pages_commits, "reps": args.pages_reps}, data, started)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     COMMAND[:] = argv
@@ -273,6 +282,8 @@ def main(argv: list[str]) -> int:
             run_cycles(args)
         if "environments" in parts:
             run_environments(args)
+        if "pages" in parts:
+            run_pages(args)
     except BenchError as e:
         log(f"FAILED: {e}")
         return 1

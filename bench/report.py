@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 import hardening_bench
 import environment_bench
+import pages_bench
 from procs import BENCH, ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -37,6 +38,7 @@ PART_SECTIONS = {
     "versions": ("Versions by content",),
     "cycles": ("Dependency cycles",),
     "environments": ("Environment dists",),
+    "pages": ("Pages for people",),
 }
 EARLIER_ROW = " (an earlier run)"
 CARRIED = "*Kept from an earlier run of this page: this run has no `bench/results/{part}.json`.*"
@@ -629,6 +631,10 @@ def write(results_dir: Path) -> Path:
         out += environment_bench.section(results["environments"], fmt, table)
     if part_missing(results, "environments"):
         out += carried("environments", earlier)
+    if "pages" in results:
+        out += pages_bench.section(results["pages"], fmt, table)
+    if part_missing(results, "pages"):
+        out += carried("pages", earlier)
     if NOTES.exists():
         out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))

@@ -18,9 +18,14 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import server_logger
 from packaging.utils import canonicalize_name
 
-from relay import metrics, pages, render, resources
+from relay import metrics, page_render, pages, render, resources
 from relay.auth import Authenticator, PasswordChecks, TooManyChecks
-from relay.constraints import constraints_text
+from relay.forwarded import PROXY, ProxySettings, client_address, may_carry_credentials, public_base_url
+from relay.constraints import constraints_text, url_requirements
+from relay.history import Commits, Histories, parse_requirement
+from relay.install_lines import Where, install_lines
+from relay.page_models import dependents_of, dist_page_model, ref_page_model
+from relay.wheel_contents import UNKNOWN, Contents
 from relay.materialize import Materializer
 from relay.errors import RelayError
 from relay.refs import RefError, Refs, View
@@ -55,6 +60,8 @@ class Settings:
     memory_cache_bytes: int = 128 * 1024 * 1024
     # Answer file requests with a redirect to a short-lived URL where the store has one (S3).
     redirect_files: bool = False
+    # --public-url, --trusted-proxy, --proxy-headers: how clients see the relay behind a proxy.
+    proxy: ProxySettings = ProxySettings()
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,10 @@ CACHE_POLICY = web.AppKey("cache_policy", CachePolicy)
 AUTH = web.AppKey("auth", Authenticator)
 MATERIALIZER = web.AppKey("materializer", Materializer)
 GIT_REFS = web.AppKey("git_refs", pages.GitRefs)
+CONTENTS = web.AppKey("contents", Contents)
+COMMITS = web.AppKey("commits", Commits)
+HISTORIES = web.AppKey("histories", Histories)
+RENDERED = web.AppKey("rendered", page_render.RenderedPages)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -105,7 +116,7 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
         message = (
             f'method={request.method} path="{request.path_qs.replace(chr(34), "%22")}" '
-            f"status={response.status} ms={elapsed * 1000:.1f} client={request.remote} "
+            f"status={response.status} ms={elapsed * 1000:.1f} client={client_address(request)} "
             f"bytes={response.body_length or response.content_length or 0}"
         )
         if self._lines is None:
@@ -217,7 +228,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if user is False:
             assert header is not None
             try:
-                user = await request.app[PASSWORD_CHECKS].check(header, request.remote)
+                user = await request.app[PASSWORD_CHECKS].check(header, client_address(request))
             except TooManyChecks as e:
                 response = _error(429, str(e))
                 response.headers["Retry-After"] = str(e.retry_after)
@@ -323,6 +334,21 @@ def _reserved(request: web.Request, project: str) -> bool:
     return any(e.dist(project) is not None for e in exports)
 
 
+def _url_requirement_hint(request: web.Request, view: View, project: str) -> str:
+    """For a name the ref's dists require by URL: where it comes from, and the line that installs it."""
+    tip = view.tip
+    lines = [r for r in url_requirements(tip) if parse_requirement(r).project == project]
+    if not lines:
+        return ""
+    dist = next((d for d in tip.dists if any(parse_requirement(r).project == project for r in d.requires_dist)), None)
+    names = (dist.name,) if dist is not None else ("NAME",)
+    line = install_lines(_where(request), view.ref, view.sha, names, url_requirements=True, pip="pip").install
+    return (
+        f"; the dists of {view.ref!r} require it by URL ({lines[0]}), which uv installs only as a direct "
+        f"requirement or a constraint: install with this ref's constraints file, e.g. {line.text}"
+    )
+
+
 # Handlers.
 
 
@@ -377,7 +403,8 @@ async def project_index(request: web.Request) -> web.StreamResponse:
         raise RefError(404, f"{project!r} has no dist at {view.ref!r} ({view.sha[:12]})")
     upstream = request.app[SETTINGS].upstream
     if upstream is None:
-        raise RefError(404, f"{project!r} is not a project of this relay and no --upstream is configured")
+        message = f"{project!r} is not a project of this relay and no --upstream is configured"
+        raise RefError(404, message + _url_requirement_hint(request, view, project))
     # 302, not 301: the name may become a monorepo project later.
     raise web.HTTPFound(f"{upstream.rstrip('/')}/{project}/", headers={"Cache-Control": "max-age=300"})
 
@@ -490,13 +517,24 @@ def _page_context(request: web.Request) -> pages.Context:
         default_ref=request.app[SETTINGS].default_ref,
         builds=materializer.log if materializer is not None else None,
         auth=AUTH in request.app,
-        origin=f"{request.scheme}://{request.host}",
     )
 
 
 async def home(request: web.Request) -> web.Response:
     context = _page_context(request)
     return pages.respond(pages.home_page(context, await pages.ref_rows(context, request.app[GIT_REFS])))
+
+
+def _where(request: web.Request) -> Where:
+    """How a person's installer reaches this relay: the base of every URL a page tells them to copy."""
+    base = public_base_url(request)
+    auth = AUTH in request.app
+    return Where(
+        base=str(base),
+        auth=auth,
+        credentials=auth and may_carry_credentials(base),
+        upstream=request.app[SETTINGS].upstream is not None,
+    )
 
 
 async def ref_home(request: web.Request) -> web.Response:
@@ -506,7 +544,62 @@ async def ref_home(request: web.Request) -> web.Response:
         view = await _view(request)
     except RefError as error:
         return await pages.not_found(context, request.app[GIT_REFS], ref, error, base)
-    return pages.respond(pages.ref_page(context, view, base, request.query.get("q", "")))
+    where, query = _where(request), request.query.get("q", "")
+    key = ("ref", context.store.generation, view.ref, view.keys, view.building, query, base, where)
+    body = request.app[RENDERED].get(key)
+    if body is None:
+        tip = view.tip
+        contents = await request.app[CONTENTS].of_all(tip, tip.dists)
+        body = page_render.ref_html(ref_page_model(view, where, query, contents), base).encode()
+        if all(c is not UNKNOWN for c in contents.values()):
+            request.app[RENDERED].put(key, body)
+    return pages.respond(body)
+
+
+async def dist_home(request: web.Request) -> web.Response:
+    """A dist's page at a ref: `/<ref>/-/<project>/`."""
+    context = _page_context(request)
+    ref, name, base = request.match_info["ref"], request.match_info["project"], _base(request, 2)
+    project = canonicalize_name(name) if _PROJECT_NAME.fullmatch(name) else None
+    if project is None:
+        raise RefError(400, f"{name!r} is not a valid project name (PEP 508)")
+    if name != project:
+        raise web.HTTPMovedPermanently(f"../{project}/")
+    try:
+        view = await _view(request)
+    except RefError as error:
+        return await pages.not_found(context, request.app[GIT_REFS], ref, error, base)
+    tip = view.tip
+    dist = tip.dist(project)
+    if dist is None:
+        message = f"{view.ref} ({view.sha[:12]}) has no dist {project!r}" + _url_requirement_hint(request, view, project)
+        return pages.respond(pages.error_page(ref, message, base, title=f"No dist {project} here"), status=404)
+    where = _where(request)
+    key = ("dist", context.store.generation, view.ref, view.keys, view.building, project, base, where)
+    body = request.app[RENDERED].get(key)
+    if body is not None:
+        return pages.respond(body)
+    history = await request.app[HISTORIES].exports(view)
+    wheels = request.app[CONTENTS]
+    contents = await wheels.of(tip, dist)
+    dependents = await wheels.of_all(tip, dependents_of(tip, project))
+    origins = {d.origin or x.sha for x in history for d in (x.dist(project),) if d is not None}
+    commits = await request.app[COMMITS].read(origins)
+    page = dist_page_model(
+        view,
+        dist,
+        where,
+        base=base,
+        contents=None if contents is UNKNOWN else contents,
+        dependents_contents=dependents,
+        history=history,
+        commits=commits,
+    )
+    body = page_render.dist_html(page, base).encode()
+    complete = contents is not UNKNOWN and all(c is not UNKNOWN for c in dependents.values())
+    if complete and (request.app[COMMITS].git is None or origins <= commits.keys()):
+        request.app[RENDERED].put(key, body)
+    return pages.respond(body)
 
 
 async def add_slash(request: web.Request) -> web.Response:
@@ -539,7 +632,9 @@ def add_routes(app: web.Application) -> None:
     r.add_get(ref + "/simple/{project}", project_index)
     r.add_get(ref + "/constraints.txt", constraints)
     r.add_get(ref + "/" + _FILE, dist_file)
-    # Last: a ref's page for people, once no route of the simple API matched.
+    # Last: the pages for people, once no route of the simple API matched.
+    r.add_get(ref + "/-/{project}/", dist_home)
+    r.add_get(ref + "/-/{project}", add_slash)
     r.add_get(ref + "/", ref_home)
 
 
@@ -591,9 +686,14 @@ def create_app(
     app[PAGES] = render.PageCache()
     app[FILES] = FileCache(settings.memory_cache_bytes)
     app[GIT_REFS] = pages.GitRefs()
+    app[CONTENTS] = Contents(store)
+    app[COMMITS] = Commits(app[REFS].git)
+    app[HISTORIES] = Histories(app[REFS])
+    app[RENDERED] = page_render.RenderedPages()
     materializer = app[REFS].builds if isinstance(app[REFS].builds, Materializer) else None
     app[metrics.METRICS] = metrics.Metrics(store, lambda: materializer.log if materializer is not None else None)
     app[SETTINGS] = settings
+    app[PROXY] = settings.proxy
     app[CACHE_POLICY] = CachePolicy.of(settings, private=auth is not None)
     if auth is not None:
         app[AUTH] = auth

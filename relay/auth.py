@@ -30,7 +30,7 @@ MAX_ACCEPTED_HEADERS = 1024
 MAX_REMEMBERED_FAILURES = 4096
 # What a client without valid credentials can make the relay hash: password checks run on their own
 # threads (never those that read files), at most this many wait or run at once, and a client with
-# this many failed checks in the window gets 429 until it passes.
+# this many failed checks of one user name in the window gets 429 for that name until it passes.
 CHECK_THREADS = 1
 MAX_PENDING_CHECKS = 4
 FAILURES_PER_CLIENT = 10
@@ -226,18 +226,12 @@ class Authenticator:
 
     def _check(self, authorization: str, slow: bool) -> str | None | bool:
         scheme, _, value = authorization.strip().partition(" ")
-        scheme = scheme.lower()
-        if scheme == "bearer":
+        if scheme.lower() == "bearer":
             return self._check_token(value.strip())
-        if scheme != "basic":
+        credentials = basic_credentials(authorization)
+        if credentials is None:
             return None
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        user, sep, password = decoded.partition(":")
-        if not sep:
-            return None
+        user, password = credentials
         token_user = self._check_token(password)
         # A token works as the password of `__token__` or of the token's own name (as PyPI's do).
         if token_user is not None and user in (TOKEN_USER, token_user):
@@ -267,6 +261,19 @@ class Authenticator:
         return entry.user if entry is not None else None
 
 
+def basic_credentials(authorization: str) -> tuple[str, str] | None:
+    """(user, password) of a basic Authorization header; None for any other header."""
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
 def _decoy(iterations: int) -> Entry:
     """A PBKDF2 entry of the given cost that no password matches (its hash is random)."""
     salt, digest = (base64.b64encode(os.urandom(n)).decode() for n in (16, 32))
@@ -286,8 +293,10 @@ class PasswordChecks:
 
     Concurrent requests with one header share one check (pip opens several connections at once);
     checks run on their own threads so serving never waits behind them; beyond MAX_PENDING_CHECKS
-    waiting or running, or FAILURES_PER_CLIENT failures of one client in the window, a request is
-    refused (429) without hashing.
+    waiting or running, or FAILURES_PER_CLIENT failures of one client for one user name in the
+    window, a request is refused (429) without hashing. The limit is keyed on both: a client guessing
+    bob's password never locks out alice behind the same proxy or NAT, and guesses at alice's from
+    elsewhere never lock out alice herself. `client` is the real client (relay.forwarded).
     """
 
     def __init__(self, auth: Authenticator, threads: int = CHECK_THREADS, max_pending: int = MAX_PENDING_CHECKS) -> None:
@@ -295,17 +304,21 @@ class PasswordChecks:
         self.max_pending = max_pending
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="relay-auth")
         self._pending: dict[str, asyncio.Future[str | None | bool]] = {}
-        self._failures: dict[str, deque[float]] = {}
+        self._failures: dict[tuple[str, str], deque[float]] = {}
 
     async def check(self, header: str, client: str | None) -> str | None:
         now = time.monotonic()
-        failures = self._failures.get(client or "")
+        credentials = basic_credentials(header)
+        key = (client or "", credentials[0] if credentials else "")
+        failures = self._failures.get(key)
         if failures is not None:
             while failures and now - failures[0] > FAILURE_WINDOW_SECONDS:
                 failures.popleft()
             if len(failures) >= FAILURES_PER_CLIENT:
                 retry = int(FAILURE_WINDOW_SECONDS - (now - failures[0])) + 1
-                raise TooManyChecks(f"too many failed logins from {client}; retry in {retry} s", retry)
+                raise TooManyChecks(
+                    f"too many failed logins as {key[1]!r} from {key[0]}; retry in {retry} s", retry
+                )
         check = self._pending.get(header)
         # Requests sharing a check count as one failure: pip opens several connections at once.
         first = check is None
@@ -320,13 +333,13 @@ class PasswordChecks:
         if isinstance(result, str):
             return result
         if first:
-            self._failed(client or "", now)
+            self._failed(key, now)
         return None
 
-    def _failed(self, client: str, now: float) -> None:
+    def _failed(self, key: tuple[str, str], now: float) -> None:
         if len(self._failures) >= 10_000:  # many clients: start over rather than grow
             self._failures.clear()
-        self._failures.setdefault(client, deque(maxlen=FAILURES_PER_CLIENT)).append(now)
+        self._failures.setdefault(key, deque(maxlen=FAILURES_PER_CLIENT)).append(now)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False)

@@ -224,10 +224,56 @@ async def test_the_password_work_of_unauthenticated_clients_is_bounded(
     assert set(statuses) <= {401, 429}
     assert statuses.count(429) >= 30
     assert len(calls) <= MAX_PENDING_CHECKS
-    # One client's failed checks are bounded too: its guesses end in 429, without hashing.
+    # One client's failed checks of one user name are bounded too: its guesses end in 429, without hashing.
+    hashed = len(calls)
     answers = [(await client.get("/main/simple/", headers=_basic("alice", f"again{n}"))).status for n in range(12)]
-    assert answers[-1] == 429 and len(calls) <= FAILURES_PER_CLIENT
+    assert answers[-1] == 429 and len(calls) - hashed <= FAILURES_PER_CLIENT
     refused = await client.get("/main/simple/", headers=_basic("alice", "s3cret"))
     assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
     # A client with a token is never limited.
     assert (await client.get("/main/simple/", headers={"Authorization": f"Bearer {token}"})).status == 200
+
+
+@pytest.mark.asyncio
+async def test_behind_a_proxy_one_users_wrong_passwords_lock_out_nobody_else(
+    make_client: MakeClient, exports: list[Export], tmp_path: Path
+) -> None:
+    from relay.forwarded import ProxySettings, parse_trusted_proxies
+
+    auth_file = tmp_path / "relay.auth"
+    add_entry(auth_file, password_entry("alice", "s3cret", iterations=1000))
+    add_entry(auth_file, password_entry("bob", "hunter2", iterations=1000))
+    # Every request comes from the proxy (the test client, 127.0.0.1), which names the client.
+    proxy = ProxySettings(trusted_proxies=parse_trusted_proxies(["127.0.0.1"]))
+    client = await make_client(auth=Authenticator(auth_file), settings=Settings(proxy=proxy))
+
+    def via(address: str, user: str, password: str) -> dict[str, str]:
+        return {**_basic(user, password), "X-Forwarded-For": address}
+
+    mallory = "203.0.113.66"
+    answers = [
+        (await client.get("/main/simple/", headers=via(mallory, "alice", f"guess{n}"))).status
+        for n in range(FAILURES_PER_CLIENT + 2)
+    ]
+    assert answers[-1] == 429
+    # alice, from her own address, with her password: in, though mallory guessed at her name.
+    assert (await client.get("/main/simple/", headers=via("198.51.100.10", "alice", "s3cret"))).status == 200
+    # bob, behind the same NAT address as mallory: in too; the limit is on (client, user name).
+    assert (await client.get("/main/simple/", headers=via(mallory, "bob", "hunter2"))).status == 200
+    # mallory cannot slip out of the limit by forging the header: the proxy appends the real address.
+    forged = await client.get("/main/simple/", headers=via(f"1.2.3.4, {mallory}", "alice", "again"))
+    assert forged.status == 429
+
+
+@pytest.mark.asyncio
+async def test_without_a_trusted_proxy_forwarded_headers_do_not_lift_the_limit(
+    make_client: MakeClient, exports: list[Export], tmp_path: Path
+) -> None:
+    auth_file = tmp_path / "relay.auth"
+    add_entry(auth_file, password_entry("alice", "s3cret", iterations=1000))
+    client = await make_client(auth=Authenticator(auth_file))
+    answers = [
+        (await client.get("/main/simple/", headers={**_basic("alice", f"g{n}"), "X-Forwarded-For": f"10.9.9.{n}"})).status
+        for n in range(FAILURES_PER_CLIENT + 2)
+    ]
+    assert answers[-1] == 429

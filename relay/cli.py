@@ -19,11 +19,13 @@ from typing import Sequence
 
 from relay.app import LOG_FORMAT, AccessLogger, Settings, create_app
 from relay.auth import AuthFileError, Authenticator, add_entry, new_token, password_entry
+from relay.forwarded import PROXY_HEADERS, ProxySettings, PublicURLError, may_carry_credentials, parse_public_url, parse_trusted_proxies
 from relay.builder import COLD_EXPORT_COMMAND, WARM_EXPORT_COMMAND, ExportCommand, WarmLimits
 from relay.connections import ConnectionLimits, default_max_connections, serve
 from relay.git import Git
+from relay.install_lines import PUBLIC_INDEX
 from relay.interpreters import NoSuitablePython, choose_python
-from relay.materialize import Limits, Materializer, default_work_dir
+from relay.materialize import Limits, Materializer, WorkDirInUse, claim_work_dir
 from relay.refs import Refs
 from relay.contract import ContractError
 from relay.store import DiskStore, EvictionPolicy, PublishConflict, Store, StoreConfigError, StoreUnavailable
@@ -48,7 +50,8 @@ routes:
   /<ref>/<wheel>[.metadata]      files (the pages link them under their commit's sha)
   /<ref>/constraints.txt         every dist of the ref's commit pinned name==version, plus its URL requirements
   /simple/...                    the same for --default-ref
-  /  and  /<ref>/                pages for people (a browser): refs, builds, dists, install lines
+  /  and  /<ref>/                pages for people (a browser): refs, builds, dists, search, install lines
+  /<ref>/-/<project>/            a dist's page: install lines, versions along the ref, modules, files
   /metrics                       Prometheus metrics (credentials when auth is on)
   /-/health                      liveness (never needs credentials)
 
@@ -63,6 +66,14 @@ examples:
   relay passwd /srv/relay.auth alice
   relay serve --store /srv/exports --auth-file /srv/relay.auth
   pip install --index-url http://alice:PASSWORD@HOST:8080/main/simple/ monorepo.a
+
+  # an export whose dists have URL requirements (pkg @ git+https://...): uv installs them only as
+  # constraints, so give the ref's constraints file (its pages show every line with it)
+  uv pip install -c http://HOST:8080/main/constraints.txt --index-url http://HOST:8080/main/simple/ monorepo.a
+
+  # move an environment to a newer commit: the monorepo's dists move, third-party ones only if needed
+  pip install --upgrade --upgrade-strategy only-if-needed -c http://HOST:8080/<sha>/constraints.txt \\
+      --index-url http://HOST:8080/main/simple/ monorepo.a monorepo.b
 """
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?", re.IGNORECASE)
@@ -184,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--auth-file", type=Path, metavar="FILE",
                      help="require credentials listed in FILE (see `relay passwd` and `relay token`); "
                           "/-/health stays open")
+    proxy = serve.add_argument_group("behind a proxy (TLS, a path prefix)")
+    proxy.add_argument("--public-url", metavar="URL",
+                       help="the URL clients reach this relay by, e.g. https://pypi.example.com/relay/: "
+                            "every absolute URL the relay prints (the lines to copy on its pages) starts "
+                            "with it (default: from the request, and from --trusted-proxy headers)")
+    proxy.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR[/BITS]",
+                       help="a proxy (address or network, repeatable or comma-separated) whose forwarded "
+                            "headers are believed: the client's address (rate limits, the access log) "
+                            "and, without --public-url, its scheme, host, port and path prefix. Headers "
+                            "from any other peer are ignored (default: none)")
+    proxy.add_argument("--proxy-headers", choices=PROXY_HEADERS, default="x-forwarded",
+                       help="which headers the trusted proxies set: x-forwarded (X-Forwarded-For, -Proto, "
+                            "-Host, -Port, -Prefix: nginx, HAProxy, AWS ALB, Traefik, ingress-nginx) or "
+                            "forwarded (RFC 7239, with X-Forwarded-Prefix); the other kind is never read "
+                            "(default: %(default)s)")
     net.add_argument("--idle-timeout", type=_positive(float), default=15.0, metavar="SECONDS",
                      help="close a connection that sends no complete request for this long: an idle "
                           "kept-alive one, or a silent or slow client (default: %(default)s)")
@@ -309,12 +335,14 @@ def serve_command(args: argparse.Namespace) -> int:
     materializer = None
     if git is not None and not args.no_build:
         limits = Limits(max_jobs=args.max_builds, timeout_seconds=args.build_timeout, max_queued=args.max_queued)
-        # One work directory per store (a directory, or a bucket and prefix), the same on every start.
-        work_dir = args.work_dir or default_work_dir(store.root if isinstance(store, DiskStore) else args.store)
+        # A work directory per store (a directory, or a bucket and prefix), the same on every start,
+        # owned by one relay at a time (replicas on one host get one each).
         try:
-            work_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SystemExit(f"relay: --work-dir {work_dir}: {e}") from None
+            claim = claim_work_dir(args.work_dir, store.root if isinstance(store, DiskStore) else args.store)
+        except WorkDirInUse as e:
+            raise SystemExit(f"relay: {e}") from None
+        work_dir = claim.path
+        logger.info("work directory %s (worktrees, build logs, records of running builds)", work_dir)
         warm = None
         if args.builder == "warm":
             warm = WarmLimits(max_builds=args.builder_max_builds, max_memory=args.builder_max_memory or 4 * 1024**3)
@@ -335,7 +363,16 @@ def serve_command(args: argparse.Namespace) -> int:
             auth = Authenticator(args.auth_file)
         except (OSError, AuthFileError) as e:
             raise SystemExit(f"relay: --auth-file {args.auth_file}: {e}") from None
+    try:
+        proxy = ProxySettings(
+            public_url=parse_public_url(args.public_url) if args.public_url else None,
+            trusted_proxies=parse_trusted_proxies(args.trusted_proxy),
+            headers=args.proxy_headers,
+        )
+    except PublicURLError as e:
+        raise SystemExit(f"relay: {e}") from None
     settings = Settings(
+        proxy=proxy,
         default_ref=args.default_ref,
         upstream=args.upstream,
         namespaces=tuple(args.namespace),
@@ -353,6 +390,17 @@ def serve_command(args: argparse.Namespace) -> int:
         "serving %s on http://%s:%d/ (%s mode, default ref %s, %d exports)",
         store.description, args.host, args.port, mode, args.default_ref, len(store.exports()),
     )
+    if args.upstream is None:
+        logger.warning(
+            "no --upstream: names that are not the monorepo's are a 404 here, so `pip install --index-url "
+            "<relay>/<ref>/simple/ NAME` fails on the first third-party requirement; the pages show the line that "
+            "works (with --extra-index-url %s); start with --upstream %s to make the relay the only index",
+            PUBLIC_INDEX, PUBLIC_INDEX,
+        )
+    if proxy.public_url is not None:
+        logger.info("public URL %s: every absolute URL the relay prints starts with it", proxy.public_url)
+    for line in proxy_notes(proxy, args.host, auth is not None):
+        logger.warning("%s", line)
     limits = ConnectionLimits(
         idle_timeout=args.idle_timeout, max_connections=default_max_connections(args.max_connections)
     )
@@ -380,6 +428,23 @@ def serve_command(args: argparse.Namespace) -> int:
         _stop(children)
     logger.info("stopped")
     return 0
+
+
+def proxy_notes(proxy: ProxySettings, host: str, auth: bool) -> list[str]:
+    """Warnings for the operator at start-up: where credentials would cross the network in clear text."""
+    notes = []
+    if auth and proxy.public_url is not None and not may_carry_credentials(proxy.public_url):
+        notes.append(
+            f"--auth-file with --public-url {proxy.public_url}: credentials cross the network in clear "
+            "text; put a TLS proxy in front and give its https:// URL"
+        )
+    elif auth and proxy.public_url is None and not proxy.trusted_proxies and host not in ("127.0.0.1", "::1", "localhost"):
+        notes.append(
+            f"--auth-file on {host} without --trusted-proxy or --public-url: unless clients come through a "
+            "TLS proxy, credentials cross the network in clear text; name the proxy with --trusted-proxy "
+            "(pages then print its https:// URLs) or give --public-url"
+        )
+    return notes
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
 import secrets
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
@@ -17,7 +20,7 @@ from relay.contract import Export
 from relay.refs import Refs
 from relay.seaweedfs import SeaweedFS
 from relay.store import DiskStore
-from relay.testing import fake_sha, write_export
+from relay.testing import DistSpec, fake_sha, write_export
 
 
 @pytest.fixture
@@ -101,3 +104,67 @@ def s3_url(seaweedfs: SeaweedFS, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
     return f"s3://{s3_bucket}/t-{secrets.token_hex(6)}"
+
+
+# A monorepo with modules, URL requirements, an environment dist and a history (the pages for people).
+
+NS = "monorepo.textkit"
+STATS = 'def mean(xs):\n    return sum(xs) / len(xs)\n'
+
+
+def textkit_dists(attrs: str = "attrs>=22.2", cli_message: str = "") -> list[DistSpec]:
+    return [
+        DistSpec(
+            f"{NS}.core",
+            third_party=(attrs,),
+            files=(("textkit/core/stats.py", STATS), ("textkit/core/words.txt", "a\nb\n")),
+        ),
+        DistSpec(
+            f"{NS}.cli",
+            requires=(f"{NS}.core",),
+            third_party=("click @ git+https://github.com/pallets/click@8.1.7",),
+            files=(("textkit/cli/main.py", f"# {cli_message}\n"),),
+        ),
+        DistSpec("monorepo.envs.nlp", requires=(f"{NS}.core", f"{NS}.cli"), environment=True),
+        DistSpec("monorepo.tools"),
+    ]
+
+
+def story_git(repo: Path, *args: str) -> str:
+    env = dict(os.environ, GIT_AUTHOR_DATE="2026-01-02T03:04:05+00:00", GIT_COMMITTER_DATE="2026-01-02T03:04:05+00:00")
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    return subprocess.run(
+        ["git", "-C", str(repo), *identity, *args], check=True, capture_output=True, text=True, env=env
+    ).stdout.strip()
+
+
+@dataclass(frozen=True)
+class Story:
+    repo: Path
+    store: DiskStore
+    exports: tuple[Export, ...]  # newest first
+    shas: tuple[str, ...]  # oldest first
+
+
+@pytest.fixture
+def story(tmp_path: Path, store_dir: Path) -> Story:
+    """main: 1 adds everything; 2 changes the cli only; 3 moves core's attrs pin (so cli and the env move too)."""
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    shas = []
+    for message in ("textkit: first cut", "cli: --verbose <b>bold</b>", "core: attrs 23 for slots"):
+        (repo / "log").write_text(message)
+        story_git(repo, "add", "log")
+        story_git(repo, "commit", "-q", "-m", message)
+        shas.append(story_git(repo, "rev-parse", "HEAD"))
+    one, two, three = [(sha, n + 1) for n, sha in enumerate(shas)]
+    exports = [
+        write_export(store_dir, one[0], 1, textkit_dists(), origins={}),
+        write_export(store_dir, two[0], 2, textkit_dists(cli_message="v"), origins={f"{NS}.core": one, "monorepo.tools": one}),
+        write_export(store_dir, three[0], 3, textkit_dists("attrs>=23.1", "v"), origins={"monorepo.tools": one}),
+    ]
+    store = DiskStore(store_dir, scan_interval=0.0)
+    assert len(store.exports()) == 3
+    return Story(repo, store, tuple(reversed(exports)), tuple(shas))
+
+

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
@@ -53,6 +55,64 @@ def default_work_dir(store_root: Path | str) -> Path:
     """A work directory that is the same on every start for one store, so a restart finds its leftovers."""
     key = hashlib.sha256(str(store_root).encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"relay-work-{key}"
+
+
+OWNER_LOCK = ".relay-owner.lock"
+# Relays of one store on one host (replicas) that each get a default work directory of their own.
+MAX_DEFAULT_WORK_DIRS = 64
+
+
+class WorkDirInUse(Exception):
+    """The work directory is owned by another relay that is running."""
+
+
+@dataclass(frozen=True)
+class WorkDirClaim:
+    """A work directory this relay owns until it exits: an exclusive `flock` on its owner file.
+
+    The lock's descriptor is never inherited by builds (Python's descriptors are not inheritable),
+    so a Pants daemon that outlives the relay does not keep it; forked `--workers` share it.
+    """
+
+    path: Path
+    fd: int
+
+
+def claim_work_dir(requested: Path | None, store_key: Path | str) -> WorkDirClaim:
+    """The work directory for this relay: `requested` (--work-dir), or by default the store's
+    `relay-work-<hash>`, else `-2`, `-3`, ... while other relays of the same store on this host
+    (replicas) own the first ones. One owner at a time: two relays sharing one would stop each
+    other's warm Pants daemons and clean up each other's builds. A relay started after one died
+    takes its free directory back and cleans up what it left."""
+    base = default_work_dir(store_key)
+    candidates = [requested] if requested is not None else [
+        base, *(base.with_name(f"{base.name}-{n}") for n in range(2, MAX_DEFAULT_WORK_DIRS + 1))
+    ]
+    holders = []
+    for path in candidates:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path / OWNER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise WorkDirInUse(f"--work-dir {path}: {e.strerror}; give a directory this user can write") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holders.append(f"{path} (relay pid {os.pread(fd, 32, 0).decode(errors='replace').strip() or '?'})")
+            os.close(fd)
+            continue
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return WorkDirClaim(path.resolve(), fd)
+    if requested is not None:
+        raise WorkDirInUse(
+            f"--work-dir {requested} is in use by another relay: {holders[0]}. Give each relay on this "
+            "host its own --work-dir (or leave it out: each then gets a directory of its own)"
+        )
+    raise WorkDirInUse(
+        f"{len(holders)} relays of this store already run on this host, each owning a work directory "
+        f"({holders[0]}, ...): give this one --work-dir"
+    )
 
 
 class Materializer:

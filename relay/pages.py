@@ -12,7 +12,7 @@ from aiohttp import web
 
 from relay.builds import BuildLog
 from relay.contract import Export
-from relay.refs import Git, GitError, RefError, Refs, View
+from relay.refs import Git, GitError, RefError, Refs
 from relay.store import Store
 
 CONTENT_TYPE = "text/html; charset=utf-8"
@@ -42,7 +42,6 @@ class Context:
     default_ref: str
     builds: BuildLog | None
     auth: bool
-    origin: str  # scheme://host of this relay, as the client reached it
 
 
 def e(value: object) -> str:
@@ -164,24 +163,6 @@ input[type=search] { font: inherit; width: min(32rem, 100%); padding: 0.4rem 0.6
 .failed { border-left: 3px solid #d1242f; padding-left: 0.7rem; margin: 0.6rem 0; }
 """
 
-# Filters the dist table as one types (the form also filters on the server, with no script).
-_SEARCH_SCRIPT = """
-(function () {
-  var box = document.getElementById("q"), rows = document.querySelectorAll("tr[data-name]");
-  var count = document.getElementById("shown");
-  if (!box) return;
-  box.addEventListener("input", function () {
-    var q = box.value.trim().toLowerCase(), n = 0;
-    rows.forEach(function (row) {
-      var hit = !q || row.getAttribute("data-name").indexOf(q) >= 0;
-      row.hidden = !hit; if (hit) n++;
-    });
-    if (count) count.textContent = n;
-  });
-})();
-"""
-
-
 def _document(title: str, body: Sequence[str], script: str = "") -> str:
     parts = [
         "<!DOCTYPE html>",
@@ -278,14 +259,6 @@ def _builds(builds: BuildLog | None, base: str) -> list[str]:
     return out
 
 
-def _client_origin(context: Context) -> str:
-    """This relay's origin as pip is given it; with auth on, where the credentials go is spelled out."""
-    if not context.auth:
-        return context.origin
-    scheme, _, host = context.origin.partition("://")
-    return f"{scheme}://USER:PASSWORD@{host}"
-
-
 # Pages.
 
 
@@ -305,68 +278,6 @@ def home_page(context: Context, rows: Sequence[RefRow]) -> str:
     return _document("export-dists relay", body)
 
 
-def _matches(query: str, name: str, address: str) -> bool:
-    q = query.strip().lower()
-    return not q or q in name.lower() or q in address.lower()
-
-
-def ref_page(context: Context, view: View, base: str, query: str) -> str:
-    tip = view.tip
-    dists = [d for d in tip.dists if _matches(query, d.name, d.address)]
-    origin = _client_origin(context)
-    index_url = f"{origin}/{quote(view.ref, safe='/')}/simple/"
-    constraints = f"{origin}/{view.sha}/constraints.txt"
-    example = dists[0].name if dists else (tip.dists[0].name if tip.dists else "NAME")
-    kind = {"sha": "commit", "branch": "branch", "tag": "tag"}.get(view.kind, view.kind)
-    older = len(view.exports) - 1
-    body = [
-        f'<nav><a href="{e(base)}">all refs</a></nav>',
-        f'<h1>{e(view.ref)} <span class="kind">{e(kind)}</span></h1>',
-        f'<p>commit <code>{e(view.sha)}</code>, version <code>{e(tip.version)}</code>, '
-        f"{e(len(tip.dists))} dists, committed {e(tip.commit_time)}"
-        + (f", namespace <code>{e(tip.namespace)}</code>" if tip.namespace else "")
-        + (f'; the index also lists {e(older)} older export(s) of this branch' if older > 0 else "")
-        + ".</p>",
-        "<h2>Install</h2>",
-        '<p class="muted">In a notebook cell (in a shell, without the <code>%</code>):</p>',
-        f'<pre class="copy">%pip install --index-url {e(index_url)} {e(example)}</pre>',
-        f'<p class="muted">Keep later installs on this commit ({e(view.sha[:12])}) with its constraints file:</p>',
-        f'<pre class="copy">%pip install -c {e(constraints)} --index-url {e(index_url)} {e(example)}</pre>',
-    ]
-    if context.auth:
-        body.append(
-            '<p class="muted">This relay asks for credentials: replace <code>USER:PASSWORD</code> with yours, '
-            "or <code>__token__:TOKEN</code> for a token.</p>"
-        )
-    body += [
-        "<h2>Dists</h2>",
-        '<form method="get" role="search">'
-        f'<input type="search" id="q" name="q" value="{e(query)}" placeholder="search names and addresses" '
-        'aria-label="search dists" autocomplete="off"> '
-        f'<span class="muted"><span id="shown">{e(len(dists))}</span> of {e(len(tip.dists))}</span></form>',
-        "<table>",
-        "<thead><tr><th>dist</th><th>version</th><th>Pants address</th><th>requires</th>"
-        "<th class=num>size</th></tr></thead>",
-        "<tbody>",
-    ]
-    for d in dists:
-        requirements = "".join(f"<li><code>{e(r)}</code></li>" for r in d.requires_dist)
-        body.append(
-            f'<tr data-name="{e((d.name + " " + d.address).lower())}">'
-            f'<td><a href="simple/{e(quote(d.project))}/">{e(d.name)}</a></td>'
-            f'<td><code>{e(d.version)}</code></td><td class="wrap"><code>{e(d.address)}</code></td>'
-            f'<td class="wrap"><ul class="reqs">{requirements}</ul></td><td class=num>{e(size_text(d.size))}</td></tr>'
-        )
-    body += ["</tbody>", "</table>"]
-    if not dists:
-        body.append(f'<p class="muted">No dist matches {e(query)!s}.</p>' if query else '<p class="muted">No dists.</p>')
-    body.append(
-        f'<p class="muted">Also: <a href="simple/">simple index</a> · '
-        f'<a href="{e(base)}{e(view.sha)}/constraints.txt">constraints.txt</a></p>'
-    )
-    return _document(f"{view.ref} - export-dists relay", body, _SEARCH_SCRIPT)
-
-
 def not_found_page(context: Context, ref: str, message: str, rows: Sequence[RefRow], base: str) -> str:
     body = [
         f'<nav><a href="{e(base)}">all refs</a></nav>',
@@ -378,16 +289,20 @@ def not_found_page(context: Context, ref: str, message: str, rows: Sequence[RefR
     return _document(f"{ref}: not found - export-dists relay", body)
 
 
-def error_page(ref: str, message: str, base: str) -> str:
-    """A ref that exists but cannot be shown now (a failed build, a git error)."""
-    body = [f'<nav><a href="{e(base)}">all refs</a></nav>', f"<h1>{e(ref)}</h1>", f"<pre>{e(message)}</pre>"]
-    return _document(f"{ref} - export-dists relay", body)
+def error_page(ref: str, message: str, base: str, title: str | None = None) -> str:
+    """A ref that exists but cannot be shown now (a failed build, a git error), or a dist it lacks."""
+    body = [
+        f'<nav><a href="{e(base)}">all refs</a> / <a href="{e(base)}{e(quote(ref, safe="/"))}/">{e(ref)}</a></nav>',
+        f"<h1>{e(title or ref)}</h1>",
+        f'<pre class="copy">{e(message)}</pre>',
+    ]
+    return _document(f"{title or ref} - export-dists relay", body)
 
 
-def respond(text: str, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+def respond(text: str | bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status,
-        body=text.encode(),
+        body=text if isinstance(text, bytes) else text.encode(),
         headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store", "Vary": "Authorization", **(headers or {})},
     )
 

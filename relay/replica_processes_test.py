@@ -196,3 +196,49 @@ def _relay_command() -> list[str]:
     return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(RELAY_ROOT)!r}); "
             "from relay.cli import main; sys.exit(main())"]
 
+
+
+def test_replicas_on_one_host_keep_their_own_work_directories_and_daemons(tmp_path: Path) -> None:
+    """Starting and stopping one replica leaves another's warm Pants daemon running (its own work
+    directory, locked while it runs); an explicit --work-dir in use is refused with the fix."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "f").write_text("x")
+    git(repo, "add", "f")
+    git(repo, "commit", "-q", "-m", "one")
+    store = tmp_path / "store"
+    write_export(store, fake_sha(1), 1)
+    # Default work directories go to TMPDIR: this test's directory.
+    env = {"TMPDIR": str(tmp_path)}
+    # No branch of that name: nothing is built, the builders only start and stop.
+    args = ("--repo", str(repo), "--default-ref", "nothing", "--export-command", fake_command(tmp_path / "runs").template)
+    first = RelayProcess(store, *args, log=tmp_path / "first.log", env=env)
+    daemon = None
+    try:
+        (owned,) = tmp_path.glob("relay-work-*")
+        # A stand-in for the warm builder's Pants daemon: a process whose command line says pantsd,
+        # recorded where Pants records its daemon's pid.
+        daemon = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "pantsd"])
+        pid_file = owned / "warm-0" / "worktree" / ".pids" / "abc" / "pantsd" / "pid"
+        pid_file.parent.mkdir(parents=True)
+        pid_file.write_text(str(daemon.pid))
+        second = RelayProcess(store, *args, log=tmp_path / "second.log", env=env)
+        assert second.stop() == 0
+        assert daemon.poll() is None, "starting or stopping the second replica stopped the first one's daemon"
+        assert f"work directory {owned}-2 " in (tmp_path / "second.log").read_text()
+        assert first.get("/-/health").status == 200
+        taken = subprocess.run(
+            [sys.executable, "-m", "relay", "serve", "--store", str(store), "--port", "0", *args, "--work-dir", str(owned)],
+            capture_output=True, text=True, timeout=60, cwd=RELAY_ROOT,
+            env={**os.environ, "PYTHONPATH": str(RELAY_ROOT), **env},
+        )
+        assert taken.returncode == 1 and f"--work-dir {owned} is in use by another relay" in taken.stderr, taken.stderr
+        # The daemon is its owner's: stopping the first replica stops it.
+        first.stop()
+        assert daemon.wait(30) is not None
+    finally:
+        first.stop()
+        if daemon is not None and daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()

@@ -37,6 +37,10 @@ class DistSpec:
     requires_python: str | None = ">=3.7"
     # Modules its code imports beyond `requires` (a dist that does not declare what it imports).
     imports: tuple[str, ...] = ()
+    # More files it ships (wheel path, text), e.g. ("textkit/core/stats.py", "..."), and whether it
+    # is an environment dist (its export_dists.json says so; it ships no module of its own).
+    files: tuple[tuple[str, str], ...] = ()
+    environment: bool = False
 
     @property
     def module(self) -> str:
@@ -61,16 +65,20 @@ def _wheel(spec: DistSpec, version: str, sha: str, metadata: bytes, address: str
     dist_info = f"{escaped}-{version}.dist-info"
     modules = [DistSpec(r).module for r in spec.requires] + list(spec.imports)
     imports = "".join(f"import {module}  # noqa: F401\n" for module in modules)
-    files = {
+    info: dict[str, object] = {"sha": sha, "address": address, "namespace": "monorepo", "version": version}
+    if spec.environment:
+        info["environment"] = True
+    files = {} if spec.environment else {
         f"{spec.module}/__init__.py": f'{imports}SHA = "{sha}"\nVERSION = "{version}"\n'.encode(),
+    }
+    files.update({path: text.encode() for path, text in spec.files})
+    files.update({
         f"{dist_info}/METADATA": metadata,
         f"{dist_info}/WHEEL": (
             "Wheel-Version: 1.0\nGenerator: relay.testing\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         ).encode(),
-        f"{dist_info}/export_dists.json": json.dumps(
-            {"sha": sha, "address": address, "namespace": "monorepo", "version": version}, sort_keys=True
-        ).encode(),
-    }
+        f"{dist_info}/export_dists.json": json.dumps(info, sort_keys=True).encode(),
+    })
     record = []
     for name, data in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import shlex
 import shutil
 import subprocess
 import sys
@@ -133,3 +134,37 @@ def test_url_requirements_drop_extras_and_keep_markers(store_dir: Path) -> None:
     spec = DistSpec("monorepo.x", third_party=('pkg[fast] @ https://h/pkg.whl ; sys_platform == "linux"', "requests>=2", "b==1"))
     export = write_export(store_dir, fake_sha(2), 1, (spec,))
     assert url_requirements(export) == ('pkg @ https://h/pkg.whl ; sys_platform == "linux"',)
+
+
+@pytest.mark.skipif(not GIT, reason="git is needed for a git+file:// requirement")
+@pytest.mark.parametrize("installer", ["pip", "uv"])
+def test_the_lines_a_dist_page_shows_install_it(store_dir: Path, tmp_path: Path, installer: str) -> None:
+    """Copied from the page as they are: with URL requirements, the lines carry the constraints (uv's rule)."""
+    from relay.pages_test import line
+
+    wheel = tmp_path / "urlpkg-1.0-py3-none-any.whl"
+    wheel.write_bytes(_wheel_bytes("urlpkg", "1.0"))
+    dists = (
+        DistSpec("monorepo.app", requires=("monorepo.lib",)),
+        DistSpec("monorepo.lib", third_party=(f"urlpkg @ {wheel.as_uri()}", _git_repo(tmp_path / "gitpkg")),
+                 imports=("urlpkg", "gitpkg")),
+    )
+    write_export(store_dir, fake_sha(1), 1, dists)
+    # An upstream nothing is asked of (every requirement is first-party or a URL): the lines need no
+    # public index, and the test no network.
+    server = Relay(store_dir, "--upstream", "http://127.0.0.1:9/simple")
+    try:
+        page = server.get("/main/-/monorepo-app/", accept="text/html").body.decode()
+        copied = shlex.split(line(page, "line-install" if installer == "pip" else "line-uv-install"))
+        python = _venv(tmp_path / "venv")
+        if installer == "pip":
+            assert copied[:2] == ["%pip", "install"]
+            argv = [str(python), "-m", "pip", "install", "--no-cache-dir", *copied[2:]]
+        else:
+            assert UV and copied[:3] == ["uv", "pip", "install"]
+            argv = [UV, "pip", "install", "--no-cache", "--python", str(python), *copied[3:]]
+        assert "-c" in copied and copied[-1] == "monorepo.app"
+        subprocess.run(argv, check=True, env=_client_env(), timeout=300)
+        assert _imports(python) == "urlpkg gitpkg"
+    finally:
+        server.stop()

@@ -1,4 +1,4 @@
-"""`packaging` as Pants 2.17 ships it (21.3), imported without its pyparsing deprecation noise."""
+"""`packaging` as Pants ships it (21.3 up to 2.25, 24.2, 25.0, then 26.0 from 2.32), imported quietly."""
 from __future__ import annotations
 
 import warnings

@@ -9,6 +9,7 @@ import re
 import time
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from io import BytesIO, StringIO
 from typing import Mapping
 
@@ -64,11 +65,13 @@ class Wheel:
     content: bytes
     metadata: bytes
 
-    @property
+    # Hashed once per wheel (the manifest, the index pages and the links all ask): a cached
+    # property writes the instance's __dict__, which a frozen dataclass allows.
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.content).hexdigest()
 
-    @property
+    @cached_property
     def metadata_sha256(self) -> str:
         return hashlib.sha256(self.metadata).hexdigest()
 

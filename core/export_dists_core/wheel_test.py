@@ -13,6 +13,7 @@ import pytest
 
 from export_dists_core.compat import Requirement, Version
 from export_dists_core.wheel import (
+    Wheel,
     METADATA_VERSION,
     CoreMetadata,
     build_wheel,
@@ -210,3 +211,22 @@ def test_provenance_json() -> None:
         "sha": "0" * 40,
         "version": VERSION,
     }
+
+
+def test_sha256_is_computed_once_per_wheel(monkeypatch: pytest.MonkeyPatch) -> None:
+    wheel = Wheel("a-1-py3-none-any.whl", b"wheel bytes", b"metadata bytes")
+    calls: list[bytes] = []
+    real = hashlib.sha256
+
+    def counting(data: bytes = b"") -> "hashlib._Hash":
+        calls.append(data)
+        return real(data)
+
+    monkeypatch.setattr("export_dists_core.wheel.hashlib.sha256", counting)
+    assert wheel.sha256 == real(b"wheel bytes").hexdigest()
+    assert wheel.sha256 == wheel.sha256
+    assert wheel.metadata_sha256 == real(b"metadata bytes").hexdigest() == wheel.metadata_sha256
+    assert calls == [b"wheel bytes", b"metadata bytes"]
+    # The cached digests are not part of the value: equal wheels stay equal, and hash alike.
+    assert wheel == Wheel("a-1-py3-none-any.whl", b"wheel bytes", b"metadata bytes")
+    assert hash(wheel) == hash(Wheel("a-1-py3-none-any.whl", b"wheel bytes", b"metadata bytes"))

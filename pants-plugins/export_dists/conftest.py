@@ -141,9 +141,14 @@ class Repo:
         return self.git("rev-parse", "HEAD")
 
     def settings(
-        self, *, namespace: str = "monorepo", strip_source_roots: bool = False, include_test_utils: bool = False
+        self,
+        *,
+        namespace: str = "monorepo",
+        strip_source_roots: bool = False,
+        include_test_utils: bool = False,
+        typed: bool = False,
     ) -> NamingSettings:
-        return NamingSettings(namespace, strip_source_roots, include_test_utils)
+        return NamingSettings(namespace, strip_source_roots, include_test_utils, typed)
 
     def plan(self, address: Address, **settings: bool | str) -> DistPlan:
         return self.rule_runner.request(DistPlan, [DistPlanRequest(address, self.settings(**settings))])  # type: ignore[arg-type]

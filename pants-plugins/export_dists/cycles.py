@@ -8,6 +8,7 @@ from typing import Iterable, Mapping
 from pants.engine.addresses import Address
 
 from export_dists.dists import DependencyEdge, DistPlan
+from export_dists_core.graphs import condense
 
 logger = logging.getLogger(__name__)
 
@@ -29,51 +30,8 @@ class DistCycle:
 
 
 def strongly_connected(graph: Mapping[Address, Iterable[Address]]) -> list[tuple[Address, ...]]:
-    """Tarjan's algorithm, iterative (a long chain of dists must not hit the recursion limit).
-
-    Returns the components of two or more nodes, each sorted, in a stable order.
-    """
-    index: dict[Address, int] = {}
-    low: dict[Address, int] = {}
-    on_stack: set[Address] = set()
-    stack: list[Address] = []
-    found: list[tuple[Address, ...]] = []
-    successors = {node: sorted(set(targets) & graph.keys()) for node, targets in graph.items()}
-    counter = 0
-    for root in sorted(graph):
-        if root in index:
-            continue
-        work: list[tuple[Address, int]] = [(root, 0)]
-        while work:
-            node, position = work.pop()
-            if position == 0:
-                index[node] = low[node] = counter
-                counter += 1
-                stack.append(node)
-                on_stack.add(node)
-            nexts = successors[node]
-            if position < len(nexts):
-                work.append((node, position + 1))
-                child = nexts[position]
-                if child not in index:
-                    work.append((child, 0))
-                elif child in on_stack:
-                    low[node] = min(low[node], index[child])
-                continue
-            if work:  # return to the parent: it inherits the child's low link
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                if len(component) > 1:
-                    found.append(tuple(sorted(component)))
-    return sorted(found)
+    """The components of two or more dists (each sorted), in a stable order (graphs.py's Tarjan)."""
+    return condense(graph).cycles()
 
 
 def dist_cycles(plans: Mapping[Address, DistPlan]) -> tuple[DistCycle, ...]:

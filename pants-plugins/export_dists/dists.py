@@ -17,41 +17,49 @@ from pants.backend.python.target_types import (
     PythonTestsGeneratingSourcesField,
     PythonTestUtilsGeneratingSourcesField,
 )
-from pants.backend.python.dependency_inference.parse_python_dependencies import (
-    ParsedPythonDependencies,
-    ParsePythonDependenciesRequest,
-)
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
 from pants.base.specs import AddressLiteralSpec, RawSpecs
 from pants.core.target_types import (
     ResourceSourceField,
     ResourcesGeneratingSourcesField,
 )
-from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
+from pants.core.util_rules.source_files import SourceFilesRequest
 from pants.engine.addresses import Address, Addresses
 from pants.engine.fs import Digest
-from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.rules import collect_rules, rule
 from pants.engine.target import (
     Dependencies,
     DependenciesRequest,
-    ExplicitlyProvidedDependencies,
     SourcesField,
     Target,
     TargetGenerator,
-    Targets,
-    WrappedTarget,
     WrappedTargetRequest,
 )
-from pants.source.source_root import (
-    OptionalSourceRoot,
-    OptionalSourceRootsResult,
-    SourceRootRequest,
-    SourceRootsRequest,
-)
+from pants.source.source_root import SourceRootRequest, SourceRootsRequest
 from pants.util.strutil import softwrap
 
+from export_dists.engine import (
+    by_name,
+    concurrently,
+    dependencies,
+    explicit_dependencies,
+    implicitly,
+    python_imports,
+    source_files,
+    source_root,
+    source_roots,
+    targets_of_addresses,
+    targets_of_specs,
+    wrapped_target,
+)
 from export_dists_core.naming import InvalidDistName, dist_name_for
-from export_dists.target_types import EnvironmentDependenciesField, ExportDistNameField, SkipExportDistField
+from export_dists.target_types import (
+    EnvironmentDependenciesField,
+    ExportDistNameField,
+    ExportDistTypedField,
+    SkipExportDistField,
+)
+from export_dists.typed import py_typed_markers
 
 
 def generator_address(address: Address) -> Address:
@@ -83,6 +91,8 @@ class NamingSettings:
     namespace: str
     strip_source_roots: bool
     include_test_utils: bool
+    # [export-dists].typed: dists get PEP 561 markers unless their target says otherwise.
+    typed: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,7 +159,7 @@ def _classify(target: Target, include_test_utils: bool) -> tuple[DistKind | None
     )
 
 
-# Targets are looked up one address at a time (WrappedTarget), never as `Get(..., Addresses(...))`:
+# Targets are looked up one address at a time (WrappedTarget), never as `Addresses(...)`:
 # in Pants 2.17 every `Collection` has the same hash (`__hash__ = typing.Tuple.__hash__`), so the
 # engine compares each new `Addresses` param with every one it interned before. With one lookup per
 # dist that is quadratic in the number of dists: 7 s of a 40 s cold export of 1,000 targets.
@@ -157,10 +167,11 @@ _ORIGIN = "the export-dists goal"
 
 
 async def _target(address: Address) -> Target:
-    wrapped = await Get(WrappedTarget, WrappedTargetRequest(address, description_of_origin=_ORIGIN))
+    wrapped = await wrapped_target(WrappedTargetRequest(address, description_of_origin=_ORIGIN))
     return wrapped.target
 
 
+@by_name
 @rule(desc="Name a dist")
 async def dist_identity(request: DistIdentityRequest) -> DistIdentity:
     target = await _target(request.address)
@@ -181,19 +192,19 @@ async def dist_identity(request: DistIdentityRequest) -> DistIdentity:
         if explicit:
             name = dist_name_for(namespace=explicit, spec_path="", target_name="")
         else:
-            source_root: str | None = None
+            root_path: str | None = None
             if request.settings.strip_source_roots:
                 directory = PurePath(address.spec_path or ".")
-                root = await Get(OptionalSourceRoot, SourceRootRequest(directory))
+                root = await source_root(SourceRootRequest(directory))
                 if root.source_root is not None:
-                    source_root = root.source_root.path
+                    root_path = root.source_root.path
                 elif kind != DistKind.ENVIRONMENT:  # an environment has no files to import by path
                     raise _no_source_root(address, [f"{directory}/"])
             name = dist_name_for(
                 namespace=request.settings.namespace,
                 spec_path=address.spec_path,
                 target_name=address.target_name,
-                source_root=source_root,
+                source_root=root_path,
                 parameters=address.parameters,
             )
     except InvalidDistName as e:
@@ -261,6 +272,8 @@ class DistPlan:
     excludes: tuple[str, ...] = ()
     directories: tuple[str, ...] = ()
     imports: tuple[str, ...] = ()
+    # Files the wheel adds that no target owns: PEP 561 `py.typed` markers (typed.py).
+    markers: tuple[str, ...] = ()
 
 
 def requires_python_for(constraints: InterpreterConstraints | None) -> str | None:
@@ -282,31 +295,52 @@ async def _members(target: Target) -> tuple[Target, ...]:
     if not address.spec_path or address.parameters:
         # A generator at the build root has no name a spec can give, nor has a parametrized one in
         # every case: rare, so one Addresses param each costs nothing here.
-        found = await Get(Targets, Addresses([address]))
+        found = await targets_of_addresses(Addresses([address]))
     else:
-        # Expanded as a spec (RawSpecs hashes by value), not as Get(Targets, Addresses([...])): see above.
+        # Expanded as a spec (RawSpecs hashes by value), not as Addresses([...]): see above.
         spec = AddressLiteralSpec(address.spec_path, address.target_name)
-        found = await Get(Targets, RawSpecs(address_literals=(spec,), description_of_origin=_ORIGIN))
+        found = await targets_of_specs(RawSpecs(address_literals=(spec,), description_of_origin=_ORIGIN))
     # The generator itself is never a member: in Pants 2.17 it has no `dependencies` field of its
     # own (its generated targets do), and a generator that generates nothing owns no files.
     return tuple(t for t in found if t.address != address)
 
 
+def _constraints_of(member: Target, python_setup: PythonSetup) -> InterpreterConstraints:
+    constraints = InterpreterConstraints.create_from_targets([member], python_setup)
+    assert constraints is not None  # the member has an InterpreterConstraintsField
+    return constraints
+
+
+def _globs(sources: SourcesField | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A `sources` field's include and exclude globs, relative to the build root.
+
+    Read by key: a dict before Pants 2.33 (no "excludes" key when there are none), a `Filespec`
+    object without `.get` since.
+    """
+    if sources is None:
+        return (), ()
+    filespec = sources.filespec
+    try:
+        excludes = tuple(filespec["excludes"])
+    except KeyError:
+        excludes = ()
+    return tuple(filespec["includes"]), excludes
+
+
+@by_name
 @rule(desc="Plan a dist")
 async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> DistPlan:
-    identity, wrapped = await MultiGet(
-        Get(DistIdentity, DistIdentityRequest(request.address, request.settings)),
-        Get(WrappedTarget, WrappedTargetRequest(request.address, description_of_origin=_ORIGIN)),
+    identity, wrapped = await concurrently(
+        dist_identity(DistIdentityRequest(request.address, request.settings), **implicitly()),
+        wrapped_target(WrappedTargetRequest(request.address, description_of_origin=_ORIGIN)),
     )
     members = await _members(wrapped.target)
     member_sources = [m[SourcesField] for m in members if m.has_field(SourcesField)]
-    source_files = await Get(SourceFiles, SourceFilesRequest(member_sources))
-    resolved = await MultiGet(Get(Addresses, DependenciesRequest(m[Dependencies])) for m in members)
-    explicit = await MultiGet(
-        Get(ExplicitlyProvidedDependencies, DependenciesRequest(m[Dependencies])) for m in members
-    )
-    roots = await Get(OptionalSourceRootsResult, SourceRootsRequest.for_files(source_files.files))
-    rootless = sorted(p for p in source_files.files if roots.path_to_optional_root[PurePath(p)].source_root is None)
+    owned = await source_files(SourceFilesRequest(member_sources))
+    resolved = await concurrently(dependencies(DependenciesRequest(m[Dependencies])) for m in members)
+    explicit = await concurrently(explicit_dependencies(DependenciesRequest(m[Dependencies])) for m in members)
+    roots = await source_roots(SourceRootsRequest.for_files(owned.files))
+    rootless = sorted(p for p in owned.files if roots.path_to_optional_root[PurePath(p)].source_root is None)
     if rootless:
         raise _no_source_root(request.address, rootless)
     owner_by_file = {
@@ -315,7 +349,7 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
         if m.has_field(SourcesField) and hasattr(m[SourcesField], "file_path")
     }
     files = []
-    for path in source_files.files:
+    for path in owned.files:
         root = roots.path_to_optional_root[PurePath(path)].source_root.path  # type: ignore[union-attr]
         wheel_path = path if root in ("", ".") else os.path.relpath(path, root)
         files.append(OwnedFile(path, wheel_path, owner_by_file.get(path, request.address)))
@@ -334,8 +368,8 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
 
     member_addresses = {m.address for m in members} | {request.address}
     external = [edge for edge in edges if edge.target not in member_addresses]
-    wrapped_dependencies = await MultiGet(
-        Get(WrappedTarget, WrappedTargetRequest(a, description_of_origin=_ORIGIN))
+    wrapped_dependencies = await concurrently(
+        wrapped_target(WrappedTargetRequest(a, description_of_origin=_ORIGIN))
         for a in sorted({edge.target for edge in external})
     )
     dependency_targets = [w.target for w in wrapped_dependencies]
@@ -372,11 +406,12 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
             continue  # an edge between two files of this dist
         first_party_edges.setdefault(generator, []).append(edge)
 
-    identities = await MultiGet(
-        Get(DistIdentity, DistIdentityRequest(address, request.settings)) for address in first_party_edges
+    identities = await concurrently(
+        dist_identity(DistIdentityRequest(address, request.settings), **implicitly())
+        for address in first_party_edges
     )
-    first_party = []
-    not_exportable = []
+    first_party: list[FirstPartyDependency] = []
+    not_exportable: list[FirstPartyDependency] = []
     for dep_identity in identities:
         entry = FirstPartyDependency(dep_identity, tuple(first_party_edges[dep_identity.address]))
         (first_party if dep_identity.exportable else not_exportable).append(entry)
@@ -384,24 +419,23 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
     constraints = InterpreterConstraints.create_from_targets(
         [m for m in members if m.has_field(InterpreterConstraintsField)], python_setup
     )
-    # The same requests dependency inference made, so the engine answers them from memory.
-    parsed = await MultiGet(
-        Get(
-            ParsedPythonDependencies,
-            ParsePythonDependenciesRequest(
-                m[PythonSourceField],
-                InterpreterConstraints.create_from_compatibility_fields([m[InterpreterConstraintsField]], python_setup),
-            ),
-        )
+    # The same requests dependency inference made, so the engine answers them from memory. Built
+    # from the member (create_from_targets) rather than its field: the shape inference uses on
+    # every release (a bare field before 2.31, (field, resolve) pairs since).
+    parsed = await concurrently(
+        python_imports(m[PythonSourceField], _constraints_of(m, python_setup))
         for m in members
         if m.has_field(PythonSourceField) and m.has_field(InterpreterConstraintsField)
     )
+    typed = wrapped.target[ExportDistTypedField].value if wrapped.target.has_field(ExportDistTypedField) else None
+    if typed is None:
+        typed = request.settings.typed
     sources = wrapped.target[SourcesField] if wrapped.target.has_field(SourcesField) else None
-    filespec = sources.filespec if sources is not None else {"includes": []}
+    includes, excludes = _globs(sources)
     return DistPlan(
         identity=identity,
         files=tuple(sorted(files, key=lambda f: f.wheel_path)),
-        digest=source_files.snapshot.digest,
+        digest=owned.snapshot.digest,
         first_party=tuple(sorted(first_party, key=lambda d: d.identity.address)),
         third_party=tuple(
             ThirdPartyRequirement(req, address, resolves[address], tuple(found))
@@ -410,10 +444,11 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
         not_exportable=tuple(sorted(not_exportable, key=lambda d: d.identity.address)),
         excluded=tuple(excluded),
         requires_python=requires_python_for(constraints),
-        includes=tuple(filespec["includes"]),
-        excludes=tuple(filespec.get("excludes", ())),
+        includes=includes,
+        excludes=excludes,
         directories=tuple(sorted({request.address.spec_path} | {m.address.spec_path for m in members})),
         imports=tuple(sorted({module for p in parsed for module in p.imports})),
+        markers=py_typed_markers(f.wheel_path for f in files) if typed else (),
     )
 
 

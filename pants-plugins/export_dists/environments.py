@@ -33,6 +33,7 @@ from export_dists.dists import (
     ThirdPartyRequirement,
     generator_address,
 )
+from export_dists_core.graphs import Condensed, condense
 from export_dists.requirements import RequirementLine, parse_requirement
 
 
@@ -44,24 +45,20 @@ def is_environment(plan: DistPlan) -> bool:
     return plan.identity.kind == DistKind.ENVIRONMENT
 
 
-def closure_of(root: Address, plans: Mapping[Address, DistPlan]) -> tuple[Address, ...]:
+def dependency_graph(plans: Mapping[Address, DistPlan]) -> Condensed[Address]:
+    """The first-party graph of the plans as dists.py made them (direct edges)."""
+    return condense({address: [dep.identity.address for dep in plan.first_party] for address, plan in plans.items()})
+
+
+def closure_of(
+    root: Address, plans: Mapping[Address, DistPlan], graph: Condensed[Address] | None = None
+) -> tuple[Address, ...]:
     """Every dist reachable from `root` through first-party dependencies, `root` left out, sorted.
 
     Follows the plans as dists.py made them (direct edges), so a nested environment brings its
-    members, and cycles end.
+    members, and cycles end. Pass `graph` (dependency_graph(plans)) when asking for several roots.
     """
-    seen = {root}
-    frontier = [root]
-    while frontier:
-        found = []
-        for address in frontier:
-            for dep in plans[address].first_party:
-                if dep.identity.address not in seen:
-                    seen.add(dep.identity.address)
-                    found.append(dep.identity.address)
-        frontier = found
-    seen.discard(root)
-    return tuple(sorted(seen))
+    return (graph or dependency_graph(plans)).reachable(root)
 
 
 def _merge_requires_python(values: Iterable[str | None]) -> str | None:
@@ -75,7 +72,9 @@ def _merge_requires_python(values: Iterable[str | None]) -> str | None:
         return None  # left out rather than guessed, as dists.requires_python_for does
 
 
-def flatten_environment(environment: DistPlan, plans: Mapping[Address, DistPlan]) -> DistPlan:
+def flatten_environment(
+    environment: DistPlan, plans: Mapping[Address, DistPlan], graph: Condensed[Address] | None = None
+) -> DistPlan:
     """The environment's plan with its whole first-party closure and the union of its third party.
 
     Each first-party dependency keeps every edge (within the closure) that brought it in, so
@@ -83,7 +82,7 @@ def flatten_environment(environment: DistPlan, plans: Mapping[Address, DistPlan]
     every member that requires it.
     """
     address = environment.identity.address
-    members = closure_of(address, plans)
+    members = closure_of(address, plans, graph)
     in_set = {address, *members}
     edges: dict[Address, list[DependencyEdge]] = {m: [] for m in members}
     for source in sorted(in_set):
@@ -113,7 +112,10 @@ def flatten_environment(environment: DistPlan, plans: Mapping[Address, DistPlan]
 
 def flatten_environments(plans: Mapping[Address, DistPlan]) -> dict[Address, DistPlan]:
     """Every plan, with each environment's flattened (from the plans as they were, not in turn)."""
-    return {a: flatten_environment(p, plans) if is_environment(p) else p for a, p in plans.items()}
+    if not any(is_environment(p) for p in plans.values()):
+        return dict(plans)
+    graph = dependency_graph(plans)
+    return {a: flatten_environment(p, plans, graph) if is_environment(p) else p for a, p in plans.items()}
 
 
 # Interpreters markers are evaluated for to decide whether two markers can hold at once: every

@@ -9,18 +9,20 @@ from pants.base.build_root import BuildRoot
 from pants.build_graph.address import Address, AddressInput
 from pants.core.util_rules.distdir import DistDir
 from pants.engine.console import Console
-from pants.engine.fs import PathGlobs, Paths
+from pants.engine.fs import PathGlobs
 from pants.engine.goal import Goal
-from pants.engine.rules import Get, MultiGet, collect_rules, goal_rule
+from pants.engine.rules import collect_rules, goal_rule
 from pants.engine.target import Targets
-from pants.engine.internals.graph import Owners, OwnersRequest
+from pants.engine.internals.graph import OwnersRequest
 from pants.engine.internals.native_engine import AddressParseException
 from pants.util.frozendict import FrozenDict
 
 from export_dists.cycles import dist_cycles
 from export_dists.dists import EdgeKind, NamingSettings, generator_address
+from export_dists.engine import concurrently, glob_paths, implicitly, owners
 from export_dists.environments import is_environment
-from export_dists.export import Export, ExportRequest, PlannedDist
+from export_dists.export import build_export
+from export_dists.export_types import Export, ExportRequest, PlannedDist
 from export_dists_core.layout import earlier_dists, export_files, link_sources, write_export
 from export_dists_core.naming import normalize
 from export_dists.subsystem import ExportDistsSubsystem, ThirdPartyPins
@@ -131,16 +133,16 @@ async def _explain(console: Console, export: Export, wanted: str) -> None:
 
     # Files beside this dist's files that no exported target owns are not in any wheel: say so.
     directories = sorted({str(PurePath(f.path).parent) for f in plan.files})
-    neighbours = await Get(Paths, PathGlobs([f"{d}/*" for d in directories]))
+    neighbours = await glob_paths(PathGlobs([f"{d}/*" for d in directories]))
     candidates = [p for p in neighbours.files if os.path.basename(p) not in ("BUILD", "BUILD.pants")]
     owned_paths = {f.path for p in export.planned for f in p.plan.files}
     unowned = sorted(p for p in candidates if p not in owned_paths)
     if unowned:
-        owners_of = await MultiGet(Get(Owners, OwnersRequest((path,))) for path in unowned)
+        owners_of = await concurrently(owners(OwnersRequest((path,))) for path in unowned)
         out("")
         out("WARNING: files beside this dist that are in no exported dist:")
-        for path, owners in zip(unowned, owners_of):
-            owner_text = ", ".join(o.spec for o in owners) if owners else "no target"
+        for path, found in zip(unowned, owners_of):
+            owner_text = ", ".join(o.spec for o in found) if found else "no target"
             out(f"  {path}  (owned by {owner_text})")
 
 
@@ -166,6 +168,7 @@ async def export_dists(
             namespace=subsystem.namespace,
             strip_source_roots=subsystem.strip_source_roots,
             include_test_utils=subsystem.include_test_utils,
+            typed=subsystem.typed,
         ),
         version_template=subsystem.version_template,
         # --explain writes nothing, and is most useful while editing BUILD files.
@@ -177,7 +180,7 @@ async def export_dists(
         url_requirement_map=FrozenDict(subsystem.url_requirement_map),
         refuse_top_level=not subsystem.explain,
     )
-    export = await Get(Export, ExportRequest, request)
+    export = await build_export(request, **implicitly())
     if subsystem.explain:
         await _explain(console, export, subsystem.explain)
         return ExportDists(exit_code=0)

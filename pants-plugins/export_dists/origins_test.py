@@ -10,7 +10,11 @@ import pytest
 
 from export_dists.conftest import Repo
 from export_dists.export import Export
-from export_dists.origins import DistInputs, HistoryCommit, InputIndex, closures, condense, find_origins, parse_history
+from export_dists.content_versions import pants_glob_matcher
+from export_dists_core.graphs import closures, condense
+from export_dists_core.history import HistoryCommit, parse_history
+from export_dists_core.inputs import DistInputs, InputIndex
+from export_dists_core.origins import find_origins
 from export_dists.subsystem import VersionScheme
 from pants.engine.addresses import Address
 
@@ -293,6 +297,7 @@ def index() -> InputIndex:
             "b": DistInputs(("src/b/n.py",), ("src/b/*.py",), (), ("src/b",), ()),
         },
         build_patterns=("BUILD", "BUILD.*"),
+        glob_matcher=pants_glob_matcher,
         repository_wide_directories=("3rdparty",),
         excluded=("3rdparty/default.lock",),
     )

@@ -11,11 +11,12 @@ from export_dists_core.compat import InvalidRequirement, Requirement, Specifier,
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.engine.addresses import Address
-from pants.engine.fs import DigestContents, PathGlobs, GlobMatchErrorBehavior
-from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.fs import PathGlobs, GlobMatchErrorBehavior
+from pants.engine.rules import collect_rules, rule
 from pants.util.frozendict import FrozenDict
 
 from export_dists.dists import DependencyEdge, DistPlan, EdgeKind
+from export_dists.engine import by_name, glob_contents
 from export_dists.url_requirements import UrlRequirementMap
 
 logger = logging.getLogger(__name__)
@@ -93,15 +94,13 @@ class LockfileVersions:
     versions: FrozenDict[str, str]
 
 
+@by_name
 @rule(desc="Read a resolve's lockfile versions")
 async def lockfile_versions(request: LockfileVersionsRequest, python_setup: PythonSetup) -> LockfileVersions:
     path = python_setup.resolves.get(request.resolve)
     if not path:
         return LockfileVersions(request.resolve, None, FrozenDict())
-    contents = await Get(
-        DigestContents,
-        PathGlobs([path], glob_match_error_behavior=GlobMatchErrorBehavior.ignore),
-    )
+    contents = await glob_contents(PathGlobs([path], glob_match_error_behavior=GlobMatchErrorBehavior.ignore))
     if not contents:
         return LockfileVersions(request.resolve, None, FrozenDict())
     try:

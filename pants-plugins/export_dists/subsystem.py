@@ -126,6 +126,19 @@ class ExportDistsSubsystem(GoalSubsystem):
             """
         ),
     )
+    typed = BoolOption(
+        default=False,
+        help=softwrap(
+            """
+            Mark every exported Python package as typed (PEP 561): each dist gets a `py.typed`
+            file beside its modules, so mypy and pyright read the annotations of the installed
+            dist instead of treating it as untyped (mypy: "module is installed, but missing
+            library stubs or py.typed marker"). A target's `export_dist_typed` field overrides this
+            either way. Mark only code whose annotations you want checked against: a type checker
+            then trusts them as written.
+            """
+        ),
+    )
     allow_dirty = BoolOption(
         default=False,
         help=softwrap(

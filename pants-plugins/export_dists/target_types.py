@@ -7,7 +7,7 @@ from pants.backend.python.target_types import (
     PythonTestUtilsGeneratorTarget,
 )
 from pants.core.target_types import ResourcesGeneratorTarget, ResourceTarget
-from pants.engine.target import COMMON_TARGET_FIELDS, BoolField, Dependencies, StringField, Target
+from pants.engine.target import COMMON_TARGET_FIELDS, BoolField, Dependencies, StringField, Target, TriBoolField
 from pants.util.strutil import softwrap
 
 EXPORTABLE_TARGET_TYPES = (
@@ -49,11 +49,22 @@ class ExportDistAllowTopLevelField(BoolField):
     )
 
 
+class ExportDistTypedField(TriBoolField):
+    alias = "export_dist_typed"
+    help = softwrap(
+        """
+        If true, `export-dists` marks this target's dist as typed (PEP 561): a `py.typed` file
+        beside its modules, so that mypy and pyright use its annotations once it is installed. If
+        false, never. Unset: as `[export-dists].typed` says (default: not marked).
+        """
+    )
+
+
 def target_types_with_fields():
     return [
         target_type.register_plugin_field(field)
         for target_type in EXPORTABLE_TARGET_TYPES
-        for field in (ExportDistNameField, SkipExportDistField, ExportDistAllowTopLevelField)
+        for field in (ExportDistNameField, SkipExportDistField, ExportDistAllowTopLevelField, ExportDistTypedField)
     ]
 
 

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Iterable
 
-from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.engine.target import WrappedTarget, WrappedTargetRequest
+from pants.engine.rules import collect_rules, rule
+from pants.engine.target import WrappedTargetRequest
 from pants.util.strutil import softwrap
 
 from export_dists.dists import DistPlan, OwnedFile
+from export_dists.engine import by_name, concurrently, wrapped_target
 from export_dists.target_types import ExportDistAllowTopLevelField
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class TopLevelCheck:
     stray: tuple[StrayTopLevel, ...]
 
 
+@by_name
 @rule(desc="Check what dists install at the top of site-packages")
 async def check_top_level(request: TopLevelCheckRequest) -> TopLevelCheck:
     stray = tuple(s for s in (stray_top_level(plan) for plan in request.plans) if s is not None)
@@ -97,8 +99,8 @@ async def check_top_level(request: TopLevelCheckRequest) -> TopLevelCheck:
         + _FIX
     )
     candidates = [s for s in stray if s.refused]
-    wrapped = await MultiGet(
-        Get(WrappedTarget, WrappedTargetRequest(s.plan.identity.address, description_of_origin="the export-dists goal"))
+    wrapped = await concurrently(
+        wrapped_target(WrappedTargetRequest(s.plan.identity.address, description_of_origin="the export-dists goal"))
         for s in candidates
     )
     refused = [s for s, w in zip(candidates, wrapped) if not w.target.get(ExportDistAllowTopLevelField).value]

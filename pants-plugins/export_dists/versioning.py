@@ -7,13 +7,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from export_dists_core.compat import InvalidVersion, Version
-from export_dists.origins import HISTORY_FORMAT, HistoryCommit, parse_history
+from export_dists.engine import by_name, run_process, run_process_or_raise
+from export_dists_core.history import HISTORY_FORMAT, HistoryCommit, parse_history
 
 from pants.base.build_root import BuildRoot
 from pants.core.util_rules.distdir import DistDir
 from pants.core.util_rules.system_binaries import BashBinary
-from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope, ProcessResult
-from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.process import Process, ProcessCacheScope
+from pants.engine.rules import collect_rules, rule
 from pants.util.logging import LogLevel
 from pants.util.strutil import softwrap
 from pants.vcs.git import MaybeGitBinary
@@ -176,6 +177,7 @@ def _sections(output: str) -> tuple[list[str], dict[str, list[str]]]:
     return header, sections
 
 
+@by_name
 @rule(desc="Read the commit to export from git")
 async def export_commit(
     request: ExportCommitRequest,
@@ -189,8 +191,7 @@ async def export_commit(
             "export-dists derives versions from git, and no `git` binary was found on the PATH: "
             "install git and re-run."
         )
-    result = await Get(
-        FallibleProcessResult,
+    result = await run_process(
         Process(
             argv=(
                 bash.path,
@@ -314,6 +315,7 @@ def _remember(key: tuple[str, str], commits: tuple[HistoryCommit, ...]) -> None:
         _RECENT.popitem(last=False)
 
 
+@by_name
 @rule(desc="Read the first-parent history from git")
 async def first_parent_history(
     request: HistoryRequest, build_root: BuildRoot, maybe_git: MaybeGitBinary
@@ -325,14 +327,14 @@ async def first_parent_history(
         return FirstParentHistory(_RECENT[key])
     known = next((k for k in reversed(_RECENT) if k[0] == build_root.path), None)
     if known is not None:
-        segment = await Get(FallibleProcessResult, Process, _history_process(git, build_root.path, f"{known[1]}..{request.sha}"))
+        segment = await run_process(_history_process(git, build_root.path, f"{known[1]}..{request.sha}"))
         commits = parse_history(segment.stdout) if segment.exit_code == 0 else ()
         # Only when the known commit is on this one's first-parent line, right below the new ones.
         if commits and commits[-1].parent == known[1]:
             history = commits + _RECENT[known]
             _remember(key, history)
             return FirstParentHistory(history)
-    result = await Get(ProcessResult, Process, _history_process(git, build_root.path, request.sha))
+    result = await run_process_or_raise(_history_process(git, build_root.path, request.sha))
     history = parse_history(result.stdout)
     _remember(key, history)
     return FirstParentHistory(history)

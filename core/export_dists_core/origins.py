@@ -1,0 +1,73 @@
+"""Where each dist's content appeared: one walk of the first-parent history -> its origin commit.
+
+A dist's version names the newest first-parent commit at or before the exported one that changed
+any input of its first-party closure (version_scheme = "content"). An input is a path whose change
+can change the wheel: the files a closure member ships, any path its `sources` globs match (so an
+added or deleted file counts), the BUILD files of its directory and every directory above it
+(`__defaults__`), the `__init__.py` files above its files (Pants infers dependencies on them), any
+file that could provide a module it imports (so a deleted module it imported counts, though the
+dependency is gone at HEAD), and repository-wide inputs (Pants configuration, the definitions of
+third-party requirements, lockfiles used for pins, the plugin's own code when it lives in the
+repository). Counting too much only bumps a version; counting too little would give two different
+wheels one version, so every doubt counts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from export_dists_core.graphs import Condensed
+from export_dists_core.history import HistoryCommit
+from export_dists_core.inputs import InputIndex
+
+
+@dataclass(frozen=True)
+class Origins:
+    """Per dist: the index in the history (0 = the exported commit) of the commit its content is from."""
+
+    index: Mapping[str, int]
+    dirty: frozenset[str]
+
+
+def find_origins(
+    history: Sequence[HistoryCommit],
+    index: InputIndex,
+    graph: Condensed[str],
+    *,
+    changed: Sequence[str] = (),
+) -> Origins:
+    """Walk the history newest first until every dist has met a change of one of its own inputs.
+
+    A dist's origin is the newest commit that changed an input of any dist in its closure, or a
+    repository-wide input. Paths in `changed` (uncommitted changes) make the dists they are inputs
+    of, and every dist whose closure holds one, dirty.
+    """
+    own: dict[str, int] = {}
+    wide: int | None = None
+    pending = set(index.keys)
+    oldest = max(len(history) - 1, 0)
+    for position, commit in enumerate(history):
+        if not pending and wide is not None:
+            break
+        for path in commit.paths:
+            if wide is None and index.is_repository_wide(path):
+                wide = position
+            if pending:
+                for key in index.dists_of(path) & pending:
+                    own[key] = position
+                    pending.discard(key)
+    # Inputs no commit changed (history ends before them, a dist with no files): the oldest commit.
+    for key in pending:
+        own[key] = oldest
+    wide_position = oldest if wide is None else wide
+    origins = graph.fold(own, lambda xs: min(xs, default=wide_position))
+    origins = {key: min(position, wide_position) for key, position in origins.items() if key in own}
+
+    own_dirty: set[str] = set()
+    dirty_wide = False
+    for path in changed:
+        dirty_wide = dirty_wide or index.is_repository_wide(path)
+        own_dirty |= index.dists_of(path)
+    dirty_of = graph.fold({key: key in own_dirty for key in graph.component}, any)
+    dirty = frozenset(key for key in index.keys if dirty_wide or dirty_of.get(key, False))
+    return Origins(origins, dirty)

@@ -1,0 +1,147 @@
+"""version_scheme = "content": each dist's origin commit, its version, and its content fingerprint."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Callable, Sequence
+
+from pants.backend.python.subsystems.setup import PythonSetup
+from pants.backend.python.target_types import PythonRequirementsField
+from pants.base.build_root import BuildRoot
+from pants.engine.addresses import Address
+from pants.engine.internals.build_files import BuildFileOptions
+from pants.engine.internals.native_engine import FilespecMatcher
+
+import export_dists_core
+from export_dists.dists import DistPlan
+from export_dists.engine import all_targets, concurrently, implicitly
+from export_dists.export_types import DistOrigin, ExportRequest, PlannedDist
+from export_dists_core.graphs import condense
+from export_dists_core.inputs import DistInputs, InputIndex
+from export_dists_core.origins import find_origins
+from export_dists.versioning import (
+    CommitVersion,
+    ExportCommit,
+    HistoryRequest,
+    first_parent_history,
+    render_version,
+)
+
+
+def versions_of(template: str, origins: dict[Address, DistOrigin]) -> dict[Address, str]:
+    rendered: dict[DistOrigin, str] = {}
+    for origin in origins.values():
+        if origin not in rendered:
+            rendered[origin] = render_version(template, CommitVersion(origin.sha, origin.count, origin.dirty), warn=False)
+    return {address: rendered[origin] for address, origin in origins.items()}
+
+
+def pants_glob_matcher(includes: Sequence[str], excludes: Sequence[str]) -> Callable[[str], bool]:
+    """`sources` globs matched as Pants matches them."""
+    matcher = FilespecMatcher(list(includes), list(excludes))
+    return lambda path: bool(matcher.matches([path]))
+
+
+def _key(address: Address) -> str:
+    return address.spec
+
+
+async def content_origins(
+    plans: list[DistPlan],
+    commit: ExportCommit,
+    pin_from_lockfiles: bool,
+    build_files: BuildFileOptions,
+    python_setup: PythonSetup,
+    build_root: BuildRoot,
+) -> dict[Address, DistOrigin]:
+    """Each dist's origin: one walk of the first-parent history (see origins.py)."""
+    history, targets = await concurrently(
+        first_parent_history(HistoryRequest(commit.sha), **implicitly()), all_targets()
+    )
+    inputs = {
+        _key(plan.identity.address): DistInputs(
+            files=tuple(f.path for f in plan.files),
+            includes=plan.includes,
+            excludes=plan.excludes,
+            directories=plan.directories,
+            imports=plan.imports,
+        )
+        for plan in plans
+    }
+    lockfiles = set(python_setup.resolves.values()) if python_setup.enable_resolves else set()
+    # The plugin's own code, and the core it shares with other exporters, shape every wheel when
+    # they live in the repository (pants-plugins/, core/).
+    own_code = [
+        os.path.relpath(os.path.dirname(os.path.abspath(module)), os.path.realpath(build_root.path))
+        for module in (__file__, export_dists_core.__file__)
+    ]
+    index = InputIndex(
+        inputs,
+        build_patterns=build_files.patterns,
+        repository_wide=sorted(lockfiles) if pin_from_lockfiles else (),
+        # Where third-party requirements are defined (BUILD, requirements.txt, pyproject.toml):
+        # a removed requirement changes Requires-Dist of dists that no longer list it.
+        repository_wide_directories=sorted(
+            {t.address.spec_path for t in targets if t.has_field(PythonRequirementsField)}
+        ),
+        repository_wide_trees=tuple(tree for tree in own_code if not tree.startswith("..")),
+        excluded=lockfiles if not pin_from_lockfiles else (),
+        glob_matcher=pants_glob_matcher,
+    )
+    graph = condense(
+        {
+            _key(plan.identity.address): [_key(dep.identity.address) for dep in plan.first_party]
+            for plan in plans
+        }
+    )
+    found = find_origins(history.commits, index, graph, changed=commit.changed)
+    result = {}
+    for plan in plans:
+        key = _key(plan.identity.address)
+        if key in found.dirty:
+            result[plan.identity.address] = DistOrigin(
+                commit.sha, commit.count, commit.commit_epoch, commit.commit_time, dirty=True
+            )
+            continue
+        position = found.index[key]
+        entry = history.commits[position]
+        result[plan.identity.address] = DistOrigin(entry.sha, commit.count - position, entry.epoch, entry.time)
+    return result
+
+
+# Bumped whenever the plugin changes the bytes it writes for the same content: part of every
+# fingerprint, so a wheel built by an older plugin is never taken for one built now.
+WHEEL_LAYOUT = "export-dists wheel layout 1"
+
+
+def with_fingerprints(planned: list[PlannedDist], request: ExportRequest) -> list[PlannedDist]:
+    """Each dist's content fingerprint: its own content and that of its first-party closure."""
+    own: dict[Address, str] = {}
+    for p in planned:
+        plan = p.plan
+        document = {
+            "layout": WHEEL_LAYOUT,
+            "name": plan.identity.name,
+            "address": plan.identity.address.spec,
+            "namespace": request.settings.namespace,
+            "files": [[f.path, f.wheel_path] for f in plan.files],
+            "digest": plan.digest.fingerprint,
+            "requires_python": plan.requires_python,
+            "first_party": sorted(d.identity.name or "" for d in plan.first_party),
+            "third_party": [line.text for line in p.requirements if not line.first_party],
+            # Only when there are some: the fingerprints (and versions) of untyped dists stay as they were.
+            **({"markers": list(p.plan.markers)} if p.plan.markers else {}),
+        }
+        own[plan.identity.address] = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+    # A Merkle hash over the dependency graph (a cycle's members hashed together): linear in its size.
+    graph = condense({p.plan.identity.address: [d.identity.address for d in p.plan.first_party] for p in planned})
+    closure = graph.fold(own, lambda values: hashlib.sha256("\n".join(sorted(values)).encode()).hexdigest())
+    result = []
+    for p in planned:
+        address = p.plan.identity.address
+        fingerprint = hashlib.sha256(f"{own[address]}\n{closure[address]}".encode()).hexdigest()
+        result.append(PlannedDist(p.plan, p.requirements, p.version, p.origin, fingerprint))
+    return result
+
+
