@@ -155,7 +155,7 @@ def main(argv: list[str]) -> int:
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
     ).stdout.strip()
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "pants-plugins"], cwd=REPO_ROOT, capture_output=True, text=True
+        ["git", "status", "--porcelain", "--", "pants-plugins", "core"], cwd=REPO_ROOT, capture_output=True, text=True
     ).stdout.strip()
     document = {
         "recorded_at_commit": commit + ("+dirty" if dirty else ""),
