@@ -203,7 +203,7 @@ async def export_dists(
     if kept:
         state += f" (with {len(kept)} more dists of an earlier export of this commit)"
     if result.linked:
-        state += f" ({result.linked // 2} unchanged wheels linked from earlier exports)"
+        state += f" ({result.linked_wheels} unchanged wheels linked from earlier exports)"
     current = sum(1 for d in export.dists if d.version == export.info.version)
     versions = (
         f"at version {export.info.version}"
