@@ -14,7 +14,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
 from export_dists_core.naming import normalize
 from export_dists_core.wheel import Wheel
@@ -77,7 +77,7 @@ class ExportInfo:
         return f"{self.sha}.dirty" if self.dirty else self.sha
 
 
-def _dist_entry(dist: ExportedDist, fmt: int) -> dict:
+def _dist_entry(dist: ExportedDist, fmt: int) -> dict[str, Any]:
     entry = {
         "name": dist.name,
         "project": dist.project,
@@ -96,7 +96,7 @@ def _dist_entry(dist: ExportedDist, fmt: int) -> dict:
     return entry
 
 
-def manifest_document(info: ExportInfo, dists: Iterable[ExportedDist]) -> dict:
+def manifest_document(info: ExportInfo, dists: Iterable[ExportedDist]) -> dict[str, Any]:
     document = {
         "format": info.format,
         "sha": info.sha,

@@ -17,9 +17,9 @@ import export_dists_core
 from export_dists.dists import DistPlan
 from export_dists.engine import all_targets, concurrently, implicitly
 from export_dists.export_types import DistOrigin, ExportRequest, PlannedDist
-from export_dists_core.graphs import condense
+from export_dists_core.graphs import closure_fingerprints, condense
 from export_dists_core.inputs import DistInputs, InputIndex
-from export_dists_core.origins import find_origins
+from export_dists_core.origins import find_origins, origin_commits
 from export_dists.versioning import (
     CommitVersion,
     ExportCommit,
@@ -96,17 +96,12 @@ async def content_origins(
         }
     )
     found = find_origins(history.commits, index, graph, changed=commit.changed)
+    # The history starts at the exported commit (its first entry), whose count the commit has.
+    origins = origin_commits(found, history.commits, count=commit.count)
     result = {}
     for plan in plans:
-        key = _key(plan.identity.address)
-        if key in found.dirty:
-            result[plan.identity.address] = DistOrigin(
-                commit.sha, commit.count, commit.commit_epoch, commit.commit_time, dirty=True
-            )
-            continue
-        position = found.index[key]
-        entry = history.commits[position]
-        result[plan.identity.address] = DistOrigin(entry.sha, commit.count - position, entry.epoch, entry.time)
+        o = origins[_key(plan.identity.address)]
+        result[plan.identity.address] = DistOrigin(o.sha, o.count, o.epoch, o.time, dirty=o.dirty)
     return result
 
 
@@ -136,12 +131,11 @@ def with_fingerprints(planned: list[PlannedDist], request: ExportRequest) -> lis
         own[plan.identity.address] = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
     # A Merkle hash over the dependency graph (a cycle's members hashed together): linear in its size.
     graph = condense({p.plan.identity.address: [d.identity.address for d in p.plan.first_party] for p in planned})
-    closure = graph.fold(own, lambda values: hashlib.sha256("\n".join(sorted(values)).encode()).hexdigest())
+    fingerprints = closure_fingerprints(own, graph)
     result = []
     for p in planned:
         address = p.plan.identity.address
-        fingerprint = hashlib.sha256(f"{own[address]}\n{closure[address]}".encode()).hexdigest()
-        result.append(PlannedDist(p.plan, p.requirements, p.version, p.origin, fingerprint))
+        result.append(PlannedDist(p.plan, p.requirements, p.version, p.origin, fingerprints[address]))
     return result
 
 
