@@ -208,7 +208,7 @@ async def export_dists(
     if kept:
         state += f" (with {len(kept)} more dists of an earlier export of this commit)"
     if result.linked:
-        state += f" ({result.linked // 2} unchanged wheels linked from earlier exports)"
+        state += f" ({result.linked_wheels} unchanged wheels linked from earlier exports)"
     versions = versions_summary([d.version for d in export.dists], export.info.version)
     console.print_stderr(
         f"export-dists: {len(export.dists)} dists{deps_note} {versions} "

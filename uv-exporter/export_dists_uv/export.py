@@ -161,7 +161,7 @@ def summary(export: Export, result: WriteResult, started: float) -> str:
     versions = versions_summary([m.planned.version for m in export.members], export.info.version)
     state = "wrote" if result.written else "unchanged (already exported)"
     if result.linked:
-        state += f" ({result.linked // 2} unchanged wheels linked from earlier exports)"
+        state += f" ({result.linked_wheels} unchanged wheels linked from earlier exports)"
     return (
         f"export-dists-uv: {total} dists {versions} (commit {export.info.sha[:12]}"
         f"{', DIRTY' if export.info.dirty else ''}; {export.built} built, {total - export.built} from the cache) "
