@@ -22,8 +22,8 @@ from typing import Callable
 from generate_monorepo import Shape, generate
 from procs import OUT, PANTS, ROOT, BenchError, pants_env
 
-sys.path.insert(0, str(ROOT / "pants-plugins"))
-from export_dists.wheel import CoreMetadata, build_wheel  # noqa: E402 (plain Python, no Pants needed)
+sys.path.insert(0, str(ROOT / "core"))
+from export_dists_core.wheel import CoreMetadata, build_wheel  # noqa: E402 (plain Python, no Pants needed)
 
 OLD_PIP = "23.0.1"  # the oldest pip the product promises (docs/design.md)
 WORK = OUT / "cycles"

@@ -40,6 +40,7 @@ BUILDER_INPUTS = (
     ".pants.rc",
     ".pants.bootstrap",
     "pants-plugins/*",
+    "core/*",  # the plugin's build-system-neutral core (export_dists_core), on its pythonpath
     "*.lock",
     ".python-version",
 )

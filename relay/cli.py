@@ -20,6 +20,8 @@ from typing import Sequence
 from relay.app import LOG_FORMAT, AccessLogger, Settings, create_app
 from relay.auth import AuthFileError, Authenticator, add_entry, new_token, password_entry
 from relay.forwarded import PROXY_HEADERS, ProxySettings, PublicURLError, may_carry_credentials, parse_public_url, parse_trusted_proxies
+from relay import build_systems
+from relay.build_systems import BuildSystemError
 from relay.builder import COLD_EXPORT_COMMAND, WARM_EXPORT_COMMAND, ExportCommand, WarmLimits
 from relay.connections import ConnectionLimits, default_max_connections, serve
 from relay.git import Git
@@ -156,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="warm: each build runs in one long-lived worktree whose Pants daemon stays "
                            "up between builds (a new commit costs about an incremental export); "
                            "cold: a fresh worktree and a fresh Pants per build (default: %(default)s)")
+    pull.add_argument("--build-system", choices=build_systems.CHOICES, default=build_systems.AUTO,
+                      help="how --repo's commits are built: pants (`pants export-dists ::`), uv "
+                           "(export-dists-uv, a uv workspace), or auto: pants where the default ref has a "
+                           "pants.toml, uv where its pyproject.toml has [tool.uv.workspace] (default: %(default)s)")
     pull.add_argument("--export-command", metavar="CMD",
                       help="shell command that writes a commit's export, run in the builder's worktree; "
                            "{worktree}, {output_dir} and {sha} are replaced (default, warm: "
@@ -334,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def _export_command(git: Git, build_system: str, ref: str, *, warm: bool) -> ExportCommand:
+    if build_system == build_systems.AUTO:
+        build_system = await build_systems.detect(git, ref)
+    logger.info("building commits with %s", build_system)
+    return build_systems.export_command(build_system, warm=warm)
+
+
 def _git_repo(path: Path) -> Path:
     result = subprocess.run(
         ["git", "-C", str(path), "rev-parse", "--git-dir"], capture_output=True, text=True
@@ -375,7 +388,12 @@ def serve_command(args: argparse.Namespace) -> int:
         warm = None
         if args.builder == "warm":
             warm = WarmLimits(max_builds=args.builder_max_builds, max_memory=args.builder_max_memory or 4 * 1024**3)
-        command = ExportCommand(args.export_command) if args.export_command else None
+        try:
+            command = ExportCommand(args.export_command) if args.export_command else asyncio.run(
+                _export_command(git, args.build_system, args.default_ref, warm=warm is not None)
+            )
+        except BuildSystemError as e:
+            raise SystemExit(f"relay: {e}") from None
         materializer = Materializer(
             git, store, command, limits, work_dir, warm=warm, build_unreachable=args.build_unreachable
         )

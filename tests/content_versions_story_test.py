@@ -85,6 +85,22 @@ def test_versions_move_only_where_code_changed(exports: Exports) -> None:
     assert os.path.samefile(exports.out / exports.a / base["filename"], exports.out / exports.c / base["filename"])
 
 
+def _tree(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_an_export_after_commits_is_byte_identical_to_a_fresh_export_of_its_commit(
+    exports: Exports, tmp_path: Path
+) -> None:
+    fresh = tmp_path / "fresh"
+    exports.repo.pants("export-dists", f"--export-dists-output-dir={fresh}", "::")
+    assert _tree(exports.out / exports.c) == _tree(fresh / exports.c)
+    # Written only where it changed: an unchanged dist's page is the earlier export's file.
+    base = next(d for d in exports.manifest(exports.c)["dists"] if d["name"] == "monorepo.libs.py.textkit.base")
+    page = f"simple/{base['project']}/index.html"
+    assert os.path.samefile(exports.out / exports.a / page, exports.out / exports.c / page)
+
+
 def _push(exports: Exports, store: Path, sha: str, relay: RelayProcess) -> None:
     """Copy one export into the relay's store (hard links, as a CI push onto one file system would)."""
     shutil.copytree(exports.out / sha, store / f".push-{sha}", copy_function=os.link)

@@ -21,6 +21,7 @@ from tests.venvs import clean_environment, make_venv, uv_binary
 
 PLUGIN = "export-dists"
 RELAY = "export-dists-relay"
+CORE = "export-dists-core"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     # Pants writes only inside the build root: a directory of this run's own under dist/, moved out.
     distdir = Path("dist") / f"test-wheels-{secrets.token_hex(4)}"
     result = subprocess.run(
-        [str(PANTS), "--no-pantsd", f"--pants-distdir={distdir}", "package", "pants-plugins:export-dists", "relay:dist"],
+        [str(PANTS), "--no-pantsd", f"--pants-distdir={distdir}", "package", "pants-plugins:export-dists", "core:export-dists-core", "relay:dist"],
         cwd=REPO_ROOT, env=pants_environment(None), capture_output=True, text=True, timeout=1200,
     )
     try:
@@ -42,7 +43,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     built = {}
     for wheel in out.glob("*.whl"):
         built[_metadata(wheel).name] = wheel
-    assert set(built) == {PLUGIN, RELAY}, sorted(out.iterdir())
+    assert set(built) == {PLUGIN, RELAY, CORE}, sorted(out.iterdir())
     return built
 
 
@@ -58,7 +59,7 @@ def _files(wheel: Path) -> list[str]:
         return archive.namelist()
 
 
-@pytest.mark.parametrize("dist", [PLUGIN, RELAY])
+@pytest.mark.parametrize("dist", [PLUGIN, RELAY, CORE])
 def test_wheel_metadata_is_complete_and_strictly_valid(wheels: dict[str, Path], dist: str) -> None:
     metadata = _metadata(wheels[dist])
     assert metadata.version == Version(wheels[dist].name.split("-")[1])
@@ -74,8 +75,9 @@ def test_wheel_metadata_is_complete_and_strictly_valid(wheels: dict[str, Path], 
 def test_the_plugin_wheel_installs_in_every_supported_pants(wheels: dict[str, Path]) -> None:
     metadata = _metadata(wheels[PLUGIN])
     # No pantsbuild.pants requirement (not on any index since 2.18; register.py checks the version
-    # at load time instead), nothing Pants does not already hold.
-    assert [Requirement(str(r)).name for r in metadata.requires_dist or []] == []
+    # at load time instead), nothing Pants does not already hold: only the core it imports, which
+    # requires packaging (every Pants ships it).
+    assert [Requirement(str(r)).name for r in metadata.requires_dist or []] == [CORE]
     # The Pythons Pants runs on: 3.9 (2.17-2.24), 3.11 (2.25-2.31), 3.14 (2.32 on).
     for python in ("3.9", "3.11", "3.14"):
         assert metadata.requires_python.contains(python), python  # type: ignore[union-attr]
@@ -95,6 +97,19 @@ def test_the_relay_wheel_admits_the_newest_pythons_and_docs_list_its_requirement
     needs = doc[doc.index("The wheel requires") :].split(";", 1)[0]
     for requirement in metadata.requires_dist or []:
         assert f"`{Requirement(str(requirement)).name}`" in needs, (requirement, needs)
+
+
+def test_the_plugin_wheel_requires_the_core_it_imports(wheels: dict[str, Path]) -> None:
+    """The shared modules live in export-dists-core, once: the plugin pins it, and does not ship it."""
+    metadata = _metadata(wheels[PLUGIN])
+    requirements = {r.name: r for r in (Requirement(str(r)) for r in metadata.requires_dist or [])}
+    assert str(requirements[CORE].specifier) == f"=={metadata.version}"
+    assert not [f for f in _files(wheels[PLUGIN]) if f.startswith("export_dists_core/")]
+    core_files = _files(wheels[CORE])
+    assert {"export_dists_core/layout.py", "export_dists_core/wheel.py"} <= set(core_files)
+    assert not [f for f in core_files if f.startswith("export_dists/")]
+    core = {Requirement(str(r)).name for r in _metadata(wheels[CORE]).requires_dist or []}
+    assert core == {"packaging"}, core
 
 
 def test_the_relay_wheel_has_a_console_script(wheels: dict[str, Path]) -> None:
@@ -170,7 +185,8 @@ def test_a_monorepo_loads_the_plugin_wheel_from_find_links(wheels: dict[str, Pat
     """The README's way: no pythonpath, only `plugins = [...]` and a find-links to the wheel."""
     wheel_dir = tmp_path / "wheels"
     wheel_dir.mkdir()
-    (wheel_dir / wheels[PLUGIN].name).write_bytes(wheels[PLUGIN].read_bytes())
+    for dist in (PLUGIN, CORE):
+        (wheel_dir / wheels[dist].name).write_bytes(wheels[dist].read_bytes())
     version = wheels[PLUGIN].name.split("-")[1]
     repo = make_example_repo(tmp_path / "monorepo", commits=1)
     config = repo.path / "pants.toml"

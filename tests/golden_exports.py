@@ -79,7 +79,9 @@ def _export(repo: Path, head: str) -> dict[str, str]:
     result = subprocess.run(
         [str(PANTS), "--no-pantsd", "export-dists", "::"],
         cwd=repo,
-        env=pants_environment(),
+        # The example as recorded (EXAMPLE_COMMIT) predates the core's own directory: its pants.toml
+        # puts only pants-plugins/ on the pythonpath. The option is not in any wheel.
+        env=pants_environment({"PANTS_PYTHONPATH": f"+['{REPO_ROOT / 'core'}']"}),
         capture_output=True,
         text=True,
     )
@@ -155,7 +157,7 @@ def main(argv: list[str]) -> int:
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
     ).stdout.strip()
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "pants-plugins"], cwd=REPO_ROOT, capture_output=True, text=True
+        ["git", "status", "--porcelain", "--", "pants-plugins", "core"], cwd=REPO_ROOT, capture_output=True, text=True
     ).stdout.strip()
     document = {
         "recorded_at_commit": commit + ("+dirty" if dirty else ""),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import resource
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from packaging.utils import canonicalize_name
 
@@ -72,15 +73,19 @@ class RelayProcess:
         env: Mapping[str, str] | None = None,
         max_files: int | None = None,
         cwd: Path | None = None,
+        pythonpath: Sequence[Path] = (),
     ) -> None:
-        """`max_files`: the relay's file-descriptor limit (RLIMIT_NOFILE), to test running out."""
+        """`max_files`: the relay's file-descriptor limit (RLIMIT_NOFILE), to test running out;
+        `pythonpath`: more import roots beside the relay's (e.g. the uv exporter it runs)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # Standard output and error (the access log among them); beside the store unless given.
         self.log = log or (cwd or Path.cwd()) / store.parent / f"relay-{self.port}.log"
         # No PEX_* or PYTHONPATH of an enclosing sandbox: the relay (and the ./pants it may run in pull
         # mode) see a plain environment, plus the relay package itself.
-        environment = {**clean_environment(), **(env or {}), "PYTHONPATH": str(RELAY_ROOT)}
+        environment = {
+            **clean_environment(), **(env or {}), "PYTHONPATH": os.pathsep.join(map(str, (RELAY_ROOT, *pythonpath)))
+        }
         with open(self.log, "ab") as log_file:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "relay", "serve", "--store", str(store), "--host", "127.0.0.1",

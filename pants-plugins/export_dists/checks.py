@@ -12,7 +12,7 @@ from export_dists.dists import DistKind, DistPlan
 from export_dists.findings import Cause, Finding
 from export_dists.importable import UNIMPORTABLE, unimportable_files
 from export_dists.export_types import PlannedDist
-from export_dists.naming import normalize
+from export_dists_core.naming import normalize
 from export_dists.subsystem import UnexportableDependencies
 from export_dists.url_requirements import url_of, url_requirement_findings
 

@@ -198,7 +198,7 @@ def reset_build_root(rule_runner: RuleRunner) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     # Pants 2.17 pins packaging 21.3, which calls pyparsing's deprecated camelCase API on every
-    # requirement it parses; the plugin already silences this outside pytest (export_dists.compat).
+    # requirement it parses; the plugin already silences this outside pytest (export_dists_core.compat).
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:packaging")
 
 

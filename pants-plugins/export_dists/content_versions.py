@@ -13,12 +13,13 @@ from pants.engine.addresses import Address
 from pants.engine.internals.build_files import BuildFileOptions
 from pants.engine.internals.native_engine import FilespecMatcher
 
+import export_dists_core
 from export_dists.dists import DistPlan
 from export_dists.engine import all_targets, concurrently, implicitly
 from export_dists.export_types import DistOrigin, ExportRequest, PlannedDist
-from export_dists.graphs import condense
-from export_dists.inputs import DistInputs, InputIndex
-from export_dists.origins import find_origins
+from export_dists_core.graphs import closure_fingerprints, condense
+from export_dists_core.inputs import DistInputs, InputIndex
+from export_dists_core.origins import find_origins, origin_commits
 from export_dists.versioning import (
     CommitVersion,
     ExportCommit,
@@ -69,8 +70,12 @@ async def content_origins(
         for plan in plans
     }
     lockfiles = set(python_setup.resolves.values()) if python_setup.enable_resolves else set()
-    # The plugin's own code shapes every wheel when it lives in the repository (pants-plugins/).
-    plugin = os.path.relpath(os.path.dirname(os.path.abspath(__file__)), os.path.realpath(build_root.path))
+    # The plugin's own code, and the core it shares with other exporters, shape every wheel when
+    # they live in the repository (pants-plugins/, core/).
+    own_code = [
+        os.path.relpath(os.path.dirname(os.path.abspath(module)), os.path.realpath(build_root.path))
+        for module in (__file__, export_dists_core.__file__)
+    ]
     index = InputIndex(
         inputs,
         build_patterns=build_files.patterns,
@@ -80,7 +85,7 @@ async def content_origins(
         repository_wide_directories=sorted(
             {t.address.spec_path for t in targets if t.has_field(PythonRequirementsField)}
         ),
-        repository_wide_trees=() if plugin.startswith("..") else (plugin,),
+        repository_wide_trees=tuple(tree for tree in own_code if not tree.startswith("..")),
         excluded=lockfiles if not pin_from_lockfiles else (),
         glob_matcher=pants_glob_matcher,
     )
@@ -91,17 +96,12 @@ async def content_origins(
         }
     )
     found = find_origins(history.commits, index, graph, changed=commit.changed)
+    # The history starts at the exported commit (its first entry), whose count the commit has.
+    origins = origin_commits(found, history.commits, count=commit.count)
     result = {}
     for plan in plans:
-        key = _key(plan.identity.address)
-        if key in found.dirty:
-            result[plan.identity.address] = DistOrigin(
-                commit.sha, commit.count, commit.commit_epoch, commit.commit_time, dirty=True
-            )
-            continue
-        position = found.index[key]
-        entry = history.commits[position]
-        result[plan.identity.address] = DistOrigin(entry.sha, commit.count - position, entry.epoch, entry.time)
+        o = origins[_key(plan.identity.address)]
+        result[plan.identity.address] = DistOrigin(o.sha, o.count, o.epoch, o.time, dirty=o.dirty)
     return result
 
 
@@ -131,12 +131,11 @@ def with_fingerprints(planned: list[PlannedDist], request: ExportRequest) -> lis
         own[plan.identity.address] = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
     # A Merkle hash over the dependency graph (a cycle's members hashed together): linear in its size.
     graph = condense({p.plan.identity.address: [d.identity.address for d in p.plan.first_party] for p in planned})
-    closure = graph.fold(own, lambda values: hashlib.sha256("\n".join(sorted(values)).encode()).hexdigest())
+    fingerprints = closure_fingerprints(own, graph)
     result = []
     for p in planned:
         address = p.plan.identity.address
-        fingerprint = hashlib.sha256(f"{own[address]}\n{closure[address]}".encode()).hexdigest()
-        result.append(PlannedDist(p.plan, p.requirements, p.version, p.origin, fingerprint))
+        result.append(PlannedDist(p.plan, p.requirements, p.version, p.origin, fingerprints[address]))
     return result
 
 

@@ -8,7 +8,7 @@ from pants.engine.addresses import Address
 
 from export_dists.dists import DependencyEdge, DistPlan
 from export_dists.findings import Cause, Finding
-from export_dists.graphs import condense
+from export_dists_core.graphs import condense
 
 # Above this size a cycle is reported with the pip versions that stall on it (docs/benchmarks.md).
 LARGE_CYCLE = 10

@@ -53,7 +53,7 @@ from export_dists.engine import (
     targets_of_specs,
     wrapped_target,
 )
-from export_dists.naming import InvalidDistName, dist_name_for
+from export_dists_core.naming import InvalidDistName, dist_name_for
 from export_dists.target_types import (
     EnvironmentDependenciesField,
     ExportDistNameField,

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from pants.engine.addresses import Address
 from pants.util.strutil import softwrap
 
-from export_dists.compat import (
+from export_dists_core.compat import (
     InvalidRequirement,
     InvalidSpecifier,
     Marker,
@@ -33,7 +33,7 @@ from export_dists.dists import (
     ThirdPartyRequirement,
     generator_address,
 )
-from export_dists.graphs import Condensed, condense
+from export_dists_core.graphs import Condensed, condense
 from export_dists.requirements import RequirementLine, parse_requirement
 
 

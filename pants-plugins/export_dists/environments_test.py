@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from export_dists.compat import Marker
+from export_dists_core.compat import Marker
 from export_dists.conftest import ARGS, ENV, ENV_INHERIT, Repo
 from export_dists.dists import DependencyEdge, DistIdentity, DistKind, EdgeKind
 from export_dists.environments import closure_of, markers_can_overlap, third_party_conflicts

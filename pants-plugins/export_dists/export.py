@@ -22,7 +22,7 @@ from export_dists.engine import by_name, concurrently, implicitly
 from export_dists.environments import check_conflicts, flatten_environments, is_environment
 from export_dists.export_types import DistOrigin, Export, ExportRequest, PlannedDist
 from export_dists.findings import report
-from export_dists.layout import ExportInfo
+from export_dists_core.layout import ExportInfo
 from export_dists.requirements import (
     LockfileVersions,
     LockfileVersionsRequest,

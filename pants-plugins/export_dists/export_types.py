@@ -8,7 +8,7 @@ from pants.util.frozendict import FrozenDict
 
 from export_dists.dists import DistIdentity, DistPlan, NamingSettings
 from export_dists.findings import DEFAULT_EXAMPLES
-from export_dists.layout import ExportedDist, ExportInfo
+from export_dists_core.layout import ExportedDist, ExportInfo
 from export_dists.requirements import RequirementLine
 from export_dists.subsystem import UnexportableDependencies, VersionScheme
 

@@ -11,10 +11,10 @@ import pytest
 from export_dists.conftest import Repo
 from export_dists.export import Export
 from export_dists.content_versions import pants_glob_matcher
-from export_dists.graphs import closures, condense
-from export_dists.history import HistoryCommit, parse_history
-from export_dists.inputs import DistInputs, InputIndex
-from export_dists.origins import find_origins
+from export_dists_core.graphs import closures, condense
+from export_dists_core.history import HistoryCommit, parse_history
+from export_dists_core.inputs import DistInputs, InputIndex
+from export_dists_core.origins import find_origins
 from export_dists.subsystem import VersionScheme
 from pants.engine.addresses import Address
 

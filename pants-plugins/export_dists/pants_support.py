@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from export_dists.compat import InvalidVersion, SpecifierSet, Version
+from export_dists_core.compat import InvalidVersion, SpecifierSet, Version
 
 # Runtime-tested on 2.17.1; every line from 2.17 to 2.33 and Pants' main at 2.34.0.dev3 are checked
 # statically (build-support/pants_api/, README "Supported Pants versions"). Raise the upper bound

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from export_dists.compat import InvalidRequirement, Requirement, Specifier, canonicalize_name
+from export_dists_core.compat import InvalidRequirement, Requirement, Specifier, canonicalize_name
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.engine.addresses import Address

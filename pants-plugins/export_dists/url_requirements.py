@@ -7,7 +7,7 @@ from typing import Iterable, Mapping
 
 from pants.util.strutil import softwrap
 
-from export_dists.compat import InvalidRequirement, Requirement, Specifier, canonicalize_name
+from export_dists_core.compat import InvalidRequirement, Requirement, Specifier, canonicalize_name
 from export_dists.findings import Cause, Finding
 
 logger = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from export_dists.compat import InvalidVersion, Version
 from export_dists.engine import by_name, run_process, run_process_or_raise
-from export_dists.history import HISTORY_FORMAT, HistoryCommit, parse_history
+from export_dists_core.versions import VersionTemplateError, fill_template, shows_commit
+from export_dists_core.history import HistoryCommit, history_arguments, parse_history
 
 from pants.base.build_root import BuildRoot
 from pants.core.util_rules.distdir import DistDir
@@ -71,36 +71,15 @@ class CommitVersion:
 def render_version(template: str, commit: ExportCommit | CommitVersion, *, warn: bool = True) -> str:
     """Fill the version template; a dirty export gets `.dirty` at the end of its local label."""
     try:
-        text = template.format(count=commit.count, sha=commit.sha, short_sha=commit.short_sha)
-    except (KeyError, IndexError, ValueError) as e:
-        raise ExportVersionError(
-            softwrap(
-                f"""
-                [export-dists].version_template = {template!r} is not a valid template ({e}).
-                Use only the placeholders {{count}}, {{sha}} and {{short_sha}}, e.g. the default
-                `0.{{count}}+g{{short_sha}}`.
-                """
-            )
-        )
-    if commit.dirty:
-        text = f"{text}.dirty" if "+" in text else f"{text}+dirty"
-    try:
-        version = Version(text)
-    except InvalidVersion:
-        raise ExportVersionError(
-            softwrap(
-                f"""
-                [export-dists].version_template = {template!r} gives {text!r}, which is not a valid
-                PEP 440 version. Use e.g. the default `0.{{count}}+g{{short_sha}}`.
-                """
-            )
-        )
-    if warn and commit.sha[:7] not in text:
+        version = fill_template(template, sha=commit.sha, count=commit.count, dirty=commit.dirty)
+    except VersionTemplateError as e:
+        raise ExportVersionError(f"[export-dists].version_template = {e}") from None
+    if warn and not shows_commit(version, commit.sha):
         logger.warning(
-            f"The export version {text} does not show the commit sha {commit.short_sha}: add "
+            f"The export version {version} does not show the commit sha {commit.short_sha}: add "
             "{short_sha} to [export-dists].version_template so installed dists show their commit."
         )
-    return str(version)
+    return version
 
 
 def pants_outputs(build_root: str, dist_dir: DistDir, output_dir: str | None) -> tuple[str, ...]:
@@ -275,26 +254,7 @@ class FirstParentHistory:
 
 def _history_process(git: str, build_root: str, revisions: str) -> Process:
     return Process(
-        argv=(
-            git,
-            "-C",
-            build_root,
-            "-c",
-            "core.quotePath=false",
-            "log",
-            "--first-parent",
-            # A merge's changes against its first parent: what the merge brought to the branch.
-            "--diff-merges=first-parent",
-            # A move is a deletion and an addition: both sides are inputs of someone.
-            "--no-renames",
-            "--name-only",
-            # Paths relative to the build root, and only those under it.
-            "--relative",
-            "-z",
-            HISTORY_FORMAT,
-            revisions,
-            "--",
-        ),
+        argv=(git, *history_arguments(build_root, revisions)),
         description=f"Read the first-parent history {revisions[:12]}... from git",
         level=LogLevel.DEBUG,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Generic, Hashable, TypeVar
 
-from export_dists.wheel import Wheel
+from export_dists_core.wheel import Wheel
 
 K = TypeVar("K", bound=Hashable)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from export_dists.wheel import Wheel
+from export_dists_core.wheel import Wheel
 from export_dists.wheel_cache import WHEEL_OVERHEAD, WheelCache, wheel_size
 
 

@@ -11,9 +11,9 @@ from export_dists.dists import DistPlan
 from export_dists.engine import digest_contents, merged
 from export_dists.environments import environment_description, is_environment
 from export_dists.export_types import ExportRequest, PlannedDist, WheelSettings
-from export_dists.layout import ExportedDist
+from export_dists_core.layout import ExportedDist
 from export_dists.subsystem import VersionScheme
-from export_dists.wheel import CoreMetadata, Wheel, build_wheel, provenance_json
+from export_dists_core.wheel import CoreMetadata, Wheel, build_wheel, provenance_json
 from export_dists.wheel_cache import WheelCache
 
 

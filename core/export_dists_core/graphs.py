@@ -6,6 +6,7 @@ root's closure. No Pants import here.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Hashable, Iterable, Mapping, TypeVar
 
@@ -109,3 +110,10 @@ def closures(dependencies: Mapping[K, Iterable[K]]) -> dict[K, frozenset[K]]:
     return condense(dependencies).fold(
         {k: frozenset([k]) for k in dependencies}, lambda xs: frozenset[K]().union(*xs)
     )
+
+
+def closure_fingerprints(own: Mapping[K, str], graph: Condensed[K]) -> dict[K, str]:
+    """Each key's fingerprint: its `own` digest and a Merkle hash over its closure (a cycle's members
+    hashed together), in O(nodes + edges). Equal fingerprints mean equal content, closure included."""
+    closure = graph.fold(own, lambda values: hashlib.sha256("\n".join(sorted(values)).encode()).hexdigest())
+    return {key: hashlib.sha256(f"{own[key]}\n{closure[key]}".encode()).hexdigest() for key in own}

@@ -11,7 +11,7 @@ import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from io import BytesIO, StringIO
-from typing import Mapping
+from typing import Collection, Mapping, Sequence
 
 METADATA_VERSION = "2.4"
 WHEEL_TAG = "py3-none-any"
@@ -108,28 +108,43 @@ def build_wheel(
             + [(f"{dist_info}/{name}", data) for name, data in (extra_dist_info or {}).items()]
         )
     )
-    record_path = f"{dist_info}/RECORD"
+    content = pack_wheel(entries, record_path=f"{dist_info}/RECORD", timestamp=timestamp)
+    return Wheel(
+        filename=wheel_filename(metadata.name, metadata.version),
+        content=content,
+        metadata=metadata_bytes,
+    )
+
+
+def pack_wheel(
+    entries: Sequence[tuple[str, bytes]],
+    *,
+    record_path: str,
+    timestamp: int,
+    executable: Collection[str] = (),
+) -> bytes:
+    """The zip of a wheel: `entries` in the order given, then a RECORD written for them.
+
+    Byte-for-byte reproducible: every timestamp is `timestamp` (clamped to 1980), permissions are
+    0644 (0755 for paths in `executable`), and nothing of the machine gets in.
+    """
     # RECORD is CSV: a path with a comma or a quote must be quoted, as pip, uv and pex parse it.
     record = StringIO()
     writer = csv.writer(record, lineterminator="\n")
     writer.writerows((path, _record_hash(data), len(data)) for path, data in entries)
     writer.writerow((record_path, "", ""))
-    entries.append((record_path, record.getvalue().encode()))
+    every = [*entries, (record_path, record.getvalue().encode())]
 
     date_time = time.gmtime(max(timestamp, _ZIP_EPOCH))[:6]
     buffer = BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path, data in entries:
+        for path, data in every:
             info = zipfile.ZipInfo(path, date_time=date_time)
             info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
+            info.external_attr = (0o755 if path in executable else 0o644) << 16
             info.create_system = 3
             archive.writestr(info, data)
-    return Wheel(
-        filename=wheel_filename(metadata.name, metadata.version),
-        content=buffer.getvalue(),
-        metadata=metadata_bytes,
-    )
+    return buffer.getvalue()
 
 
 def provenance_json(

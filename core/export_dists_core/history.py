@@ -17,6 +17,29 @@ class HistoryCommit:
 HISTORY_FORMAT = "--format=%x1e%H%x1f%P%x1f%ct%x1f%cI"
 
 
+def history_arguments(root: str, revisions: str) -> tuple[str, ...]:
+    """The arguments after `git` that read the first-parent history every exporter walks."""
+    return (
+        "-C",
+        root,
+        "-c",
+        "core.quotePath=false",
+        "log",
+        "--first-parent",
+        # A merge's changes against its first parent: what the merge brought to the branch.
+        "--diff-merges=first-parent",
+        # A move is a deletion and an addition: both sides are inputs of someone.
+        "--no-renames",
+        "--name-only",
+        # Paths relative to the build root (or workspace root), and only those under it.
+        "--relative",
+        "-z",
+        HISTORY_FORMAT,
+        revisions,
+        "--",
+    )
+
+
 def parse_history(output: bytes) -> tuple[HistoryCommit, ...]:
     """The output of `git log --name-only -z` with HISTORY_FORMAT: newest first."""
     commits = []

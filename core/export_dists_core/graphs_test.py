@@ -1,7 +1,7 @@
 """The one strongly-connected-components implementation and what is built on it."""
 from __future__ import annotations
 
-from export_dists.graphs import closures, condense
+from export_dists_core.graphs import closures, condense
 
 GRAPH = {"a": ["b"], "b": ["c"], "c": ["b", "e"], "d": ["a", "zz-not-a-key"], "e": [], "x": ["y"], "y": ["x"]}
 

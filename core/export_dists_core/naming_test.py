@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from export_dists.naming import InvalidDistName, dist_name_for, is_valid_dist_name, normalize
+from export_dists_core.naming import InvalidDistName, dist_name_for, is_valid_dist_name, normalize
 
 
 @pytest.mark.parametrize(

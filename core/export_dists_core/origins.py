@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from export_dists.graphs import Condensed
-from export_dists.history import HistoryCommit
-from export_dists.inputs import InputIndex
+from export_dists_core.graphs import Condensed
+from export_dists_core.history import HistoryCommit
+from export_dists_core.inputs import InputIndex
 
 
 @dataclass(frozen=True)
@@ -71,3 +71,30 @@ def find_origins(
     dirty_of = graph.fold({key: key in own_dirty for key in graph.component}, any)
     dirty = frozenset(key for key in index.keys if dirty_wide or dirty_of.get(key, False))
     return Origins(origins, dirty)
+
+
+@dataclass(frozen=True)
+class OriginCommit:
+    """The commit a dist's version names: the exported one (when dirty), or where its content appeared."""
+
+    sha: str
+    count: int  # its position on the first-parent history (`git rev-list --first-parent --count`)
+    epoch: int
+    time: str
+    dirty: bool = False  # its files differ from that commit (uncommitted changes)
+
+
+def origin_commits(found: Origins, history: Sequence[HistoryCommit], *, count: int) -> dict[str, OriginCommit]:
+    """Each dist's origin as a commit; `history` starts at the exported commit, whose count is `count`.
+
+    A dirty dist names the exported commit (its version gets `.dirty`).
+    """
+    head = history[0]
+    result = {}
+    for key, position in found.index.items():
+        if key in found.dirty:
+            result[key] = OriginCommit(head.sha, count, head.epoch, head.time, dirty=True)
+        else:
+            entry = history[position]
+            result[key] = OriginCommit(entry.sha, count - position, entry.epoch, entry.time)
+    return result

@@ -11,8 +11,8 @@ from email.parser import BytesParser
 
 import pytest
 
-from export_dists.compat import Requirement, Version
-from export_dists.wheel import (
+from export_dists_core.compat import Requirement, Version
+from export_dists_core.wheel import (
     Wheel,
     METADATA_VERSION,
     CoreMetadata,
@@ -222,7 +222,7 @@ def test_sha256_is_computed_once_per_wheel(monkeypatch: pytest.MonkeyPatch) -> N
         calls.append(data)
         return real(data)
 
-    monkeypatch.setattr("export_dists.wheel.hashlib.sha256", counting)
+    monkeypatch.setattr("export_dists_core.wheel.hashlib.sha256", counting)
     assert wheel.sha256 == real(b"wheel bytes").hexdigest()
     assert wheel.sha256 == wheel.sha256
     assert wheel.metadata_sha256 == real(b"metadata bytes").hexdigest() == wheel.metadata_sha256

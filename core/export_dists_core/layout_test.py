@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from export_dists import layout
-from export_dists.layout import (
+from export_dists_core import layout
+from export_dists_core.layout import (
     MANIFEST,
     ExportedDist,
     ExportInfo,
@@ -19,7 +19,7 @@ from export_dists.layout import (
     simple_tree,
     write_export,
 )
-from export_dists.wheel import CoreMetadata, build_wheel
+from export_dists_core.wheel import CoreMetadata, build_wheel
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 VERSION = "0.42+g0123456789ab"
@@ -264,11 +264,12 @@ def test_unchanged_wheels_are_hard_linked_from_an_earlier_export(tmp_path: Path)
     later = ExportInfo(**{**CONTENT.__dict__, "sha": SHA})
     links = layout.link_sources(tmp_path, SHA, [changed, C])
     assert links == {
-        C.wheel.filename: tmp_path / OTHER_SHA / C.wheel.filename,
-        f"{C.wheel.filename}.metadata": tmp_path / OTHER_SHA / f"{C.wheel.filename}.metadata",
+        C.wheel.filename: str(tmp_path / OTHER_SHA / C.wheel.filename),
+        f"{C.wheel.filename}.metadata": str(tmp_path / OTHER_SHA / f"{C.wheel.filename}.metadata"),
+        f"simple/{C.project}/index.html": str(tmp_path / OTHER_SHA / f"simple/{C.project}/index.html"),
     }
     result = write_export(tmp_path, SHA, export_files(later, [changed, C]), links)
-    assert result.linked == 2
+    assert (result.linked, result.linked_wheels) == (3, 1)
     old, new = tmp_path / OTHER_SHA / C.wheel.filename, tmp_path / SHA / C.wheel.filename
     assert os.path.samefile(old, new) and new.read_bytes() == C.wheel.content
     assert (tmp_path / SHA / changed.wheel.filename).read_bytes() == changed.wheel.content
@@ -288,3 +289,91 @@ def test_a_link_that_fails_is_written(tmp_path: Path) -> None:
     result = write_export(tmp_path, SHA, export_files(CONTENT, [C]), links)
     assert result.linked == 0
     assert (tmp_path / SHA / C.wheel.filename).read_bytes() == C.wheel.content
+
+
+def _tree(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def _export_after(out: Path, earlier: list[ExportedDist], later: list[ExportedDist]) -> layout.WriteResult:
+    """An export of `later` into `out`, which holds an export of `earlier` (another commit)."""
+    write_export(out, OTHER_SHA, export_files(CONTENT, earlier))
+    info = ExportInfo(**{**CONTENT.__dict__, "sha": SHA})
+    return write_export(out, SHA, export_files(info, later), layout.link_sources(out, SHA, later))
+
+
+def test_an_export_after_a_commit_is_byte_identical_to_a_cold_export(tmp_path: Path) -> None:
+    changed = _dist("monorepo.src.python.a.b", "src/python/a/b:b", ("changed>=1",))
+    result = _export_after(tmp_path / "incremental", [B, C, ROOT], [changed, C, ROOT])
+    cold = write_export(tmp_path / "cold", SHA, export_files(ExportInfo(**{**CONTENT.__dict__, "sha": SHA}), [changed, C, ROOT]))
+    assert _tree(result.path) == _tree(cold.path)
+    # What did not change is the earlier export's file (its wheel, .metadata and page), what
+    # changed is new, and the pages that list every project are written.
+    earlier = tmp_path / "incremental" / OTHER_SHA
+    for dist in (C, ROOT):
+        for path in (dist.wheel.filename, f"{dist.wheel.filename}.metadata", f"simple/{dist.project}/index.html"):
+            assert os.path.samefile(result.path / path, earlier / path), path
+    assert (result.linked, result.linked_wheels) == (6, 2)
+    for path in (changed.wheel.filename, f"simple/{changed.project}/index.html", "simple/index.html", MANIFEST):
+        assert os.stat(result.path / path).st_nlink == 1, path
+
+
+def test_a_page_that_differs_from_this_exports_page_is_written(tmp_path: Path) -> None:
+    write_export(tmp_path, OTHER_SHA, export_files(CONTENT, [C]))
+    page = tmp_path / OTHER_SHA / f"simple/{C.project}/index.html"
+    page.write_bytes(page.read_bytes() + b"<!-- edited -->")
+    links = layout.link_sources(tmp_path, SHA, [C])
+    assert f"simple/{C.project}/index.html" not in links and C.wheel.filename in links
+    info = ExportInfo(**{**CONTENT.__dict__, "sha": SHA})
+    result = write_export(tmp_path, SHA, export_files(info, [C]), links)
+    assert _tree(result.path) == export_files(info, [C])
+
+
+def test_a_crash_while_writing_an_export_after_a_commit_leaves_nothing_that_looks_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_export(tmp_path, OTHER_SHA, export_files(CONTENT, [B, C, ROOT]))
+    before = _tree(tmp_path / OTHER_SHA)
+    changed = _dist("monorepo.src.python.a.b", "src/python/a/b:b", ("changed>=1",))
+    info = ExportInfo(**{**CONTENT.__dict__, "sha": SHA})
+    files, links = export_files(info, [changed, C, ROOT]), layout.link_sources(tmp_path, SHA, [changed, C, ROOT])
+    real_write = os.write
+
+    def dying_write(fd: int, data: bytes) -> int:
+        if data == files[f"simple/{changed.project}/index.html"]:
+            raise SystemExit("killed")  # after the links, before the manifest
+        return real_write(fd, data)
+
+    monkeypatch.setattr(layout.os, "write", dying_write)
+    # As if the process died outright: no clean-up runs.
+    monkeypatch.setattr(layout.shutil, "rmtree", lambda *args, **kwargs: None)
+    with pytest.raises(SystemExit):
+        write_export(tmp_path, SHA, files, links)
+    monkeypatch.undo()
+    left = sorted(os.listdir(tmp_path))
+    assert left[0].startswith(".tmp-") and left[1:] == [OTHER_SHA]
+    assert not (tmp_path / left[0] / MANIFEST).exists()  # a reader ignores it twice over
+    assert _tree(tmp_path / OTHER_SHA) == before  # the earlier export is whole
+    # The next run writes the export in full.
+    result = write_export(tmp_path, SHA, files, layout.link_sources(tmp_path, SHA, [changed, C, ROOT]))
+    assert _tree(result.path) == files
+
+
+@pytest.mark.parametrize("scheme", ["commit", "content"])
+def test_manifest_bytes_are_json_dumps_indented_and_sorted(scheme: str) -> None:
+    odd = ExportedDist(
+        **{
+            **C.__dict__,
+            "name": 'monorepo.odd\n"quoted"\u00e9',
+            "requires_dist": (),
+            "requires_python": None,
+            "origin": OTHER_SHA,
+            "fingerprint": "f" * 64,
+            "dirty": True,
+        }
+    )
+    info = ExportInfo(**{**INFO.__dict__, "version_scheme": scheme, "branches": ("main", 'a"b\nc'), "tags": ("v1",)})
+    for dists in ([B, C, ROOT, odd], [], [C]):
+        expected = json.dumps(manifest_document(info, dists), indent=2, sort_keys=True) + "\n"
+        assert layout.manifest_bytes(info, dists) == expected.encode()
+        assert layout.manifest_bytes(info, dists) == expected.encode()  # rendered entries kept

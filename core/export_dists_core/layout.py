@@ -5,6 +5,7 @@ same layout through relay/contract.py.
 """
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
@@ -13,18 +14,27 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
-from export_dists.naming import normalize
-from export_dists.wheel import Wheel
+from export_dists_core.naming import normalize
+from export_dists_core.wheel import Wheel
 
 # Format 1: every dist has the export's version (version_scheme = "commit"). Format 2: each dist
 # has its own version, origin commit and content fingerprint (version_scheme = "content").
 FORMAT = 1
 CONTENT_FORMAT = 2
 MANIFEST = "manifest.json"
-# How many of the newest earlier exports in an output directory unchanged wheels are linked from.
+# How many of the newest earlier exports in an output directory unchanged files are linked from.
 _LINK_SOURCES = 2
+# Rendered manifest entries and project pages kept per process (pantsd exports one commit after
+# another, and all but a few dists are unchanged): a bound above the largest exports measured.
+_RENDERED = 32_768
+
+
+@functools.lru_cache(maxsize=_RENDERED)
+def _project(name: str) -> str:
+    # Asked for every file of every dist: the regular expression once per name.
+    return normalize(name)
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,7 @@ class ExportedDist:
 
     @property
     def project(self) -> str:
-        return normalize(self.name)
+        return _project(self.name)
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,7 @@ class ExportInfo:
         return f"{self.sha}.dirty" if self.dirty else self.sha
 
 
-def _dist_entry(dist: ExportedDist, fmt: int) -> dict:
+def _dist_entry(dist: ExportedDist, fmt: int) -> dict[str, Any]:
     entry = {
         "name": dist.name,
         "project": dist.project,
@@ -86,7 +96,7 @@ def _dist_entry(dist: ExportedDist, fmt: int) -> dict:
     return entry
 
 
-def manifest_document(info: ExportInfo, dists: Iterable[ExportedDist]) -> dict:
+def manifest_document(info: ExportInfo, dists: Iterable[ExportedDist]) -> dict[str, Any]:
     document = {
         "format": info.format,
         "sha": info.sha,
@@ -104,6 +114,41 @@ def manifest_document(info: ExportInfo, dists: Iterable[ExportedDist]) -> dict:
     return document
 
 
+def manifest_bytes(info: ExportInfo, dists: Iterable[ExportedDist]) -> bytes:
+    """manifest.json as written: `json.dumps(manifest_document(...), indent=2, sort_keys=True)`.
+
+    The same bytes, made from one rendered entry per dist, which a process keeps: json's indented
+    output is its pure-Python encoder (0.15-0.5 s for 10,000 dists), and an export after a one-leaf
+    commit has all but a few entries of the one before.
+    """
+    document = manifest_document(info, ())
+    entries = [_entry_json(_hashable(_dist_entry(d, info.format))) for d in sorted(dists, key=lambda d: d.project)]
+    members = []
+    for key in sorted(document):
+        if key == "dists" and entries:
+            value = "[\n    " + ",\n    ".join(entries) + "\n  ]"
+        else:
+            value = _indented(document[key], "\n  ")
+        members.append(f"  {json.dumps(key)}: {value}")
+    return ("{\n" + ",\n".join(members) + "\n}\n").encode()
+
+
+def _indented(value: object, newline: str) -> str:
+    """`value` as json.dumps(indent=2, sort_keys=True) renders it nested one level deeper per
+    two spaces of `newline` (encoded strings hold no raw newline, so every newline is layout)."""
+    return json.dumps(value, indent=2, sort_keys=True).replace("\n", newline)
+
+
+def _hashable(entry: Mapping[str, object]) -> tuple[tuple[str, object], ...]:
+    return tuple((key, tuple(value) if isinstance(value, list) else value) for key, value in entry.items())
+
+
+@functools.lru_cache(maxsize=_RENDERED)
+def _entry_json(items: tuple[tuple[str, object], ...]) -> str:
+    # json renders a tuple as it renders a list.
+    return _indented(dict(items), "\n    ")
+
+
 def _page(title: str, body: str) -> str:
     return (
         "<!DOCTYPE html>\n<html>\n<head>\n"
@@ -112,23 +157,41 @@ def _page(title: str, body: str) -> str:
     )
 
 
+def _page_key(dist: ExportedDist) -> tuple[str, str, str, str | None, str]:
+    """What a project page is made of (manifest entries record each): equal keys, equal pages."""
+    return (dist.name, dist.wheel.filename, dist.wheel.sha256, dist.requires_python, dist.wheel.metadata_sha256)
+
+
+@functools.lru_cache(maxsize=_RENDERED)
+def _project_page(key: tuple[str, str, str, str | None, str]) -> bytes:
+    name, filename, sha256, requires_python, metadata_sha256 = key
+    attrs = [f'href="../../{filename}#sha256={sha256}"']
+    if requires_python:
+        attrs.append(f'data-requires-python="{html.escape(requires_python)}"')
+    attrs.append(f'data-dist-info-metadata="sha256={metadata_sha256}"')
+    attrs.append(f'data-core-metadata="sha256={metadata_sha256}"')
+    link = f"<a {' '.join(attrs)}>{html.escape(filename)}</a><br>\n"
+    return _page(f"Links for {name}", link).encode()
+
+
+def page_path(project: str) -> str:
+    return f"simple/{project}/index.html"
+
+
 def simple_tree(dists: Iterable[ExportedDist]) -> dict[str, str]:
     """The static PEP 503 pages, keyed by path under the export directory."""
+    return {path: page.decode() for path, page in _simple_pages(dists).items()}
+
+
+def _simple_pages(dists: Iterable[ExportedDist]) -> dict[str, bytes]:
     ordered = sorted(dists, key=lambda d: d.project)
-    pages: dict[str, str] = {}
+    pages: dict[str, bytes] = {}
     root_links = "".join(
         f'<a href="{dist.project}/">{html.escape(dist.name)}</a><br>\n' for dist in ordered
     )
-    pages["simple/index.html"] = _page("Simple index", root_links)
+    pages["simple/index.html"] = _page("Simple index", root_links).encode()
     for dist in ordered:
-        wheel = dist.wheel
-        attrs = [f'href="../../{wheel.filename}#sha256={wheel.sha256}"']
-        if dist.requires_python:
-            attrs.append(f'data-requires-python="{html.escape(dist.requires_python)}"')
-        attrs.append(f'data-dist-info-metadata="sha256={wheel.metadata_sha256}"')
-        attrs.append(f'data-core-metadata="sha256={wheel.metadata_sha256}"')
-        link = f"<a {' '.join(attrs)}>{html.escape(wheel.filename)}</a><br>\n"
-        pages[f"simple/{dist.project}/index.html"] = _page(f"Links for {dist.name}", link)
+        pages[page_path(dist.project)] = _project_page(_page_key(dist))
     return pages
 
 
@@ -139,10 +202,8 @@ def export_files(info: ExportInfo, dists: Iterable[ExportedDist]) -> dict[str, b
     for dist in dists:
         files[dist.wheel.filename] = dist.wheel.content
         files[f"{dist.wheel.filename}.metadata"] = dist.wheel.metadata
-    for path, page in simple_tree(dists).items():
-        files[path] = page.encode()
-    document = manifest_document(info, dists)
-    files[MANIFEST] = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
+    files.update(_simple_pages(dists))
+    files[MANIFEST] = manifest_bytes(info, dists)
     return files
 
 
@@ -202,15 +263,18 @@ class WriteResult:
     path: Path
     written: bool  # False when an identical export was already there
     linked: int = 0  # files hard-linked from earlier exports instead of written
+    linked_wheels: int = 0  # of which wheels
 
 
-def link_sources(output_dir: Path, directory_name: str, dists: Iterable[ExportedDist]) -> dict[str, Path]:
+def link_sources(output_dir: Path, directory_name: str, dists: Iterable[ExportedDist]) -> dict[str, str]:
     """Files of earlier exports in `output_dir` that this export can hard-link instead of writing.
 
     An unchanged dist keeps its file name and bytes across commits (version_scheme = "content"),
-    so a store holds it once, however many exports list it. The newest earlier exports (by their
-    manifest's time) are looked at; a file counts only when its manifest records the same sha256
-    and it has that size on disk.
+    so a store holds it once, however many exports list it, and an export after a one-leaf commit
+    writes only what changed. The newest earlier exports (by their manifest's time) are looked at;
+    a wheel or .metadata file counts only when its manifest records the same sha256 and it has
+    that size on disk; a project page when the manifest entry records everything the page is made
+    of (name, file name, both sha256s, Requires-Python) and the page has this export's page's size.
     """
     wanted = {d.wheel.filename: d for d in dists}
     candidates: list[tuple[int, Path]] = []
@@ -224,26 +288,39 @@ def link_sources(output_dir: Path, directory_name: str, dists: Iterable[Exported
                 continue
     except OSError:
         return {}
-    sources: dict[str, Path] = {}
+    sources: dict[str, str] = {}
+    found: set[str] = set()
     for _, directory in sorted(candidates, reverse=True)[:_LINK_SOURCES]:
+        if len(found) == len(wanted):
+            break
         try:
             document = json.loads((directory / MANIFEST).read_text())
             entries = document["dists"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
+        # Plain strings, not Paths: this runs for every file of every dist.
+        base = os.fspath(directory)
         for entry in entries:
             try:
                 dist = wanted.get(entry["filename"])
-                if dist is None or dist.wheel.filename in sources:
+                if dist is None or dist.wheel.filename in found:
                     continue
                 if (entry["sha256"], entry["metadata_sha256"]) != (dist.wheel.sha256, dist.wheel.metadata_sha256):
                     continue
-                wheel, metadata = directory / entry["filename"], directory / f"{entry['filename']}.metadata"
-                if wheel.stat().st_size == len(dist.wheel.content) and metadata.stat().st_size == len(
+                wheel = os.path.join(base, entry["filename"])
+                metadata = f"{wheel}.metadata"
+                if os.stat(wheel).st_size != len(dist.wheel.content) or os.stat(metadata).st_size != len(
                     dist.wheel.metadata
                 ):
-                    sources[dist.wheel.filename] = wheel
-                    sources[f"{dist.wheel.filename}.metadata"] = metadata
+                    continue
+                found.add(dist.wheel.filename)
+                sources[dist.wheel.filename] = wheel
+                sources[f"{dist.wheel.filename}.metadata"] = metadata
+                if (entry["name"], entry["requires_python"]) != (dist.name, dist.requires_python):
+                    continue
+                page = os.path.join(base, page_path(dist.project))
+                if os.stat(page).st_size == len(_project_page(_page_key(dist))):
+                    sources[page_path(dist.project)] = page
             except (OSError, KeyError, TypeError):
                 continue
     return sources
@@ -253,7 +330,7 @@ def write_export(
     output_dir: Path,
     directory_name: str,
     files: Mapping[str, bytes],
-    links: Mapping[str, Path] | None = None,
+    links: Mapping[str, str | Path] | None = None,
 ) -> WriteResult:
     """Write an export directory atomically: a temporary sibling, renamed into place when complete.
 
@@ -269,7 +346,8 @@ def write_export(
         return WriteResult(final, written=False)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{directory_name}-", dir=output_dir))
     try:
-        linked = _link_files(staging, links or {})
+        _make_directories(staging, files)
+        linked = _link_files(staging, {p: source for p, source in (links or {}).items() if p in files})
         _write_files(staging, {p: d for p, d in files.items() if p != MANIFEST and p not in linked})
         # manifest.json last: a reader that sees it sees a complete directory.
         _write_files(staging, {MANIFEST: files[MANIFEST]})
@@ -284,14 +362,27 @@ def write_export(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return WriteResult(final, written=True, linked=len(linked))
+    wheels = sum(1 for p in linked if p.endswith(".whl"))
+    return WriteResult(final, written=True, linked=len(linked), linked_wheels=wheels)
 
 
-def _link_files(root: Path, links: Mapping[str, Path]) -> set[str]:
+def _make_directories(root: Path, files: Iterable[str]) -> None:
+    base = os.fspath(root)
+    # Parents sort before their children. One directory per dist (simple/<project>/) is most of
+    # what an export after a one-leaf commit costs: a new inode and block each, where a link is not.
+    for directory in sorted({os.path.dirname(p) for p in files} - {""}):
+        try:
+            os.mkdir(os.path.join(base, directory))
+        except FileNotFoundError:
+            os.makedirs(os.path.join(base, directory), exist_ok=True)
+
+
+def _link_files(root: Path, links: Mapping[str, str | Path]) -> set[str]:
+    base = os.fspath(root)
     linked = set()
     for relpath, source in sorted(links.items()):
         try:
-            os.link(source, root / relpath)
+            os.link(source, os.path.join(base, relpath))
         except OSError:
             continue  # written instead
         linked.add(relpath)
@@ -299,11 +390,10 @@ def _link_files(root: Path, links: Mapping[str, Path]) -> set[str]:
 
 
 def _write_files(root: Path, files: Mapping[str, bytes]) -> None:
-    for directory in sorted({os.path.dirname(p) for p in files} - {""}):
-        (root / directory).mkdir(parents=True, exist_ok=True)
+    base = os.fspath(root)
 
     def write(relpath: str) -> None:
-        fd = os.open(root / relpath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(os.path.join(base, relpath), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, files[relpath])
         finally:
