@@ -27,30 +27,35 @@ class Git:
         # Made on first use, inside the running loop (Python 3.9 binds asyncio primitives at creation).
         self._slots: asyncio.Semaphore | None = None
         self.processes = 0  # git processes started, for tests and the bench
-        self._common_dir: Path | None = None
+        self._common_dir: asyncio.Future[Path] | None = None
 
     async def ref_files(self, names: tuple[str, ...]) -> tuple[Path, ...]:
         """The files a change of these full ref names rewrites: each loose ref and packed-refs (in
         the repository's common git directory, found once)."""
         if self._common_dir is None:
-            out = (await self.run("rev-parse", "--git-common-dir")).strip()
-            self._common_dir = (self.repo / out).resolve()
-        return (*(self._common_dir / name for name in names), self._common_dir / "packed-refs")
+            self._common_dir = asyncio.ensure_future(self._find_common_dir())
+        try:
+            common = await asyncio.shield(self._common_dir)
+        except GitError:
+            self._common_dir = None
+            raise
+        return (*(common / name for name in names), common / "packed-refs")
+
+    async def _find_common_dir(self) -> Path:
+        return (self.repo / (await self.run("rev-parse", "--git-common-dir")).strip()).resolve()
 
     @staticmethod
-    def stamp(files: tuple[Path, ...]) -> tuple[tuple[int, int, int] | None, ...]:
-        """What changes when git updates one of these refs (it renames a new file in place): each
-        file's inode, modification time and size, or None where it does not exist. A few stat calls:
-        cheap enough for every request of a branch."""
-        stamps: list[tuple[int, int, int] | None] = []
+    def changed_since(files: tuple[Path, ...], since: float) -> bool:
+        """Whether any of these files was written at or after `since` (a time.time()): git updates
+        a ref by renaming a new file in place, so its modification time is the update's. A few stat
+        calls: cheap enough for every request of a branch."""
         for path in files:
             try:
-                st = path.stat()
+                if path.stat().st_mtime >= since:
+                    return True
             except OSError:
-                stamps.append(None)
-            else:
-                stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
-        return tuple(stamps)
+                continue
+        return False
 
     async def run(self, *args: str, timeout: float = GIT_TIMEOUT_SECONDS, cwd: Path | None = None) -> str:
         """Run `git -C <repo or cwd> ARGS`; its standard output, or GitError with its standard error."""

@@ -26,10 +26,11 @@ MISS_SECONDS = 10.0
 TIP_WAIT_SECONDS = 10.0
 # The refs listed on the pages for people are read again when older than this.
 LISTING_SECONDS = 10.0
-# A branch is resolved from refs read after its ref files last changed (a few stat calls a request:
-# a commit made in the relay's repository is what the very next install from its branch gets), and
-# at most this old in any case (refs that live in no file, e.g. a reftable repository).
+# A branch is resolved from refs read after its ref files were last written (a few stat calls a
+# request: a commit made in the relay's repository is what the very next install from its branch
+# gets), and at most this old in any case (refs that live in no file, e.g. a reftable repository).
 BRANCH_REFS_SECONDS = 1.0
+REF_TIME_SLACK = 0.05
 
 
 class RefError(RelayError):
@@ -136,8 +137,8 @@ class Refs:
         self._refs_read_at = float("-inf")
         self._refs_task: asyncio.Future[None] | None = None
         self._refs_started_at = float("-inf")
-        # branch -> the stamp of its ref files when the refs were last read for it.
-        self._ref_stamps: dict[str, tuple[object, ...]] = {}
+        # When the last completed read of the refs started (time.time(), to compare with file times).
+        self._refs_read_since = float("-inf")
         self._fetch_task: asyncio.Future[None] | None = None
         self._fetch_started_at = float("-inf")
         # Short shas and commits git does not have: name -> (expiry, sha or None).
@@ -214,10 +215,13 @@ class Refs:
 
     async def _read_refs_once(self) -> None:
         assert self.git is not None
+        since = time.time()
         try:
             self._refs = await self.git.refs()
         except GitError as e:
             logger.warning("reading refs: %s", e)
+        else:
+            self._refs_read_since = since
         self._refs_read_at = time.monotonic()
 
     async def _ref(self, *names: str) -> str | None:
@@ -317,15 +321,13 @@ class Refs:
             return self._manifest_view(branch, "branch", lambda e: branch in e.branches)
         names = (f"refs/heads/{branch}", *((f"refs/remotes/{self._remote}/{branch}",) if self._remote else ()))
         try:
-            stamp: tuple[object, ...] = self.git.stamp(await self.git.ref_files(names))
+            # File times are coarse (the kernel's tick): a ref written just after a read started
+            # may carry a time a little before it, hence the slack.
+            changed = self.git.changed_since(await self.git.ref_files(names), self._refs_read_since - REF_TIME_SLACK)
         except GitError:
-            stamp = ()
-        if stamp != self._ref_stamps.get(branch) or time.monotonic() - self._refs_read_at > BRANCH_REFS_SECONDS:
-            # Taken before the read: a change during it is seen by the next request.
-            if len(self._ref_stamps) >= 1024:
-                self._ref_stamps.clear()
-            self._ref_stamps[branch] = stamp
-            await self._read_refs(fresh=True)
+            changed = False
+        if changed or time.monotonic() - self._refs_read_at > BRANCH_REFS_SECONDS:
+            await self._read_refs(fresh=changed)
         if self._branch_tip(branch) is None:
             await self._ref(f"refs/heads/{branch}")
         tip = self._branch_tip(branch)
