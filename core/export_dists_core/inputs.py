@@ -84,6 +84,7 @@ class InputIndex:
         self._glob_matcher = glob_matcher
         self._matchers: dict[str, Callable[[str], bool]] = {}
         self._answers: dict[str, frozenset[str]] = {}
+        self._wide: dict[str, bool] = {}
         self._modules: dict[str, set[str]] = {}
         self._repository_wide = set(repository_wide)
         # Files directly in these directories (third-party requirement definitions).
@@ -115,6 +116,13 @@ class InputIndex:
                     self._modules.setdefault(parent, set()).add(key)
 
     def is_repository_wide(self, path: str) -> bool:
+        """Whether a change of `path` shapes every wheel; remembered per path like `dists_of`."""
+        answer = self._wide.get(path)
+        if answer is None:
+            answer = self._wide[path] = self._is_repository_wide(path)
+        return answer
+
+    def _is_repository_wide(self, path: str) -> bool:
         if path in self._repository_wide:
             return True
         if posixpath.dirname(path) in self._repository_wide_dirs and path not in self._excluded:

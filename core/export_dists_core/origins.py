@@ -22,11 +22,65 @@ from export_dists_core.inputs import InputIndex
 
 
 @dataclass(frozen=True)
+class Walk:
+    """Where one walk of a history left each dist, to go on from at a later commit of the same line.
+
+    Positions count from `head` (0) in a history of `length` commits: per dist, the newest commit
+    that changed one of its own inputs (the oldest commit when none did), and the newest
+    repository-wide change (None when none did). Valid only with the same `index`.
+    """
+
+    head: str
+    length: int
+    index: InputIndex
+    own: Mapping[str, int]
+    wide: int | None
+
+
+@dataclass(frozen=True)
 class Origins:
     """Per dist: the index in the history (0 = the exported commit) of the commit its content is from."""
 
     index: Mapping[str, int]
     dirty: frozenset[str]
+    walk: Walk | None = None  # what the next commit's walk can go on from
+
+
+def _own_changes(
+    history: Sequence[HistoryCommit], index: InputIndex, since: Walk | None
+) -> tuple[dict[str, int], int | None]:
+    """Per dist the position of the newest change of its own inputs, and of the newest
+    repository-wide change: read newest first, and only down to `since`'s head when it is in the
+    history with its whole history below it (a commit names its history for good)."""
+    top = len(history)
+    if since is not None and since.index is index and 0 <= len(history) - since.length < len(history):
+        if history[len(history) - since.length].sha == since.head:
+            top = len(history) - since.length
+    own: dict[str, int] = {}
+    wide: int | None = None
+    pending = set(index.keys)
+    for position in range(top):
+        if not pending and wide is not None:
+            break
+        for path in history[position].paths:
+            if wide is None and index.is_repository_wide(path):
+                wide = position
+            if pending:
+                for key in index.dists_of(path) & pending:
+                    own[key] = position
+                    pending.discard(key)
+    if top < len(history):
+        assert since is not None
+        for key in pending:
+            own[key] = since.own[key] + top
+        if wide is None and since.wide is not None:
+            wide = since.wide + top
+    else:
+        # Inputs no commit changed (history ends before them, a dist with no files): the oldest commit.
+        oldest = max(len(history) - 1, 0)
+        for key in pending:
+            own[key] = oldest
+    return own, wide
 
 
 def find_origins(
@@ -35,33 +89,21 @@ def find_origins(
     graph: Condensed[str],
     *,
     changed: Sequence[str] = (),
+    since: Walk | None = None,
 ) -> Origins:
     """Walk the history newest first until every dist has met a change of one of its own inputs.
 
     A dist's origin is the newest commit that changed an input of any dist in its closure, or a
     repository-wide input. Paths in `changed` (uncommitted changes) make the dists they are inputs
-    of, and every dist whose closure holds one, dirty.
+    of, and every dist whose closure holds one, dirty. `since`, the walk of an earlier export with
+    the same `index`: when its commit is on this history, only the commits above it are read (one
+    leaf commit: one commit, whatever the length of the history); the result is the same.
     """
-    own: dict[str, int] = {}
-    wide: int | None = None
-    pending = set(index.keys)
-    oldest = max(len(history) - 1, 0)
-    for position, commit in enumerate(history):
-        if not pending and wide is not None:
-            break
-        for path in commit.paths:
-            if wide is None and index.is_repository_wide(path):
-                wide = position
-            if pending:
-                for key in index.dists_of(path) & pending:
-                    own[key] = position
-                    pending.discard(key)
-    # Inputs no commit changed (history ends before them, a dist with no files): the oldest commit.
-    for key in pending:
-        own[key] = oldest
-    wide_position = oldest if wide is None else wide
+    own, wide = _own_changes(history, index, since)
+    wide_position = max(len(history) - 1, 0) if wide is None else wide
     origins = graph.fold(own, lambda xs: min(xs, default=wide_position))
     origins = {key: min(position, wide_position) for key, position in origins.items() if key in own}
+    walk = Walk(history[0].sha, len(history), index, own, wide) if history else None
 
     own_dirty: set[str] = set()
     dirty_wide = False
@@ -70,7 +112,7 @@ def find_origins(
         own_dirty |= index.dists_of(path)
     dirty_of = graph.fold({key: key in own_dirty for key in graph.component}, any)
     dirty = frozenset(key for key in index.keys if dirty_wide or dirty_of.get(key, False))
-    return Origins(origins, dirty)
+    return Origins(origins, dirty, walk)
 
 
 @dataclass(frozen=True)

@@ -355,3 +355,77 @@ def test_a_history_remembered_from_another_line_is_not_reused(repo: Repo) -> Non
     after = versions(export_all(repo))
     assert after[OTHER] == f"0.2+g{sha[:12]}"
     assert after[LIB] == after[APP] == f"0.1+g{base[:12]}"
+
+
+class _Unread:
+    """A commit below the walk to go on from: its changed paths must not be read again."""
+
+    def __init__(self, commit: HistoryCommit) -> None:
+        self.sha = commit.sha
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        raise AssertionError(f"{self.sha} was read again")
+
+
+PATHS = ("src/a/m.py", "src/a/new.py", "src/b/n.py", "src/BUILD", "docs/x.md", "3rdparty/BUILD", "old/b/n.py")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_walk_goes_on_from_the_walk_of_an_earlier_commit(index: InputIndex, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    history = [
+        HistoryCommit(f"c{n}", n, "", tuple(rng.sample(PATHS, rng.randint(0, 2))))
+        for n in range(rng.randint(1, 30), 0, -1)
+    ]
+    closure = condense({"a": ["b"], "b": []})
+    full = find_origins(history, index, closure)
+    for above in range(len(history)):
+        earlier = find_origins(history[above:], index, closure)
+        assert earlier.walk is not None
+        later = [*history[:above], *(_Unread(c) for c in history[above:])]
+        found = find_origins(later, index, closure, since=earlier.walk)  # type: ignore[arg-type]
+        assert found.index == full.index
+        assert found.walk is not None and (found.walk.own, found.walk.wide) == (full.walk.own, full.walk.wide)  # type: ignore[union-attr]
+        dirty = find_origins(later, index, closure, changed=["src/b/n.py"], since=earlier.walk)  # type: ignore[arg-type]
+        assert dirty.dirty == {"a", "b"}
+
+
+def test_a_walk_of_another_line_or_index_is_not_gone_on_from(index: InputIndex) -> None:
+    history = [
+        HistoryCommit("c3", 3, "", ("docs/x.md",)),
+        HistoryCommit("c2", 2, "", ("src/a/m.py",)),
+        HistoryCommit("c1", 1, "", ("src/b/n.py",)),
+    ]
+    closure = condense({"a": ["b"], "b": []})
+    full = find_origins(history, index, closure)
+    sibling = find_origins([HistoryCommit("x2", 2, "", ()), history[2]], index, closure)
+    assert find_origins(history, index, closure, since=sibling.walk).index == full.index == {"a": 1, "b": 2}
+    # The same commit walked with another index (other dists or inputs): a full walk.
+    other = InputIndex(
+        {"a": DistInputs(("src/a/m.py",), (), (), (), ()), "b": DistInputs(("src/b/n.py",), (), (), (), ())},
+        build_patterns=("BUILD",),
+        glob_matcher=pants_glob_matcher,
+    )
+    earlier = find_origins(history[1:], other, closure)
+    assert find_origins(history, index, closure, since=earlier.walk).index == full.index
+
+
+def test_one_leaf_commit_after_another_goes_on_from_the_walk_before(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from export_dists import content_versions
+
+    repo.commit(BASE)
+    export_all(repo)
+    lib = repo.commit({"src/python/lib/util.py": "X = 2\n"})
+    export_all(repo)
+    other = repo.commit({"src/python/other/o.py": "Y = 3\n"})
+    built: list[object] = []
+    monkeypatch.setattr(content_versions, "InputIndex", lambda *a, **k: built.append(a) or InputIndex(*a, **k))
+    found = versions(export_all(repo))  # from the walk of the commit before: no new index
+    assert built == []
+    assert found[OTHER] == f"0.3+g{other[:12]}"
+    assert found[LIB] == found[APP] == f"0.2+g{lib[:12]}"
