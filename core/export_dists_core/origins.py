@@ -110,8 +110,13 @@ def find_origins(
     for path in changed:
         dirty_wide = dirty_wide or index.is_repository_wide(path)
         own_dirty |= index.dists_of(path)
-    dirty_of = graph.fold({key: key in own_dirty for key in graph.component}, any)
-    dirty = frozenset(key for key in index.keys if dirty_wide or dirty_of.get(key, False))
+    if dirty_wide:
+        dirty = frozenset(index.keys)
+    elif own_dirty:
+        dirty_of = graph.fold({key: key in own_dirty for key in graph.component}, any)
+        dirty = frozenset(key for key in index.keys if dirty_of.get(key, False))
+    else:
+        dirty = frozenset()  # a clean tree: no fold over the whole graph
     return Origins(origins, dirty, walk)
 
 
