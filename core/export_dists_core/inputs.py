@@ -74,6 +74,19 @@ class InputIndex:
         excluded: Iterable[str] = (),
     ) -> None:
         self.keys = tuple(inputs)
+        # Whether dist K's answers are the same in two indexes is decided by K's own inputs and these
+        # settings alone: a walk of the history can go on from another index's walk (origins.py).
+        self.inputs: Mapping[str, DistInputs] = dict(inputs)
+        repository_wide, repository_wide_directories = tuple(repository_wide), tuple(repository_wide_directories)
+        repository_wide_trees, excluded = tuple(repository_wide_trees), tuple(excluded)
+        self.settings = (
+            tuple(build_patterns),
+            glob_matcher,
+            frozenset(repository_wide),
+            frozenset(repository_wide_directories),
+            frozenset(repository_wide_trees),
+            frozenset(excluded),
+        )
         self._build_file = re.compile("|".join(fnmatch.translate(p) for p in build_patterns) or "(?!)")
         self._exact: dict[str, set[str]] = {}
         self._build_dirs: dict[str, set[str]] = {}

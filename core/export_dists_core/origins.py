@@ -27,12 +27,12 @@ class Walk:
 
     Positions count from `head` (0) in a history of `length` commits: per dist, the newest commit
     that changed one of its own inputs (the oldest commit when none did), and the newest
-    repository-wide change (None when none did). Valid only with the same `index`.
+    repository-wide change (None when none did).
     """
 
     head: str
     length: int
-    index: InputIndex
+    index: InputIndex  # what the positions were found with
     own: Mapping[str, int]
     wide: int | None
 
@@ -50,36 +50,45 @@ def _own_changes(
     history: Sequence[HistoryCommit], index: InputIndex, since: Walk | None
 ) -> tuple[dict[str, int], int | None]:
     """Per dist the position of the newest change of its own inputs, and of the newest
-    repository-wide change: read newest first, and only down to `since`'s head when it is in the
-    history with its whole history below it (a commit names its history for good)."""
-    top = len(history)
-    if since is not None and since.index is index and 0 <= len(history) - since.length < len(history):
-        if history[len(history) - since.length].sha == since.head:
-            top = len(history) - since.length
+    repository-wide change, reading newest first.
+
+    Below `since`'s head, when it is on this history with its whole history below it (a commit
+    names its history for good) and the index has the same settings, what `since` found is taken
+    for every dist whose inputs are the same as there, and for repository-wide changes; only the
+    other dists (new ones, or with other files, globs or imports) are read on.
+    """
+    length = len(history)
+    top, carried, wide_known = length, set(), False
+    if since is not None and 0 <= length - since.length < length and history[length - since.length].sha == since.head:
+        if since.index is index or since.index.settings == index.settings:
+            top, wide_known = length - since.length, True
+            old = since.index.inputs
+            carried = {key for key, inputs in index.inputs.items() if key in old and old[key] == inputs}
     own: dict[str, int] = {}
     wide: int | None = None
+    seeking_wide = True
     pending = set(index.keys)
-    for position in range(top):
-        if not pending and wide is not None:
+    for position, commit in enumerate(history):
+        if position == top:
+            assert since is not None
+            for key in pending & carried:
+                own[key] = since.own[key] + top
+            pending -= carried
+            if seeking_wide and wide_known:
+                wide, seeking_wide = (None if since.wide is None else since.wide + top), False
+        if not pending and not seeking_wide:
             break
-        for path in history[position].paths:
-            if wide is None and index.is_repository_wide(path):
-                wide = position
+        for path in commit.paths:
+            if seeking_wide and index.is_repository_wide(path):
+                wide, seeking_wide = position, False
             if pending:
                 for key in index.dists_of(path) & pending:
                     own[key] = position
                     pending.discard(key)
-    if top < len(history):
-        assert since is not None
-        for key in pending:
-            own[key] = since.own[key] + top
-        if wide is None and since.wide is not None:
-            wide = since.wide + top
-    else:
-        # Inputs no commit changed (history ends before them, a dist with no files): the oldest commit.
-        oldest = max(len(history) - 1, 0)
-        for key in pending:
-            own[key] = oldest
+    # Inputs no commit changed (history ends before them, a dist with no files): the oldest commit.
+    oldest = max(length - 1, 0)
+    for key in pending:
+        own[key] = oldest
     return own, wide
 
 
@@ -95,9 +104,10 @@ def find_origins(
 
     A dist's origin is the newest commit that changed an input of any dist in its closure, or a
     repository-wide input. Paths in `changed` (uncommitted changes) make the dists they are inputs
-    of, and every dist whose closure holds one, dirty. `since`, the walk of an earlier export with
-    the same `index`: when its commit is on this history, only the commits above it are read (one
-    leaf commit: one commit, whatever the length of the history); the result is the same.
+    of, and every dist whose closure holds one, dirty. `since`, the walk of an earlier export: when
+    its commit is on this history, only the commits above it are read for the dists whose inputs are
+    the same (one leaf commit: one commit, whatever the length of the history), the whole history
+    only for the others; the result is the same as a full walk's.
     """
     own, wide = _own_changes(history, index, since)
     wide_position = max(len(history) - 1, 0) if wide is None else wide

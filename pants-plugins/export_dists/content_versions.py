@@ -135,7 +135,9 @@ async def content_origins(
             excluded=arguments.excluded,
             glob_matcher=pants_glob_matcher,
         )
-        condensed, since = condense(graph), None
+        # Other dists or inputs (a file added, an import changed): a new index, and still the walk
+        # before to go on from for every dist whose inputs are the same.
+        condensed, since = condense(graph), (last.walk if last is not None else None)
     found = find_origins(history.commits, index, condensed, changed=commit.changed, since=since)
     _LAST_WALK[build_root.path] = _LastWalk(arguments, graph, index, condensed, found.walk)
     # The history starts at the exported commit (its first entry), whose count the commit has.

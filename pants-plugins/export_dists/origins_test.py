@@ -403,7 +403,7 @@ def test_a_walk_of_another_line_or_index_is_not_gone_on_from(index: InputIndex) 
     full = find_origins(history, index, closure)
     sibling = find_origins([HistoryCommit("x2", 2, "", ()), history[2]], index, closure)
     assert find_origins(history, index, closure, since=sibling.walk).index == full.index == {"a": 1, "b": 2}
-    # The same commit walked with another index (other dists or inputs): a full walk.
+    # The same commit walked with an index of other settings: a full walk.
     other = InputIndex(
         {"a": DistInputs(("src/a/m.py",), (), (), (), ()), "b": DistInputs(("src/b/n.py",), (), (), (), ())},
         build_patterns=("BUILD",),
@@ -411,6 +411,42 @@ def test_a_walk_of_another_line_or_index_is_not_gone_on_from(index: InputIndex) 
     )
     earlier = find_origins(history[1:], other, closure)
     assert find_origins(history, index, closure, since=earlier.walk).index == full.index
+
+
+def _index_with(a: DistInputs, **more: DistInputs) -> InputIndex:
+    return InputIndex(
+        {"a": a, "b": DistInputs(("src/b/n.py",), ("src/b/*.py",), (), ("src/b",), ()), **more},
+        build_patterns=("BUILD", "BUILD.*"),
+        glob_matcher=pants_glob_matcher,
+        repository_wide_directories=("3rdparty",),
+        excluded=("3rdparty/default.lock",),
+    )
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_walk_goes_on_for_the_dists_whose_inputs_are_the_same(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    paths = (*PATHS, "src/c/k.py", "src/a/extra.py")
+    history = [
+        HistoryCommit(f"c{n}", n, "", tuple(rng.sample(paths, rng.randint(0, 2))))
+        for n in range(rng.randint(1, 30), 0, -1)
+    ]
+    a = DistInputs(("src/a/m.py",), ("src/a/*.py",), ("src/a/*_test.py",), ("src/a",), ("b.n", "os"))
+    before = _index_with(a)
+    # At the later commit a imports c.k too, and a new dist c appeared: both read the whole history.
+    after = _index_with(
+        DistInputs(a.files, a.includes, a.excludes, a.directories, ("b.n", "c.k", "os")),
+        c=DistInputs(("src/c/k.py",), ("src/c/*.py",), (), ("src/c",), ()),
+    )
+    closure = condense({"a": ["b", "c"], "b": [], "c": []})
+    full = find_origins(history, after, closure)
+    for above in range(len(history)):
+        earlier = find_origins(history[above:], before, condense({"a": ["b"], "b": []}))
+        found = find_origins(history, after, closure, since=earlier.walk)
+        assert found.index == full.index
+        assert (found.walk.own, found.walk.wide) == (full.walk.own, full.walk.wide)  # type: ignore[union-attr]
 
 
 def test_one_leaf_commit_after_another_goes_on_from_the_walk_before(
