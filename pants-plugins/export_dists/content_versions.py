@@ -1,6 +1,7 @@
 """version_scheme = "content": each dist's origin commit, its version, and its content fingerprint."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -58,6 +59,9 @@ class _IndexArguments:
     repository_wide_directories: tuple[str, ...]
     repository_wide_trees: tuple[str, ...]
     excluded: tuple[str, ...]
+
+    def same_settings(self, other: _IndexArguments) -> bool:
+        return dataclasses.replace(self, inputs={}) == dataclasses.replace(other, inputs={})
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,11 @@ async def content_origins(
         # The same dists with the same inputs as the export before (one leaf commit, say): its
         # index, its graph, and its walk to go on from.
         index, condensed, since = last.index, last.condensed, last.walk
+    elif last is not None and last.arguments.same_settings(arguments):
+        # Other inputs of some dists (a file added, an import changed): the index made from the
+        # last one for those few, and its walk to go on from for every dist whose inputs are the same.
+        condensed = last.condensed if last.graph == graph else condense(graph)
+        index, since = last.index.with_inputs(arguments.inputs), last.walk
     else:
         index = InputIndex(
             arguments.inputs,
@@ -135,8 +144,6 @@ async def content_origins(
             excluded=arguments.excluded,
             glob_matcher=pants_glob_matcher,
         )
-        # Other dists or inputs (a file added, an import changed): a new index, and still the walk
-        # before to go on from for every dist whose inputs are the same.
         condensed, since = condense(graph), (last.walk if last is not None else None)
     found = find_origins(history.commits, index, condensed, changed=commit.changed, since=since)
     _LAST_WALK[build_root.path] = _LastWalk(arguments, graph, index, condensed, found.walk)

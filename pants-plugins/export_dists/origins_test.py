@@ -465,3 +465,37 @@ def test_one_leaf_commit_after_another_goes_on_from_the_walk_before(
     assert built == []
     assert found[OTHER] == f"0.3+g{other[:12]}"
     assert found[LIB] == found[APP] == f"0.2+g{lib[:12]}"
+
+
+ASKED = (*PATHS, "src/c/k.py", "src/a/extra.py", "src/a/m_test.py", "src/__init__.py", "src/c/BUILD", "BUILD", "c/k.py")
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_an_index_for_changed_inputs_answers_as_a_new_index_and_leaves_the_old_one(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+
+    def some_inputs() -> dict[str, DistInputs]:
+        found = {}
+        for key, directory in (("a", "src/a"), ("b", "src/b"), ("c", "src/c"), ("d", "src/a/sub")):
+            if rng.random() < 0.2:
+                continue  # this dist is not there
+            files = tuple(sorted(rng.sample([f"{directory}/m.py", f"{directory}/n.py", f"{directory}/__init__.py"], rng.randint(0, 2))))
+            includes = (f"{directory}/*.py",) if rng.random() < 0.7 else ()
+            imports = tuple(sorted(rng.sample(["b.n", "c.k", "os", "a.m.x"], rng.randint(0, 2))))
+            found[key] = DistInputs(files, includes, (f"{directory}/*_test.py",), (directory,), imports)
+        return found
+
+    def new(inputs: dict[str, DistInputs]) -> InputIndex:
+        return InputIndex(inputs, build_patterns=("BUILD",), glob_matcher=pants_glob_matcher, repository_wide_directories=("3rdparty",))
+
+    before_inputs, after_inputs = some_inputs(), some_inputs()
+    before = new(before_inputs)
+    answers = {path: before.dists_of(path) for path in ASKED}
+    after = before.with_inputs(after_inputs)
+    fresh = new(after_inputs)
+    assert after.keys == fresh.keys
+    assert {path: after.dists_of(path) for path in ASKED} == {path: fresh.dists_of(path) for path in ASKED}
+    before._answers.clear()  # asked again from its tables, which must be as they were
+    assert {path: before.dists_of(path) for path in ASKED} == answers
