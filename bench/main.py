@@ -30,10 +30,11 @@ import pull_bench
 import report
 import serve_bench
 import servers
+import uv_workspace_bench
 import versions_bench
 
 PARTS = ("export", "serve", "install", "pull", "profile", "hardening", "versions", "cycles", "objectstore",
-         "environments", "pages")
+         "environments", "pages", "uv")
 RESULTS = BENCH / "results"  # tracked: a partial run re-renders the other parts from here
 
 FULL = {
@@ -48,6 +49,7 @@ FULL = {
     "cycle_sizes": "30", "cycle_densities": "3,4,10", "cycle_timeout": 120.0,
     "environment_closure": 300, "environment_reps": 3,
     "pages_dists": 1000, "pages_commits": 20, "pages_reps": 20,
+    "uv_members": 100, "uv_reps": 2,
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
@@ -61,6 +63,7 @@ QUICK = {
     "cycle_sizes": "10", "cycle_densities": "3", "cycle_timeout": 30.0,
     "environment_closure": 30, "environment_reps": 1,
     "pages_dists": 100, "pages_commits": 5, "pages_reps": 5,
+    "uv_members": 10, "uv_reps": 1,
 }
 
 
@@ -255,6 +258,12 @@ def run_pages(args: argparse.Namespace) -> None:
     _save("pages", {"dists": args.pages_dists, "commits": args.pages_commits, "reps": args.pages_reps}, data, started)
 
 
+def run_uv(args: argparse.Namespace) -> None:
+    started = time.time()
+    data = uv_workspace_bench.run(args.uv_members, args.uv_reps, log)
+    _save("uv", {"members": args.uv_members, "reps": args.uv_reps}, data, started)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     COMMAND[:] = argv
@@ -284,6 +293,8 @@ def main(argv: list[str]) -> int:
             run_environments(args)
         if "pages" in parts:
             run_pages(args)
+        if "uv" in parts:
+            run_uv(args)
     except BenchError as e:
         log(f"FAILED: {e}")
         return 1

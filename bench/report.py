@@ -14,6 +14,7 @@ from typing import Any, Iterable
 import hardening_bench
 import environment_bench
 import pages_bench
+import uv_workspace_bench
 from procs import BENCH, ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -39,6 +40,7 @@ PART_SECTIONS = {
     "cycles": ("Dependency cycles",),
     "environments": ("Environment dists",),
     "pages": ("Pages for people",),
+    "uv": ("uv workspaces",),
 }
 EARLIER_ROW = " (an earlier run)"
 CARRIED = "*Kept from an earlier run of this page: this run has no `bench/results/{part}.json`.*"
@@ -635,6 +637,10 @@ def write(results_dir: Path) -> Path:
         out += pages_bench.section(results["pages"], fmt, table)
     if part_missing(results, "pages"):
         out += carried("pages", earlier)
+    if "uv" in results:
+        out += uv_workspace_bench.section(results["uv"], fmt, table)
+    if part_missing(results, "uv"):
+        out += carried("uv", earlier)
     if NOTES.exists():
         out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))

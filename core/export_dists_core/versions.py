@@ -1,6 +1,8 @@
 """A dist's version from the commit its content is from: the version template, filled."""
 from __future__ import annotations
 
+from typing import Sequence
+
 from export_dists_core.compat import InvalidVersion, Version
 
 # `0.<first-parent count>+g<short sha>`: a final release that grows along a branch and names its commit.
@@ -34,3 +36,18 @@ def fill_template(template: str, *, sha: str, count: int, dirty: bool = False) -
 def shows_commit(version: str, sha: str) -> bool:
     """Whether a version shows its commit (the template has {short_sha} or {sha})."""
     return sha[:7] in version
+
+
+def explain_version(version: str, *, origin: str | None, exported: str, dirty: bool) -> str:
+    """The `version:` line of --explain, the same from every exporter."""
+    if origin is None or origin == exported:
+        return f"version:  {version}  (commit {exported}{', dirty' if dirty else ''})"
+    return f"version:  {version}  (origin {origin}, the newest commit that changed its inputs; exporting {exported})"
+
+
+def versions_summary(versions: Sequence[str], exported: str) -> str:
+    """How an export's dists' versions relate to the exported commit's, for its one-line summary."""
+    current = sum(1 for version in versions if version == exported)
+    if current == len(versions):
+        return f"at version {exported}"
+    return f"{current} at version {exported}, {len(versions) - current} unchanged at earlier versions"

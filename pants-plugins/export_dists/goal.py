@@ -25,6 +25,7 @@ from export_dists.export import build_export
 from export_dists.export_types import Export, ExportRequest, PlannedDist
 from export_dists_core.layout import earlier_dists, export_files, link_sources, write_export
 from export_dists_core.naming import normalize
+from export_dists_core.versions import explain_version, versions_summary
 from export_dists.subsystem import ExportDistsSubsystem, ThirdPartyPins
 from export_dists.toplevel import stray_top_level, top_level_names
 from export_dists.url_requirements import url_of
@@ -82,10 +83,14 @@ async def _explain(console: Console, export: Export, wanted: str) -> None:
     out = console.print_stdout
     out(f"dist:     {plan.identity.name}")
     origin = planned.origin
-    if origin is None or origin.sha == export.info.sha:
-        out(f"version:  {planned.version or export.info.version}  (commit {export.info.sha}{', dirty' if export.info.dirty else ''})")
-    else:
-        out(f"version:  {planned.version}  (origin {origin.sha}, the newest commit that changed its inputs; exporting {export.info.sha})")
+    out(
+        explain_version(
+            planned.version or export.info.version,
+            origin=origin.sha if origin else None,
+            exported=export.info.sha,
+            dirty=export.info.dirty,
+        )
+    )
     if planned.fingerprint:
         out(f"content:  {planned.fingerprint}")
     out(f"target:   {plan.identity.address.spec}  ({plan.identity.alias})")
@@ -204,12 +209,7 @@ async def export_dists(
         state += f" (with {len(kept)} more dists of an earlier export of this commit)"
     if result.linked:
         state += f" ({result.linked_wheels} unchanged wheels linked from earlier exports)"
-    current = sum(1 for d in export.dists if d.version == export.info.version)
-    versions = (
-        f"at version {export.info.version}"
-        if current == len(export.dists)
-        else f"{current} at version {export.info.version}, {len(export.dists) - current} unchanged at earlier versions"
-    )
+    versions = versions_summary([d.version for d in export.dists], export.info.version)
     console.print_stderr(
         f"export-dists: {len(export.dists)} dists{deps_note} {versions} "
         f"(commit {export.info.sha[:12]}{', DIRTY' if export.info.dirty else ''}) "

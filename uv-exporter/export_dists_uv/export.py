@@ -17,7 +17,7 @@ from export_dists_core.layout import (
     write_export,
 )
 from export_dists_core.naming import normalize
-from export_dists_core.versions import DEFAULT_TEMPLATE, fill_template
+from export_dists_core.versions import DEFAULT_TEMPLATE, explain_version, fill_template, versions_summary
 from export_dists_core.wheel import provenance_json
 
 from export_dists_uv.build import WheelCache, build_members
@@ -157,13 +157,8 @@ def write(options: ExportOptions, export: Export) -> tuple[WriteResult, int]:
 
 
 def summary(export: Export, result: WriteResult, started: float) -> str:
-    current = sum(1 for m in export.members if m.planned.version == export.info.version)
     total = len(export.members)
-    versions = (
-        f"at version {export.info.version}"
-        if current == total
-        else f"{current} at version {export.info.version}, {total - current} unchanged at earlier versions"
-    )
+    versions = versions_summary([m.planned.version for m in export.members], export.info.version)
     state = "wrote" if result.written else "unchanged (already exported)"
     if result.linked:
         state += f" ({result.linked_wheels} unchanged wheels linked from earlier exports)"
@@ -194,10 +189,7 @@ def explain(options: ExportOptions, wanted: str, out: Callable[[str], None]) -> 
     planned, member = item.planned, item.planned.member
     origin = planned.origin
     out(f"dist:     {member.name}")
-    if origin.sha == export.info.sha:
-        out(f"version:  {planned.version}  (commit {export.info.sha}{', dirty' if origin.dirty else ''})")
-    else:
-        out(f"version:  {planned.version}  (origin {origin.sha}, the newest commit that changed its inputs; exporting {export.info.sha})")
+    out(explain_version(planned.version, origin=origin.sha, exported=export.info.sha, dirty=origin.dirty))
     out(f"content:  {planned.fingerprint}")
     out(f"member:   {member.path}  (build backend {member.backend}{', dynamic version' if member.dynamic_version else ''})")
     out(f"python:   {item.stamped.requires_python or '(no Requires-Python)'}")
