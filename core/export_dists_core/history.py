@@ -41,12 +41,18 @@ def history_arguments(root: str, revisions: str) -> tuple[str, ...]:
 
 
 def parse_history(output: bytes) -> tuple[HistoryCommit, ...]:
-    """The output of `git log --name-only -z` with HISTORY_FORMAT: newest first."""
+    """The output of `git log --name-only -z` with HISTORY_FORMAT: newest first.
+
+    A long history repeats the same paths (a file changed again and again) and names each commit
+    twice (its sha, and its child's parent): each is one string object, not one per mention.
+    """
     commits = []
+    strings: dict[str, str] = {}
     for record in output.decode("utf-8", "surrogateescape").split("\x1e")[1:]:
         header, _, rest = record.partition("\0")
         sha, parents, epoch, time = header.split("\x1f")
-        paths = tuple(p for p in rest.lstrip("\n").split("\0") if p)
-        parent = parents.split()[0] if parents.split() else ""
-        commits.append(HistoryCommit(sha.strip(), int(epoch), time.strip(), paths, parent))
+        paths = tuple(strings.setdefault(p, p) for p in rest.lstrip("\n").split("\0") if p)
+        first = parents.split()[0] if parents.split() else ""
+        sha = sha.strip()
+        commits.append(HistoryCommit(strings.setdefault(sha, sha), int(epoch), time.strip(), paths, strings.setdefault(first, first)))
     return tuple(commits)

@@ -7,6 +7,7 @@ exactly what they mean to Pants.
 """
 from __future__ import annotations
 
+import copy
 import fnmatch
 import posixpath
 import re
@@ -74,6 +75,19 @@ class InputIndex:
         excluded: Iterable[str] = (),
     ) -> None:
         self.keys = tuple(inputs)
+        # Whether dist K's answers are the same in two indexes is decided by K's own inputs and these
+        # settings alone: a walk of the history can go on from another index's walk (origins.py).
+        self.inputs: Mapping[str, DistInputs] = dict(inputs)
+        repository_wide, repository_wide_directories = tuple(repository_wide), tuple(repository_wide_directories)
+        repository_wide_trees, excluded = tuple(repository_wide_trees), tuple(excluded)
+        self.settings = (
+            tuple(build_patterns),
+            glob_matcher,
+            frozenset(repository_wide),
+            frozenset(repository_wide_directories),
+            frozenset(repository_wide_trees),
+            frozenset(excluded),
+        )
         self._build_file = re.compile("|".join(fnmatch.translate(p) for p in build_patterns) or "(?!)")
         self._exact: dict[str, set[str]] = {}
         self._build_dirs: dict[str, set[str]] = {}
@@ -84,6 +98,7 @@ class InputIndex:
         self._glob_matcher = glob_matcher
         self._matchers: dict[str, Callable[[str], bool]] = {}
         self._answers: dict[str, frozenset[str]] = {}
+        self._wide: dict[str, bool] = {}
         self._modules: dict[str, set[str]] = {}
         self._repository_wide = set(repository_wide)
         # Files directly in these directories (third-party requirement definitions).
@@ -95,26 +110,77 @@ class InputIndex:
         # Directory -> the dists with a file below it (`__init__.py` there is an input of them).
         self._init_dirs: dict[str, set[str]] = {}
         for key, dist in inputs.items():
-            for path in dist.files:
-                self._exact.setdefault(path, set()).add(key)
-            for directory in {path.rpartition("/")[0] for path in dist.files}:
-                for ancestor in _ancestors(directory):
-                    self._init_dirs.setdefault(ancestor, set()).add(key)
-            for directory in dist.directories:
-                for ancestor in _ancestors(directory):
-                    self._build_dirs.setdefault(ancestor, set()).add(key)
+            for table, entry in self._places(dist):
+                table.setdefault(entry, set()).add(key)
             if dist.includes:
                 self._globs[key] = (dist.includes, dist.excludes)
                 for base in {_glob_base(g) for g in dist.includes}:
                     self._glob_dirs.setdefault(base, []).append(key)
-            for module in dist.imports:
-                # `from a.b import c` is recorded as `a.b.c`, which `a/b.py` may provide.
-                self._modules.setdefault(module, set()).add(key)
-                parent = module.rpartition(".")[0]
-                if parent:
-                    self._modules.setdefault(parent, set()).add(key)
+
+    def _places(self, dist: DistInputs) -> Iterator[tuple[dict[str, set[str]], str]]:
+        """Where a dist is filed (a table of this index and an entry of it), globs aside."""
+        for path in dist.files:
+            yield self._exact, path
+        for directory in {path.rpartition("/")[0] for path in dist.files}:
+            for ancestor in _ancestors(directory):
+                yield self._init_dirs, ancestor
+        for directory in dist.directories:
+            for ancestor in _ancestors(directory):
+                yield self._build_dirs, ancestor
+        for module in dist.imports:
+            # `from a.b import c` is recorded as `a.b.c`, which `a/b.py` may provide.
+            yield self._modules, module
+            parent = module.rpartition(".")[0]
+            if parent:
+                yield self._modules, parent
+
+    def with_inputs(self, inputs: Mapping[str, DistInputs]) -> InputIndex:
+        """This index for other dists' inputs with the same settings, leaving this one as it is.
+
+        Made from this one: the dists whose inputs differ (or are gone) are filed out and their new
+        inputs filed in, in new sets (tables are shared until written), so an export after a commit
+        that changed a few dists' files or imports costs those few, not every dist again.
+        """
+        index = copy.copy(self)
+        index.keys, index.inputs = tuple(inputs), dict(inputs)
+        index._exact, index._init_dirs = dict(self._exact), dict(self._init_dirs)
+        index._build_dirs, index._modules = dict(self._build_dirs), dict(self._modules)
+        index._glob_dirs, index._globs, index._matchers = dict(self._glob_dirs), dict(self._globs), dict(self._matchers)
+        index._answers = {}  # an answer names every dist a path is an input of: asked afresh
+        old = self.inputs
+        for key, dist in old.items():
+            if inputs.get(key) == dist:
+                continue
+            for table, entry in index._places(dist):
+                remaining = table.get(entry, set()) - {key}
+                if remaining:
+                    table[entry] = remaining
+                else:
+                    table.pop(entry, None)
+            if key in index._globs:
+                includes = index._globs.pop(key)[0]
+                index._matchers.pop(key, None)
+                for base in {_glob_base(g) for g in includes}:
+                    index._glob_dirs[base] = [k for k in index._glob_dirs.get(base, ()) if k != key]
+        for key, dist in inputs.items():
+            if old.get(key) == dist:
+                continue
+            for table, entry in index._places(dist):
+                table[entry] = table.get(entry, set()) | {key}
+            if dist.includes:
+                index._globs[key] = (dist.includes, dist.excludes)
+                for base in {_glob_base(g) for g in dist.includes}:
+                    index._glob_dirs[base] = [*index._glob_dirs.get(base, ()), key]
+        return index
 
     def is_repository_wide(self, path: str) -> bool:
+        """Whether a change of `path` shapes every wheel; remembered per path like `dists_of`."""
+        answer = self._wide.get(path)
+        if answer is None:
+            answer = self._wide[path] = self._is_repository_wide(path)
+        return answer
+
+    def _is_repository_wide(self, path: str) -> bool:
         if path in self._repository_wide:
             return True
         if posixpath.dirname(path) in self._repository_wide_dirs and path not in self._excluded:

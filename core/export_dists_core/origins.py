@@ -22,11 +22,74 @@ from export_dists_core.inputs import InputIndex
 
 
 @dataclass(frozen=True)
+class Walk:
+    """Where one walk of a history left each dist, to go on from at a later commit of the same line.
+
+    Positions count from `head` (0) in a history of `length` commits: per dist, the newest commit
+    that changed one of its own inputs (the oldest commit when none did), and the newest
+    repository-wide change (None when none did).
+    """
+
+    head: str
+    length: int
+    index: InputIndex  # what the positions were found with
+    own: Mapping[str, int]
+    wide: int | None
+
+
+@dataclass(frozen=True)
 class Origins:
     """Per dist: the index in the history (0 = the exported commit) of the commit its content is from."""
 
     index: Mapping[str, int]
     dirty: frozenset[str]
+    walk: Walk | None = None  # what the next commit's walk can go on from
+
+
+def _own_changes(
+    history: Sequence[HistoryCommit], index: InputIndex, since: Walk | None
+) -> tuple[dict[str, int], int | None]:
+    """Per dist the position of the newest change of its own inputs, and of the newest
+    repository-wide change, reading newest first.
+
+    Below `since`'s head, when it is on this history with its whole history below it (a commit
+    names its history for good) and the index has the same settings, what `since` found is taken
+    for every dist whose inputs are the same as there, and for repository-wide changes; only the
+    other dists (new ones, or with other files, globs or imports) are read on.
+    """
+    length = len(history)
+    top, carried, wide_known = length, set(), False
+    if since is not None and 0 <= length - since.length < length and history[length - since.length].sha == since.head:
+        if since.index is index or since.index.settings == index.settings:
+            top, wide_known = length - since.length, True
+            old = since.index.inputs
+            carried = {key for key, inputs in index.inputs.items() if key in old and old[key] == inputs}
+    own: dict[str, int] = {}
+    wide: int | None = None
+    seeking_wide = True
+    pending = set(index.keys)
+    for position, commit in enumerate(history):
+        if position == top:
+            assert since is not None
+            for key in pending & carried:
+                own[key] = since.own[key] + top
+            pending -= carried
+            if seeking_wide and wide_known:
+                wide, seeking_wide = (None if since.wide is None else since.wide + top), False
+        if not pending and not seeking_wide:
+            break
+        for path in commit.paths:
+            if seeking_wide and index.is_repository_wide(path):
+                wide, seeking_wide = position, False
+            if pending:
+                for key in index.dists_of(path) & pending:
+                    own[key] = position
+                    pending.discard(key)
+    # Inputs no commit changed (history ends before them, a dist with no files): the oldest commit.
+    oldest = max(length - 1, 0)
+    for key in pending:
+        own[key] = oldest
+    return own, wide
 
 
 def find_origins(
@@ -35,42 +98,36 @@ def find_origins(
     graph: Condensed[str],
     *,
     changed: Sequence[str] = (),
+    since: Walk | None = None,
 ) -> Origins:
     """Walk the history newest first until every dist has met a change of one of its own inputs.
 
     A dist's origin is the newest commit that changed an input of any dist in its closure, or a
     repository-wide input. Paths in `changed` (uncommitted changes) make the dists they are inputs
-    of, and every dist whose closure holds one, dirty.
+    of, and every dist whose closure holds one, dirty. `since`, the walk of an earlier export: when
+    its commit is on this history, only the commits above it are read for the dists whose inputs are
+    the same (one leaf commit: one commit, whatever the length of the history), the whole history
+    only for the others; the result is the same as a full walk's.
     """
-    own: dict[str, int] = {}
-    wide: int | None = None
-    pending = set(index.keys)
-    oldest = max(len(history) - 1, 0)
-    for position, commit in enumerate(history):
-        if not pending and wide is not None:
-            break
-        for path in commit.paths:
-            if wide is None and index.is_repository_wide(path):
-                wide = position
-            if pending:
-                for key in index.dists_of(path) & pending:
-                    own[key] = position
-                    pending.discard(key)
-    # Inputs no commit changed (history ends before them, a dist with no files): the oldest commit.
-    for key in pending:
-        own[key] = oldest
-    wide_position = oldest if wide is None else wide
+    own, wide = _own_changes(history, index, since)
+    wide_position = max(len(history) - 1, 0) if wide is None else wide
     origins = graph.fold(own, lambda xs: min(xs, default=wide_position))
     origins = {key: min(position, wide_position) for key, position in origins.items() if key in own}
+    walk = Walk(history[0].sha, len(history), index, own, wide) if history else None
 
     own_dirty: set[str] = set()
     dirty_wide = False
     for path in changed:
         dirty_wide = dirty_wide or index.is_repository_wide(path)
         own_dirty |= index.dists_of(path)
-    dirty_of = graph.fold({key: key in own_dirty for key in graph.component}, any)
-    dirty = frozenset(key for key in index.keys if dirty_wide or dirty_of.get(key, False))
-    return Origins(origins, dirty)
+    if dirty_wide:
+        dirty = frozenset(index.keys)
+    elif own_dirty:
+        dirty_of = graph.fold({key: key in own_dirty for key in graph.component}, any)
+        dirty = frozenset(key for key in index.keys if dirty_of.get(key, False))
+    else:
+        dirty = frozenset()  # a clean tree: no fold over the whole graph
+    return Origins(origins, dirty, walk)
 
 
 @dataclass(frozen=True)

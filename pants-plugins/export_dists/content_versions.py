@@ -1,9 +1,11 @@
 """version_scheme = "content": each dist's origin commit, its version, and its content fingerprint."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from pants.backend.python.subsystems.setup import PythonSetup
@@ -17,9 +19,9 @@ import export_dists_core
 from export_dists.dists import DistPlan
 from export_dists.engine import all_targets, concurrently, implicitly
 from export_dists.export_types import DistOrigin, ExportRequest, PlannedDist
-from export_dists_core.graphs import closure_fingerprints, condense
+from export_dists_core.graphs import Condensed, closure_fingerprints, condense
 from export_dists_core.inputs import DistInputs, InputIndex
-from export_dists_core.origins import find_origins, origin_commits
+from export_dists_core.origins import Walk, find_origins, origin_commits
 from export_dists.versioning import (
     CommitVersion,
     ExportCommit,
@@ -45,6 +47,36 @@ def pants_glob_matcher(includes: Sequence[str], excludes: Sequence[str]) -> Call
 
 def _key(address: Address) -> str:
     return address.spec
+
+
+@dataclass(frozen=True)
+class _IndexArguments:
+    """What an InputIndex is made of: equal arguments, an equal index."""
+
+    inputs: dict[str, DistInputs]
+    build_patterns: tuple[str, ...]
+    repository_wide: tuple[str, ...]
+    repository_wide_directories: tuple[str, ...]
+    repository_wide_trees: tuple[str, ...]
+    excluded: tuple[str, ...]
+
+    def same_settings(self, other: _IndexArguments) -> bool:
+        return dataclasses.replace(self, inputs={}) == dataclasses.replace(other, inputs={})
+
+
+@dataclass(frozen=True)
+class _LastWalk:
+    arguments: _IndexArguments
+    graph: dict[str, tuple[str, ...]]
+    index: InputIndex
+    condensed: Condensed[str]
+    walk: Walk | None
+
+
+# The newest walk per build root in this process (pantsd keeps it between runs): the next export
+# of the same dists reads only the commits above it, instead of the whole history again (one leaf
+# commit: one commit). A cache, never a source of truth: find_origins gives what a full walk gives.
+_LAST_WALK: dict[str, _LastWalk] = {}
 
 
 async def content_origins(
@@ -76,26 +108,45 @@ async def content_origins(
         os.path.relpath(os.path.dirname(os.path.abspath(module)), os.path.realpath(build_root.path))
         for module in (__file__, export_dists_core.__file__)
     ]
-    index = InputIndex(
+    arguments = _IndexArguments(
         inputs,
-        build_patterns=build_files.patterns,
-        repository_wide=sorted(lockfiles) if pin_from_lockfiles else (),
+        build_patterns=tuple(build_files.patterns),
+        repository_wide=tuple(sorted(lockfiles)) if pin_from_lockfiles else (),
         # Where third-party requirements are defined (BUILD, requirements.txt, pyproject.toml):
         # a removed requirement changes Requires-Dist of dists that no longer list it.
-        repository_wide_directories=sorted(
-            {t.address.spec_path for t in targets if t.has_field(PythonRequirementsField)}
+        repository_wide_directories=tuple(
+            sorted({t.address.spec_path for t in targets if t.has_field(PythonRequirementsField)})
         ),
         repository_wide_trees=tuple(tree for tree in own_code if not tree.startswith("..")),
-        excluded=lockfiles if not pin_from_lockfiles else (),
-        glob_matcher=pants_glob_matcher,
+        excluded=tuple(sorted(lockfiles)) if not pin_from_lockfiles else (),
     )
-    graph = condense(
-        {
-            _key(plan.identity.address): [_key(dep.identity.address) for dep in plan.first_party]
-            for plan in plans
-        }
-    )
-    found = find_origins(history.commits, index, graph, changed=commit.changed)
+    graph = {
+        _key(plan.identity.address): tuple(_key(dep.identity.address) for dep in plan.first_party)
+        for plan in plans
+    }
+    last = _LAST_WALK.get(build_root.path)
+    if last is not None and (last.arguments, last.graph) == (arguments, graph):
+        # The same dists with the same inputs as the export before (one leaf commit, say): its
+        # index, its graph, and its walk to go on from.
+        index, condensed, since = last.index, last.condensed, last.walk
+    elif last is not None and last.arguments.same_settings(arguments):
+        # Other inputs of some dists (a file added, an import changed): the index made from the
+        # last one for those few, and its walk to go on from for every dist whose inputs are the same.
+        condensed = last.condensed if last.graph == graph else condense(graph)
+        index, since = last.index.with_inputs(arguments.inputs), last.walk
+    else:
+        index = InputIndex(
+            arguments.inputs,
+            build_patterns=arguments.build_patterns,
+            repository_wide=arguments.repository_wide,
+            repository_wide_directories=arguments.repository_wide_directories,
+            repository_wide_trees=arguments.repository_wide_trees,
+            excluded=arguments.excluded,
+            glob_matcher=pants_glob_matcher,
+        )
+        condensed, since = condense(graph), (last.walk if last is not None else None)
+    found = find_origins(history.commits, index, condensed, changed=commit.changed, since=since)
+    _LAST_WALK[build_root.path] = _LastWalk(arguments, graph, index, condensed, found.walk)
     # The history starts at the exported commit (its first entry), whose count the commit has.
     origins = origin_commits(found, history.commits, count=commit.count)
     result = {}

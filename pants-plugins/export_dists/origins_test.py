@@ -355,3 +355,147 @@ def test_a_history_remembered_from_another_line_is_not_reused(repo: Repo) -> Non
     after = versions(export_all(repo))
     assert after[OTHER] == f"0.2+g{sha[:12]}"
     assert after[LIB] == after[APP] == f"0.1+g{base[:12]}"
+
+
+class _Unread:
+    """A commit below the walk to go on from: its changed paths must not be read again."""
+
+    def __init__(self, commit: HistoryCommit) -> None:
+        self.sha = commit.sha
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        raise AssertionError(f"{self.sha} was read again")
+
+
+PATHS = ("src/a/m.py", "src/a/new.py", "src/b/n.py", "src/BUILD", "docs/x.md", "3rdparty/BUILD", "old/b/n.py")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_walk_goes_on_from_the_walk_of_an_earlier_commit(index: InputIndex, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    history = [
+        HistoryCommit(f"c{n}", n, "", tuple(rng.sample(PATHS, rng.randint(0, 2))))
+        for n in range(rng.randint(1, 30), 0, -1)
+    ]
+    closure = condense({"a": ["b"], "b": []})
+    full = find_origins(history, index, closure)
+    for above in range(len(history)):
+        earlier = find_origins(history[above:], index, closure)
+        assert earlier.walk is not None
+        later = [*history[:above], *(_Unread(c) for c in history[above:])]
+        found = find_origins(later, index, closure, since=earlier.walk)  # type: ignore[arg-type]
+        assert found.index == full.index
+        assert found.walk is not None and (found.walk.own, found.walk.wide) == (full.walk.own, full.walk.wide)  # type: ignore[union-attr]
+        dirty = find_origins(later, index, closure, changed=["src/b/n.py"], since=earlier.walk)  # type: ignore[arg-type]
+        assert dirty.dirty == {"a", "b"}
+
+
+def test_a_walk_of_another_line_or_index_is_not_gone_on_from(index: InputIndex) -> None:
+    history = [
+        HistoryCommit("c3", 3, "", ("docs/x.md",)),
+        HistoryCommit("c2", 2, "", ("src/a/m.py",)),
+        HistoryCommit("c1", 1, "", ("src/b/n.py",)),
+    ]
+    closure = condense({"a": ["b"], "b": []})
+    full = find_origins(history, index, closure)
+    sibling = find_origins([HistoryCommit("x2", 2, "", ()), history[2]], index, closure)
+    assert find_origins(history, index, closure, since=sibling.walk).index == full.index == {"a": 1, "b": 2}
+    # The same commit walked with an index of other settings: a full walk.
+    other = InputIndex(
+        {"a": DistInputs(("src/a/m.py",), (), (), (), ()), "b": DistInputs(("src/b/n.py",), (), (), (), ())},
+        build_patterns=("BUILD",),
+        glob_matcher=pants_glob_matcher,
+    )
+    earlier = find_origins(history[1:], other, closure)
+    assert find_origins(history, index, closure, since=earlier.walk).index == full.index
+
+
+def _index_with(a: DistInputs, **more: DistInputs) -> InputIndex:
+    return InputIndex(
+        {"a": a, "b": DistInputs(("src/b/n.py",), ("src/b/*.py",), (), ("src/b",), ()), **more},
+        build_patterns=("BUILD", "BUILD.*"),
+        glob_matcher=pants_glob_matcher,
+        repository_wide_directories=("3rdparty",),
+        excluded=("3rdparty/default.lock",),
+    )
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_walk_goes_on_for_the_dists_whose_inputs_are_the_same(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    paths = (*PATHS, "src/c/k.py", "src/a/extra.py")
+    history = [
+        HistoryCommit(f"c{n}", n, "", tuple(rng.sample(paths, rng.randint(0, 2))))
+        for n in range(rng.randint(1, 30), 0, -1)
+    ]
+    a = DistInputs(("src/a/m.py",), ("src/a/*.py",), ("src/a/*_test.py",), ("src/a",), ("b.n", "os"))
+    before = _index_with(a)
+    # At the later commit a imports c.k too, and a new dist c appeared: both read the whole history.
+    after = _index_with(
+        DistInputs(a.files, a.includes, a.excludes, a.directories, ("b.n", "c.k", "os")),
+        c=DistInputs(("src/c/k.py",), ("src/c/*.py",), (), ("src/c",), ()),
+    )
+    closure = condense({"a": ["b", "c"], "b": [], "c": []})
+    full = find_origins(history, after, closure)
+    for above in range(len(history)):
+        earlier = find_origins(history[above:], before, condense({"a": ["b"], "b": []}))
+        found = find_origins(history, after, closure, since=earlier.walk)
+        assert found.index == full.index
+        assert (found.walk.own, found.walk.wide) == (full.walk.own, full.walk.wide)  # type: ignore[union-attr]
+
+
+def test_one_leaf_commit_after_another_goes_on_from_the_walk_before(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from export_dists import content_versions
+
+    repo.commit(BASE)
+    export_all(repo)
+    lib = repo.commit({"src/python/lib/util.py": "X = 2\n"})
+    export_all(repo)
+    other = repo.commit({"src/python/other/o.py": "Y = 3\n"})
+    built: list[object] = []
+    monkeypatch.setattr(content_versions, "InputIndex", lambda *a, **k: built.append(a) or InputIndex(*a, **k))
+    found = versions(export_all(repo))  # from the walk of the commit before: no new index
+    assert built == []
+    assert found[OTHER] == f"0.3+g{other[:12]}"
+    assert found[LIB] == found[APP] == f"0.2+g{lib[:12]}"
+
+
+ASKED = (*PATHS, "src/c/k.py", "src/a/extra.py", "src/a/m_test.py", "src/__init__.py", "src/c/BUILD", "BUILD", "c/k.py")
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_an_index_for_changed_inputs_answers_as_a_new_index_and_leaves_the_old_one(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+
+    def some_inputs() -> dict[str, DistInputs]:
+        found = {}
+        for key, directory in (("a", "src/a"), ("b", "src/b"), ("c", "src/c"), ("d", "src/a/sub")):
+            if rng.random() < 0.2:
+                continue  # this dist is not there
+            files = tuple(sorted(rng.sample([f"{directory}/m.py", f"{directory}/n.py", f"{directory}/__init__.py"], rng.randint(0, 2))))
+            includes = (f"{directory}/*.py",) if rng.random() < 0.7 else ()
+            imports = tuple(sorted(rng.sample(["b.n", "c.k", "os", "a.m.x"], rng.randint(0, 2))))
+            found[key] = DistInputs(files, includes, (f"{directory}/*_test.py",), (directory,), imports)
+        return found
+
+    def new(inputs: dict[str, DistInputs]) -> InputIndex:
+        return InputIndex(inputs, build_patterns=("BUILD",), glob_matcher=pants_glob_matcher, repository_wide_directories=("3rdparty",))
+
+    before_inputs, after_inputs = some_inputs(), some_inputs()
+    before = new(before_inputs)
+    answers = {path: before.dists_of(path) for path in ASKED}
+    after = before.with_inputs(after_inputs)
+    fresh = new(after_inputs)
+    assert after.keys == fresh.keys
+    assert {path: after.dists_of(path) for path in ASKED} == {path: fresh.dists_of(path) for path in ASKED}
+    before._answers.clear()  # asked again from its tables, which must be as they were
+    assert {path: before.dists_of(path) for path in ASKED} == answers
