@@ -17,22 +17,22 @@ import textwrap
 from pathlib import Path
 from typing import Sequence
 
-from relay.app import LOG_FORMAT, AccessLogger, Settings, create_app
-from relay.auth import AuthFileError, Authenticator, add_entry, new_token, password_entry
-from relay.forwarded import PROXY_HEADERS, ProxySettings, PublicURLError, may_carry_credentials, parse_public_url, parse_trusted_proxies
+from relay.web.app import LOG_FORMAT, AccessLogger, Settings, create_app
+from relay.auth.credentials import AuthFileError, Authenticator, add_entry, new_token, password_entry
+from relay.web.forwarded import PROXY_HEADERS, ProxySettings, PublicURLError, may_carry_credentials, parse_public_url, parse_trusted_proxies
 from relay import build_systems
 from relay.build_systems import BuildSystemError
-from relay.builder import COLD_EXPORT_COMMAND, WARM_EXPORT_COMMAND, ExportCommand, WarmLimits
-from relay.connections import ConnectionLimits, default_max_connections, serve
+from relay.building.builders import COLD_EXPORT_COMMAND, WARM_EXPORT_COMMAND, ExportCommand, WarmLimits
+from relay.web.server import ConnectionLimits, default_max_connections, serve
 from relay.git import Git
-from relay.install_lines import PUBLIC_INDEX
-from relay.interpreters import NoSuitablePython, choose_python
-from relay.materialize import Limits, Materializer, WorkDirInUse, claim_work_dir
-from relay.refs import TIP_WAIT_SECONDS, Refs
+from relay.web.install_lines import PUBLIC_INDEX
+from relay.tools.interpreters import NoSuitablePython, choose_python
+from relay.building.materialize import Limits, Materializer, WorkDirInUse, claim_work_dir
+from relay.index.refs import TIP_WAIT_SECONDS, Refs
 from relay.contract import ContractError
-from relay.store import DiskStore, EvictionPolicy, PublishConflict, Store, StoreConfigError, StoreUnavailable
-from relay.stores import check_store, open_store, publish_export
-from relay.verify import INSTALLERS, VerifyError, export_source, format_outcome, index_source, select, verify
+from relay.storage.store import DiskStore, EvictionPolicy, PublishConflict, Store, StoreConfigError, StoreUnavailable
+from relay.storage.factory import check_store, open_store, publish_export
+from relay.tools.verify import INSTALLERS, VerifyError, export_source, format_outcome, index_source, select, verify
 
 logger = logging.getLogger("relay")
 
