@@ -30,7 +30,7 @@ from relay.tools.interpreters import NoSuitablePython, choose_python
 from relay.building.materialize import Limits, Materializer, WorkDirInUse, claim_work_dir
 from relay.index.refs import TIP_WAIT_SECONDS, Refs
 from relay.contract import ContractError
-from relay.storage.store import DiskStore, EvictionPolicy, PublishConflict, Store, StoreConfigError, StoreUnavailable
+from relay.storage.store import EvictionPolicy, PublishConflict, Store, StoreConfigError, StoreUnavailable
 from relay.storage.factory import check_store, open_store, publish_export
 from relay.tools.verify import INSTALLERS, VerifyError, export_source, format_outcome, index_source, select, verify
 
@@ -383,7 +383,7 @@ def serve_command(args: argparse.Namespace) -> int:
         # A work directory per store (a directory, or a bucket and prefix), the same on every start,
         # owned by one relay at a time (replicas on one host get one each).
         try:
-            claim = claim_work_dir(args.work_dir, store.root if isinstance(store, DiskStore) else args.store)
+            claim = claim_work_dir(args.work_dir, store.identity)
         except WorkDirInUse as e:
             raise SystemExit(f"{PROG}: {e}") from None
         work_dir = claim.path

@@ -251,6 +251,13 @@ def read_export(directory: Path) -> Export:
     return export
 
 
+def written_export_dir(output_dir: Path, sha: str) -> Path:
+    """Where an export command given `output_dir` wrote the export of `sha`: `<output_dir>/<sha>/`
+    as `pants export-dists` writes, or `output_dir` itself."""
+    nested = output_dir / sha
+    return nested if (nested / MANIFEST).is_file() else output_dir
+
+
 def manifest_json(export: Export) -> str:
     """The manifest text for an export (what a writer of the contract puts in manifest.json)."""
     data: dict[str, Any] = {

@@ -72,9 +72,9 @@ async def test_ten_first_requests_over_three_replicas_build_once(
 
 async def test_a_lease_has_one_holder_and_is_taken_over_after_it_expires(stores: Any) -> None:
     a, b = await stores(), await stores()
-    held = Lease(a, "build-x", seconds=1.0)
+    held = Lease(a.bucket, "build-x", 1.0, a.replica)
     assert await held.acquire()
-    other = Lease(b, "build-x", seconds=1.0)
+    other = Lease(b.bucket, "build-x", 1.0, b.replica)
     assert not await other.acquire()
     assert await held.renew()
     # The holder stops renewing (it died): after the lease period, another replica takes over.
@@ -84,9 +84,9 @@ async def test_a_lease_has_one_holder_and_is_taken_over_after_it_expires(stores:
         await asyncio.sleep(0.1)
     assert other.held
     assert not await held.renew()
-    assert not await Lease(a, "build-x", seconds=1.0).acquire()
+    assert not await Lease(a.bucket, "build-x", 1.0, a.replica).acquire()
     await other.release()
-    assert await Lease(a, "build-x", seconds=1.0).acquire()
+    assert await Lease(a.bucket, "build-x", 1.0, a.replica).acquire()
 
 
 async def test_one_evictor_at_a_time(stores: Any, tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ async def test_one_evictor_at_a_time(stores: Any, tmp_path: Path) -> None:
     await a.publish(tmp_path / export.key)
     await b.refresh()
     old = EvictionPolicy(max_age_seconds=DAY)
-    evictor = Lease(a, "evictor", seconds=60)
+    evictor = Lease(a.bucket, "evictor", 60, a.replica)
     assert await evictor.acquire()
     assert await b.evict(old, now=time.time() + 2 * DAY) == []
     await evictor.release()

@@ -7,7 +7,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -27,7 +26,7 @@ from relay.building.builders import (
     WarmLimits,
 )
 from relay.building.log import BuildLog
-from relay.contract import MANIFEST, ContractError, Export
+from relay.contract import ContractError, Export, written_export_dir
 from relay.errors import RelayError
 from relay.git import Git, GitError
 from relay.building.processes import Records, log_tail_off_loop
@@ -137,7 +136,7 @@ class Materializer:
         self.git = git
         self.store = store
         self.limits = limits
-        self.work_dir = (work_dir or default_work_dir(Path(getattr(store, "root", ".")))).resolve()
+        self.work_dir = (work_dir or default_work_dir(store.identity)).resolve()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.records = Records(self.work_dir)
         self.build_unreachable = build_unreachable
@@ -303,14 +302,13 @@ class Materializer:
         return reachable
 
     async def _build(self, sha: str) -> Export:
-        with self.store.lease(sha):
+        with self.store.pin(sha):
             # Other worker processes of this relay may be asked for the same commit: one builds.
-            # Other replicas on one bucket too: the store's build lease lets one build while the
+            # Other replicas on one bucket too: the store's build claim lets one build while the
             # others wait for its export.
-            async with self.store.build_lease(sha):
-                stored = self.store.exports().get(sha)
-                if stored is not None:  # pushed, or built elsewhere, while this job waited
-                    return stored.export
+            async with self.store.build_claim(sha) as appeared:
+                if appeared is not None:  # pushed, or built elsewhere, while this job waited
+                    return appeared.export
                 builder = self._idle.pop()
                 try:
                     return await self._build_with(builder, sha)
@@ -319,38 +317,38 @@ class Materializer:
 
     async def _build_with(self, builder: Builder, sha: str) -> Export:
         started = time.monotonic()
-        staging = self.store.staging_dir()
-        logs = self.work_dir / "logs"
-        logs.mkdir(exist_ok=True)
-        log_path = logs / f"{sha}.log"
-        self.runs += 1
-        logger.info("building %s (%s builder, log %s)", sha, builder.kind, log_path)
-        try:
-            await builder.build(sha, staging, log_path)
-            built = time.monotonic()
-            output = staging / sha if (staging / sha / MANIFEST).is_file() else staging
+        # The store owns the staging directory and removes it, whatever the build left there.
+        with self.store.staging() as staging:
+            logs = self.work_dir / "logs"
+            logs.mkdir(exist_ok=True)
+            log_path = logs / f"{sha}.log"
+            self.runs += 1
+            logger.info("building %s (%s builder, log %s)", sha, builder.kind, log_path)
             try:
-                stored = await self.store.publish(output)
-            except ContractError as e:
-                raise BuildError(
-                    502, f"the export command for {sha} wrote no valid export: {e}\n" + await log_tail_off_loop(log_path)
-                ) from None
-            if stored.export.sha != sha or stored.export.dirty:
-                raise BuildError(502, f"the export command for {sha} wrote commit {stored.export.key}")
-            log_path.unlink(missing_ok=True)  # a failed build's log stays, for whoever looks into it
-            self.log.finish(sha, None, seconds=time.monotonic() - started)
-            logger.info(
-                "materialized %s in %.1f s (build %.1f s, publish %.1f s, %s builder)",
-                sha, time.monotonic() - started, built - started, time.monotonic() - built, builder.kind,
-            )
-            return stored.export
-        except BuildError as e:
-            logger.error("materializing %s: %s", sha, e.message)
-            self.log.finish(sha, e.message, seconds=time.monotonic() - started)
-            if len(self._failed) > 1024:
-                self._failed.clear()
-            self._failed[sha] = time.monotonic() + FAILED_TIP_SECONDS
-            raise
-        finally:
-            self._deadlines.pop(sha, None)
-            shutil.rmtree(staging, ignore_errors=True)
+                await builder.build(sha, staging, log_path)
+                built = time.monotonic()
+                output = written_export_dir(staging, sha)
+                try:
+                    stored = await self.store.publish(output)
+                except ContractError as e:
+                    raise BuildError(
+                        502, f"the export command for {sha} wrote no valid export: {e}\n" + await log_tail_off_loop(log_path)
+                    ) from None
+                if stored.export.sha != sha or stored.export.dirty:
+                    raise BuildError(502, f"the export command for {sha} wrote commit {stored.export.key}")
+                log_path.unlink(missing_ok=True)  # a failed build's log stays, for whoever looks into it
+                self.log.finish(sha, None, seconds=time.monotonic() - started)
+                logger.info(
+                    "materialized %s in %.1f s (build %.1f s, publish %.1f s, %s builder)",
+                    sha, time.monotonic() - started, built - started, time.monotonic() - built, builder.kind,
+                )
+                return stored.export
+            except BuildError as e:
+                logger.error("materializing %s: %s", sha, e.message)
+                self.log.finish(sha, e.message, seconds=time.monotonic() - started)
+                if len(self._failed) > 1024:
+                    self._failed.clear()
+                self._failed[sha] = time.monotonic() + FAILED_TIP_SECONDS
+                raise
+            finally:
+                self._deadlines.pop(sha, None)

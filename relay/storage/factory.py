@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 from pathlib import Path
 
 from relay.contract import read_export
@@ -35,35 +33,11 @@ def open_store(
 
 async def check_store(store: Store) -> None:
     """Connect once and check the store works (credentials, bucket, conditional writes), then let go."""
-    from relay.storage.s3 import S3Store
-
-    if isinstance(store, S3Store):
-        await store.connect()
-        await store.close()
+    await store.check()
 
 
 async def publish_export(store: Store, directory: Path) -> tuple[str, int]:
     """Publish one local export directory (what `export-dists` wrote) to `store`: (key, files written)."""
     export = read_export(directory)
     check_listed_files(directory, export)
-    from relay.storage.s3 import S3Store
-
-    if isinstance(store, S3Store):
-        await store.connect()
-        try:
-            return export.key, await store.upload(directory, export)
-        finally:
-            await store.close()
-    assert isinstance(store, DiskStore)
-    if export.key in store.exports():
-        return export.key, 0
-    # A copy next to the exports, renamed in: the store never shows half an export.
-    staging = store.staging_dir()
-    try:
-        copy = staging / export.key
-        await asyncio.get_running_loop().run_in_executor(None, shutil.copytree, directory, copy)
-        await store.publish(copy)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return export.key, len(export.filenames) + 1
-
+    return export.key, await store.publish_copy(directory, export)

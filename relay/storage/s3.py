@@ -31,7 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Iterator, Mapping, TypeVar
+from typing import Any, AsyncIterator, Iterator, Mapping
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -44,6 +44,8 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from relay.storage.bucket import Bucket, S3Location, error_code, http_status, missing, precondition_failed
+from relay.storage.leases import LEASES, Lease
 from relay.contract import MANIFEST, ContractError, Export, parse_manifest, read_export
 from relay.storage.store import (
     CHUNK_BYTES,
@@ -62,9 +64,6 @@ from relay.storage.store import (
 
 logger = logging.getLogger("relay.s3store")
 
-T = TypeVar("T")
-
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _KEY = re.compile(r"[0-9a-f]{40}(\.dirty)?")
 # A commit looked for and not found is not looked for again for this long.
 MISS_SECONDS = 1.0
@@ -97,50 +96,9 @@ def _session() -> Any:
 
 
 @dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    prefix: str  # "" or ending in "/"
-
-    @staticmethod
-    def parse(url: str) -> S3Location:
-        """`s3://BUCKET` or `s3://BUCKET/PREFIX`; raises StoreConfigError naming what is wrong."""
-        if not url.startswith("s3://"):
-            raise StoreConfigError(f"{url!r} is not an s3:// URL: use s3://BUCKET/PREFIX")
-        bucket, _, prefix = url[len("s3://"):].partition("/")
-        if not _BUCKET.fullmatch(bucket):
-            raise StoreConfigError(
-                f"{url!r}: {bucket!r} is not a bucket name (3-63 lowercase letters, digits, dots, hyphens)"
-            )
-        prefix = prefix.strip("/")
-        if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
-            raise StoreConfigError(f"{url!r}: the prefix may not have empty, '.' or '..' parts")
-        return S3Location(bucket, prefix + "/" if prefix else "")
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
-
-
-@dataclass(frozen=True)
 class _Listed:
     etag: str
     modified: float
-
-
-def _code(e: ClientError) -> str:
-    return str(e.response.get("Error", {}).get("Code", ""))
-
-
-def _status(e: ClientError) -> int:
-    return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-
-
-def _missing(e: ClientError) -> bool:
-    return _code(e) in ("NoSuchKey", "404", "NotFound") or _status(e) == 404
-
-
-def _precondition_failed(e: ClientError) -> bool:
-    # 409: a concurrent conditional write to the same key is in progress (AWS); the other one wins.
-    return _code(e) in ("PreconditionFailed", "ConditionalRequestConflict") or _status(e) in (409, 412)
 
 
 class S3Store(Store):
@@ -163,7 +121,7 @@ class S3Store(Store):
         self.grace_seconds = grace_seconds
         self.timeout_seconds = timeout_seconds
         self.poll_seconds = poll_seconds
-        self._client: Any = None
+        self.bucket = Bucket(location)
         self._stack: contextlib.AsyncExitStack | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._exports: dict[str, StoredExport] = {}
@@ -174,7 +132,6 @@ class S3Store(Store):
         self._used_dirty = False
         self._pins: dict[str, int] = {}
         self._missed: dict[str, float] = {}
-        self._outage: str | None = None
         # The file objects (sha256 -> size) as last listed; listed again when a manifest names one
         # that is not in it.
         self._objects: dict[str, int] = {}
@@ -191,9 +148,6 @@ class S3Store(Store):
         """Where relays before content-addressed files kept them: exports/<key>/<filename>."""
         return f"{self.location.prefix}exports/"
 
-    def _lease_key(self, name: str) -> str:
-        return f"{self.location.prefix}leases/{name}"
-
     # Connection and start-up checks.
 
     @property
@@ -202,7 +156,7 @@ class S3Store(Store):
 
     async def connect(self) -> None:
         """Open the client and check the bucket works for the relay (no background work)."""
-        if self._client is not None:
+        if self.bucket.client is not None:
             return
         self._stack = contextlib.AsyncExitStack()
         config = AioConfig(
@@ -213,7 +167,7 @@ class S3Store(Store):
         )
         try:
             session = _session()
-            self._client = await self._stack.enter_async_context(session.create_client("s3", config=config))
+            self.bucket.client = await self._stack.enter_async_context(session.create_client("s3", config=config))
         except BotoCoreError as e:
             await self._stack.aclose()
             raise StoreConfigError(f"{self.location}: cannot make an S3 client: {e}") from None
@@ -225,9 +179,9 @@ class S3Store(Store):
 
     async def _check(self) -> None:
         where = str(self.location)
-        endpoint = self._client.meta.endpoint_url
+        endpoint = self.bucket.client.meta.endpoint_url
         try:
-            await self._client.head_bucket(Bucket=self.location.bucket)
+            await self.bucket.client.head_bucket(Bucket=self.location.bucket)
         except (NoCredentialsError, PartialCredentialsError):
             raise StoreConfigError(
                 f"{where}: no AWS credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
@@ -239,15 +193,15 @@ class S3Store(Store):
                 "(or endpoint_url in ~/.aws/config) and that the store is running"
             ) from None
         except ClientError as e:
-            status = _status(e)
-            if status == 404 or _code(e) == "NoSuchBucket":
+            status = http_status(e)
+            if status == 404 or error_code(e) == "NoSuchBucket":
                 raise StoreConfigError(
                     f"{where}: bucket {self.location.bucket!r} does not exist at {endpoint}; create it "
                     f"(e.g. `aws s3 mb s3://{self.location.bucket}`) or fix the name"
                 ) from None
             if status in (401, 403):
                 raise StoreConfigError(
-                    f"{where}: the store at {endpoint} refused the credentials ({_code(e) or status}); check "
+                    f"{where}: the store at {endpoint} refused the credentials ({error_code(e) or status}); check "
                     "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and that they may read "
                     "and write the bucket"
                 ) from None
@@ -256,11 +210,11 @@ class S3Store(Store):
         # writers both win. Probe it once with a throwaway object.
         probe = f"{self.location.prefix}leases/probe-{self.replica}-{secrets.token_hex(4)}"
         try:
-            await self._client.put_object(Bucket=self.location.bucket, Key=probe, Body=b"1", IfNoneMatch="*")
+            await self.bucket.client.put_object(Bucket=self.location.bucket, Key=probe, Body=b"1", IfNoneMatch="*")
             try:
-                await self._client.put_object(Bucket=self.location.bucket, Key=probe, Body=b"2", IfNoneMatch="*")
+                await self.bucket.client.put_object(Bucket=self.location.bucket, Key=probe, Body=b"2", IfNoneMatch="*")
             except ClientError as e:
-                if not _precondition_failed(e):
+                if not precondition_failed(e):
                     raise
             else:
                 raise StoreConfigError(
@@ -268,11 +222,11 @@ class S3Store(Store):
                     "the relay needs so that two writers never both win; use a store that supports them "
                     "(AWS S3, MinIO, SeaweedFS, Ceph RGW >= 18) or a directory store"
                 )
-            await self._client.delete_object(Bucket=self.location.bucket, Key=probe)
+            await self.bucket.client.delete_object(Bucket=self.location.bucket, Key=probe)
         except ClientError as e:
-            if _status(e) in (401, 403):
+            if http_status(e) in (401, 403):
                 raise StoreConfigError(
-                    f"{where}: the credentials may read but not write the bucket ({_code(e)}); the relay "
+                    f"{where}: the credentials may read but not write the bucket ({error_code(e)}); the relay "
                     "writes manifests, leases and last-use records: grant s3:PutObject and s3:DeleteObject"
                 ) from None
             raise StoreConfigError(f"{where}: a test write to the bucket failed: {e}") from None
@@ -313,7 +267,7 @@ class S3Store(Store):
             export = manifests[key]
             digest = None if export is None else export.digest(filename)
             if digest is not None and self._objects.get(digest[0]) != digest[1]:
-                await self._call(f"moving {item['Key']}", self._client.copy_object(
+                await self.bucket.call(f"moving {item['Key']}", self.bucket.client.copy_object(
                     Bucket=self.location.bucket, Key=self._file_key(digest[0]),
                     CopySource={"Bucket": self.location.bucket, "Key": item["Key"]},
                 ))
@@ -325,7 +279,7 @@ class S3Store(Store):
         names = [item["Key"] for item in legacy] + old_marks
         for start in range(0, len(names), 1000):
             batch = [{"Key": n} for n in names[start:start + 1000]]
-            await self._call("removing moved files", self._client.delete_objects(
+            await self.bucket.call("removing moved files", self.bucket.client.delete_objects(
                 Bucket=self.location.bucket, Delete={"Objects": batch, "Quiet": True}))
         return len(legacy)
 
@@ -344,41 +298,19 @@ class S3Store(Store):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self._client is not None:
+        if self.bucket.client is not None:
             with contextlib.suppress(StoreUnavailable):
                 await self.flush_last_use()
         if self._stack is not None:
             await self._stack.aclose()
-        self._client = None
+        self.bucket.client = None
         self._stack = None
-
-    async def _call(self, what: str, call: Awaitable[T]) -> T:
-        """One request; an outage (no connection, a timeout, a 5xx, refused credentials) becomes
-        StoreUnavailable and is logged once until the store answers again."""
-        try:
-            result = await call
-        except ClientError as e:
-            status = _status(e)
-            if status >= 500 or status in (401, 403):
-                self._down(f"{what}: {e}")
-            raise
-        except (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-            self._down(f"{what}: {e or type(e).__name__}")
-        if self._outage is not None:
-            logger.warning("%s: the store answers again", self.location)
-            self._outage = None
-        return result
 
     def unavailable(self) -> str | None:
         # Set by the last request that failed (a listing runs every scan_interval), cleared by the
         # next one that succeeds.
-        return None if self._outage is None else f"the object store is unavailable: {self._outage}"
-
-    def _down(self, message: str) -> None:
-        if self._outage is None:
-            logger.warning("%s: the store is unavailable: %s", self.location, message)
-        self._outage = message
-        raise StoreUnavailable(message)
+        outage = self.bucket.outage
+        return None if outage is None else f"the object store is unavailable: {outage}"
 
     # Listing.
 
@@ -399,7 +331,7 @@ class S3Store(Store):
             kwargs: dict[str, Any] = {"Bucket": self.location.bucket, "Prefix": prefix}
             if token:
                 kwargs["ContinuationToken"] = token
-            page = await self._call(f"listing {prefix}", self._client.list_objects_v2(**kwargs))
+            page = await self.bucket.call(f"listing {prefix}", self.bucket.client.list_objects_v2(**kwargs))
             for item in page.get("Contents", ()):
                 yield item
             token = page.get("NextContinuationToken")
@@ -441,15 +373,9 @@ class S3Store(Store):
         self._missed[key] = now
         if len(self._missed) > 4096:  # a flood of made-up commits must not grow this without end
             self._missed = {k: t for k, t in self._missed.items() if now - t < MISS_SECONDS}
-        try:
-            head = await self._call(
-                "checking a manifest",
-                self._client.head_object(Bucket=self.location.bucket, Key=self._manifest_key(key)),
-            )
-        except ClientError as e:
-            if _missing(e):
-                return None
-            raise StoreUnavailable(f"checking the manifest of {key}: {e}") from None
+        head = await self.bucket.head_or_none(self._manifest_key(key), f"checking the manifest of {key}")
+        if head is None:
+            return None
         stored = await self._load(key)
         if stored is not None and key not in self._exports:
             self._exports = {**self._exports, key: stored}
@@ -530,11 +456,11 @@ class S3Store(Store):
     async def _get(self, key: str, filename: str) -> tuple[Any, str]:
         object_key, sha256, _ = self._listed_file(key, filename)
         try:
-            response = await self._call(
-                f"reading {filename}", self._client.get_object(Bucket=self.location.bucket, Key=object_key)
+            response = await self.bucket.call(
+                f"reading {filename}", self.bucket.client.get_object(Bucket=self.location.bucket, Key=object_key)
             )
         except ClientError as e:
-            if _missing(e):
+            if missing(e):
                 raise ContractError(f"{self.location}files/{sha256} ({key}/{filename}): listed but missing") from None
             raise StoreUnavailable(f"reading {filename}: {e}") from None
         return response, sha256
@@ -542,7 +468,7 @@ class S3Store(Store):
     async def read(self, key: str, filename: str) -> bytes:
         response, _ = await self._get(key, filename)
         async with response["Body"] as body:
-            return bytes(await self._call(f"reading {filename}", body.read()))
+            return bytes(await self.bucket.call(f"reading {filename}", body.read()))
 
     @contextlib.asynccontextmanager
     async def open(self, key: str, filename: str) -> AsyncIterator[Blob]:
@@ -559,7 +485,7 @@ class S3Store(Store):
                 held: bytes | None = None
                 while True:
                     try:
-                        chunk = await self._call(f"reading {filename}", iterator.__anext__())
+                        chunk = await self.bucket.call(f"reading {filename}", iterator.__anext__())
                     except StopAsyncIteration:
                         break
                     digest.update(chunk)
@@ -576,7 +502,7 @@ class S3Store(Store):
     async def url(self, key: str, filename: str) -> str | None:
         object_key, _, _ = self._listed_file(key, filename)
         return str(
-            await self._client.generate_presigned_url(
+            await self.bucket.client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.location.bucket, "Key": object_key}, ExpiresIn=PRESIGN_SECONDS
             )
         )
@@ -596,9 +522,9 @@ class S3Store(Store):
         self._last_used = {k: v for k, v in self._last_used.items() if k in self._exports or k in self._pins}
         body = json.dumps({k: round(v, 3) for k, v in sorted(self._last_used.items())}).encode()
         try:
-            await self._call(
+            await self.bucket.call(
                 "writing last use",
-                self._client.put_object(
+                self.bucket.client.put_object(
                     Bucket=self.location.bucket, Key=f"{self.location.prefix}used/{self.replica}.json", Body=body
                 ),
             )
@@ -607,7 +533,7 @@ class S3Store(Store):
             raise
 
     @contextlib.contextmanager
-    def lease(self, key: str) -> Iterator[None]:
+    def pin(self, key: str) -> Iterator[None]:
         self._pins[key] = self._pins.get(key, 0) + 1
         try:
             yield
@@ -618,67 +544,56 @@ class S3Store(Store):
 
     # Builds across replicas.
 
-    @contextlib.asynccontextmanager
-    async def build_lease(self, key: str) -> AsyncIterator[None]:
-        from relay.storage.leases import Lease
+    def _lease(self, name: str) -> Lease:
+        return Lease(self.bucket, name, self.lease_seconds, self.replica)
 
-        lease = Lease(self, f"build-{key}", self.lease_seconds)
+    @contextlib.asynccontextmanager
+    async def build_claim(self, key: str) -> AsyncIterator[StoredExport | None]:
+        lease = self._lease(f"build-{key}")
         while not await lease.acquire():
             # Another replica builds it: wait for its manifest, or for its lease to expire (it died).
             if await self._manifest_exists(key):
                 await self.refresh()
-                if key in self._exports:
-                    yield
+                appeared = self.exports().get(key)
+                if appeared is not None:
+                    yield appeared
                     return
             await asyncio.sleep(self.poll_seconds)
-        renewing = asyncio.ensure_future(self._keep_renewed(lease))
+        renewing = asyncio.ensure_future(lease.keep_renewed())
         try:
             # Built and published by another replica just before this one took the lease?
             if await self._manifest_exists(key):
                 await self.refresh()
-            yield
+            yield self.exports().get(key)
         finally:
             renewing.cancel()
             await asyncio.gather(renewing, return_exceptions=True)
             await lease.release()
 
-    async def _keep_renewed(self, lease: Any) -> None:
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            try:
-                if not await lease.renew():
-                    return
-            except StoreUnavailable:
-                pass  # the next renewal retries; a long outage lets another replica take over
-
     async def _manifest_exists(self, key: str) -> bool:
-        try:
-            await self._call(
-                "checking a manifest",
-                self._client.head_object(Bucket=self.location.bucket, Key=self._manifest_key(key)),
-            )
-        except ClientError as e:
-            if _missing(e):
-                return False
-            raise StoreUnavailable(f"checking the manifest of {key}: {e}") from None
-        return True
+        head = await self.bucket.head_or_none(self._manifest_key(key), f"checking the manifest of {key}")
+        return head is not None
 
     # Publishing.
 
     def staging_dir(self) -> Path:
         return Path(tempfile.mkdtemp(prefix="relay-staging-"))
 
+    async def check(self) -> None:
+        await self.connect()
+        await self.close()
+
+    async def publish_copy(self, directory: Path, export: Export) -> int:
+        await self.connect()
+        try:
+            return await self.upload(directory, export)
+        finally:
+            await self.close()
+
     async def _put_once(self, object_key: str, body: bytes, where: str) -> bool:
         """Write `body` unless the name exists; True if written, False if it held the same bytes."""
-        try:
-            await self._call(
-                f"writing {where}",
-                self._client.put_object(Bucket=self.location.bucket, Key=object_key, Body=body, IfNoneMatch="*"),
-            )
+        if await self.bucket.put_if_absent(object_key, body, f"writing {where}") is not None:
             return True
-        except ClientError as e:
-            if not _precondition_failed(e):
-                raise StoreUnavailable(f"writing {where}: {e}") from None
         # Someone wrote it first (a second CI job, a replica building the same commit): fine if the
         # bytes are the same, which the contract promises for one commit.
         existing = await self._read_or_none(object_key)
@@ -714,11 +629,9 @@ class S3Store(Store):
             if existing != manifest:
                 raise PublishConflict(self._conflict(self._manifest_key(export.key), str(directory / MANIFEST)))
             return 0
-        from relay.storage.leases import Lease
-
-        lease = Lease(self, f"publish-{self.replica}-{secrets.token_hex(4)}", self.lease_seconds)
+        lease = self._lease(f"publish-{self.replica}-{secrets.token_hex(4)}")
         await lease.acquire()
-        renewing = asyncio.ensure_future(self._keep_renewed(lease))
+        renewing = asyncio.ensure_future(lease.keep_renewed())
         try:
             await self._wait_for_eviction_round()
             written = await self._upload_files(directory, export)
@@ -731,7 +644,7 @@ class S3Store(Store):
             await lease.release()
         # A manifest published again after an eviction: its evicted copy no longer keeps its files.
         with contextlib.suppress(ClientError, StoreUnavailable):
-            await self._call("clearing an eviction", self._client.delete_object(
+            await self.bucket.call("clearing an eviction", self.bucket.client.delete_object(
                 Bucket=self.location.bucket, Key=self._evicted_key(export.key)))
         return written + int(wrote_manifest)
 
@@ -754,17 +667,11 @@ class S3Store(Store):
                     # Another size under this content's name (a damaged object): replaced.
                     logger.warning("%s%s: %d bytes, not %d: writing it again", self.location, object_key,
                                    self._objects[sha256], size)
-                    await self._call(f"writing {filename}", self._client.put_object(
+                    await self.bucket.call(f"writing {filename}", self.bucket.client.put_object(
                         Bucket=self.location.bucket, Key=object_key, Body=body))
                     return True
-                try:
-                    await self._call(f"writing {filename}", self._client.put_object(
-                        Bucket=self.location.bucket, Key=object_key, Body=body, IfNoneMatch="*"))
-                except ClientError as e:
-                    if _precondition_failed(e):
-                        return False  # written meanwhile by another publish: the same content
-                    raise StoreUnavailable(f"writing {filename}: {e}") from None
-                return True
+                # None: written meanwhile by another publish, the same content.
+                return await self.bucket.put_if_absent(object_key, body, f"writing {filename}") is not None
 
         unique = {sha256: (filename, size) for filename, (sha256, size) in sorted(export.files.items())}
         written = await asyncio.gather(*(one(f, sha256, size) for sha256, (f, size) in unique.items()))
@@ -775,9 +682,7 @@ class S3Store(Store):
     async def _wait_for_eviction_round(self) -> None:
         """Return once no evictor holds its lease (or it expired): called with a publish lease held,
         so an evictor that starts removing files later sees the publish and leaves them."""
-        from relay.storage.leases import Lease
-
-        evictor = Lease(self, "evictor", self.lease_seconds)
+        evictor = self._lease("evictor")
         for _ in range(int(PUBLISH_WAIT_LEASES * self.lease_seconds / self.poll_seconds) + 1):
             holder = await evictor.holder()
             if holder is None or holder[1] <= time.time():
@@ -789,16 +694,8 @@ class S3Store(Store):
         )
 
     async def _read_or_none(self, object_key: str) -> bytes | None:
-        try:
-            response = await self._call(
-                f"reading {object_key}", self._client.get_object(Bucket=self.location.bucket, Key=object_key)
-            )
-        except ClientError as e:
-            if _missing(e):
-                return None
-            raise StoreUnavailable(f"reading {object_key}: {e}") from None
-        async with response["Body"] as body:
-            return bytes(await body.read())
+        found = await self.bucket.get_or_none(object_key, f"reading {object_key}")
+        return None if found is None else found[0]
 
     def _conflict(self, object_key: str, where: str) -> str:
         return (
@@ -820,11 +717,11 @@ class S3Store(Store):
             if forget_before is not None and item["LastModified"].timestamp() < forget_before:
                 # Every time in it is older still: it can no longer keep any export.
                 with contextlib.suppress(ClientError):
-                    await self._call("removing an old last-use record", self._client.delete_object(
+                    await self.bucket.call("removing an old last-use record", self.bucket.client.delete_object(
                         Bucket=self.location.bucket, Key=item["Key"]))
                 continue
             try:
-                response = await self._call("reading last use", self._client.get_object(Bucket=self.location.bucket, Key=item["Key"]))
+                response = await self.bucket.call("reading last use", self.bucket.client.get_object(Bucket=self.location.bucket, Key=item["Key"]))
                 async with response["Body"] as body:
                     record = json.loads(await body.read())
             except (ClientError, ValueError):
@@ -840,10 +737,8 @@ class S3Store(Store):
         return merged
 
     async def evict(self, policy: EvictionPolicy, now: float | None = None) -> list[str]:
-        from relay.storage.leases import Lease  # one evictor at a time, across replicas
-
         now = time.time() if now is None else now
-        lease = Lease(self, "evictor", self.lease_seconds)
+        lease = self._lease("evictor")  # one evictor at a time, across replicas
         if not await lease.acquire():
             return []
         try:
@@ -859,9 +754,9 @@ class S3Store(Store):
                 # one step, and its copy keeps its files for the grace period.
                 body = await self._read_or_none(self._manifest_key(key))
                 if body is not None:
-                    await self._call("marking an eviction", self._client.put_object(
+                    await self.bucket.call("marking an eviction", self.bucket.client.put_object(
                         Bucket=self.location.bucket, Key=self._evicted_key(key), Body=body))
-                await self._call("removing a manifest", self._client.delete_object(
+                await self.bucket.call("removing a manifest", self.bucket.client.delete_object(
                     Bucket=self.location.bucket, Key=self._manifest_key(key)))
                 logger.info("evicted export %s (its files go in %.0f s unless another export lists them)",
                             key, self.grace_seconds)
@@ -874,18 +769,15 @@ class S3Store(Store):
 
     async def _publishing(self) -> list[str]:
         """The publishes under way: live publish leases (an expired one is a publisher that died)."""
-        from relay.storage.leases import Lease
-
-        prefix = f"{self.location.prefix}leases/publish-"
         live = []
-        async for item in self._list(prefix):
-            name = item["Key"][len(f"{self.location.prefix}leases/"):]
-            holder = await Lease(self, name, self.lease_seconds).holder()
+        async for item in self._list(self.bucket.key(f"{LEASES}publish-")):
+            name = item["Key"][len(self.bucket.key(LEASES)):]
+            holder = await self._lease(name).holder()
             if holder is not None and holder[1] > time.time():
                 live.append(holder[0])
         return live
 
-    async def _may_remove_files(self, lease: Any) -> bool:
+    async def _may_remove_files(self, lease: Lease) -> bool:
         """Whether the evictor may remove files now: it still holds its lease (renewed now, so a
         publish that looks sees it) and then no publish is under way (one that started since looks
         at the lease, sees it held, and waits)."""
@@ -898,7 +790,7 @@ class S3Store(Store):
             return False
         return True
 
-    async def _remove_unlisted_files(self, lease: Any, now: float, fresh: list[str]) -> None:
+    async def _remove_unlisted_files(self, lease: Lease, now: float, fresh: list[str]) -> None:
         """Remove the file objects no manifest lists, nor an evicted one younger than the grace
         period; each with a conditional delete (an object written again since the listing stays)."""
         if not await self._may_remove_files(lease):
@@ -940,18 +832,13 @@ class S3Store(Store):
             if not await self._may_remove_files(lease):
                 break
             for object_key, etag in doomed[start:start + DELETES_PER_CHECK]:
-                try:
-                    await self._call("removing a file", self._client.delete_object(
-                        Bucket=self.location.bucket, Key=object_key, IfMatch=etag))
-                    removed += 1
-                except ClientError as e:
-                    if not (_precondition_failed(e) or _missing(e)):
-                        raise StoreUnavailable(f"removing {object_key}: {e}") from None
+                # False: written again since the listing, or gone already.
+                removed += await self.bucket.delete_if_match(object_key, etag, f"removing {object_key}")
         if removed:
             logger.info("removed %d file(s) no export lists", removed)
         for object_key in expired_marks:
             with contextlib.suppress(ClientError):
-                await self._call("clearing an eviction", self._client.delete_object(
+                await self.bucket.call("clearing an eviction", self.bucket.client.delete_object(
                     Bucket=self.location.bucket, Key=object_key))
 
     async def _names_in(self, object_key: str) -> set[str] | None:

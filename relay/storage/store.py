@@ -1,4 +1,4 @@
-"""Where exports live: the Store interface and the on-disk default (listing, files, leases, eviction)."""
+"""Where exports live: the Store interface and the on-disk default (listing, files, pins, eviction)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ logger = logging.getLogger("relay.store")
 # Names the relay creates in the store root; like every dot-name, readers ignore them.
 STAGING_PREFIX = ".relay-tmp-"
 EVICTING_PREFIX = ".relay-evict-"
-# A lock file per key leased, shared by every process serving the store (there while leased).
-LEASE_PREFIX = ".relay-lease-"
+# A lock file per key pinned, shared by every process serving the store (there while pinned). Its
+# name is older than the word "pin": relays of earlier versions on the same directory see it too.
+PIN_PREFIX = ".relay-lease-"
 # A lock file per commit being built, so that one process of all those serving the store builds it.
 BUILD_LOCK_PREFIX = ".relay-build-"
 # Staging left behind by a crashed relay is removed after this long.
@@ -156,6 +157,16 @@ class Store(ABC):
         """Where the store is, for log lines and messages."""
         return type(self).__name__
 
+    @property
+    def identity(self) -> str:
+        """The same string for the same store on every start (its directory, its bucket and prefix):
+        what a relay's default work directory is named after."""
+        return self.description
+
+    async def check(self) -> None:
+        """Check once that the store works (credentials, bucket, conditional writes), then let go:
+        raise StoreConfigError saying what to fix. Nothing runs in the background afterwards."""
+
     async def start(self) -> None:
         """Connect and check the store is usable; raise StoreConfigError saying what to fix."""
 
@@ -192,22 +203,46 @@ class Store(ABC):
         """Record that the export was used now (cheap: stores batch what they write)."""
 
     @abstractmethod
-    def lease(self, key: str) -> contextlib.AbstractContextManager[None]:
-        """While held, this process does not evict the export (it is being served or built)."""
+    def pin(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """While held, the export is not evicted (it is being served or built)."""
 
     @abstractmethod
-    def build_lease(self, key: str) -> AsyncContextManager[None]:
-        """Enter when this process may build `key`: it holds the build lease (one builder across
-        processes and replicas), or the export has appeared meanwhile (check `exports()` inside)."""
+    def build_claim(self, key: str) -> AsyncContextManager[StoredExport | None]:
+        """Enter when this process may build `key`: one builder across processes and replicas.
+        Entered with the export if it appeared meanwhile (pushed, or built by the claim's previous
+        holder): then there is nothing to build."""
 
     @abstractmethod
     def staging_dir(self) -> Path:
         """A fresh local directory where a new export can be written before it is published."""
 
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A fresh local directory for a new export, written there and then published; removed
+        (with whatever is left in it) on the way out."""
+        path = self.staging_dir()
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
     @abstractmethod
     async def publish(self, directory: Path) -> StoredExport:
         """Validate a complete local export directory and add it to the store so that it appears
         whole or not at all. The same export published twice is kept once."""
+
+    async def publish_copy(self, directory: Path, export: Export) -> int:
+        """Publish a copy of an export directory that stays where it is (`relay publish`), its
+        manifest read and its files checked already; returns how many objects were written (0: the
+        export was there already)."""
+        if await self.find(export.key) is not None:
+            return 0
+        # A copy in the store's staging, published from there: the store never shows half an export.
+        with self.staging() as staging:
+            copy = staging / export.key
+            await asyncio.get_running_loop().run_in_executor(None, shutil.copytree, directory, copy)
+            await self.publish(copy)
+        return len(export.filenames) + 1
 
     @abstractmethod
     async def evict(self, policy: EvictionPolicy, now: float | None = None) -> list[str]:
@@ -258,8 +293,8 @@ class DiskStore(Store):
         self._scanned_at = float("-inf")
         self._last_used: dict[str, float] = {}
         self._touched_at: dict[str, float] = {}
-        self._leases: dict[str, int] = {}
-        self._lease_files: dict[str, int | None] = {}
+        self._pins: dict[str, int] = {}
+        self._pin_files: dict[str, int | None] = {}
         # (key, filename) -> the file's stamp when its sha256 was last found right.
         self._digests_checked: dict[tuple[str, str], tuple[int, ...]] = {}
 
@@ -542,7 +577,7 @@ class DiskStore(Store):
             self._digests_checked.clear()
         self._digests_checked[memo] = stamp
 
-    # Use, leases and eviction.
+    # Use, pins and eviction.
 
     def touch(self, key: str) -> None:
         now = time.time()
@@ -560,39 +595,39 @@ class DiskStore(Store):
         return max(on_disk, self._last_used.get(key, 0.0))
 
     @contextlib.contextmanager
-    def lease(self, key: str) -> Iterator[None]:
+    def pin(self, key: str) -> Iterator[None]:
         with self._lock:
-            count = self._leases.get(key, 0)
+            count = self._pins.get(key, 0)
             if not count:
-                # Other processes serving this store (`--workers N`) see the lease too: a shared
-                # lock on a file of the key, held while this process has any lease on it.
-                self._lease_files[key] = self._lock_lease_file(key, fcntl.LOCK_SH)
-            self._leases[key] = count + 1
+                # Other processes serving this store (`--workers N`) see the pin too: a shared
+                # lock on a file of the key, held while this process has any pin on it.
+                self._pin_files[key] = self._lock_pin_file(key, fcntl.LOCK_SH)
+            self._pins[key] = count + 1
         try:
             yield
         finally:
             with self._lock:
-                self._leases[key] -= 1
-                if not self._leases[key]:
-                    del self._leases[key]
-                    fd = self._lease_files.pop(key, None)
+                self._pins[key] -= 1
+                if not self._pins[key]:
+                    del self._pins[key]
+                    fd = self._pin_files.pop(key, None)
                     if fd is not None:
-                        self._unlock_lease_file(key, fd)
+                        self._unlock_pin_file(key, fd)
 
-    def leased(self, key: str) -> bool:
-        return key in self._leases
+    def pinned(self, key: str) -> bool:
+        return key in self._pins
 
-    def _lock_lease_file(self, key: str, operation: int) -> int | None:
+    def _lock_pin_file(self, key: str, operation: int) -> int | None:
         """A lock on `.relay-lease-<key>` (taken without waiting), or None if another holds it."""
-        path = self.root / (LEASE_PREFIX + key)
+        path = self.root / (PIN_PREFIX + key)
         for _ in range(3):
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             except OSError as e:
                 if is_resource_error(e):
-                    resources.report("locking lease files", e)
+                    resources.report("locking pin files", e)
                 else:
-                    logger.warning("cannot lock the lease file of %s: %s", key, e.strerror)
+                    logger.warning("cannot lock the pin file of %s: %s", key, e.strerror)
                 return None
             try:
                 fcntl.flock(fd, operation | fcntl.LOCK_NB)
@@ -602,7 +637,7 @@ class DiskStore(Store):
                     return fd
             except OSError as e:
                 if e.errno not in (errno.ENOENT, errno.EWOULDBLOCK):
-                    logger.warning("cannot lock the lease file of %s: %s", key, e.strerror)
+                    logger.warning("cannot lock the pin file of %s: %s", key, e.strerror)
                 os.close(fd)
                 if e.errno != errno.ENOENT:
                     return None
@@ -610,19 +645,19 @@ class DiskStore(Store):
             os.close(fd)
         return None
 
-    def _unlock_lease_file(self, key: str, fd: int, remove: bool = False) -> None:
-        """Let go of a lease file; the last holder (or the evictor) removes it."""
+    def _unlock_pin_file(self, key: str, fd: int, remove: bool = False) -> None:
+        """Let go of a pin file; the last holder (or the evictor) removes it."""
         try:
             if not remove:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.unlink(self.root / (LEASE_PREFIX + key))
+            os.unlink(self.root / (PIN_PREFIX + key))
         except OSError:
             pass  # another process still holds it
         finally:
             os.close(fd)
 
     @contextlib.asynccontextmanager
-    async def build_lease(self, key: str) -> AsyncIterator[None]:
+    async def build_claim(self, key: str) -> AsyncIterator[StoredExport | None]:
         # A file lock beside the exports: every worker process of every relay on this directory
         # agrees. Taken off the event loop; the kernel drops it when a process dies.
         path = self.root / f"{BUILD_LOCK_PREFIX}{key}.lock"
@@ -635,7 +670,7 @@ class DiskStore(Store):
             raise
         try:
             self.rescan()
-            yield
+            yield self.exports().get(key)
         finally:
             # Unlinked while still held: a process already waiting on this file re-checks the
             # store once it gets the lock, and later requests find the export there first.
@@ -710,18 +745,18 @@ class DiskStore(Store):
         self._remove_stale_staging(now)
         exports = self.exports()
         used = {key: self.last_used(key) for key in exports}
-        # Another process's lease on an export shows when its removal is tried (_remove refuses).
-        evicted = [key for key in to_evict(exports, used, policy, now, self.leased) if self._remove(key)]
+        # Another process's pin on an export shows when its removal is tried (_remove refuses).
+        evicted = [key for key in to_evict(exports, used, policy, now, self.pinned) if self._remove(key)]
         if evicted:
             self.rescan()
         return evicted
 
     def _remove(self, key: str) -> bool:
         with self._lock:
-            if self.leased(key):
+            if self.pinned(key):
                 return False
-            # An exclusive lock fails while another process holds a lease on the key.
-            fd = self._lock_lease_file(key, fcntl.LOCK_EX)
+            # An exclusive lock fails while another process holds a pin on the key.
+            fd = self._lock_pin_file(key, fcntl.LOCK_EX)
             if fd is None:
                 return False
             try:
@@ -733,7 +768,7 @@ class DiskStore(Store):
                     logger.warning("cannot evict export %s: %s", key, e.strerror)
                     return False
             finally:
-                self._unlock_lease_file(key, fd, remove=True)
+                self._unlock_pin_file(key, fd, remove=True)
         shutil.rmtree(doomed, ignore_errors=True)
         self._last_used.pop(key, None)
         self._touched_at.pop(key, None)

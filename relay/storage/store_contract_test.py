@@ -177,14 +177,14 @@ async def test_a_publish_is_seen_by_another_store(backend: Backend, tmp_path: Pa
         await other.close()
 
 
-async def test_eviction_by_age_spares_leased_exports(backend: Backend, tmp_path: Path) -> None:
+async def test_eviction_by_age_spares_pinned_exports(backend: Backend, tmp_path: Path) -> None:
     store = backend.store
     a, a_dir = _export(tmp_path, 1)
     b, b_dir = _export(tmp_path, 2)
     await store.publish(a_dir)
     await store.publish(b_dir)
     later = time.time() + 40 * DAY
-    with store.lease(a.key):
+    with store.pin(a.key):
         assert await store.evict(EvictionPolicy(max_age_seconds=30 * DAY), now=later) == [b.key]
     assert list(store.exports()) == [a.key]
     with pytest.raises(NotListed):

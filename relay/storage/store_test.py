@@ -144,7 +144,7 @@ def test_eviction_by_age_and_size(store_dir: Path) -> None:
     assert store.evict_now(EvictionPolicy(max_age_seconds=30 * 86400), now=now) == [exports[0].key]
     assert not (store_dir / exports[0].key).exists()
     cap = sum(store.exports()[e.key].size for e in (exports[1], exports[3]))
-    with store.lease(exports[1].key):
+    with store.pin(exports[1].key):
         # The oldest (exports[1]) is in use: the size cap takes the next oldest instead.
         evicted = store.evict_now(EvictionPolicy(max_age_seconds=None, max_size_bytes=cap), now=now)
     assert evicted == [exports[2].key]
@@ -282,20 +282,20 @@ def test_large_manifests_are_parsed_off_the_calling_thread(store_dir: Path, monk
         store.close_parser()
 
 
-def test_a_lease_held_by_another_process_keeps_the_export(store_dir: Path) -> None:
+def test_a_pin_held_by_another_process_keeps_the_export(store_dir: Path) -> None:
     import subprocess
     import sys
 
     import relay
 
-    leased = write_export(store_dir, fake_sha(1), 1)
+    pinned = write_export(store_dir, fake_sha(1), 1)
     free = write_export(store_dir, fake_sha(2), 2)
     # Another worker of `relay serve --workers N`: its own process and DiskStore over the same store.
     holder = subprocess.Popen(
         [sys.executable, "-c", (
             "import sys; from pathlib import Path; from relay.storage.store import DiskStore\n"
             f"store = DiskStore(Path({str(store_dir)!r}))\n"
-            f"with store.lease({leased.key!r}):\n"
+            f"with store.pin({pinned.key!r}):\n"
             "    print('held', flush=True); sys.stdin.read()\n"
         )],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -305,8 +305,8 @@ def test_a_lease_held_by_another_process_keeps_the_export(store_dir: Path) -> No
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         store = DiskStore(store_dir, scan_interval=0)
         assert store.evict_now(EvictionPolicy(max_age_seconds=0), now=time.time() + 10) == [free.key]
-        assert list(store.exports()) == [leased.key]
+        assert list(store.exports()) == [pinned.key]
     finally:
         holder.communicate("", timeout=30)
-    assert store.evict_now(EvictionPolicy(max_age_seconds=0), now=time.time() + 10) == [leased.key]
+    assert store.evict_now(EvictionPolicy(max_age_seconds=0), now=time.time() + 10) == [pinned.key]
     assert [p.name for p in store_dir.iterdir()] == []

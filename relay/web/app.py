@@ -480,7 +480,7 @@ async def _send_file(
             if url is not None:
                 # Not cached anywhere: the URL expires; the file under it never changes.
                 raise web.HTTPFound(url, headers={"Cache-Control": "no-store", "ETag": headers["ETag"]})
-        with store.lease(key):
+        with store.pin(key):
             if cache.fits(size):
                 raw = await store.read(key, filename)
                 body = await loop.run_in_executor(None, cache.check, raw, sha256, where)
