@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -180,3 +181,18 @@ def test_several_workers_share_the_port_and_stop_together(store_dir: Path, chain
         assert server.stop() == 0
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the relay"
+
+
+def test_a_worker_that_dies_stops_the_relay_with_an_error(store_dir: Path, chain: list[Export]) -> None:
+    """So that systemd (Restart=on-failure) or Kubernetes starts the relay again whole."""
+    server = Relay(store_dir, "--workers", "2")
+    try:
+        (worker,) = subprocess.run(
+            ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        os.kill(int(worker), signal.SIGKILL)
+        assert server.process.wait(30) == 1
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert f"worker process {worker} was killed by SIGKILL: stopping the relay" in log

@@ -1,40 +1,17 @@
-"""The command line, `export-dists-relay`: serve, passwd, token, check, publish, verify."""
+"""The command line's words: every command and option of `export-dists-relay`, with its help."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import getpass
-import logging
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, TypeVar
 
-from relay.web.app import LOG_FORMAT, AccessLogger, Settings, create_app
-from relay.auth.credentials import AuthFileError, Authenticator, add_entry, new_token, password_entry
-from relay.web.forwarded import PROXY_HEADERS, ProxySettings, PublicURLError, may_carry_credentials, parse_public_url, parse_trusted_proxies
 from relay import build_systems
-from relay.build_systems import BuildSystemError
-from relay.building.builders import COLD_EXPORT_COMMAND, WARM_EXPORT_COMMAND, ExportCommand, WarmLimits
-from relay.web.server import ConnectionLimits, default_max_connections, serve
-from relay.git import Git
-from relay.web.install_lines import PUBLIC_INDEX
-from relay.tools.interpreters import NoSuitablePython, choose_python
-from relay.building.materialize import Limits, Materializer, WorkDirInUse, claim_work_dir
-from relay.index.refs import TIP_WAIT_SECONDS, Refs
-from relay.contract import ContractError
-from relay.storage.store import EvictionPolicy, PublishConflict, Store, StoreConfigError, StoreUnavailable
-from relay.storage.factory import check_store, open_store, publish_export
-from relay.tools.verify import INSTALLERS, VerifyError, export_source, format_outcome, index_source, select, verify
-
-logger = logging.getLogger("relay")
+from relay.building.builders import COLD_EXPORT_COMMAND, WARM_EXPORT_COMMAND
+from relay.index.refs import TIP_WAIT_SECONDS
+from relay.tools.verify import INSTALLERS
+from relay.web.forwarded import PROXY_HEADERS
 
 # The command the wheel installs; help, examples and messages use it.
 PROG = "export-dists-relay"
@@ -254,7 +231,6 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                      help="(default: %(default)s)")
     net.add_argument("--no-access-log", action="store_true", help="no line per request")
-    serve.set_defaults(run=serve_command)
 
     passwd = commands.add_parser(
         "passwd", help="add or replace a user's password in an auth file",
@@ -265,7 +241,6 @@ def build_parser() -> argparse.ArgumentParser:
     passwd.add_argument("user", metavar="USER")
     passwd.add_argument("--password-stdin", action="store_true",
                         help="read the password from standard input instead of prompting")
-    passwd.set_defaults(run=passwd_command)
 
     token = commands.add_parser(
         "token", help="create an access token in an auth file",
@@ -275,7 +250,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("file", type=Path, metavar="FILE")
     token.add_argument("name", metavar="NAME")
-    token.set_defaults(run=token_command)
 
     check = commands.add_parser(
         "check", help="list the exports of a store and why any are skipped",
@@ -283,7 +257,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "with the reason. Exits 1 if any entry is skipped.",
     )
     check.add_argument("store", metavar="DIR|s3://BUCKET/PREFIX")
-    check.set_defaults(run=check_command)
 
     publish = commands.add_parser(
         "publish", help="upload an export directory to a store (for CI, after export-dists)",
@@ -299,7 +272,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("export_dir", type=Path, metavar="EXPORT_DIR")
     publish.add_argument("--store", required=True, metavar="DIR|s3://BUCKET/PREFIX")
-    publish.set_defaults(run=publish_command)
 
     verify = commands.add_parser(
         "verify", help="install each dist alone into a fresh venv and import it",
@@ -339,295 +311,4 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--installer", choices=INSTALLERS, default="auto",
                         help="auto: uv if there is one, else pip; uv; or pip (upgraded to >= 25.2 in a "
                              "tool venv, the bundled one if that fails) (default: %(default)s)")
-    verify.set_defaults(run=verify_command)
     return parser
-
-
-async def _export_command(git: Git, build_system: str, ref: str, *, warm: bool) -> ExportCommand:
-    if build_system == build_systems.AUTO:
-        build_system = await build_systems.detect(git, ref)
-    logger.info("building commits with %s", build_system)
-    return build_systems.export_command(build_system, warm=warm)
-
-
-def _git_repo(path: Path) -> Path:
-    result = subprocess.run(
-        ["git", "-C", str(path), "rev-parse", "--git-dir"], capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"{PROG}: --repo {path} is not a git repository: {result.stderr.strip()}")
-    return path.resolve()
-
-
-def serve_command(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level, format=LOG_FORMAT, stream=sys.stderr
-    )
-    # Every path option is made absolute now: builds run git and commands in other directories.
-    for option in ("repo", "work_dir", "auth_file"):
-        value = getattr(args, option)
-        if value is not None:
-            setattr(args, option, Path(os.path.abspath(value.expanduser())))
-    if "://" not in args.store:
-        args.store = os.path.abspath(os.path.expanduser(args.store))
-    try:
-        # Manifests over 1 MiB are parsed on a directory store's own thread: requests never wait.
-        store = open_store(args.store, lease_seconds=args.build_lease, background_parse_bytes=1 << 20)
-        asyncio.run(check_store(store))
-    except StoreConfigError as e:
-        raise SystemExit(f"{PROG}: {e}") from None
-    git = Git(_git_repo(args.repo)) if args.repo else None
-    materializer = None
-    if git is not None and not args.no_build:
-        limits = Limits(max_jobs=args.max_builds, timeout_seconds=args.build_timeout, max_queued=args.max_queued)
-        # A work directory per store (a directory, or a bucket and prefix), the same on every start,
-        # owned by one relay at a time (replicas on one host get one each).
-        try:
-            claim = claim_work_dir(args.work_dir, store.identity)
-        except WorkDirInUse as e:
-            raise SystemExit(f"{PROG}: {e}") from None
-        work_dir = claim.path
-        logger.info("work directory %s (worktrees, build logs, records of running builds)", work_dir)
-        warm = None
-        if args.builder == "warm":
-            warm = WarmLimits(max_builds=args.builder_max_builds, max_memory=args.builder_max_memory or 4 * 1024**3)
-        try:
-            command = ExportCommand(args.export_command) if args.export_command else asyncio.run(
-                _export_command(git, args.build_system, args.default_ref, warm=warm is not None)
-            )
-        except BuildSystemError as e:
-            raise SystemExit(f"relay: {e}") from None
-        materializer = Materializer(
-            git, store, command, limits, work_dir, warm=warm, build_unreachable=args.build_unreachable
-        )
-        # Before serving (and before forking workers): what a relay killed earlier left running.
-        materializer.clean_up()
-    follow = tuple(dict.fromkeys([args.default_ref, *args.follow])) if materializer else ()
-    refs = Refs(
-        store, git, materializer, refresh_interval=args.refresh_interval, follow=follow,
-        wait_for_tip=args.wait_for_tip, tip_wait=args.tip_wait,
-    )
-    auth = None
-    if args.auth_file:
-        try:
-            auth = Authenticator(args.auth_file)
-        except (OSError, AuthFileError) as e:
-            raise SystemExit(f"{PROG}: --auth-file {args.auth_file}: {e}") from None
-    try:
-        proxy = ProxySettings(
-            public_url=parse_public_url(args.public_url) if args.public_url else None,
-            trusted_proxies=parse_trusted_proxies(args.trusted_proxy),
-            headers=args.proxy_headers,
-        )
-    except PublicURLError as e:
-        raise SystemExit(f"{PROG}: {e}") from None
-    settings = Settings(
-        proxy=proxy,
-        default_ref=args.default_ref,
-        upstream=args.upstream,
-        namespaces=tuple(args.namespace),
-        branch_max_age=args.branch_max_age,
-        memory_cache_bytes=args.memory_cache or 0,
-        redirect_files=args.redirect_files,
-        policy=EvictionPolicy(
-            max_age_seconds=args.max_age_days * 86400 if args.max_age_days > 0 else None,
-            max_size_bytes=args.max_size,
-        ),
-    )
-    app = create_app(store, refs, settings, auth, materializer)
-    mode = "pull" if materializer else "push"
-    logger.info(
-        "serving %s on http://%s:%d/ (%s mode, default ref %s)",
-        store.description, args.host, args.port, mode, args.default_ref,
-    )
-    if args.upstream is None:
-        logger.warning(
-            "no --upstream: names that are not the monorepo's are a 404 here, so `pip install --index-url "
-            "<relay>/<ref>/simple/ NAME` fails on the first third-party requirement; the pages show the line that "
-            "works (with --extra-index-url %s); start with --upstream %s to make the relay the only index",
-            PUBLIC_INDEX, PUBLIC_INDEX,
-        )
-    if proxy.public_url is not None:
-        logger.info("public URL %s: every absolute URL the relay prints starts with it", proxy.public_url)
-    for line in proxy_notes(proxy, args.host, auth is not None):
-        logger.warning("%s", line)
-    connection_limits = ConnectionLimits(
-        idle_timeout=args.idle_timeout, max_connections=default_max_connections(args.max_connections)
-    )
-    # Several workers accept on one socket bound before they fork: the kernel spreads connections.
-    sock = _listen(args.host, args.port) if args.workers > 1 else None
-    children = _fork(args.workers - 1) if sock is not None else []
-    try:
-        serve(
-            app,
-            connection_limits,
-            host=None if sock else args.host,
-            port=None if sock else args.port,
-            sock=sock,
-            shutdown_timeout=args.shutdown_timeout,
-            access_log=None if args.no_access_log else logging.getLogger("relay.access"),
-            access_log_class=AccessLogger,
-            # Oversized request lines and headers get a 400 before any handler runs (aiohttp's
-            # defaults, said here).
-            max_line_size=8190,
-            max_field_size=8190,
-            # A client that gave up stops waiting for a build: the queue drops a build nobody waits for.
-            handler_cancellation=True,
-        )
-    finally:
-        _stop(children)
-    logger.info("stopped")
-    return 0
-
-
-def proxy_notes(proxy: ProxySettings, host: str, auth: bool) -> list[str]:
-    """Warnings for the operator at start-up: where credentials would cross the network in clear text."""
-    notes = []
-    if auth and proxy.public_url is not None and not may_carry_credentials(proxy.public_url):
-        notes.append(
-            f"--auth-file with --public-url {proxy.public_url}: credentials cross the network in clear "
-            "text; put a TLS proxy in front and give its https:// URL"
-        )
-    elif auth and proxy.public_url is None and not proxy.trusted_proxies and host not in ("127.0.0.1", "::1", "localhost"):
-        notes.append(
-            f"--auth-file on {host} without --trusted-proxy or --public-url: unless clients come through a "
-            "TLS proxy, credentials cross the network in clear text; name the proxy with --trusted-proxy "
-            "(pages then print its https:// URLs) or give --public-url"
-        )
-    return notes
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.set_inheritable(True)
-    return sock
-
-
-def _fork(count: int) -> list[int]:
-    """Fork `count` worker processes; in a worker, returns no children (it serves and exits)."""
-    children: list[int] = []
-    for _ in range(count):
-        pid = os.fork()
-        if pid == 0:
-            return []
-        children.append(pid)
-    return children
-
-
-def _stop(children: list[int]) -> None:
-    """A worker's parent stops its workers the way it was stopped: gracefully, then waits."""
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    for pid in children:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-
-
-def passwd_command(args: argparse.Namespace) -> int:
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = getpass.getpass(f"password for {args.user}: ")
-        if getpass.getpass("again: ") != password:
-            print(f"{PROG}: the passwords differ; nothing changed", file=sys.stderr)
-            return 1
-    if not password:
-        print(f"{PROG}: an empty password is refused", file=sys.stderr)
-        return 1
-    try:
-        add_entry(args.file, password_entry(args.user, password))
-    except AuthFileError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
-        return 1
-    print(f"{args.user}: password stored in {args.file}")
-    return 0
-
-
-def token_command(args: argparse.Namespace) -> int:
-    try:
-        token, entry = new_token(args.name)
-    except AuthFileError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
-        return 1
-    add_entry(args.file, entry)
-    print(token)
-    print(f"(token for {args.name} stored in {args.file} as a hash; it is shown only now)", file=sys.stderr)
-    return 0
-
-
-def check_command(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.ERROR)
-    try:
-        store = open_store(args.store, create=False)
-        asyncio.run(_list_once(store))
-    except (StoreConfigError, StoreUnavailable) as e:
-        print(f"{PROG} check: {e}", file=sys.stderr)
-        return 2
-    for key, stored in sorted(store.exports().items()):
-        export = stored.export
-        print(
-            f"ok    {key}  {export.version}  {len(export.dists)} dists  {stored.size} bytes  "
-            f"branches={','.join(export.branches)}"
-        )
-    for name, problem in sorted(store.problems.items()):
-        print(f"skip  {name or args.store}: {textwrap.shorten(problem, 300)}")
-    return 1 if store.problems else 0
-
-
-async def _list_once(store: Store) -> None:
-    await store.start()
-    await store.close()
-
-
-def publish_command(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT, stream=sys.stderr)
-    try:
-        store = open_store(args.store)
-        key, written = asyncio.run(publish_export(store, args.export_dir))
-    except (StoreConfigError, StoreUnavailable, ContractError, PublishConflict) as e:
-        print(f"{PROG} publish: {e}", file=sys.stderr)
-        return 1
-    already = " (already there: nothing new)" if written == 0 else ""
-    print(f"published {key} to {store.description}: {written} objects written{already}")
-    return 0
-
-
-def verify_command(args: argparse.Namespace) -> int:
-    pip_args = [a for url in args.extra_index_url for a in ("--extra-index-url", url)]
-    try:
-        if args.index_url:
-            source = index_source(args.index_url, pip_args, timeout=args.timeout)
-        else:
-            source = export_source(args.export_dir, pip_args)
-        source = select(source, args.dists)
-        python = args.python or choose_python(t.requires_python for t in source.targets)
-    except (VerifyError, NoSuitablePython) as e:
-        print(f"{PROG} verify: {e}", file=sys.stderr)
-        return 2
-    print(f"verifying {len(source.targets)} dists of the {source.description} with {python}, "
-          f"{args.jobs} at a time", flush=True)
-    try:
-        outcomes = verify(
-            source, python=python, jobs=args.jobs, timeout=args.timeout, installer=args.installer,
-            report=lambda outcome: print(format_outcome(outcome), flush=True),
-            announce=lambda installer: print(f"installing with {installer.description}", flush=True),
-        )
-    except VerifyError as e:
-        print(f"{PROG} verify: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("relay verify: interrupted (every process it started has ended)", file=sys.stderr)
-        return 130
-    failed = [o for o in outcomes if not o.ok]
-    print(f"{len(outcomes) - len(failed)} ok, {len(failed)} failed")
-    return 1 if failed else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.run(args))
