@@ -23,7 +23,7 @@ from relay_testing.exports import fake_sha, write_export  # noqa: E402
 QUEUE_LOG_LAUNCHER = """\
 import logging, logging.handlers, queue, sys
 from relay import cli
-from relay.web.app import LOG_FORMAT
+from relay.web.access_log import LOG_FORMAT
 
 # relay serve with logging's standard way off the hot path: every record (access lines included) goes
 # through a QueueHandler; a QueueListener thread formats and writes them.

@@ -14,7 +14,8 @@ import pytest
 import pytest_asyncio  # pants: no-infer-dep (installed with pytest-aiohttp, the [pytest] tool)
 from aiohttp.test_utils import TestClient
 
-from relay.web.app import Settings, create_app
+from relay.web.app import create_app
+from relay.web.keys import Settings
 from relay.auth.credentials import Authenticator
 from relay.contract import Export
 from relay.building.materialize import Materializer

@@ -10,7 +10,8 @@ from typing import Any, AsyncIterator, Callable
 import pytest
 import pytest_asyncio  # pants: no-infer-dep (installed with pytest-aiohttp, the [pytest] tool)
 
-from relay.web.app import Settings, create_app
+from relay.web.app import create_app
+from relay.web.keys import Settings
 from relay.conftest import s3_client
 from relay.storage.leases import Lease
 from relay.building.materialize import Limits, Materializer

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.web.app import Settings
+from relay.web.keys import Settings
 from relay.auth.credentials import (
     FAILURES_PER_CLIENT,
     MAX_PENDING_CHECKS,

@@ -13,7 +13,7 @@ from urllib.parse import urljoin
 import pytest
 from aiohttp.test_utils import TestClient
 
-from relay.web.app import Settings
+from relay.web.keys import Settings
 from relay.conftest import MakeClient
 from relay.building.builders import WarmBuilder, WarmLimits
 from relay.building.materialize import ExportCommand, Limits, Materializer

@@ -16,7 +16,7 @@ from relay.storage.factory import open_store, publish_export
 from relay.storage.store import PublishConflict, Store, StoreConfigError, StoreUnavailable
 from relay.tools.interpreters import NoSuitablePython, choose_python
 from relay.tools.verify import VerifyError, export_source, format_outcome, index_source, select, verify
-from relay.web.app import LOG_FORMAT
+from relay.web.access_log import LOG_FORMAT
 
 
 def passwd_command(args: argparse.Namespace) -> int:

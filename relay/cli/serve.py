@@ -21,7 +21,9 @@ from relay.git import Git
 from relay.index.refs import Refs
 from relay.storage.factory import check_store, open_store
 from relay.storage.store import EvictionPolicy, StoreConfigError
-from relay.web.app import LOG_FORMAT, AccessLogger, Settings, create_app
+from relay.web.access_log import LOG_FORMAT, AccessLogger
+from relay.web.app import create_app
+from relay.web.keys import Settings
 from relay.web.forwarded import ProxySettings, PublicURLError, may_carry_credentials, parse_public_url, parse_trusted_proxies
 from relay.web.install_lines import PUBLIC_INDEX
 from relay.web.server import ConnectionLimits, default_max_connections, serve

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.web.app import Settings
+from relay.web.keys import Settings
 from relay.conftest import MakeClient
 from relay.building.materialize_test import git
 from relay.index import refs as refs_module

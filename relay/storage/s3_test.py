@@ -15,7 +15,8 @@ import pytest
 from aiohttp import web
 
 from relay import cli
-from relay.web.app import Settings, create_app
+from relay.web.app import create_app
+from relay.web.keys import Settings
 from relay.contract import MANIFEST
 from relay.storage.s3 import S3Location, S3Store
 from relay_testing.seaweedfs import SeaweedFS

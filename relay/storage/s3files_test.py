@@ -13,7 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from relay.web.app import Settings, create_app
+from relay.web.app import create_app
+from relay.web.keys import Settings
 from relay.conftest import s3_client
 from relay.contract import Export
 from relay.replicas_test import stores  # noqa: F401 (fixture)

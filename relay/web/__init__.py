@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from relay.web.app import LOG_FORMAT, AccessLogger, Settings, create_app
+from relay.web.access_log import LOG_FORMAT, AccessLogger
+from relay.web.app import create_app
+from relay.web.keys import Settings
 from relay.web.server import ConnectionLimits, default_max_connections, serve
 
 __all__ = [

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pypi_simple import ProjectPage as ParsedProjectPage
 
-from relay.web.app import Settings
+from relay.web.keys import Settings
 from relay.conftest import MakeClient
 from relay.contract import Export
 from relay.index.render import V1_HTML, V1_JSON

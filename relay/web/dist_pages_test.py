@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from relay.index import render
-from relay.web.app import Settings
+from relay.web.keys import Settings
 from relay.conftest import NS, MakeClient, Story, story_git
 from relay.git import Git
 from relay.web.install_lines import PUBLIC_INDEX
@@ -259,7 +259,7 @@ async def test_rendered_pages_are_kept_only_while_what_they_show_holds(
     import os
 
     from relay.web import page_render
-    from relay.web.app import CONTENTS, REFS
+    from relay.web.keys import CONTENTS, REFS
 
     client = await _git_client(make_client, story)
     tip = story.exports[0]

@@ -161,7 +161,7 @@ def test_credentials_go_into_urls_only_over_tls_or_to_this_machine() -> None:
 def test_the_access_log_names_the_real_client(caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    from relay.web.app import AccessLogger
+    from relay.web.access_log import AccessLogger
 
     request = _request({"X-Forwarded-For": "203.0.113.7"}, TRUST_NGINX)
     logger = logging.getLogger("relay.access.test")
@@ -186,7 +186,7 @@ def line(page: str, id: str) -> str:
 async def test_copy_lines_behind_a_tls_proxy_with_a_prefix(make_client: MakeClient, exports: list[Export], tmp_path: Path) -> None:
     import aiohttp
 
-    from relay.web.app import Settings
+    from relay.web.keys import Settings
     from relay.auth.credentials import Authenticator, add_entry, password_entry
 
     auth_file = tmp_path / "auth"
@@ -217,7 +217,7 @@ async def test_copy_lines_behind_a_tls_proxy_with_a_prefix(make_client: MakeClie
 async def test_no_credentials_in_copy_lines_over_plain_http(make_client: MakeClient, exports: list[Export], tmp_path: Path) -> None:
     import aiohttp
 
-    from relay.web.app import Settings
+    from relay.web.keys import Settings
     from relay.auth.credentials import Authenticator, add_entry, password_entry
 
     auth_file = tmp_path / "auth"

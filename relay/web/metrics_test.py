@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from relay.web.app import Settings
+from relay.web.keys import Settings
 from relay.auth.credentials import Authenticator, add_entry, password_entry
 from relay.building.log import BuildLog
 from relay.conftest import MakeClient

@@ -1,0 +1,67 @@
+"""The one middleware every request passes: path safety, credentials, and errors as answers."""
+
+from __future__ import annotations
+
+import functools
+import re
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from relay.auth.credentials import TooManyChecks
+from relay.errors import RelayError
+from relay.storage.store import StoreUnavailable
+from relay.web.forwarded import client_address
+from relay.web.keys import AUTH, Handler, OPEN_PATHS, PASSWORD_CHECKS
+
+_UNSAFE_RAW = re.compile(r"%(2f|5c|00)|\\|\x00", re.IGNORECASE)
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request, whatever the route: path safety, then credentials, then a RefError as its answer.
+
+    One middleware, not one per concern: each layer is another coroutine per request.
+    """
+    refusal = _path_refusal(request.raw_path.split("?", 1)[0])
+    if refusal is not None:
+        return error_response(400, refusal)
+    auth = request.app.get(AUTH)
+    if auth is not None and request.path not in OPEN_PATHS:
+        header = request.headers.get("Authorization")
+        user = auth.check(header, slow=False)
+        if user is False:
+            assert header is not None
+            try:
+                user = await request.app[PASSWORD_CHECKS].check(header, client_address(request))
+            except TooManyChecks as e:
+                response = error_response(429, str(e))
+                response.headers["Retry-After"] = str(e.retry_after)
+                return response
+        if not user:
+            response = error_response(401, "authentication required: give a user and password or a token")
+            response.headers["WWW-Authenticate"] = 'Basic realm="relay", charset="UTF-8"'
+            return response
+    try:
+        return await handler(request)
+    except StoreUnavailable as e:
+        return error_response(503, f"the store is unavailable: {e}; try again shortly")
+    except RelayError as e:
+        response = error_response(e.status, e.message)
+        response.headers.update(e.headers)
+        return response
+
+
+@functools.lru_cache(maxsize=4096)
+def _path_refusal(raw: str) -> str | None:
+    """Why a raw path is refused (traversal, encoded separators), or None; clients repeat paths."""
+    segments = unquote(raw).split("/")
+    if _UNSAFE_RAW.search(raw) or not raw.startswith("/") or any(s in (".", "..") for s in segments):
+        return f"path {raw!r} is not allowed: no '..', '.', encoded slashes or backslashes"
+    if "" in segments[1:-1]:
+        return f"path {raw!r} is not allowed: empty path segment"
+    return None
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=message + "\n", headers={"Cache-Control": "no-store"})
