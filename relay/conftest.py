@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import secrets
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator, Sequence, cast
 
 import pytest
 import pytest_asyncio  # pants: no-infer-dep (installed with pytest-aiohttp, the [pytest] tool)
@@ -19,6 +21,7 @@ from relay.web.keys import Settings
 from relay.auth.credentials import Authenticator
 from relay.contract import Export
 from relay.building.materialize import Materializer
+from relay.building.queue import Job
 from relay.index.refs import Refs
 from relay_testing.seaweedfs import SeaweedFS
 from relay.storage.store import DiskStore
@@ -173,3 +176,9 @@ def story(tmp_path: Path, store_dir: Path) -> Story:
     return Story(repo, store, tuple(reversed(exports)), tuple(shas))
 
 
+def build_jobs(queued: Sequence[str] = (), running: Sequence[str] = ()) -> Callable[[], list[Job[Any]]]:
+    """The build queue's jobs as a BuildLog reads them: commits waiting, and commits building."""
+    now = time.monotonic()
+    jobs: list[Job[Any]] = [Job(sha, cast("asyncio.Future[Any]", None), now) for sha in queued]
+    jobs += [Job(sha, cast("asyncio.Future[Any]", None), now, started_at=now) for sha in running]
+    return lambda: jobs

@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -249,6 +249,16 @@ def read_export(directory: Path) -> Export:
             f"{manifest}: names commit {export.key!r} but lies in directory {directory.name!r}"
         )
     return export
+
+
+def recency(export: Export) -> tuple[int, str]:
+    """How exports of one line are ordered: by first-parent count, then commit time."""
+    return export.count, export.commit_time
+
+
+def newest_first(exports: Iterable[Export]) -> list[Export]:
+    """The exports, newest first (by `recency`): a ref's list of exports, its tip first."""
+    return sorted(exports, key=recency, reverse=True)
 
 
 def written_export_dir(output_dir: Path, sha: str) -> Path:

@@ -20,7 +20,8 @@ from typing import Mapping
 from relay.building import worktree
 from relay.errors import RelayError
 from relay.git import Git, GitError
-from relay.building.processes import Records, alive, file_lock, log_tail_off_loop, run_logged, stop_process
+from relay.building.processes import Records, alive, log_tail_off_loop, run_logged, stop_process
+from relay.locks import file_lock
 
 logger = logging.getLogger("relay.builder")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Iterable, Optional
+from typing import Any, Callable, Deque, Iterable
 
 from relay.building.queue import Job
 
@@ -22,17 +22,14 @@ class Failure:
 
 
 class BuildLog:
-    """Written by the Materializer as builds move; read by /metrics and the page for people.
+    """Written by the Materializer as builds end; read by /metrics and the page for people.
 
-    With `jobs` (the build queue's), queued and running builds are read from the queue, which
-    coalesces and drops jobs on its own; without it, from queue()/start() calls. Plain counters and
-    dicts, no locks: everything runs on the event loop.
+    Queued and running builds are read from the build queue's jobs (`jobs`), which coalesces and
+    drops jobs on its own. Plain counters and dicts, no locks: everything runs on the event loop.
     """
 
-    def __init__(self, jobs: Optional[Callable[[], Iterable[Job[Any]]]] = None) -> None:
+    def __init__(self, jobs: Callable[[], Iterable[Job[Any]]]) -> None:
         self._jobs = jobs
-        self._queued: dict[str, float] = {}  # sha -> wall-clock time it was asked for
-        self._running: dict[str, float] = {}  # sha -> wall-clock time its build started
         self.failures: Deque[Failure] = collections.deque(maxlen=KEEP_FAILURES)
         self.succeeded = 0
         self.failed = 0
@@ -41,15 +38,14 @@ class BuildLog:
     @property
     def queued(self) -> dict[str, float]:
         """sha -> wall-clock time it was asked for, of builds waiting for a builder."""
-        return self._from_jobs(running=False) if self._jobs is not None else self._queued
+        return self._from_jobs(running=False)
 
     @property
     def running(self) -> dict[str, float]:
         """sha -> wall-clock time its build started."""
-        return self._from_jobs(running=True) if self._jobs is not None else self._running
+        return self._from_jobs(running=True)
 
     def _from_jobs(self, running: bool) -> dict[str, float]:
-        assert self._jobs is not None
         to_wall = time.time() - time.monotonic()  # the queue keeps monotonic times
         return {
             job.sha: to_wall + (job.started_at if job.started_at is not None else job.queued_at)
@@ -57,34 +53,12 @@ class BuildLog:
             if job.running == running
         }
 
-    def queue(self, sha: str) -> None:
-        self._queued.setdefault(sha, time.time())
-
-    def start(self, sha: str) -> None:
-        self._queued.pop(sha, None)
-        self._running[sha] = time.time()
-
-    def drop(self, sha: str) -> None:
-        """A build cancelled (the relay stops): neither a success nor a failure."""
-        self._queued.pop(sha, None)
-        self._running.pop(sha, None)
-
-    def finish(self, sha: str, failure: str | None, seconds: float | None = None) -> None:
-        """A build that ended (`failure`: why it failed, or None); a build that never ran just leaves.
-
-        `seconds` is how long it ran, for a log that reads its builds from the queue.
-        """
-        self._queued.pop(sha, None)
-        started = self._running.pop(sha, None)
-        now = time.time()
-        if seconds is None:
-            if started is None:
-                return
-            seconds = now - started
+    def finish(self, sha: str, failure: str | None, seconds: float) -> None:
+        """A build that ended after `seconds` (`failure`: why it failed, or None)."""
         seconds = max(0.0, seconds)
         self.seconds += seconds
         if failure is None:
             self.succeeded += 1
         else:
             self.failed += 1
-            self.failures.appendleft(Failure(sha=sha, finished=now, seconds=seconds, message=failure))
+            self.failures.appendleft(Failure(sha=sha, finished=time.time(), seconds=seconds, message=failure))

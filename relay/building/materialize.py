@@ -34,9 +34,6 @@ from relay.storage.store import Store
 
 logger = logging.getLogger("relay.materialize")
 
-# Kept for callers of the earlier module layout.
-DEFAULT_EXPORT_COMMAND = COLD_EXPORT_COMMAND
-MaterializeError = BuildError
 # How long a commit found on no branch or tag is remembered as such.
 UNREACHABLE_SECONDS = 10.0
 # A branch tip whose build failed is not built again in the background for this long.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -15,7 +14,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import AsyncIterator, Iterator, Mapping
+from typing import Iterator, Mapping
 
 logger = logging.getLogger("relay.processes")
 
@@ -191,26 +190,3 @@ def log_tail(log_path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = LOG_T
 
 async def log_tail_off_loop(log_path: Path) -> str:
     return await asyncio.get_running_loop().run_in_executor(None, log_tail, log_path)
-
-
-@contextlib.asynccontextmanager
-async def file_lock(path: Path, *, remove: bool = False) -> AsyncIterator[None]:
-    """An exclusive lock across processes (flock on `path`), waited for off the event loop.
-
-    With `remove`, the file is unlinked while still held (a lock per commit must not pile up): a
-    process already waiting on it re-checks what the lock guards once it gets it.
-    """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        await asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
-    except BaseException:
-        os.close(fd)
-        raise
-    try:
-        yield
-    finally:
-        if remove:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)

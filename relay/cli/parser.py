@@ -75,30 +75,27 @@ def parse_size(text: str) -> int | None:
 Number = TypeVar("Number", int, float)
 
 
-def _positive(kind: Callable[[str], Number]) -> Callable[[str], Number]:
+def _number(kind: Callable[[str], Number], *, zero: bool) -> Callable[[str], Number]:
+    """An argparse type: a number greater than 0, or (`zero`) 0 or more."""
+
     def parse(text: str) -> Number:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {'0 or more' if zero else 'greater than 0'}")
         return value
 
     return parse
+
+
+def _positive(kind: Callable[[str], Number]) -> Callable[[str], Number]:
+    return _number(kind, zero=False)
 
 
 def _non_negative(kind: Callable[[str], Number]) -> Callable[[str], Number]:
-    def parse(text: str) -> Number:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-        return value
-
-    return parse
+    return _number(kind, zero=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

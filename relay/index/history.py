@@ -11,7 +11,7 @@ from cachetools import LRUCache
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from relay.contract import Dist, Export
+from relay.contract import Dist, Export, newest_first
 from relay.git import FULL_SHA, Git, GitError
 from relay.index.refs import Refs, View
 
@@ -224,14 +224,10 @@ class Histories:
             older = [stored[sha].export for sha in line[1:] if sha in stored]
         else:
             names = set(tip.branches)
-            older = sorted(
-                (
-                    s.export
-                    for s in stored.values()
-                    if not s.export.dirty and s.export.sha != tip.sha and names & set(s.export.branches)
-                    and s.export.count <= tip.count
-                ),
-                key=lambda x: (x.count, x.commit_time),
-                reverse=True,
+            older = newest_first(
+                s.export
+                for s in stored.values()
+                if not s.export.dirty and s.export.sha != tip.sha and names & set(s.export.branches)
+                and s.export.count <= tip.count
             )
         return (tip, *older)

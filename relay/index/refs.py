@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol, Sequence
 
-from relay.contract import DIRTY_SUFFIX, Export
+from relay.contract import DIRTY_SUFFIX, Export, newest_first
 from relay.errors import RelayError
 from relay.git import FULL_SHA, GIT_TIMEOUT_SECONDS, Git, GitError  # noqa: F401 (re-exported)
 from relay.storage.store import Store
@@ -412,7 +412,7 @@ class Refs:
         ]
         if not matching:
             return None
-        ordered = tuple(sorted(matching, key=lambda e: (e.count, e.commit_time), reverse=True))
+        ordered = tuple(newest_first(matching))
         view = View(ref=ref, kind=kind, sha=ordered[0].sha, exports=ordered)
         self._views = {k: v for k, v in self._views.items() if k[2] == generation}
         self._views[(kind, ref, generation)] = view

@@ -23,6 +23,7 @@ from typing import AsyncContextManager, AsyncIterator, BinaryIO, Callable, Itera
 
 from relay import resources
 from relay.contract import MANIFEST, ContractError, Export, read_export
+from relay.locks import file_lock
 from relay.resources import is_resource_error
 
 logger = logging.getLogger("relay.store")
@@ -660,24 +661,12 @@ class DiskStore(Store):
     async def build_claim(self, key: str) -> AsyncIterator[StoredExport | None]:
         # A file lock beside the exports: every worker process of every relay on this directory
         # agrees. Taken off the event loop; the kernel drops it when a process dies.
-        path = self.root / f"{BUILD_LOCK_PREFIX}{key}.lock"
         self.root.mkdir(parents=True, exist_ok=True)  # as staging_dir: a store not created yet is created
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        try:
+        # Removed when let go: a process already waiting on it re-checks the store once it gets it,
+        # and later requests find the export there first.
+        async with file_lock(self.root / f"{BUILD_LOCK_PREFIX}{key}.lock", remove=True):
             self.rescan()
             yield self.exports().get(key)
-        finally:
-            # Unlinked while still held: a process already waiting on this file re-checks the
-            # store once it gets the lock, and later requests find the export there first.
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def staging_dir(self) -> Path:
         path = self.root / (STAGING_PREFIX + secrets.token_hex(8))

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from relay.web.keys import Settings
 from relay.auth.credentials import Authenticator, add_entry, password_entry
 from relay.building.log import BuildLog
-from relay.conftest import MakeClient
+from relay.conftest import MakeClient, build_jobs
 from relay.contract import Export
 from relay.building.materialize_test import fake_command, git, pull_client, repo  # noqa: F401 (repo: a fixture)
 from relay.web.metrics import Metrics
@@ -96,13 +96,9 @@ async def test_evictions_are_counted(make_client: MakeClient, exports: list[Expo
 
 
 def test_builds_queued_running_failed_and_seconds(store_dir: Path) -> None:
-    builds = BuildLog()
-    for sha in ("a" * 40, "b" * 40, "c" * 40, "d" * 40):
-        builds.queue(sha)
-    for sha in ("b" * 40, "c" * 40, "d" * 40):
-        builds.start(sha)
-    builds.finish("c" * 40, "failed (exit status 1)")
-    builds.finish("d" * 40, None)
+    builds = BuildLog(jobs=build_jobs(queued=["a" * 40], running=["b" * 40]))
+    builds.finish("c" * 40, "failed (exit status 1)", seconds=2.0)
+    builds.finish("d" * 40, None, seconds=1.0)
     got = samples(Metrics(DiskStore(store_dir), lambda: builds).exposition()[0].decode())
     assert got[("relay_builds_queued", ())] == 1
     assert got[("relay_builds_running", ())] == 1

@@ -11,7 +11,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from relay.building.log import BuildLog
-from relay.contract import Export
+from relay.contract import Export, newest_first, recency
 from relay.index.refs import RefError, Refs
 from relay.storage.store import Store
 
@@ -72,7 +72,7 @@ def age_text(seconds: float) -> str:
 
 
 def _newest(exports: Iterable[Export]) -> Export | None:
-    ordered = sorted(exports, key=lambda x: (x.count, x.commit_time), reverse=True)
+    ordered = newest_first(exports)
     return ordered[0] if ordered else None
 
 
@@ -172,7 +172,7 @@ def _refs_table(rows: Sequence[RefRow], base: str) -> list[str]:
 
 
 def _exports_table(context: Context, base: str) -> list[str]:
-    stored = sorted(context.store.exports().values(), key=lambda s: (s.export.count, s.export.commit_time), reverse=True)
+    stored = sorted(context.store.exports().values(), key=lambda s: recency(s.export), reverse=True)
     if not stored:
         return ['<p class="muted">The store holds no export.</p>']
     out = [

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from relay.index import render
 from relay.auth.credentials import Authenticator, add_entry, password_entry
 from relay.building.log import BuildLog
-from relay.conftest import MakeClient
+from relay.conftest import MakeClient, build_jobs
 from relay.contract import Export
 from relay.web.pages import _builds
 from relay_testing.exports import fake_sha, write_export
@@ -166,14 +166,9 @@ async def test_simple_pages_are_unchanged_for_pip_uv_and_browsers(client: TestCl
 
 
 def test_builds_show_their_age_and_a_failed_build_its_last_log_lines() -> None:
-    builds = BuildLog()
-    builds.queue("a" * 40)
-    builds.queue("b" * 40)
-    builds.start("b" * 40)
-    builds.queue("c" * 40)
-    builds.start("c" * 40)
+    builds = BuildLog(jobs=build_jobs(queued=["a" * 40], running=["b" * 40]))
     log = "\n".join(f"log line {n}" for n in range(100))
-    builds.finish("c" * 40, f"building the export of {'c' * 40} failed (exit status 3)\n<tail>\n{log}")
+    builds.finish("c" * 40, f"building the export of {'c' * 40} failed (exit status 3)\n<tail>\n{log}", seconds=1.0)
     text = "\n".join(_builds(builds, ""))
     assert "<code>bbbbbbbbbbbb</code></td><td>building</td><td>0 s</td>" in text
     assert "<code>aaaaaaaaaaaa</code></td><td>queued</td>" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from aiohttp import web
+from aiohttp.helpers import ETAG_ANY
 from packaging.utils import canonicalize_name
 
 from relay.index import render
@@ -42,12 +43,12 @@ def cache_control(request: web.Request, view: View) -> str:
 
 
 def etag_matches(request: web.Request, *etags: str) -> bool:
-    header = request.headers.get("If-None-Match")
-    if not header:
+    """Whether If-None-Match names one of `etags` (quoted), by weak comparison as RFC 9110 says."""
+    offered = request.if_none_match
+    if not offered:
         return False
-    # Weak comparison (RFC 9110): a W/ prefix does not matter for If-None-Match.
-    offered = {t.strip()[2:] if t.strip().startswith("W/") else t.strip() for t in header.split(",")}
-    return "*" in offered or any(e in offered for e in etags)
+    values = {tag.value for tag in offered}
+    return ETAG_ANY in values or any(etag.strip('"') in values for etag in etags)
 
 
 def negotiated_media_type(request: web.Request) -> str:
