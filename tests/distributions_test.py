@@ -119,6 +119,24 @@ def test_the_relay_wheel_has_a_console_script(wheels: dict[str, Path]) -> None:
     assert re.search(r"^export-dists-relay = relay\.cli:main$", entry_points, re.MULTILINE), entry_points
 
 
+def test_the_relay_wheel_and_pex_carry_every_package_and_no_test_support(wheels: dict[str, Path]) -> None:
+    files = _files(wheels[RELAY])
+    packages = {f.rsplit("/", 1)[0] for f in files if f.endswith("/__init__.py")}
+    expected = {"relay", *(f"relay/{p}" for p in ("auth", "building", "cli", "index", "storage", "tools", "web"))}
+    assert expected <= packages, sorted(packages)
+    assert "relay/web/templates/_layout.html" in files
+    assert not [f for f in files if f.startswith("relay_testing/") or f.endswith(("_test.py", "conftest.py"))]
+    # The PEX is made from the same target: its sources, as Pants resolves them.
+    result = subprocess.run(
+        [str(PANTS), "--no-pantsd", "dependencies", "--transitive", "relay:relay"],
+        cwd=REPO_ROOT, env=pants_environment(None), capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    sources = result.stdout.split()
+    assert "relay/cli/serve.py" in sources and "relay/storage/bucket.py" in sources, sources
+    assert not [s for s in sources if s.startswith("relay_testing") or s.endswith(("_test.py", "conftest.py"))]
+
+
 def test_relay_wheel_installed_with_pip_serves_an_export(wheels: dict[str, Path], tmp_path: Path) -> None:
     store = tmp_path / "store"
     store.mkdir()
