@@ -23,7 +23,7 @@ from relay_testing.exports import write_export
 
 pytestmark = pytest.mark.asyncio
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 
 
