@@ -19,7 +19,7 @@ import export_dists_uv
 from export_dists_uv.testing import commit_all, git, sample_workspace, write_files
 
 PYTHONPATH = (Path(export_dists_uv.__file__).parent.parent, Path(export_dists_core.__file__).parent.parent)
-MEMBERS = ("acme", "acme-core", "acme-utils", "acme-dyn", "acme-leaf")
+MEMBERS = ("acme", "acme-core", "acme-utils", "acme-dyn", "acme-leaf", "acme-tmpl")
 JSON = "application/vnd.pypi.simple.v1+json"
 IMPORT = "import acme, acme_dyn, acme_leaf; print(acme_dyn.UTILS)"
 
@@ -30,7 +30,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RelayProc
     repo = sample_workspace(tmp / "repo")
     store = tmp / "store"
     store.mkdir()
-    relay = RelayProcess(store, "--repo", str(repo), "--default-ref", "main", "--builder", "cold", pythonpath=PYTHONPATH)
+    # The default builder (warm: one long-lived worktree), as a user gets it.
+    relay = RelayProcess(store, "--repo", str(repo), "--default-ref", "main", pythonpath=PYTHONPATH)
     try:
         yield relay, repo
     finally:
@@ -91,7 +92,7 @@ def test_a_new_commit_moves_the_changed_member_and_its_dependents_only(served: t
         assert response.status == 200, response.body
         versions[member] = json.loads(response.body)["versions"]
     moved = {m for m, v in versions.items() if v == [f"0.2+g{after[:12]}"]}
-    assert moved == {"acme-utils", "acme-dyn"}
+    assert moved == {"acme-utils", "acme-dyn", "acme-tmpl"}
     assert versions["acme-core"] == versions["acme"] == versions["acme-leaf"] == [f"0.1+g{before[:12]}"]
 
 

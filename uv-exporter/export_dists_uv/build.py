@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from export_dists_core.compat import Version
+
 from export_dists_uv.versions import MemberVersion
 
 LOG_TAIL_LINES = 40
@@ -64,12 +66,31 @@ def version_environment(planned: MemberVersion) -> dict[str, str]:
         # setuptools-scm, and hatch-vcs through it
         "SETUPTOOLS_SCM_PRETEND_VERSION": version,
         f"SETUPTOOLS_SCM_PRETEND_VERSION_FOR_{upper}": version,
-        # uv-dynamic-versioning, poetry-dynamic-versioning, pdm-backend's scm source, versioningit
-        "UV_DYNAMIC_VERSIONING_BYPASS": version,
+        # uv-dynamic-versioning (its templates index major.minor.patch, so three release parts: an
+        # equal version), poetry-dynamic-versioning, pdm-backend's scm source, versioningit
+        "UV_DYNAMIC_VERSIONING_BYPASS": three_part(version),
         "POETRY_DYNAMIC_VERSIONING_BYPASS": version,
         "PDM_BUILD_SCM_VERSION": version,
         "VERSIONINGIT_VERSION": version,
     }
+
+
+def three_part(version: str) -> str:
+    """`0.7+g0123` -> `0.7.0+g0123`: the same version (PEP 440 pads releases with zeros)."""
+    parsed = Version(version)
+    if len(parsed.release) >= 3:
+        return version
+    text = f"{parsed.epoch}!" if parsed.epoch else ""
+    text += ".".join(str(part) for part in (*parsed.release, 0, 0)[:3])
+    if parsed.pre is not None:
+        text += f"{parsed.pre[0]}{parsed.pre[1]}"
+    if parsed.post is not None:
+        text += f".post{parsed.post}"
+    if parsed.dev is not None:
+        text += f".dev{parsed.dev}"
+    if parsed.local is not None:
+        text += f"+{parsed.local}"
+    return text
 
 
 class WheelCache:
@@ -172,8 +193,8 @@ def build_members(
                 cause = f"exit status {code}" if code != 0 else f"{len(wheels)} wheels instead of one"
                 raise BuildFailed(
                     f"building the workspace member {member.name} ({member.path}, backend {member.backend}) "
-                    f"failed ({cause}); nothing was written. The end of its build log (`uv build --wheel "
-                    f"{member.path}`):\n{_tail(log)}"
+                    f"failed ({cause}); nothing was written. Fix its build (`uv build --wheel {member.path}` in "
+                    f"the workspace shows the same) and re-run. The end of its build log:\n{_tail(log)}"
                 )
             built = cache.put(build_key(planned), wheels[0])
             with lock:

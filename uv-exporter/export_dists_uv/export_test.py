@@ -16,7 +16,7 @@ import pytest
 
 from export_dists_uv.testing import commit_all, git, run_exporter, sample_workspace, uv_environment, write_files
 
-CORE, UTILS, DYN, LEAF, ROOT = "acme-core", "acme-utils", "acme-dyn", "acme-leaf", "acme"
+CORE, UTILS, DYN, LEAF, TMPL, ROOT = "acme-core", "acme-utils", "acme-dyn", "acme-leaf", "acme-tmpl", "acme"
 
 
 def manifest(export: Path) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def test_one_wheel_per_package_member_and_the_root_project(first: tuple[Path, Pa
     assert (document["format"], document["version_scheme"], document["sha"], document["count"]) == (2, "content", sha, 1)
     assert document["namespace"] == "acme" and document["branches"] == ["main"] and not document["dirty"]
     # The member with no [build-system] is virtual, as uv treats it: not a package.
-    assert sorted(dists(out)) == [ROOT, CORE, DYN, LEAF, UTILS]
+    assert sorted(dists(out)) == [ROOT, CORE, DYN, LEAF, TMPL, UTILS]
     version = f"0.1+g{sha[:12]}"
     for entry in document["dists"]:
         assert entry["version"] == version and entry["origin"] == sha and len(entry["fingerprint"]) == 64
@@ -78,6 +78,9 @@ def test_pins_workspace_members_and_keeps_extras_markers_and_the_rest(first: tup
     ]
     assert found[ROOT]["requires_dist"] == [f"acme-core=={version}"]
     assert found[DYN]["requires_dist"] == [f"acme-utils=={version}"]
+    # Templated pins (uv-dynamic-versioning's `{{ version }}` in dynamic dependencies) name each
+    # member's own version, as static ones do.
+    assert found[TMPL]["requires_dist"] == [f"acme-core=={version}", f'acme-utils[cli]=={version}; python_version >= "3.8"']
     assert found[CORE]["requires_python"] == ">=3.8"
 
 
@@ -109,7 +112,7 @@ def test_installs_with_pip_and_pip_check_is_clean(first: tuple[Path, Path], tmp_
     env = uv_environment()
     subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)
     pip = [str(tmp_path / "venv" / "bin" / "python"), "-m", "pip"]
-    subprocess.run([*pip, "install", "-q", "--no-index", "--find-links", str(out), "acme", "acme-dyn", "acme-utils[cli]", "acme-leaf"], check=True, env=env)
+    subprocess.run([*pip, "install", "-q", "--no-index", "--find-links", str(out), "acme", "acme-dyn", "acme-utils[cli]", "acme-leaf", "acme-tmpl"], check=True, env=env)
     subprocess.run([*pip, "check"], check=True, env=env)
     code = "import acme, acme_dyn; print(acme_dyn.UTILS)"
     assert subprocess.run([str(tmp_path / "venv" / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True).stdout == "core+utils\n"
@@ -126,7 +129,7 @@ def test_byte_reproducible_from_a_cold_cache(first: tuple[Path, Path], workspace
 def test_an_unchanged_commit_builds_nothing(first: tuple[Path, Path], workspace: Path) -> None:
     _, tmp = first
     run = run_exporter(workspace, cache_dir=tmp / "cache", output_dir=tmp / "out")
-    assert run.code == 0 and "0 built, 5 from the cache" in run.stderr and "unchanged (already exported)" in run.stderr, run.stderr
+    assert run.code == 0 and "0 built, 6 from the cache" in run.stderr and "unchanged (already exported)" in run.stderr, run.stderr
 
 
 def test_explain_says_where_a_version_and_each_pin_come_from(first: tuple[Path, Path], workspace: Path) -> None:
@@ -152,7 +155,7 @@ def test_a_leaf_change_moves_only_the_leaf_and_a_core_change_moves_its_dependent
     after_leaf = export(repo, tmp_path)
     old, new = dists(before), dists(after_leaf)
     assert new[LEAF]["version"].startswith("0.2+g") and new[LEAF]["sha256"] != old[LEAF]["sha256"]
-    for project in (ROOT, CORE, UTILS, DYN):
+    for project in (ROOT, CORE, UTILS, DYN, TMPL):
         assert (new[project]["version"], new[project]["sha256"]) == (old[project]["version"], old[project]["sha256"])
         assert (after_leaf / new[project]["filename"]).stat().st_ino == (before / old[project]["filename"]).stat().st_ino
 
@@ -160,7 +163,7 @@ def test_a_leaf_change_moves_only_the_leaf_and_a_core_change_moves_its_dependent
     commit_all(repo, "core")
     after_core = export(repo, tmp_path)
     final = dists(after_core)
-    for project in (ROOT, CORE, UTILS, DYN):
+    for project in (ROOT, CORE, UTILS, DYN, TMPL):
         assert final[project]["version"].startswith("0.3+g"), project
     assert final[LEAF]["version"] == new[LEAF]["version"] and final[LEAF]["sha256"] == new[LEAF]["sha256"]
     assert final[UTILS]["requires_dist"][0] == f'acme-core[fast]=={final[CORE]["version"]}; python_version >= "3.8"'

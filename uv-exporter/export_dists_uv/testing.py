@@ -31,9 +31,10 @@ build-backend = "hatchling.build"
 packages = ["src/acme"]
 """
 
-# Five members, four backends: hatchling (static version), setuptools (extras and markers on a
+# Six members, five backends: hatchling (static version), setuptools (extras and markers on a
 # sibling), hatchling + hatch-vcs (dynamic version written into a file), flit_core (version from
-# the module), and a member with no [build-system] (virtual: not exported).
+# the module), hatchling + uv-dynamic-versioning (dynamic version, `{{ version }}` pins on members
+# in dynamic dependencies), and a member with no [build-system] (virtual: not exported).
 MEMBERS: Mapping[str, Mapping[str, str]] = {
     "packages/core": {
         "pyproject.toml": """\
@@ -115,6 +116,31 @@ requires = ["flit_core>=3.4,<4"]
 build-backend = "flit_core.buildapi"
 """,
         "acme_leaf.py": '"""A leaf nobody depends on."""\n__version__ = "3.0"\n',
+    },
+    "packages/tmpl": {
+        "pyproject.toml": """\
+[project]
+name = "acme-tmpl"
+dynamic = ["version", "dependencies"]
+
+[tool.uv.sources]
+acme-core = { workspace = true }
+acme-utils = { workspace = true }
+
+[build-system]
+requires = ["hatchling", "uv-dynamic-versioning"]
+build-backend = "hatchling.build"
+
+[tool.hatch.version]
+source = "uv-dynamic-versioning"
+
+[tool.hatch.metadata.hooks.uv-dynamic-versioning]
+dependencies = ["acme-core=={{ version }}", "acme-utils[cli]=={{ version }}; python_version >= '3.8'"]
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/acme_tmpl"]
+""",
+        "src/acme_tmpl/__init__.py": "import acme_core, acme_utils\n",
     },
     "packages/notes": {
         "pyproject.toml": '[project]\nname = "acme-notes"\nversion = "0"\n',

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,14 +84,26 @@ def _is_workspace_source(source: Any) -> bool:
     return any(isinstance(s, dict) and s.get("workspace") is True for s in sources)
 
 
-def _requirement_names(project: Mapping[str, Any], where: Path) -> set[str]:
-    lines = list(project.get("dependencies", []) or [])
-    for extra in (project.get("optional-dependencies", {}) or {}).values():
-        lines.extend(extra or [])
+# Jinja placeholders in templated requirements (`acme-core=={{ version }}`): any version parses.
+_PLACEHOLDER = re.compile(r"\{\{[^}]*\}\}")
+# Where dynamic dependencies are declared as templates the exporter can read: uv-dynamic-versioning's
+# hatch metadata hook (its `{{ version }}` pins between members).
+_DEPENDENCY_HOOKS = (("tool", "hatch", "metadata", "hooks", "uv-dynamic-versioning"),)
+
+
+def _requirement_names(document: Mapping[str, Any], where: Path) -> set[str]:
+    tables = [_table(document, "project")]
+    if {"dependencies", "optional-dependencies"} & set(tables[0].get("dynamic") or []):
+        tables.extend(_table(document, *hook) for hook in _DEPENDENCY_HOOKS)
+    lines: list[str] = []
+    for table in tables:
+        lines.extend(table.get("dependencies", []) or [])
+        for extra in (table.get("optional-dependencies", {}) or {}).values():
+            lines.extend(extra or [])
     names: set[str] = set()
     for line in lines:
         try:
-            names.add(canonicalize_name(Requirement(line).name))
+            names.add(canonicalize_name(Requirement(_PLACEHOLDER.sub("0", line)).name))
         except (InvalidRequirement, TypeError) as e:
             raise WorkspaceError(f"{where}: {line!r} is not a valid requirement ({e}).") from None
     return names
@@ -156,7 +169,7 @@ def read_workspace(root: Path) -> Workspace:
                 "Rename one."
             )
         sources = {**root_sources, **_table(document, "tool", "uv", "sources")}
-        declared[project_name] = (directory, _requirement_names(project, where), sources)
+        declared[project_name] = (directory, _requirement_names(document, where), sources)
         found[project_name] = Member(
             name=name,
             path=directory,
