@@ -453,8 +453,10 @@ def _scale_section(payload: dict[str, Any]) -> list[str]:
         f"(`[GLOBAL].pantsd_max_memory_usage = \"{d['pantsd_max_memory_usage']}\"`: the default 4 GiB is below what "
         "Pants holds at this size, and pantsd would restart after every run): its first export, one "
         f"`{goal} ::`, then {len(d['exports_s'])} one-leaf commits (a constant added to a leaf module), each exported, "
-        f"and after every {s['floor_every']}th one more one-leaf commit measured with `{goal} ::` instead. The last "
-        f"export said: `{d.get('last_summary', '')}`.",
+        + ("alternating with" if s["floor_every"] == 1 else f"and after every {s['floor_every']}th")
+        + f" one more one-leaf commit measured with `{goal} ::` instead."
+        + (f" {d['daemon_note']}" if d.get("daemon_note") else "")
+        + f" The last export said: `{d.get('last_summary', '')}`.",
         "",
     ]
     if daemon_deps:
@@ -481,8 +483,8 @@ def _scale_section(payload: dict[str, Any]) -> list[str]:
     ]
     profile = d.get("profile")
     if profile:
-        lines += [f"pantsd under py-spy during {len(profile['seconds'])} more one-leaf exports "
-                  f"({', '.join(f'{x:.2f}' for x in profile['seconds'])} s under the profiler):", "", "```",
+        lines += [profile.get("title") or (f"pantsd under py-spy during {len(profile['seconds'])} more one-leaf exports "
+                  f"({', '.join(f'{x:.2f}' for x in profile['seconds'])} s under the profiler):"), "", "```",
                   *profile["summary"], "```", ""]
     return lines
 
