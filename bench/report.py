@@ -327,9 +327,10 @@ def targets(results: dict[str, dict[str, Any]]) -> list[list[str]]:
         n = scale["targets"]
         export, floor = scale["cold_export"], scale["cold_dependencies"]
         if floor["over_limit"]:
+            # The floor did not finish: its peak is known to be higher, its time is not known.
             measured = (f"{export['seconds']:.1f} s, {export['max_rss_mb']:,.0f} MB; `dependencies ::` stopped at "
-                        f"{floor['seconds']:.1f} s, over {scale['memory_limit_mb']:,} MB")
-            met = export["seconds"] <= floor["seconds"] and export["max_rss_mb"] < scale["memory_limit_mb"]
+                        f"{floor['seconds']:.1f} s, over {scale['memory_limit_mb']:,} MB: memory met, time not known")
+            met = None if export["max_rss_mb"] < scale["memory_limit_mb"] else False
         else:
             measured = (f"{export['seconds']:.1f} s vs {floor['seconds']:.1f} s = {export['seconds'] / floor['seconds']:.2f}x; "
                         f"{export['max_rss_mb']:,.0f} MB vs {floor['max_rss_mb']:,.0f} MB")
@@ -339,7 +340,9 @@ def targets(results: dict[str, dict[str, Any]]) -> list[list[str]]:
         goal = scale.get("floor_goal", "dependencies")
         note = "" if goal == "dependencies" else f" (floor: `{goal} ::`, lower; `dependencies ::` did not fit the daemon)"
         add(f"{n:,} targets, pantsd up, one leaf committed: within 0.2 s of `dependencies ::` (same run)",
-            f"{inc:.2f} s vs {base:.2f} s: {inc - base:+.2f} s{note}", inc - base <= 0.2)
+            f"{inc:.2f} s vs {base:.2f} s: {inc - base:+.2f} s{note}",
+            # Against a lower floor than the issue's, the 0.2 s goal is not decided.
+            (inc - base <= 0.2) if goal == "dependencies" else None)
         rss = scale["pantsd_rss_mb"]
         last = max(rss, key=int)
         add(f"{n:,} targets: pantsd resident memory after {last} one-leaf exports",
