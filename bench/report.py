@@ -627,7 +627,7 @@ def write(results_dir: Path) -> Path:
             f"one run per row, killed after {s['timeout']:.0f} s. The second representation (one wheel "
             "holding every member's files, each member a thin dist requiring it) is built from the same "
             "export by `bench/cycle_bench.py`; it was measured and not adopted (docs/design.md). "
-            "`relay verify of every dist` rows: `relay verify EXPORT_DIR --installer uv|pip --jobs 2` over the "
+            "`export-dists-relay verify of every dist` rows: `export-dists-relay verify EXPORT_DIR --installer uv|pip --jobs 2` over the "
             "whole export (every member installed alone into a fresh venv, each install pulling in the cycle, "
             "then imported); the pip row is pip >= 25.2 in verify's own tool venv.",
             "",
