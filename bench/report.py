@@ -795,6 +795,10 @@ def write(results_dir: Path) -> Path:
         s = cycles["settings"]
         rows = []
         for r in cycles["data"]:
+            if r.get("verify"):
+                rows.append([f"{r['size']} dists, each requires {r['density']}", r["representation"], r["client"],
+                             f"{r['seconds']:.1f} s ({r['summary']})"])
+                continue
             took = f"> {r['seconds']:.0f} s (killed)" if r.get("timed_out") else f"{r['seconds']:.1f} s ({r['installed']} dists)"
             rows.append([f"{r['size']} dists, each requires {r['density']}", r["representation"], r["client"], took])
         out += [
@@ -806,7 +810,10 @@ def write(results_dir: Path) -> Path:
             "installed from the export directory into a new venv (`--no-index --find-links DIR`, no cache), "
             f"one run per row, killed after {s['timeout']:.0f} s. The second representation (one wheel "
             "holding every member's files, each member a thin dist requiring it) is built from the same "
-            "export by `bench/cycle_bench.py`; it was measured and not adopted (docs/design.md).",
+            "export by `bench/cycle_bench.py`; it was measured and not adopted (docs/design.md). "
+            "`export-dists-relay verify of every dist` rows: `export-dists-relay verify EXPORT_DIR --installer uv|pip --jobs 2` over the "
+            "whole export (every member installed alone into a fresh venv, each install pulling in the cycle, "
+            "then imported); the pip row is pip >= 25.2 in verify's own tool venv.",
             "",
             table(["cycle", "representation", "client", "install"], rows),
             "",
@@ -863,7 +870,7 @@ def objectstore_section(part: dict[str, Any] | None) -> list[str]:
         f"Started {part['started']}. SeaweedFS {_weed_version(d['seaweedfs'])} (`weed server`, one process, data on this machine's "
         "disk) on 127.0.0.1; relays with `--store s3://bench/relay` (two replicas, and one with "
         "`--memory-cache 0`, so every wheel is streamed from the bucket) beside one with `--store DIR`, "
-        f"all serving a 4-dist export (`relay/testing.py`). Load: `{s['wrk']}`, {s['wrk_reps']} run(s) after a "
+        f"all serving a 4-dist export (`relay_testing/exports.py`). Load: `{s['wrk']}`, {s['wrk_reps']} run(s) after a "
         "1 s warm-up, against one relay at a time; all share the machine's 2 cores with the store.",
         "",
         table(["relay", "endpoint", "req/s", "p99", "errors"], load),
@@ -879,5 +886,28 @@ def objectstore_section(part: dict[str, Any] | None) -> list[str]:
         ".metadata files, one run each, wall time of the command including its start-up):",
         "",
         table(["store", "seconds"], [[k, f"{v:.1f} s"] for k, v in d["publish_s"].items()]),
+        "",
+        *_one_leaf_rows(d.get("one_leaf")),
+    ]
+
+
+def _one_leaf_rows(leaf: dict[str, Any] | None) -> list[str]:
+    if not leaf:
+        return []
+    return [
+        f"A followed branch with versions by content: {leaf['exports']} exports of {leaf['dists']} dists "
+        f"({leaf['export_bytes'] / 1e6:.1f} MB of wheels and .metadata files each), one leaf dist changed per "
+        "export, each published with `relay publish` to both stores. Publish after a one-leaf commit "
+        f"(median of {leaf['exports'] - 1}, wall time of the command) and what each store holds at the end: "
+        "the bucket stores each file once by content (`files/<sha256>`), the directory store hard-links "
+        "unchanged files (counted once per inode).",
+        "",
+        table(
+            ["store", "one-leaf publish", "bytes after all exports"],
+            [
+                ["S3 store", fmt(leaf["publish_s"]["S3 store"], "s", 2), f"{leaf['bucket_bytes'] / 1e6:.1f} MB ({leaf['bucket_objects']} objects)"],
+                ["disk store", fmt(leaf["publish_s"]["disk store"], "s", 2), f"{leaf['disk_bytes'] / 1e6:.1f} MB"],
+            ],
+        ),
         "",
     ]

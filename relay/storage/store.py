@@ -1,0 +1,802 @@
+"""Where exports live: the Store interface and the on-disk default (listing, files, leases, eviction)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+import shutil
+import stat
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncContextManager, AsyncIterator, BinaryIO, Callable, Iterable, Iterator, Mapping
+
+from relay import resources
+from relay.contract import MANIFEST, ContractError, Export, read_export
+from relay.resources import is_resource_error
+
+logger = logging.getLogger("relay.store")
+
+# Names the relay creates in the store root; like every dot-name, readers ignore them.
+STAGING_PREFIX = ".relay-tmp-"
+EVICTING_PREFIX = ".relay-evict-"
+# A lock file per key leased, shared by every process serving the store (there while leased).
+LEASE_PREFIX = ".relay-lease-"
+# A lock file per commit being built, so that one process of all those serving the store builds it.
+BUILD_LOCK_PREFIX = ".relay-build-"
+# Staging left behind by a crashed relay is removed after this long.
+STALE_STAGING_SECONDS = 24 * 3600
+# Last use is written to the export directory's mtime at most this often, so a busy export costs no
+# syscall per request but the time still survives a restart.
+TOUCH_INTERVAL_SECONDS = 60.0
+# Large files are sent in pieces of this size (where the store has no local file to send).
+CHUNK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class StoredExport:
+    """An export the store holds: the parsed manifest plus what the store knows about it."""
+
+    export: Export
+    size: int  # Export.size: its manifest and the files it lists (the contract's one meaning)
+
+
+class Footprint:
+    """The bytes a set of exports takes in a store, by the contract's one meaning (docs/design.md):
+    every manifest, plus each file once however many exports list it (files are shared by content:
+    hard links on disk, one object per sha256 in a bucket). Both stores' --max-size and the
+    store-bytes metric count this; removing an export frees the files no other export lists."""
+
+    def __init__(self, exports: Iterable[StoredExport]) -> None:
+        self._listed: dict[str, int] = {}  # sha256 -> how many of the exports list it
+        self.total = 0
+        for stored in exports:
+            self.total += stored.size
+            for sha256, size in set(stored.export.files.values()):
+                if self._listed.get(sha256, 0):
+                    self.total -= size  # counted once
+                self._listed[sha256] = self._listed.get(sha256, 0) + 1
+
+    def remove(self, stored: StoredExport) -> None:
+        """Take one of the exports out: its manifest and the files only it listed are freed."""
+        self.total -= stored.size
+        for sha256, size in set(stored.export.files.values()):
+            self._listed[sha256] -= 1
+            if self._listed[sha256]:
+                self.total += size  # still listed by another export: not freed
+
+
+def to_evict(
+    exports: Mapping[str, StoredExport],
+    last_used: Mapping[str, float],
+    policy: EvictionPolicy,
+    now: float,
+    keep: Callable[[str], bool],
+) -> list[str]:
+    """The exports a store should remove, least recently used first: unused for longer than the
+    policy's age, then as many more as bring the Footprint under its size; never one `keep` says is
+    in use."""
+    footprint = Footprint(exports.values())
+    chosen: list[str] = []
+    for key in sorted(exports, key=lambda k: last_used.get(k, 0.0)):
+        too_old = policy.max_age_seconds is not None and now - last_used.get(key, 0.0) > policy.max_age_seconds
+        too_big = policy.max_size_bytes is not None and footprint.total > policy.max_size_bytes
+        if (too_old or too_big) and not keep(key):
+            chosen.append(key)
+            footprint.remove(exports[key])
+    return chosen
+
+
+@dataclass(frozen=True)
+class EvictionPolicy:
+    max_age_seconds: float | None = 30 * 24 * 3600.0
+    max_size_bytes: int | None = None
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached now (a network or service outage): answered 503, retried later."""
+
+
+class StoreConfigError(Exception):
+    """A store that cannot work as configured (wrong credentials, no bucket...): start-up stops."""
+
+
+class PublishConflict(Exception):
+    """The store holds different bytes under a name being published: an export is never changed."""
+
+
+class NotListed(KeyError):
+    """A file name the export's manifest does not list: the store never serves it."""
+
+
+@dataclass(frozen=True)
+class Blob:
+    """One file being read from a store: its size and its bytes, piece by piece."""
+
+    size: int
+    chunks: AsyncIterator[bytes]
+    # The local file the bytes come from, where the store has one: sent by the kernel (sendfile).
+    file: BinaryIO | None = None
+
+
+class Store(ABC):
+    """Holds exports, keyed by `Export.key` (the sha, or `<sha>.dirty`), and their files by name.
+
+    It speaks keys, bytes and streams: a caller never learns where (a directory, a bucket) the bytes
+    live. Listing is synchronous and answered from memory (the relay asks on every request); reads,
+    publishing and eviction are coroutines.
+    """
+
+    @abstractmethod
+    def exports(self) -> Mapping[str, StoredExport]:
+        """The complete, valid exports, by key. Cheap to call per request."""
+
+    @property
+    @abstractmethod
+    def generation(self) -> int:
+        """Changes whenever the set of exports changes; caches key on it."""
+
+    @property
+    def problems(self) -> Mapping[str, str]:
+        """Exports that are skipped, with the reason (logged once each)."""
+        return {}
+
+    @property
+    def description(self) -> str:
+        """Where the store is, for log lines and messages."""
+        return type(self).__name__
+
+    async def start(self) -> None:
+        """Connect and check the store is usable; raise StoreConfigError saying what to fix."""
+
+    async def close(self) -> None:
+        """Release connections and stop background work."""
+
+    async def refresh(self) -> None:
+        """List the exports again now instead of at the next interval."""
+
+    def unavailable(self) -> str | None:
+        """Why the store cannot serve files now (None: it can), from what the store already knows:
+        cheap enough for a load balancer's readiness probe every second."""
+        return None
+
+    async def find(self, key: str) -> StoredExport | None:
+        """One export, looked for in the backing storage now if the listing does not have it yet (a
+        request for a commit just published need not wait for the next listing)."""
+        return self.exports().get(key)
+
+    @abstractmethod
+    async def read(self, key: str, filename: str) -> bytes:
+        """A file the export's manifest lists (NotListed for any other name), whole."""
+
+    @abstractmethod
+    def open(self, key: str, filename: str) -> AsyncContextManager[Blob]:
+        """A file the export's manifest lists (NotListed for any other name), as a stream."""
+
+    async def url(self, key: str, filename: str) -> str | None:
+        """A short-lived URL a client may fetch the file from directly, where the store has one."""
+        return None
+
+    @abstractmethod
+    def touch(self, key: str) -> None:
+        """Record that the export was used now (cheap: stores batch what they write)."""
+
+    @abstractmethod
+    def lease(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """While held, this process does not evict the export (it is being served or built)."""
+
+    @abstractmethod
+    def build_lease(self, key: str) -> AsyncContextManager[None]:
+        """Enter when this process may build `key`: it holds the build lease (one builder across
+        processes and replicas), or the export has appeared meanwhile (check `exports()` inside)."""
+
+    @abstractmethod
+    def staging_dir(self) -> Path:
+        """A fresh local directory where a new export can be written before it is published."""
+
+    @abstractmethod
+    async def publish(self, directory: Path) -> StoredExport:
+        """Validate a complete local export directory and add it to the store so that it appears
+        whole or not at all. The same export published twice is kept once."""
+
+    @abstractmethod
+    async def evict(self, policy: EvictionPolicy, now: float | None = None) -> list[str]:
+        """Remove exports unused for too long or beyond the size cap; return the evicted keys."""
+
+
+def check_listed_files(directory: Path, export: Export) -> int:
+    """Every file the manifest lists must be a regular file of the listed size in `directory`: catches
+    half-copied exports. Returns their total size."""
+    total = 0
+    for dist in export.dists:
+        for filename, size in ((dist.filename, dist.size), (dist.metadata_filename, dist.metadata_size)):
+            path = directory / filename
+            try:
+                st = path.lstat()
+            except OSError:
+                raise ContractError(f"{path}: listed in the manifest but missing") from None
+            if not stat.S_ISREG(st.st_mode):
+                raise ContractError(f"{path}: not a regular file (symlinks are refused)")
+            if st.st_size != size:
+                raise ContractError(f"{path}: {st.st_size} bytes, the manifest says {size}")
+            total += size
+    return total
+
+
+class DiskStore(Store):
+    """A directory whose children are export directories, exactly as the goal writes them."""
+
+    def __init__(self, root: Path, scan_interval: float = 1.0, background_parse_bytes: int | None = None) -> None:
+        """`background_parse_bytes`: manifests larger than this are parsed on a thread of the store's
+        own (the listing shows them once parsed); None parses every manifest in the caller."""
+        self.root = root.resolve()
+        self.scan_interval = scan_interval
+        self.background_parse_bytes = background_parse_bytes or 0
+        self._background = (
+            None if background_parse_bytes is None
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-store-parse")
+        )
+        # name -> (manifest stamp, the parse's outcome, or its future while it runs in the background).
+        self._parsed: dict[str, tuple[tuple[int, ...], Export | ContractError | Future[Export]]] = {}
+        self._lock = threading.RLock()
+        self._exports: dict[str, StoredExport] = {}
+        # key -> stamp of the directory and its manifest: a changed or replaced export is read again.
+        self._stamps: dict[str, tuple[int, ...]] = {}
+        # Problems already logged, so a corrupt export is reported once, not per request.
+        self._reported: dict[str, str] = {}
+        self._generation = 0
+        self._scanned_at = float("-inf")
+        self._last_used: dict[str, float] = {}
+        self._touched_at: dict[str, float] = {}
+        self._leases: dict[str, int] = {}
+        self._lease_files: dict[str, int | None] = {}
+        # (key, filename) -> the file's stamp when its sha256 was last found right.
+        self._digests_checked: dict[tuple[str, str], tuple[int, ...]] = {}
+
+    # Listing.
+
+    @property
+    def generation(self) -> int:
+        self._refresh()
+        return self._generation
+
+    def exports(self) -> Mapping[str, StoredExport]:
+        self._refresh()
+        return self._exports
+
+    def rescan(self) -> None:
+        """Scan now (after a publish or an eviction) instead of at the next interval."""
+        with self._lock:
+            self._scanned_at = float("-inf")
+        self._refresh()
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._scanned_at < self.scan_interval:
+            return
+        with self._lock:
+            if now - self._scanned_at < self.scan_interval:
+                return
+            self._scanned_at = now
+            self._scan()
+
+    def _scan(self) -> None:
+        found: dict[str, StoredExport] = {}
+        stamps: dict[str, tuple[int, ...]] = {}
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError as e:
+            if is_resource_error(e):
+                # Out of file descriptors for a moment: the last listing stands.
+                resources.report(f"scanning the store {self.root}", e)
+                return
+            self._report("", f"store {self.root} cannot be read: {e.strerror}")
+            entries = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                stored = self._load(entry, stamps)
+            except OSError as e:
+                if is_resource_error(e) and entry.name in self._exports:
+                    resources.report(f"scanning the store {self.root}", e)
+                    found[entry.name] = self._exports[entry.name]
+                    stamps[entry.name] = self._stamps[entry.name]
+                    continue
+                # Replaced or removed while it was being read, or a file system error: this entry
+                # is skipped, the others are still listed.
+                self._report(entry.name, f"skipping {entry.path}: {e.strerror} ({e.filename})")
+                stored = None
+            if stored is not None:
+                found[entry.name] = stored
+        if found.keys() != self._exports.keys() or any(
+            found[k] is not self._exports[k] for k in found
+        ):
+            self._generation += 1
+        self._exports = found
+        self._stamps = stamps
+        names = {e.name for e in entries}
+        for gone in set(self._reported) - names - {""}:
+            del self._reported[gone]
+        for gone in set(self._parsed) - names:
+            del self._parsed[gone]
+
+    def _load(self, entry: os.DirEntry[str], stamps: dict[str, tuple[int, ...]]) -> StoredExport | None:
+        name = entry.name
+        if entry.is_symlink():
+            self._report(name, f"skipping {entry.path}: a symlink (the store serves only real directories)")
+            return None
+        if not entry.is_dir(follow_symlinks=False):
+            return None
+        manifest = Path(entry.path, MANIFEST)
+        try:
+            st = manifest.lstat()
+        except FileNotFoundError:
+            self._report(name, f"skipping {entry.path}: no {MANIFEST} (incomplete or not an export)")
+            return None
+        except OSError as e:
+            self._report(name, f"skipping {entry.path}: {MANIFEST} cannot be read ({e.strerror})")
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            self._report(name, f"skipping {entry.path}: {MANIFEST} is not a regular file")
+            return None
+        # Inodes and ctime too: an export replaced by a copy that kept the manifest's mtime and size
+        # (cp -p, rsync -a) is still another export.
+        stamp = (entry.inode(), st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        previous = self._exports.get(name)
+        if previous is not None and self._stamps.get(name) == stamp:
+            stamps[name] = stamp
+            return previous
+        export = self._parse(name, Path(entry.path), stamp, st.st_size)
+        if export is None:
+            return None
+        try:
+            size = self._check_files(Path(entry.path), export)
+        except ContractError as e:
+            # Not remembered: the files of a half-copied export may still arrive.
+            self._report(name, f"skipping export: {e}")
+            return None
+        self._reported.pop(name, None)
+        stamps[name] = stamp
+        return StoredExport(export=export, size=size)
+
+    def _parse(self, name: str, directory: Path, stamp: tuple[int, ...], size: int) -> Export | None:
+        """The manifest's Export, or None (skipped, or still being parsed in the background).
+
+        The outcome is remembered by the manifest's stamp, a failure too: a bad manifest costs one
+        parse per change, not one per scan. A large one is parsed on the store's own thread, so a
+        scan run by a request never waits for it.
+        """
+        remembered = self._parsed.get(name)
+        if remembered is None or remembered[0] != stamp:
+            if self._background is not None and size > self.background_parse_bytes:
+                future = self._background.submit(read_export, directory)
+                # The next scan picks the result up; do not wait for the interval to pass.
+                future.add_done_callback(lambda _: self._rescan_soon())
+                remembered = (stamp, future)
+            else:
+                remembered = (stamp, _outcome(read_export, directory))
+            self._parsed[name] = remembered
+        outcome = remembered[1]
+        if isinstance(outcome, Future):
+            if not outcome.done():
+                return None
+            outcome = _outcome(outcome.result)
+            self._parsed[name] = (stamp, outcome)
+        if isinstance(outcome, ContractError):
+            self._report(name, f"skipping export: {outcome}")
+            return None
+        return outcome
+
+    def _rescan_soon(self) -> None:
+        self._scanned_at = float("-inf")
+
+    def close_parser(self) -> None:
+        """Stop the background parser (if any)."""
+        if self._background is not None:
+            self._background.shutdown(wait=True, cancel_futures=True)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close_parser)
+
+    @property
+    def description(self) -> str:
+        return str(self.root)
+
+    async def refresh(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.rescan)
+
+    def unavailable(self) -> str | None:
+        # Two system calls: the directory is there and this process may list and read it.
+        if not self.root.is_dir():
+            return f"the store directory {self.root} is missing"
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            return f"the store directory {self.root} cannot be read"
+        return None
+
+    def _check_files(self, directory: Path, export: Export) -> int:
+        """Every listed file must be a regular file of the listed size (catches half-copied exports);
+        returns the export's size as the contract counts it (manifest and listed files)."""
+        check_listed_files(directory, export)
+        try:
+            manifest_bytes = (directory / MANIFEST).lstat().st_size
+        except OSError as e:
+            raise ContractError(f"{directory / MANIFEST}: cannot be read ({e.strerror})") from None
+        return export.size(manifest_bytes)
+
+    @property
+    def problems(self) -> Mapping[str, str]:
+        """Entries of the store root that are skipped, with the reason (logged once each)."""
+        self._refresh()
+        return dict(self._reported)
+
+    def _report(self, name: str, message: str) -> None:
+        if self._reported.get(name) != message:
+            self._reported[name] = message
+            logger.warning("%s", message)
+
+    # Files.
+
+    def open_file(self, key: str, filename: str) -> BinaryIO | None:
+        """A file the export's manifest lists, opened for reading, or None (never any other file).
+
+        Raises ContractError if what is there now is not what the manifest lists (a symlink, not a
+        regular file, another size), OSError if the relay is out of file descriptors or memory.
+        Blocking: call it off the event loop.
+        """
+        stored = self._exports.get(key)
+        digest = None if stored is None else stored.export.digest(filename)
+        if digest is None:
+            return None
+        where = f"{key}/{filename}"
+        # Neither the export directory nor the file is followed if it became a symlink since the
+        # scan, and a FIFO put there cannot block the open.
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            directory = os.open(self.root / key, flags | os.O_DIRECTORY)
+        except FileNotFoundError:
+            return None  # evicted or removed since the scan
+        except OSError as e:
+            if is_resource_error(e):
+                raise  # not the export's fault
+            raise ContractError(f"{where}: the export directory cannot be opened ({e.strerror})") from None
+        try:
+            fd = os.open(filename, flags | os.O_NONBLOCK, dir_fd=directory)
+        except OSError as e:
+            if is_resource_error(e):
+                raise
+            raise ContractError(f"{where}: cannot be opened ({e.strerror})") from None
+        finally:
+            os.close(directory)
+        file = os.fdopen(fd, "rb")
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ContractError(f"{where}: not a regular file")
+            if st.st_size != digest[1]:
+                raise ContractError(f"{where}: {st.st_size} bytes, the manifest says {digest[1]}")
+        except BaseException:
+            file.close()
+            raise
+        return file
+
+    def _read(self, key: str, filename: str) -> bytes:
+        file = self.open_file(key, filename)
+        if file is None:
+            raise NotListed(f"{key}/{filename}")
+        with file:
+            return file.read()
+
+    async def read(self, key: str, filename: str) -> bytes:
+        return await asyncio.get_running_loop().run_in_executor(None, self._read, key, filename)
+
+    @contextlib.asynccontextmanager
+    async def open(self, key: str, filename: str) -> AsyncIterator[Blob]:
+        loop = asyncio.get_running_loop()
+        file = await loop.run_in_executor(None, self.open_file, key, filename)
+        if file is None:
+            raise NotListed(f"{key}/{filename}")
+        with file:
+            # Checked once per change of the file before any byte goes out.
+            await loop.run_in_executor(None, self.check_digest, key, filename, file)
+
+            async def chunks() -> AsyncIterator[bytes]:
+                while True:
+                    chunk = await loop.run_in_executor(None, file.read, CHUNK_BYTES)
+                    if not chunk:
+                        return
+                    yield chunk
+
+            yield Blob(size=os.fstat(file.fileno()).st_size, chunks=chunks(), file=file)
+
+    def check_digest(self, key: str, filename: str, file: BinaryIO) -> None:
+        """Raise ContractError unless the opened file's bytes have the manifest's sha256; a file is
+        hashed again only when it changed on disk. Blocking: call it off the event loop."""
+        stored = self._exports.get(key)
+        digest = None if stored is None else stored.export.digest(filename)
+        if digest is None:
+            raise ContractError(f"{key}/{filename}: no longer listed")
+        st = os.fstat(file.fileno())
+        stamp = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        memo = (key, filename)
+        if self._digests_checked.get(memo) == stamp:
+            return
+        h = hashlib.sha256()
+        file.seek(0)
+        for chunk in iter(lambda: file.read(1024 * 1024), b""):
+            h.update(chunk)
+        file.seek(0)
+        if h.hexdigest() != digest[0]:
+            raise ContractError(f"{key}/{filename} does not match the sha256 its manifest records")
+        if len(self._digests_checked) >= 4096:
+            self._digests_checked.clear()
+        self._digests_checked[memo] = stamp
+
+    # Use, leases and eviction.
+
+    def touch(self, key: str) -> None:
+        now = time.time()
+        self._last_used[key] = now
+        if now - self._touched_at.get(key, 0.0) >= TOUCH_INTERVAL_SECONDS:
+            self._touched_at[key] = now
+            with contextlib.suppress(OSError):
+                os.utime(self.root / key, (now, now), follow_symlinks=False)
+
+    def last_used(self, key: str) -> float:
+        try:
+            on_disk = (self.root / key).lstat().st_mtime
+        except OSError:
+            on_disk = 0.0
+        return max(on_disk, self._last_used.get(key, 0.0))
+
+    @contextlib.contextmanager
+    def lease(self, key: str) -> Iterator[None]:
+        with self._lock:
+            count = self._leases.get(key, 0)
+            if not count:
+                # Other processes serving this store (`--workers N`) see the lease too: a shared
+                # lock on a file of the key, held while this process has any lease on it.
+                self._lease_files[key] = self._lock_lease_file(key, fcntl.LOCK_SH)
+            self._leases[key] = count + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._leases[key] -= 1
+                if not self._leases[key]:
+                    del self._leases[key]
+                    fd = self._lease_files.pop(key, None)
+                    if fd is not None:
+                        self._unlock_lease_file(key, fd)
+
+    def leased(self, key: str) -> bool:
+        return key in self._leases
+
+    def _lock_lease_file(self, key: str, operation: int) -> int | None:
+        """A lock on `.relay-lease-<key>` (taken without waiting), or None if another holds it."""
+        path = self.root / (LEASE_PREFIX + key)
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            except OSError as e:
+                if is_resource_error(e):
+                    resources.report("locking lease files", e)
+                else:
+                    logger.warning("cannot lock the lease file of %s: %s", key, e.strerror)
+                return None
+            try:
+                fcntl.flock(fd, operation | fcntl.LOCK_NB)
+                # The last holder removes the file when it lets go: a lock on a file already
+                # removed would protect nothing, so take the one now at the path.
+                if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except OSError as e:
+                if e.errno not in (errno.ENOENT, errno.EWOULDBLOCK):
+                    logger.warning("cannot lock the lease file of %s: %s", key, e.strerror)
+                os.close(fd)
+                if e.errno != errno.ENOENT:
+                    return None
+                continue
+            os.close(fd)
+        return None
+
+    def _unlock_lease_file(self, key: str, fd: int, remove: bool = False) -> None:
+        """Let go of a lease file; the last holder (or the evictor) removes it."""
+        try:
+            if not remove:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(self.root / (LEASE_PREFIX + key))
+        except OSError:
+            pass  # another process still holds it
+        finally:
+            os.close(fd)
+
+    @contextlib.asynccontextmanager
+    async def build_lease(self, key: str) -> AsyncIterator[None]:
+        # A file lock beside the exports: every worker process of every relay on this directory
+        # agrees. Taken off the event loop; the kernel drops it when a process dies.
+        path = self.root / f"{BUILD_LOCK_PREFIX}{key}.lock"
+        self.root.mkdir(parents=True, exist_ok=True)  # as staging_dir: a store not created yet is created
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            self.rescan()
+            yield
+        finally:
+            # Unlinked while still held: a process already waiting on this file re-checks the
+            # store once it gets the lock, and later requests find the export there first.
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def staging_dir(self) -> Path:
+        path = self.root / (STAGING_PREFIX + secrets.token_hex(8))
+        path.mkdir(parents=True)
+        return path
+
+    async def publish(self, directory: Path) -> StoredExport:
+        return await asyncio.get_running_loop().run_in_executor(None, self.publish_now, directory)
+
+    def publish_now(self, directory: Path) -> StoredExport:
+        """`publish` for callers without an event loop (the directory is renamed into the root)."""
+        export = read_export(directory)
+        self._share_unchanged(directory, export)
+        size = self._check_files(directory, export)
+        target = self.root / export.key
+        try:
+            os.rename(directory, target)
+        except OSError:
+            self.rescan()
+            if export.key not in self._exports:
+                # A leftover that is no valid export (half copied, damaged) would refuse every new
+                # build of this commit: move it aside (removed like an evicted export) and publish.
+                aside = self.root / (EVICTING_PREFIX + export.key + "-" + secrets.token_hex(4))
+                os.rename(target, aside)
+                logger.warning("moved the invalid %s aside to publish a new build of it", export.key)
+                os.rename(directory, target)
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                # Someone (a push, another relay) published the same commit first: the contract says
+                # the bytes are identical, so theirs stands.
+                logger.info("export %s was already in the store; keeping the existing one", export.key)
+        self.touch(export.key)
+        self.rescan()
+        return self._exports.get(export.key) or StoredExport(export=export, size=size)
+
+    def _share_unchanged(self, directory: Path, export: Export) -> None:
+        """Replace each file an export already in the store holds (same name and sha256) by a hard
+        link to it: a pull build of the next commit stores only the wheels that changed."""
+        held: dict[str, tuple[str, str]] = {}
+        for key, stored in self.exports().items():
+            for dist in stored.export.dists:
+                held.setdefault(dist.filename, (key, dist.sha256))
+        for dist in export.dists:
+            found = held.get(dist.filename)
+            if found is None or found[1] != dist.sha256:
+                continue
+            for filename in (dist.filename, dist.metadata_filename):
+                staged = directory / (filename + ".link")
+                try:
+                    os.link(self.root / found[0] / filename, staged, follow_symlinks=False)
+                    if staged.lstat().st_size != (directory / filename).lstat().st_size:
+                        staged.unlink()
+                        continue
+                    os.replace(staged, directory / filename)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        staged.unlink()
+
+    async def evict(self, policy: EvictionPolicy, now: float | None = None) -> list[str]:
+        return await asyncio.get_running_loop().run_in_executor(None, self.evict_now, policy, now)
+
+    def evict_now(self, policy: EvictionPolicy, now: float | None = None) -> list[str]:
+        """`evict` for callers without an event loop."""
+        now = time.time() if now is None else now
+        self._remove_stale_staging(now)
+        exports = self.exports()
+        used = {key: self.last_used(key) for key in exports}
+        # Another process's lease on an export shows when its removal is tried (_remove refuses).
+        evicted = [key for key in to_evict(exports, used, policy, now, self.leased) if self._remove(key)]
+        if evicted:
+            self.rescan()
+        return evicted
+
+    def _remove(self, key: str) -> bool:
+        with self._lock:
+            if self.leased(key):
+                return False
+            # An exclusive lock fails while another process holds a lease on the key.
+            fd = self._lock_lease_file(key, fcntl.LOCK_EX)
+            if fd is None:
+                return False
+            try:
+                # Rename first: readers stop seeing the export in one step, then the files go.
+                doomed = self.root / (EVICTING_PREFIX + key + "-" + secrets.token_hex(4))
+                try:
+                    os.rename(self.root / key, doomed)
+                except OSError as e:
+                    logger.warning("cannot evict export %s: %s", key, e.strerror)
+                    return False
+            finally:
+                self._unlock_lease_file(key, fd, remove=True)
+        shutil.rmtree(doomed, ignore_errors=True)
+        self._last_used.pop(key, None)
+        self._touched_at.pop(key, None)
+        logger.info("evicted export %s", key)
+        return True
+
+    def _remove_stale_staging(self, now: float) -> None:
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith(EVICTING_PREFIX) or (
+                entry.name.startswith(STAGING_PREFIX)
+                and now - entry.stat(follow_symlinks=False).st_mtime > STALE_STAGING_SECONDS
+            ):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _outcome(parse: Callable[..., Export], *args: object) -> Export | ContractError:
+    try:
+        return parse(*args)
+    except ContractError as e:
+        return e
+
+
+class FileCache:
+    """Small immutable files (wheels, .metadata) in memory, keyed by their sha256, least recently
+    used out first.
+
+    An export's files never change under their manifest's hashes, so a hit is always right, and a
+    dirty re-export with new bytes simply has new keys. Files are checked against the manifest's
+    sha256 once, when they are first read.
+    """
+
+    def __init__(self, max_bytes: int = 128 * 1024 * 1024, max_file_bytes: int = 4 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self.max_file_bytes = min(max_file_bytes, max_bytes)
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+
+    def fits(self, size: int) -> bool:
+        return size <= self.max_file_bytes
+
+    def get(self, sha256: str) -> bytes | None:
+        body = self._entries.get(sha256)
+        if body is not None:
+            self._entries.move_to_end(sha256)
+        return body
+
+    @staticmethod
+    def check(body: bytes, sha256: str, where: str) -> bytes:
+        """`body` if it is `sha256` (hash it off the event loop: call it in an executor)."""
+        if hashlib.sha256(body).hexdigest() != sha256:
+            raise ContractError(f"{where} does not match the sha256 its manifest records")
+        return body
+
+    def put(self, sha256: str, body: bytes) -> None:
+        if not self.fits(len(body)) or sha256 in self._entries:
+            return
+        self._entries[sha256] = body
+        self._bytes += len(body)
+        while self._bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= len(evicted)
+
