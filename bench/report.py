@@ -611,6 +611,10 @@ def write(results_dir: Path) -> Path:
         s = cycles["settings"]
         rows = []
         for r in cycles["data"]:
+            if r.get("verify"):
+                rows.append([f"{r['size']} dists, each requires {r['density']}", r["representation"], r["client"],
+                             f"{r['seconds']:.1f} s ({r['summary']})"])
+                continue
             took = f"> {r['seconds']:.0f} s (killed)" if r.get("timed_out") else f"{r['seconds']:.1f} s ({r['installed']} dists)"
             rows.append([f"{r['size']} dists, each requires {r['density']}", r["representation"], r["client"], took])
         out += [
@@ -622,7 +626,10 @@ def write(results_dir: Path) -> Path:
             "installed from the export directory into a new venv (`--no-index --find-links DIR`, no cache), "
             f"one run per row, killed after {s['timeout']:.0f} s. The second representation (one wheel "
             "holding every member's files, each member a thin dist requiring it) is built from the same "
-            "export by `bench/cycle_bench.py`; it was measured and not adopted (docs/design.md).",
+            "export by `bench/cycle_bench.py`; it was measured and not adopted (docs/design.md). "
+            "`relay verify of every dist` rows: `relay verify EXPORT_DIR --installer uv|pip --jobs 2` over the "
+            "whole export (every member installed alone into a fresh venv, each install pulling in the cycle, "
+            "then imported); the pip row is pip >= 25.2 in verify's own tool venv.",
             "",
             table(["cycle", "representation", "client", "install"], rows),
             "",

@@ -41,6 +41,9 @@ _PROJECT_NAME = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
 _UNSAFE_RAW = re.compile(r"%(2f|5c|00)|\\|\x00", re.IGNORECASE)
 IMMUTABLE = "max-age=31536000, immutable"
 HEALTH_PATH = "/-/health"
+# Readiness, for load balancers: 503 while the store (or, in pull mode, the builder) cannot serve.
+READY_PATH = "/-/ready"
+OPEN_PATHS = frozenset({HEALTH_PATH, READY_PATH})
 # On a branch page served from an older commit: the newer tip being built.
 BUILDING_HEADER = "X-Relay-Building"
 # The log line format of `relay serve` (the access log writes it without `logging` where it can).
@@ -88,7 +91,6 @@ SETTINGS = web.AppKey("settings", Settings)
 CACHE_POLICY = web.AppKey("cache_policy", CachePolicy)
 AUTH = web.AppKey("auth", Authenticator)
 MATERIALIZER = web.AppKey("materializer", Materializer)
-GIT_REFS = web.AppKey("git_refs", pages.GitRefs)
 CONTENTS = web.AppKey("contents", Contents)
 COMMITS = web.AppKey("commits", Commits)
 HISTORIES = web.AppKey("histories", Histories)
@@ -222,7 +224,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if refusal is not None:
         return _error(400, refusal)
     auth = request.app.get(AUTH)
-    if auth is not None and request.path != HEALTH_PATH:
+    if auth is not None and request.path not in OPEN_PATHS:
         header = request.headers.get("Authorization")
         user = auth.check(header, slow=False)
         if user is False:
@@ -367,6 +369,26 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
+async def ready(request: web.Request) -> web.Response:
+    """200 when the store can serve (and, in pull mode, the relay can build), else 503 with why.
+
+    Liveness (/-/health) never looks at the store: a replica whose store is down is alive but should
+    get no traffic. Both read only what the relay already knows: no request to the store per probe.
+    """
+    store = request.app[STORE]
+    materializer = request.app.get(MATERIALIZER)
+    problems = {"store": store.unavailable()}
+    if materializer is not None:
+        problems["builder"] = materializer.unavailable()
+    failing = {part: reason for part, reason in problems.items() if reason is not None}
+    status = 503 if failing else 200
+    body: dict[str, object] = {"status": "not ready" if failing else "ready"}
+    if AUTH not in request.app:
+        # With credentials on, say nothing about the store to a client without them.
+        body.update({part: reason or "ok" for part, reason in problems.items()})
+    return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
+
+
 async def root_index(request: web.Request) -> web.Response:
     media_type = _media_type(request)
     view = await _view(request)
@@ -489,8 +511,17 @@ async def _stream(request: web.Request, blob: Blob, headers: dict[str, str]) -> 
             assert request.transport is not None
             await asyncio.get_running_loop().sendfile(request.transport, blob.file, 0, blob.size)  # type: ignore[arg-type]
         else:
-            async for chunk in blob.chunks:
-                await response.write(chunk)
+            try:
+                async for chunk in blob.chunks:
+                    await response.write(chunk)
+            except (ContractError, StoreUnavailable) as e:
+                # The status line and part of the body are out: the one honest answer left is a
+                # response cut off before its last byte (the store holds back the last piece until
+                # the whole object matched the manifest), which every client rejects.
+                logger.error("serving %s: %s; the response was cut off", request.path, e)
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
     await response.write_eof()
     return response
 
@@ -522,7 +553,7 @@ def _page_context(request: web.Request) -> pages.Context:
 
 async def home(request: web.Request) -> web.Response:
     context = _page_context(request)
-    return pages.respond(pages.home_page(context, await pages.ref_rows(context, request.app[GIT_REFS])))
+    return pages.respond(pages.home_page(context, await pages.ref_rows(context)))
 
 
 def _where(request: web.Request) -> Where:
@@ -543,7 +574,7 @@ async def ref_home(request: web.Request) -> web.Response:
     try:
         view = await _view(request)
     except RefError as error:
-        return await pages.not_found(context, request.app[GIT_REFS], ref, error, base)
+        return await pages.not_found(context, ref, error, base)
     where, query = _where(request), request.query.get("q", "")
     key = ("ref", context.store.generation, view.ref, view.keys, view.building, query, base, where)
     body = request.app[RENDERED].get(key)
@@ -568,7 +599,7 @@ async def dist_home(request: web.Request) -> web.Response:
     try:
         view = await _view(request)
     except RefError as error:
-        return await pages.not_found(context, request.app[GIT_REFS], ref, error, base)
+        return await pages.not_found(context, ref, error, base)
     tip = view.tip
     dist = tip.dist(project)
     if dist is None:
@@ -612,6 +643,7 @@ _FILE = r"{filename:[^/]+\.whl(\.metadata)?}"
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(HEALTH_PATH, health)
+    r.add_get(READY_PATH, ready)
     r.add_get("/", home)
     r.add_get("/metrics", metrics.metrics_page)
     # Default ref.
@@ -656,6 +688,8 @@ async def _evict_forever(app: web.Application) -> None:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     await app[STORE].start()
+    # Counted after the first listing (an object store lists only now, not at the start-up check).
+    logger.info("%s: %d exports", app[STORE].description, len(app[STORE].exports()))
     tasks = [asyncio.ensure_future(_evict_forever(app))]
     if app[REFS].git is not None:
         tasks.append(asyncio.ensure_future(app[REFS].refresh_forever()))
@@ -677,15 +711,18 @@ def create_app(
     refs: Refs | None = None,
     settings: Settings = Settings(),
     auth: Authenticator | None = None,
+    builds: Materializer | None = None,
 ) -> web.Application:
-    """The relay application over a store; refs default to the manifests' own branch and tag names."""
+    """The relay application over a store; refs default to the manifests' own branch and tag names.
+
+    `builds` is pull mode's builder (the one `refs` builds with), for the health check, the pages and
+    /metrics, and to stop its builds at shutdown."""
     # measure first: it counts and times the guard's refusals too.
     app = web.Application(middlewares=[metrics.measure, guard], handler_args={"logger": ServerLog(server_logger)})
     app[STORE] = store
     app[REFS] = refs if refs is not None else Refs(store)
     app[PAGES] = render.PageCache()
     app[FILES] = FileCache(settings.memory_cache_bytes)
-    app[GIT_REFS] = pages.GitRefs()
     app[CONTENTS] = Contents(store)
     app[COMMITS] = Commits(app[REFS].git)
     app[HISTORIES] = Histories(app[REFS])

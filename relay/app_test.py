@@ -535,3 +535,53 @@ async def test_out_of_file_descriptors_is_503_and_one_log_line(
             assert "retry" in await response.text()
     lines = [r for r in caplog.records if "Too many open files" in r.getMessage()]
     assert len(lines) == 1, [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.asyncio
+async def test_readiness_reflects_the_store_while_liveness_stays_cheap(
+    make_client: MakeClient, exports: list[Export], store_dir: Path
+) -> None:
+    client = await make_client()
+    ready = await client.get("/-/ready")
+    assert ready.status == 200 and await ready.json() == {"status": "ready", "store": "ok"}
+    moved = store_dir.with_name("moved")
+    store_dir.rename(moved)
+    try:
+        not_ready = await client.get("/-/ready")
+        assert not_ready.status == 503
+        body = await not_ready.json()
+        assert body["status"] == "not ready" and "missing" in body["store"]
+        assert (await client.get("/-/health")).status == 200
+    finally:
+        moved.rename(store_dir)
+    assert (await client.get("/-/ready")).status == 200
+
+
+@pytest.mark.asyncio
+async def test_readiness_in_pull_mode_reflects_the_builder(make_client: MakeClient, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    from relay.materialize_test import fake_command, pull_client
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    client, _ = await pull_client(make_client, tmp_path / "store", repo, fake_command(tmp_path / "runs"))
+    assert await (await client.get("/-/ready")).json() == {"status": "ready", "store": "ok", "builder": "ok"}
+    shutil.rmtree(repo)
+    response = await client.get("/-/ready")
+    assert response.status == 503 and "repository" in (await response.json())["builder"]
+
+
+@pytest.mark.asyncio
+async def test_readiness_needs_no_credentials_and_tells_nothing_with_auth_on(
+    make_client: MakeClient, exports: list[Export], tmp_path: Path
+) -> None:
+    from relay.auth import Authenticator, add_entry, new_token
+
+    auth_file = tmp_path / "relay.auth"
+    add_entry(auth_file, new_token("ci")[1])
+    client = await make_client(auth=Authenticator(auth_file))
+    response = await client.get("/-/ready")
+    assert response.status == 200 and await response.json() == {"status": "ready"}

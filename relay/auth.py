@@ -94,7 +94,7 @@ def parse_entry(line: str, where: str) -> Entry:
     if not sep or not _USER.fullmatch(user) or expected != len(entry.fields):
         raise AuthFileError(
             f"{where}: not an entry (expected `user:{PBKDF2}$iterations$salt$hash` or "
-            f"`name:{TOKEN}$hash`; create entries with `relay passwd` or `relay token`)"
+            f"`name:{TOKEN}$hash`; create entries with `export-dists-relay passwd` or `export-dists-relay token`)"
         )
     try:
         if scheme == PBKDF2:

@@ -1,4 +1,4 @@
-"""The command line: `relay serve`, `relay passwd`, `relay token`, `relay check`, `relay publish`, `relay verify`."""
+"""The command line, `export-dists-relay`: serve, passwd, token, check, publish, verify."""
 
 from __future__ import annotations
 
@@ -28,16 +28,19 @@ from relay.git import Git
 from relay.install_lines import PUBLIC_INDEX
 from relay.interpreters import NoSuitablePython, choose_python
 from relay.materialize import Limits, Materializer, WorkDirInUse, claim_work_dir
-from relay.refs import Refs
+from relay.refs import TIP_WAIT_SECONDS, Refs
 from relay.contract import ContractError
 from relay.store import DiskStore, EvictionPolicy, PublishConflict, Store, StoreConfigError, StoreUnavailable
 from relay.stores import check_store, open_store, publish_export
-from relay.verify import VerifyError, export_source, format_outcome, index_source, select, verify
+from relay.verify import INSTALLERS, VerifyError, export_source, format_outcome, index_source, select, verify
 
 logger = logging.getLogger("relay")
 
+# The command the wheel installs; help, examples and messages use it.
+PROG = "export-dists-relay"
+
 DESCRIPTION = """\
-relay: a PEP 503 / PEP 691 simple index over monorepo exports, per commit and per branch.
+export-dists-relay: a PEP 503 / PEP 691 simple index over monorepo exports, per commit and per branch.
 
 It serves the export directories that `pants export-dists` writes (one per commit, see
 docs/design.md) so that pip, uv and pex install monorepo targets by name:
@@ -56,17 +59,18 @@ routes:
   /<ref>/-/<project>/            a dist's page: install lines, versions along the ref, modules, files
   /metrics                       Prometheus metrics (credentials when auth is on)
   /-/health                      liveness (never needs credentials)
+  /-/ready                       readiness: 503 while the store or the builder cannot serve
 
 examples:
   # push mode: CI writes exports into /srv/exports, the relay serves them
-  relay serve --store /srv/exports --upstream https://pypi.org/simple
+  export-dists-relay serve --store /srv/exports --upstream https://pypi.org/simple
 
   # pull mode: build a commit's export on its first request
-  relay serve --store /srv/exports --repo /srv/monorepo.git --default-ref main
+  export-dists-relay serve --store /srv/exports --repo /srv/monorepo.git --default-ref main
 
   # private code: create credentials, then serve with them
-  relay passwd /srv/relay.auth alice
-  relay serve --store /srv/exports --auth-file /srv/relay.auth
+  export-dists-relay passwd /srv/relay.auth alice
+  export-dists-relay serve --store /srv/exports --auth-file /srv/relay.auth
   pip install --index-url http://alice:PASSWORD@HOST:8080/main/simple/ monorepo.a
 
   # an export whose dists have URL requirements (pkg @ git+https://...): uv installs them only as
@@ -104,11 +108,24 @@ def _positive(kind: type) -> object:
     return parse
 
 
+def _non_negative(kind: type) -> object:
+    def parse(text: str) -> object:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
-    # `export-dists-relay` when installed from the wheel; `relay` as `python -m relay` or relay.pex.
-    prog = "export-dists-relay" if os.path.basename(sys.argv[0]) == "export-dists-relay" else "relay"
-    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, formatter_class=formatter)
+    # One name however it is started (the wheel's script, the PEX, `python -m relay` in a checkout):
+    # the installed command's, which is what every example and message says.
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, formatter_class=formatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
@@ -155,9 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--follow", action="append", default=[], metavar="BRANCH",
                       help="also build this branch's new tips as soon as a refresh sees them "
                            "(repeatable; the --default-ref branch is always followed)")
+    pull.add_argument("--tip-wait", type=_non_negative(float), default=TIP_WAIT_SECONDS, metavar="SECONDS",
+                      help="a branch page whose tip has no export starts (or joins) the tip's build and "
+                           "waits this long for it; past that it answers from the branch's newest built "
+                           "commit (X-Relay-Building names the tip) while the tip builds "
+                           "(default: %(default)s, under pip's 15 s read timeout; 0: answer at once)")
     pull.add_argument("--wait-for-tip", action="store_true",
-                      help="a branch page waits for its tip's build (by default it answers at once "
-                           "from the branch's newest built commit while the tip builds)")
+                      help="a branch page waits for its tip's build however long it takes (see --tip-wait)")
     pull.add_argument("--build-unreachable", action="store_true",
                       help="build any commit of the repository, not only those on a branch or tag")
     pull.add_argument("--max-builds", type=_positive(int), default=1, metavar="N",
@@ -199,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="serve from N processes sharing one listening socket, e.g. one per core; "
                           "pull-mode builds are still one per commit (default: %(default)s)")
     net.add_argument("--auth-file", type=Path, metavar="FILE",
-                     help="require credentials listed in FILE (see `relay passwd` and `relay token`); "
-                          "/-/health stays open")
+                     help="require credentials listed in FILE (see `export-dists-relay passwd` and "
+                          "`export-dists-relay token`); /-/health and /-/ready stay open")
     proxy = serve.add_argument_group("behind a proxy (TLS, a path prefix)")
     proxy.add_argument("--public-url", metavar="URL",
                        help="the URL clients reach this relay by, e.g. https://pypi.example.com/relay/: "
@@ -270,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "bytes under the same commit are an error (exit 1).",
         epilog="example (CI):\n"
                "  pants export-dists --export-dists-output-dir=dist/exports ::\n"
-               "  relay publish dist/exports/$(git rev-parse HEAD) --store s3://BUCKET/relay\n",
+               "  export-dists-relay publish dist/exports/$(git rev-parse HEAD) --store s3://BUCKET/relay\n",
         formatter_class=formatter,
     )
     publish.add_argument("export_dir", type=Path, metavar="EXPORT_DIR")
@@ -282,11 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Does each wheel work without the monorepo? For every dist of an export (or of a "
                     "relay index), create a fresh virtualenv, `pip install` only that dist, then import "
                     "every module it ships and check its other files are installed. Prints one line "
-                    "per dist (ok / FAILED and why) and exits 1 if any failed. pip runs with your "
-                    "pip configuration, so third-party requirements come from your usual index.",
+                    "per dist (ok / FAILED and why) and exits 1 if any failed. It installs with uv "
+                    "when there is one (the `uv` package beside the relay, or on the PATH), else with "
+                    "a current pip (>= 25.2) in a tool venv of its own: the pip a Python bundles can "
+                    "stall for many minutes on a large dependency cycle between dists. Its first "
+                    "lines say which. pip and uv run with your configuration, so third-party "
+                    "requirements come from your usual index. A step that runs past --timeout is "
+                    "ended with every process it started.",
         epilog="examples:\n"
-               "  relay verify dist/export-dists/<sha>\n"
-               "  relay verify --index-url http://HOST:8080/main/simple/ --dist monorepo.src.python.a.b\n",
+               "  export-dists-relay verify dist/export-dists/<sha>\n"
+               "  export-dists-relay verify --index-url http://HOST:8080/main/simple/ --dist monorepo.src.python.a.b\n",
         formatter_class=formatter,
     )
     source = verify.add_mutually_exclusive_group(required=True)
@@ -307,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dists checked at once (default: %(default)s)")
     verify.add_argument("--timeout", type=_positive(float), default=600.0, metavar="SECONDS",
                         help="limit for each step (venv, install, import) of one dist (default: %(default)s)")
+    verify.add_argument("--installer", choices=INSTALLERS, default="auto",
+                        help="auto: uv if there is one, else pip; uv; or pip (upgraded to >= 25.2 in a "
+                             "tool venv, the bundled one if that fails) (default: %(default)s)")
     verify.set_defaults(run=verify_command)
     return parser
 
@@ -323,7 +352,7 @@ def _git_repo(path: Path) -> Path:
         ["git", "-C", str(path), "rev-parse", "--git-dir"], capture_output=True, text=True
     )
     if result.returncode != 0:
-        raise SystemExit(f"relay: --repo {path} is not a git repository: {result.stderr.strip()}")
+        raise SystemExit(f"{PROG}: --repo {path} is not a git repository: {result.stderr.strip()}")
     return path.resolve()
 
 
@@ -343,7 +372,7 @@ def serve_command(args: argparse.Namespace) -> int:
         store = open_store(args.store, lease_seconds=args.build_lease, background_parse_bytes=1 << 20)
         asyncio.run(check_store(store))
     except StoreConfigError as e:
-        raise SystemExit(f"relay: {e}") from None
+        raise SystemExit(f"{PROG}: {e}") from None
     git = Git(_git_repo(args.repo)) if args.repo else None
     materializer = None
     if git is not None and not args.no_build:
@@ -353,7 +382,7 @@ def serve_command(args: argparse.Namespace) -> int:
         try:
             claim = claim_work_dir(args.work_dir, store.root if isinstance(store, DiskStore) else args.store)
         except WorkDirInUse as e:
-            raise SystemExit(f"relay: {e}") from None
+            raise SystemExit(f"{PROG}: {e}") from None
         work_dir = claim.path
         logger.info("work directory %s (worktrees, build logs, records of running builds)", work_dir)
         warm = None
@@ -373,14 +402,14 @@ def serve_command(args: argparse.Namespace) -> int:
     follow = tuple(dict.fromkeys([args.default_ref, *args.follow])) if materializer else ()
     refs = Refs(
         store, git, materializer, refresh_interval=args.refresh_interval, follow=follow,
-        wait_for_tip=args.wait_for_tip,
+        wait_for_tip=args.wait_for_tip, tip_wait=args.tip_wait,
     )
     auth = None
     if args.auth_file:
         try:
             auth = Authenticator(args.auth_file)
         except (OSError, AuthFileError) as e:
-            raise SystemExit(f"relay: --auth-file {args.auth_file}: {e}") from None
+            raise SystemExit(f"{PROG}: --auth-file {args.auth_file}: {e}") from None
     try:
         proxy = ProxySettings(
             public_url=parse_public_url(args.public_url) if args.public_url else None,
@@ -388,7 +417,7 @@ def serve_command(args: argparse.Namespace) -> int:
             headers=args.proxy_headers,
         )
     except PublicURLError as e:
-        raise SystemExit(f"relay: {e}") from None
+        raise SystemExit(f"{PROG}: {e}") from None
     settings = Settings(
         proxy=proxy,
         default_ref=args.default_ref,
@@ -402,11 +431,11 @@ def serve_command(args: argparse.Namespace) -> int:
             max_size_bytes=args.max_size,
         ),
     )
-    app = create_app(store, refs, settings, auth)
+    app = create_app(store, refs, settings, auth, materializer)
     mode = "pull" if materializer else "push"
     logger.info(
-        "serving %s on http://%s:%d/ (%s mode, default ref %s, %d exports)",
-        store.description, args.host, args.port, mode, args.default_ref, len(store.exports()),
+        "serving %s on http://%s:%d/ (%s mode, default ref %s)",
+        store.description, args.host, args.port, mode, args.default_ref,
     )
     if args.upstream is None:
         logger.warning(
@@ -502,15 +531,15 @@ def passwd_command(args: argparse.Namespace) -> int:
     else:
         password = getpass.getpass(f"password for {args.user}: ")
         if getpass.getpass("again: ") != password:
-            print("relay: the passwords differ; nothing changed", file=sys.stderr)
+            print(f"{PROG}: the passwords differ; nothing changed", file=sys.stderr)
             return 1
     if not password:
-        print("relay: an empty password is refused", file=sys.stderr)
+        print(f"{PROG}: an empty password is refused", file=sys.stderr)
         return 1
     try:
         add_entry(args.file, password_entry(args.user, password))
     except AuthFileError as e:
-        print(f"relay: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 1
     print(f"{args.user}: password stored in {args.file}")
     return 0
@@ -520,7 +549,7 @@ def token_command(args: argparse.Namespace) -> int:
     try:
         token, entry = new_token(args.name)
     except AuthFileError as e:
-        print(f"relay: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 1
     add_entry(args.file, entry)
     print(token)
@@ -534,7 +563,7 @@ def check_command(args: argparse.Namespace) -> int:
         store = open_store(args.store, create=False)
         asyncio.run(_list_once(store))
     except (StoreConfigError, StoreUnavailable) as e:
-        print(f"relay check: {e}", file=sys.stderr)
+        print(f"{PROG} check: {e}", file=sys.stderr)
         return 2
     for key, stored in sorted(store.exports().items()):
         e = stored.export
@@ -555,7 +584,7 @@ def publish_command(args: argparse.Namespace) -> int:
         store = open_store(args.store)
         key, written = asyncio.run(publish_export(store, args.export_dir))
     except (StoreConfigError, StoreUnavailable, ContractError, PublishConflict) as e:
-        print(f"relay publish: {e}", file=sys.stderr)
+        print(f"{PROG} publish: {e}", file=sys.stderr)
         return 1
     already = " (already there: nothing new)" if written == 0 else ""
     print(f"published {key} to {store.description}: {written} objects written{already}")
@@ -572,18 +601,22 @@ def verify_command(args: argparse.Namespace) -> int:
         source = select(source, args.dists)
         python = args.python or choose_python(t.requires_python for t in source.targets)
     except (VerifyError, NoSuitablePython) as e:
-        print(f"relay verify: {e}", file=sys.stderr)
+        print(f"{PROG} verify: {e}", file=sys.stderr)
         return 2
     print(f"verifying {len(source.targets)} dists of the {source.description} with {python}, "
           f"{args.jobs} at a time", flush=True)
     try:
         outcomes = verify(
-            source, python=python, jobs=args.jobs, timeout=args.timeout,
+            source, python=python, jobs=args.jobs, timeout=args.timeout, installer=args.installer,
             report=lambda outcome: print(format_outcome(outcome), flush=True),
+            announce=lambda installer: print(f"installing with {installer.description}", flush=True),
         )
     except VerifyError as e:
-        print(f"relay verify: {e}", file=sys.stderr)
+        print(f"{PROG} verify: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("relay verify: interrupted (every process it started has ended)", file=sys.stderr)
+        return 130
     failed = [o for o in outcomes if not o.ok]
     print(f"{len(outcomes) - len(failed)} ok, {len(failed)} failed")
     return 1 if failed else 0

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from relay.app import Settings, create_app
 from relay.auth import Authenticator
 from relay.contract import Export
+from relay.materialize import Materializer
 from relay.refs import Refs
 from relay.seaweedfs import SeaweedFS
 from relay.store import DiskStore
@@ -47,11 +48,14 @@ MakeClient = Callable[..., Awaitable[TestClient]]
 @pytest.fixture
 def make_client(aiohttp_client: Any, store_dir: Path) -> MakeClient:
     async def make(
-        settings: Settings = Settings(), auth: Authenticator | None = None, refs: Refs | None = None
+        settings: Settings = Settings(),
+        auth: Authenticator | None = None,
+        refs: Refs | None = None,
+        builds: Materializer | None = None,
     ) -> TestClient:
         # One store for the app and the refs (pull mode publishes into the refs' store).
         store = refs.store if refs is not None else DiskStore(store_dir, scan_interval=0.0)
-        return await aiohttp_client(create_app(store, refs, settings, auth))
+        return await aiohttp_client(create_app(store, refs, settings, auth, builds))
 
     return make
 

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from relay.conftest import MakeClient
 from relay.contract import CONTENT_FORMAT, ContractError, parse_manifest, read_export
 from relay.render import V1_JSON
-from relay.store import DiskStore, EvictionPolicy
+from relay.store import DiskStore, EvictionPolicy, Footprint
 from relay.testing import CHAIN, fake_sha, version_of, write_export
 
 C = "monorepo.chain.c"
@@ -114,12 +114,11 @@ async def test_constraints_pin_each_dist_at_its_own_version(make_client: MakeCli
 def test_eviction_counts_shared_bytes_once(store_dir: Path, content_exports: list) -> None:
     store = DiskStore(store_dir, scan_interval=0)
     second, third = (store.exports()[e.key] for e in content_exports[1:])
-    shared = set(second.files) & set(third.files)
+    shared = set(second.export.files.values()) & set(third.export.files.values())
     assert len(shared) == 6  # tools, chain.c and chain.b: wheel and .metadata each
-    on_disk = (
-        second.size - sum(second.files.values()) + third.size - sum(third.files.values())
-        + sum({**second.files, **third.files}.values())
-    )
+    # The contract's size of the two together (docs/design.md): each manifest, each file once.
+    on_disk = second.size + third.size - sum(size for _, size in shared)
+    assert Footprint([second, third]).total == on_disk
     first = store.exports()[content_exports[0].key]
     # A cap of exactly the bytes of exports 2 and 3 (shared files once) evicts only export 1.
     now = time.time()

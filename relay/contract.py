@@ -100,6 +100,17 @@ class Export:
     def projects(self) -> tuple[str, ...]:
         return tuple(self._by_project)
 
+    @property
+    def files(self) -> Mapping[str, tuple[str, int]]:
+        """Every wheel and .metadata file the manifest lists: filename -> (sha256, size)."""
+        return self._digests
+
+    def size(self, manifest_bytes: int) -> int:
+        """The export's size as every store counts it (docs/design.md, "An export's size"): its
+        manifest plus the wheel and .metadata files it lists. The static `simple/` tree is not
+        counted: it is derived from the manifest, and an object store does not keep it."""
+        return manifest_bytes + sum(size for _, size in self._digests.values())
+
 
 def _get(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if key not in data:

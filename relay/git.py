@@ -27,6 +27,35 @@ class Git:
         # Made on first use, inside the running loop (Python 3.9 binds asyncio primitives at creation).
         self._slots: asyncio.Semaphore | None = None
         self.processes = 0  # git processes started, for tests and the bench
+        self._common_dir: asyncio.Future[Path] | None = None
+
+    async def ref_files(self, names: tuple[str, ...]) -> tuple[Path, ...]:
+        """The files a change of these full ref names rewrites: each loose ref and packed-refs (in
+        the repository's common git directory, found once)."""
+        if self._common_dir is None:
+            self._common_dir = asyncio.ensure_future(self._find_common_dir())
+        try:
+            common = await asyncio.shield(self._common_dir)
+        except GitError:
+            self._common_dir = None
+            raise
+        return (*(common / name for name in names), common / "packed-refs")
+
+    async def _find_common_dir(self) -> Path:
+        return (self.repo / (await self.run("rev-parse", "--git-common-dir")).strip()).resolve()
+
+    @staticmethod
+    def changed_since(files: tuple[Path, ...], since: float) -> bool:
+        """Whether any of these files was written at or after `since` (a time.time()): git updates
+        a ref by renaming a new file in place, so its modification time is the update's. A few stat
+        calls: cheap enough for every request of a branch."""
+        for path in files:
+            try:
+                if path.stat().st_mtime >= since:
+                    return True
+            except OSError:
+                continue
+        return False
 
     async def run(self, *args: str, timeout: float = GIT_TIMEOUT_SECONDS, cwd: Path | None = None) -> str:
         """Run `git -C <repo or cwd> ARGS`; its standard output, or GitError with its standard error."""

@@ -13,6 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Awaitable, Callable
 
 from relay.build_queue import BuildQueue
 from relay.builder import (
@@ -158,31 +159,62 @@ class Materializer:
         self._idle: list[Builder] = list(self.builders)
         self._unreachable: dict[str, float] = {}
         self._failed: dict[str, float] = {}  # sha -> until when a failed tip is not built in the background
+        self._deadlines: dict[str, float] = {}  # tip sha -> until when branch pages wait for its build
         self.runs = 0
         # Outcomes for /metrics and the page for people; queued and running builds are the queue's.
         self.log = BuildLog(jobs=self.queue.jobs)
 
-    # What Refs asks for.
+    # What Refs asks for: the one place that decides "is it in the store, may it be built, build it".
 
-    async def export(self, sha: str) -> Export:
-        """The export of commit `sha`, built now unless the store has it; waits for the build."""
-        stored = self.store.exports().get(sha)
+    async def export(self, sha: str, in_repo: Callable[[], Awaitable[bool]] | None = None) -> Export:
+        """The export of commit `sha`: from the store, else built now (started or joined) and waited for.
+
+        `in_repo` answers whether the repository has the commit (the resolver's question, which may
+        fetch); it is asked only when the store lacks the export and no build of it runs.
+        """
+        stored = await self.store.find(sha)
         if stored is not None:
             return stored.export
-        if not self.queue.has(sha) and not await self._may_build(sha):
-            raise RelayError(
-                404,
-                f"commit {sha} is on no branch or tag of the relay's repository, so it is not built "
-                "(start the relay with --build-unreachable to build any commit)",
-            )
+        await self._check_may_build(sha, in_repo)
         return await self.queue.wait(sha)
+
+    async def export_within(self, branch: str, sha: str, seconds: float) -> Export | None:
+        """The export of `branch`'s tip `sha` if it is in the store or built within `seconds`, else None
+        (the build goes on in the background as the branch's tip).
+
+        Everyone asking for one tip shares one deadline, set by the first to ask: a client that makes
+        several requests (pip reads a page per project) waits for the build once, not once a page.
+        A tip whose build failed lately is not waited for (nor rebuilt) until FAILED_TIP_SECONDS pass.
+        """
+        stored = await self.store.find(sha)
+        if stored is not None:
+            return stored.export
+        if self._failed_lately(sha):
+            return None
+        # A branch's tip may be built by definition: no reachability check.
+        try:
+            self.queue.tip(branch, sha)
+        except RelayError as e:  # a full queue: serve what is built rather than fail the page
+            logger.warning("not building %s, the tip of %s: %s", sha, branch, e.message)
+            return None
+        now = time.monotonic()
+        deadline = self._deadlines.setdefault(sha, now + seconds)
+        if len(self._deadlines) > 1024:
+            self._deadlines = {k: v for k, v in self._deadlines.items() if self.queue.has(k) or k == sha}
+        if deadline <= now:
+            return None
+        try:
+            return await asyncio.wait_for(self.queue.wait(sha), deadline - now)
+        except asyncio.TimeoutError:
+            return None
+        except RelayError as e:
+            # A branch whose tip does not build keeps serving its newest built commit.
+            logger.warning("serving an older commit of %s: the build of its tip %s failed: %s", branch, sha, e.message.splitlines()[0])
+            return None
 
     def tip(self, branch: str, sha: str) -> None:
         """Build a branch's new tip in the background (it replaces an older tip still queued)."""
-        if sha in self.store.exports():
-            return
-        failed = self._failed.get(sha)
-        if failed is not None and time.monotonic() < failed:
+        if sha in self.store.exports() or self._failed_lately(sha):
             return  # a page request must not rebuild a failing tip each time; a sha request still does
         try:
             self.queue.tip(branch, sha)
@@ -194,6 +226,15 @@ class Materializer:
 
     # Kept for callers of the earlier interface.
     ensure = export
+
+    def unavailable(self) -> str | None:
+        """Why this relay cannot build now (None: it can): its repository or work directory is gone."""
+        repo = self.git.repo
+        if not any((repo / name).exists() for name in ("HEAD", ".git")):
+            return f"the repository {repo} is missing or no git repository"
+        if not os.access(self.work_dir, os.W_OK | os.X_OK):
+            return f"the work directory {self.work_dir} is missing or not writable"
+        return None
 
     def status(self) -> list[dict[str, object]]:
         now = time.monotonic()
@@ -225,6 +266,24 @@ class Materializer:
             await builder.close()
 
     # Building.
+
+    def _failed_lately(self, sha: str) -> bool:
+        failed = self._failed.get(sha)
+        return failed is not None and time.monotonic() < failed
+
+    async def _check_may_build(self, sha: str, in_repo: Callable[[], Awaitable[bool]] | None) -> None:
+        """Raise a 404 unless `sha` may be built: a build of it runs, or it is a commit of the
+        repository on a branch or tag (any commit with `build_unreachable`)."""
+        if self.queue.has(sha):
+            return
+        if in_repo is not None and not await in_repo():
+            raise RelayError(404, f"commit {sha} is not in the relay's repository")
+        if not await self._may_build(sha):
+            raise RelayError(
+                404,
+                f"commit {sha} is on no branch or tag of the relay's repository, so it is not built "
+                "(start the relay with --build-unreachable to build any commit)",
+            )
 
     async def _may_build(self, sha: str) -> bool:
         if self.build_unreachable:
@@ -293,4 +352,5 @@ class Materializer:
             self._failed[sha] = time.monotonic() + FAILED_TIP_SECONDS
             raise
         finally:
+            self._deadlines.pop(sha, None)
             shutil.rmtree(staging, ignore_errors=True)

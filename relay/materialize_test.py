@@ -17,7 +17,7 @@ from relay.app import Settings
 from relay.conftest import MakeClient
 from relay.builder import WarmBuilder, WarmLimits
 from relay.materialize import ExportCommand, Limits, Materializer
-from relay.refs import Git, Refs
+from relay.refs import TIP_WAIT_SECONDS, Git, Refs
 from relay.store import DiskStore
 from relay.testing import write_export
 
@@ -70,6 +70,7 @@ async def pull_client(
     max_queued: int = 16,
     follow: tuple[str, ...] = (),
     wait_for_tip: bool = False,
+    tip_wait: float = TIP_WAIT_SECONDS,
     refresh_interval: float = 3600,
 ) -> tuple[TestClient, Materializer]:
     store = DiskStore(store_dir, scan_interval=0)
@@ -78,9 +79,10 @@ async def pull_client(
         work_dir=store_dir.parent / "work",
     )
     refs = Refs(
-        store, Git(repo), materializer, refresh_interval=refresh_interval, follow=follow, wait_for_tip=wait_for_tip
+        store, Git(repo), materializer, refresh_interval=refresh_interval, follow=follow,
+        wait_for_tip=wait_for_tip, tip_wait=tip_wait,
     )
-    return await make_client(Settings(), refs=refs), materializer
+    return await make_client(Settings(), refs=refs, builds=materializer), materializer
 
 
 async def until(condition: Callable[[], Awaitable[bool]], what: str, tries: int = 600) -> None:
@@ -123,9 +125,9 @@ async def test_branch_and_tag_resolve_through_git(
     # An export pushed earlier for an older commit of main, and one of an unrelated commit.
     write_export(store_dir, first, 1, branches=())
     write_export(store_dir, "e" * 40, 7, branches=("main",))
-    client, _ = await pull_client(make_client, store_dir, repo, fake_command(runs, "--sleep 1"))
+    client, _ = await pull_client(make_client, store_dir, repo, fake_command(runs, "--sleep 1"), tip_wait=0)
     head = git(repo, "rev-parse", "HEAD")
-    # The branch page answers at once from what is built while the tip builds in the background.
+    # With --tip-wait 0 the branch page answers at once from what is built while the tip builds.
     page = await client.get("/main/simple/monorepo-tools/", headers=JSON)
     assert page.status == 200
     assert page.headers["X-Relay-Commit"] == first and page.headers["X-Relay-Building"] == head
@@ -278,7 +280,9 @@ async def test_unknown_shas_and_names_cost_bounded_coalesced_git_processes(
     counting = CountingGit(clone)
     store = DiskStore(store_dir, scan_interval=0)
     materializer = Materializer(counting, store, fake_command(tmp_path / "runs"), work_dir=tmp_path / "work")
-    client = await make_client(Settings(), refs=Refs(store, counting, materializer, refresh_interval=3600))
+    client = await make_client(
+        Settings(), refs=Refs(store, counting, materializer, refresh_interval=3600), builds=materializer
+    )
     unknown = [f"{n:040x}" for n in range(1, 31)]
     responses = await asyncio.gather(*(client.get(f"/{sha}/simple/") for sha in unknown))
     assert {r.status for r in responses} == {404}
@@ -401,7 +405,8 @@ async def warm_client(
         Git(repo), store, command, Limits(max_jobs=max_jobs, timeout_seconds=timeout),
         work_dir=store_dir.parent / "work", warm=WarmLimits(),
     )
-    return await make_client(Settings(), refs=Refs(store, Git(repo), materializer, refresh_interval=3600)), materializer
+    refs = Refs(store, Git(repo), materializer, refresh_interval=3600)
+    return await make_client(Settings(), refs=refs, builds=materializer), materializer
 
 
 async def test_a_warm_builder_survives_a_timed_out_build(
@@ -440,3 +445,84 @@ async def test_two_warm_builders_never_share_a_worktree(
     for tree in trees:
         events = [event for event, t in lines if t == tree]
         assert events == ["start", "end"] * (len(events) // 2), f"overlapping builds in {tree}"
+
+
+# Branch pages fresh within a bound (issue 20 item 1).
+
+
+def gated_command(runs: Path, gate: Path) -> ExportCommand:
+    """The stand-in export, started at once but finishing only once `gate` exists (or after 60 s)."""
+    wait = f"for i in $(seq 1200); do [ -e {gate} ] && break; sleep 0.05; done; "
+    return ExportCommand(wait + fake_command(runs).template)
+
+
+async def test_a_branch_page_waits_for_its_tip_within_the_bound(
+    make_client: MakeClient, store_dir: Path, repo: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    previous = git(repo, "rev-parse", "HEAD~1")
+    write_export(store_dir, previous, 2, branches=())
+    # The default bound (10 s) and a build of about a second: the page names the tip, not `previous`.
+    client, _ = await pull_client(make_client, store_dir, repo, fake_command(runs, "--sleep 1"))
+    head = git(repo, "rev-parse", "HEAD")
+    pages = await asyncio.gather(*(client.get("/main/simple/monorepo-tools/", headers=JSON) for _ in range(12)))
+    assert {(p.status, p.headers["X-Relay-Commit"]) for p in pages} == {(200, head)}
+    assert not any("X-Relay-Building" in p.headers for p in pages)
+    data = await pages[0].json(content_type=None)
+    assert data["versions"] == [f"0.2+g{previous[:12]}", f"0.3+g{head[:12]}"]
+    # Twelve clients during one build started one build.
+    assert runs.read_text().splitlines() == ["run"]
+
+
+async def test_a_build_longer_than_the_bound_answers_from_the_previous_export(
+    make_client: MakeClient, store_dir: Path, repo: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    runs, gate = tmp_path / "runs", tmp_path / "gate"
+    previous = git(repo, "rev-parse", "HEAD~1")
+    write_export(store_dir, previous, 2, branches=())
+    client, materializer = await pull_client(
+        make_client, store_dir, repo, gated_command(runs, gate), tip_wait=0.5
+    )
+    head = git(repo, "rev-parse", "HEAD")
+    # Many clients at once, and more while the build goes on: all share one deadline and one build.
+    first = await asyncio.gather(*(client.get("/main/simple/monorepo-tools/", headers=JSON) for _ in range(10)))
+    later = await asyncio.gather(*(client.get(f"/main/simple/{p}/", headers=JSON) for p in ("monorepo-tools", "monorepo-chain-a")))
+    for page in (*first, *later):
+        assert page.status == 200
+        assert page.headers["X-Relay-Commit"] == previous
+        assert page.headers["X-Relay-Building"] == head
+        assert page.headers["Cache-Control"] == "public, no-cache"
+    assert (await first[0].json(content_type=None))["versions"] == [f"0.2+g{previous[:12]}"]
+    stale = [r.getMessage() for r in caplog.records if "not its tip" in r.getMessage()]
+    assert stale == [f"branch main: serving {previous}, not its tip {head} (still building after 0.5 s)"]
+    assert [s["sha"] for s in materializer.status()] == [head]
+    # The page for people says what it serves and what is building.
+    people = await (await client.get("/main/")).text()
+    assert f"serving <code>{previous[:12]}</code>" in people and f"<code>{head[:12]}</code> building" in people
+    gate.touch()
+
+    async def tip_served() -> bool:
+        page = await client.get("/main/simple/monorepo-tools/", headers=JSON)
+        return page.headers["X-Relay-Commit"] == head and "X-Relay-Building" not in page.headers
+
+    await until(tip_served, "main's tip served once built")
+    assert runs.read_text().splitlines() == ["run"]
+    assert "building" not in await (await client.get("/main/")).text()
+
+
+async def test_a_tip_that_fails_to_build_leaves_the_branch_on_its_newest_built_commit(
+    make_client: MakeClient, store_dir: Path, repo: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    previous = git(repo, "rev-parse", "HEAD~1")
+    write_export(store_dir, previous, 2, branches=())
+    client, _ = await pull_client(make_client, store_dir, repo, fake_command(runs, "--fail"))
+    for _ in range(3):
+        page = await client.get("/main/simple/monorepo-tools/", headers=JSON)
+        assert page.status == 200 and page.headers["X-Relay-Commit"] == previous
+        assert "X-Relay-Building" not in page.headers
+    # The failed tip is not rebuilt by every page request; asked by its sha it is, and says why.
+    assert runs.read_text().splitlines() == ["run"]
+    head = git(repo, "rev-parse", "HEAD")
+    failed = await client.get(f"/{head}/simple/")
+    assert failed.status == 502 and "the failure the test expects" in await failed.text()

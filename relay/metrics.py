@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from relay.builds import BuildLog
-from relay.store import Store
+from relay.store import Footprint, Store
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -30,12 +30,21 @@ class _StateCollector(Collector):
     def __init__(self, store: Store, builds: Callable[[], BuildLog | None]) -> None:
         self._store = store
         self._builds = builds
+        self._bytes = (-1, 0)  # (the store's generation, its Footprint then): counted once a change
+
+    def _store_bytes(self) -> int:
+        generation = self._store.generation
+        if self._bytes[0] != generation:
+            self._bytes = (generation, Footprint(self._store.exports().values()).total)
+        return self._bytes[1]
 
     def collect(self) -> Iterator[Metric]:
         exports = self._store.exports()
         yield GaugeMetricFamily("relay_store_exports", "Exports in the store.", value=len(exports))
         yield GaugeMetricFamily(
-            "relay_store_bytes", "Bytes of the exports in the store.", value=sum(s.size for s in exports.values())
+            "relay_store_bytes",
+            "Bytes of the exports in the store: manifests, and each listed file once (docs/design.md).",
+            value=self._store_bytes(),
         )
         builds = self._builds()
         if builds is None:

@@ -12,12 +12,10 @@ from aiohttp import web
 
 from relay.builds import BuildLog
 from relay.contract import Export
-from relay.refs import Git, GitError, RefError, Refs
+from relay.refs import RefError, Refs
 from relay.store import Store
 
 CONTENT_TYPE = "text/html; charset=utf-8"
-# Branch and tag names from git, kept briefly: a page view must not cost a git process each time.
-GIT_REFS_SECONDS = 10.0
 # Failed builds shown with the end of their log, and how many of its lines.
 SHOWN_FAILURES = 5
 SHOWN_LOG_LINES = 15
@@ -73,57 +71,21 @@ def age_text(seconds: float) -> str:
 # Refs.
 
 
-class GitRefs:
-    """Branch and tag names of the relay's repository with their commits, read at most every 10 s."""
-
-    def __init__(self) -> None:
-        self._at = -GIT_REFS_SECONDS
-        self._rows: tuple[tuple[str, str, str], ...] = ()
-
-    async def read(self, git: Git) -> tuple[tuple[str, str, str], ...]:
-        now = time.monotonic()
-        if now - self._at < GIT_REFS_SECONDS:
-            return self._rows
-        self._at = now
-        try:
-            out = await git.run(
-                "for-each-ref", "--format=%(refname)%00%(objectname)%00%(*objectname)",
-                "refs/heads", "refs/remotes", "refs/tags",
-            )
-        except GitError:
-            return self._rows
-        rows = []
-        seen = set()
-        for line in out.splitlines():
-            refname, sha, peeled = (line.split("\0") + ["", ""])[:3]
-            if refname.startswith("refs/tags/"):
-                rows.append(("tag", refname[len("refs/tags/"):], peeled or sha))
-                continue
-            # refs/remotes/<remote>/<branch> and refs/heads/<branch> name one branch (as refs.py resolves).
-            parts = refname.split("/", 3)
-            name = parts[3] if refname.startswith("refs/remotes/") and len(parts) == 4 else refname[len("refs/heads/"):]
-            if name == "HEAD" or name in seen:
-                continue
-            seen.add(name)
-            rows.append(("branch", name, sha))
-        self._rows = tuple(rows)
-        return self._rows
-
-
 def _newest(exports: Iterable[Export]) -> Export | None:
     ordered = sorted(exports, key=lambda x: (x.count, x.commit_time), reverse=True)
     return ordered[0] if ordered else None
 
 
-async def ref_rows(context: Context, git_refs: GitRefs) -> list[RefRow]:
-    """The branches and tags the relay serves: from git with --repo, else from the manifests."""
+async def ref_rows(context: Context) -> list[RefRow]:
+    """The branches and tags the relay serves: from git with --repo (the commits resolution serves,
+    read by Refs, the one reader of the repository's refs), else from the manifests."""
     stored = {key: s.export for key, s in context.store.exports().items()}
     clean = [x for x in stored.values() if not x.dirty]
     rows: list[RefRow] = []
     git = context.refs.git
     if git is not None:
-        for kind, name, sha in await git_refs.read(git):
-            rows.append(RefRow(name=name, kind=kind, sha=sha, export=stored.get(sha)))
+        for ref in await context.refs.listing():
+            rows.append(RefRow(name=ref.name, kind=ref.kind, sha=ref.sha, export=stored.get(ref.sha)))
     else:
         branches = sorted({b for x in clean for b in x.branches})
         tags = sorted({t for x in clean for t in x.tags})
@@ -307,8 +269,8 @@ def respond(text: str | bytes, status: int = 200, headers: Mapping[str, str] | N
     )
 
 
-async def not_found(context: Context, git_refs: GitRefs, ref: str, error: RefError, base: str) -> web.Response:
+async def not_found(context: Context, ref: str, error: RefError, base: str) -> web.Response:
     if error.status != 404:
         return respond(error_page(ref, error.message, base), status=error.status)
-    rows = await ref_rows(context, git_refs)
+    rows = await ref_rows(context)
     return respond(not_found_page(context, ref, error.message, rows, base), status=404)

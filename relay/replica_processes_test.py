@@ -156,6 +156,9 @@ def test_store_stopped_and_restarted_under_load(tmp_path: Path) -> None:
         )
         assert publish.returncode == 0, publish.stderr
         replicas = _replicas(2, url, env, tmp_path, "--memory-cache", "0")
+        # The start-up counts exports once the store was listed (was "0 exports" before the first listing).
+        log = (tmp_path / "replica-0.log").read_text()
+        assert "s3://load/relay/: 1 exports" in log and "0 exports" not in log, log
         files = [f"{r.url}/{export.key}/{d.filename}" for r in replicas for d in export.dists]
         pages = [f"{r.url}/main/simple/monorepo-chain-a/" for r in replicas]
         stop = threading.Event()
@@ -174,6 +177,9 @@ def test_store_stopped_and_restarted_under_load(tmp_path: Path) -> None:
             down = [_status(f) for f in files]
             assert set(down) == {503}, down
             assert {_status(p) for p in pages} == {200}, "pages are served from memory"
+            # Readiness says so (load balancers stop sending traffic); liveness does not.
+            assert {_status(f"{r.url}/-/ready") for r in replicas} == {503}
+            assert {_status(f"{r.url}/-/health") for r in replicas} == {200}
             server.start()
             # The store is back: every replica serves files again by itself.
             for target in files:
@@ -182,6 +188,12 @@ def test_store_stopped_and_restarted_under_load(tmp_path: Path) -> None:
                         break
                     stop.wait(0.25)
                 assert _status(target) == 200, target
+            for replica in replicas:
+                for _ in range(240):  # ready again after the next listing that succeeds
+                    if _status(f"{replica.url}/-/ready") == 200:
+                        break
+                    stop.wait(0.25)
+                assert _status(f"{replica.url}/-/ready") == 200
             stop.set()
             for worker in workers:
                 worker.result()

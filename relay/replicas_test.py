@@ -58,7 +58,7 @@ async def test_ten_first_requests_over_three_replicas_build_once(
             Git(repo), store, fake_command(runs, "--sleep 1"), Limits(timeout_seconds=60), work_dir=work
         )
         refs = Refs(store, Git(repo), materializer, refresh_interval=3600)
-        clients.append(await aiohttp_client(create_app(store, refs, Settings())))
+        clients.append(await aiohttp_client(create_app(store, refs, Settings(), builds=materializer)))
     head = git(repo, "rev-parse", "HEAD")
     responses = await asyncio.gather(
         *(clients[i % 3].get(f"/{head}/simple/monorepo-chain-a/", headers=JSON) for i in range(10))
@@ -137,7 +137,7 @@ async def test_eviction_during_a_download_on_another_replica(
     later = await stores(grace_seconds=0)
     assert await later.evict(EvictionPolicy(max_age_seconds=DAY)) == []
     location = serving.location
-    listing = s3_client(seaweedfs).list_objects_v2(Bucket=location.bucket, Prefix=location.prefix + "exports/")
+    listing = s3_client(seaweedfs).list_objects_v2(Bucket=location.bucket, Prefix=location.prefix + "files/")
     assert listing.get("KeyCount", 0) == 0
 
 

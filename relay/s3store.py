@@ -1,11 +1,14 @@
-"""Exports in an S3-compatible bucket: listing, streamed files, conditional publishing, leases, eviction.
+"""Exports in an S3-compatible bucket: listing, checked streams, conditional publishing, leases, eviction.
 
 Layout under s3://BUCKET/PREFIX/ (docs/deployment.md):
     manifests/<key>.json          an export's manifest: written last, removed first
-    exports/<key>/<filename>      its wheels and .metadata files
-    leases/<name>                 who builds a commit or evicts now, until when
+    files/<sha256>                every wheel and .metadata file, once, named by its content's sha256
+    leases/<name>                 who builds a commit, evicts, or publishes now, until when
     used/<replica>.json           each replica's last use of each export (written once a minute)
-    evicted/<key>                 an export whose manifest was removed: files go after a grace period
+    evicted/<key>.json            the manifest of an evicted export: its files stay for a grace period
+
+A file object is removed only when no manifest (nor an evicted one still in its grace period) lists
+it, by the evictor, under its lease, while no publish is under way (docs/deployment.md, "Eviction").
 
 The client is aiobotocore: botocore's credential chain, endpoint configuration, signing and retries
 (the standard AWS way: environment, shared config, profiles, AWS_ENDPOINT_URL) on aiohttp, the loop
@@ -28,7 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Iterator, Mapping, TypeVar
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -54,6 +57,7 @@ from relay.store import (
     StoredExport,
     StoreUnavailable,
     check_listed_files,
+    to_evict,
 )
 
 logger = logging.getLogger("relay.s3store")
@@ -71,6 +75,11 @@ LEASE_SECONDS = 30.0
 # An evicted export's files stay this long after its manifest went: downloads that started before
 # still finish on every replica.
 EVICTION_GRACE_SECONDS = 600.0
+# Files removed by the evictor between two checks that it still holds its lease and no publish runs.
+DELETES_PER_CHECK = 100
+# A publish waits at most this many lease periods for an eviction round to end.
+PUBLISH_WAIT_LEASES = 10
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 PRESIGN_SECONDS = 300
 
 
@@ -166,14 +175,21 @@ class S3Store(Store):
         self._pins: dict[str, int] = {}
         self._missed: dict[str, float] = {}
         self._outage: str | None = None
+        # The file objects (sha256 -> size) as last listed; listed again when a manifest names one
+        # that is not in it.
+        self._objects: dict[str, int] = {}
 
     # Keys in the bucket.
 
     def _manifest_key(self, key: str) -> str:
         return f"{self.location.prefix}manifests/{key}.json"
 
-    def _file_key(self, key: str, filename: str) -> str:
-        return f"{self.location.prefix}exports/{key}/{filename}"
+    def _file_key(self, sha256: str) -> str:
+        return f"{self.location.prefix}files/{sha256}"
+
+    def _legacy_prefix(self) -> str:
+        """Where relays before content-addressed files kept them: exports/<key>/<filename>."""
+        return f"{self.location.prefix}exports/"
 
     def _lease_key(self, name: str) -> str:
         return f"{self.location.prefix}leases/{name}"
@@ -227,7 +243,7 @@ class S3Store(Store):
             if status == 404 or _code(e) == "NoSuchBucket":
                 raise StoreConfigError(
                     f"{where}: bucket {self.location.bucket!r} does not exist at {endpoint}; create it "
-                    "(e.g. `aws s3 mb s3://{self.location.bucket}`) or fix the name"
+                    f"(e.g. `aws s3 mb s3://{self.location.bucket}`) or fix the name"
                 ) from None
             if status in (401, 403):
                 raise StoreConfigError(
@@ -263,11 +279,55 @@ class S3Store(Store):
 
     async def start(self) -> None:
         await self.connect()
+        await self.move_legacy_files()
         await self.refresh()
         self._tasks = [
             asyncio.ensure_future(self._every(self.scan_interval, self.refresh)),
             asyncio.ensure_future(self._every(TOUCH_INTERVAL_SECONDS, self.flush_last_use)),
         ]
+
+    async def move_legacy_files(self) -> int:
+        """Move files from where relays before content-addressed files kept them, exports/<key>/<name>,
+        to files/<sha256> (a copy inside the bucket, then the old object is removed), so a bucket
+        those relays wrote stays readable. Returns how many objects were moved. Idempotent: replicas
+        starting together may all run it."""
+        prefix = self._legacy_prefix()
+        legacy = [item async for item in self._list(prefix)]
+        if not legacy:
+            return 0
+        logger.warning(
+            "%s: moving %d file(s) from exports/<key>/ (the layout of earlier relays) to files/<sha256>; "
+            "stop relays of earlier versions on this bucket and upgrade CI's `relay publish`",
+            self.location, len(legacy),
+        )
+        await self._list_objects()
+        manifests: dict[str, Export | None] = {}
+        for item in legacy:
+            key, _, filename = item["Key"][len(prefix):].partition("/")
+            if key not in manifests:
+                raw = await self._read_or_none(self._manifest_key(key))
+                try:
+                    manifests[key] = None if raw is None else parse_manifest(raw, self._manifest_key(key))
+                except ContractError:
+                    manifests[key] = None
+            export = manifests[key]
+            digest = None if export is None else export.digest(filename)
+            if digest is not None and self._objects.get(digest[0]) != digest[1]:
+                await self._call(f"moving {item['Key']}", self._client.copy_object(
+                    Bucket=self.location.bucket, Key=self._file_key(digest[0]),
+                    CopySource={"Bucket": self.location.bucket, "Key": item["Key"]},
+                ))
+                self._objects[digest[0]] = digest[1]
+        # Files of no manifest (evicted) go with the rest; so do the old eviction marks (evicted/<key>).
+        old_marks = [
+            i["Key"] async for i in self._list(f"{self.location.prefix}evicted/") if not i["Key"].endswith(".json")
+        ]
+        names = [item["Key"] for item in legacy] + old_marks
+        for start in range(0, len(names), 1000):
+            batch = [{"Key": n} for n in names[start:start + 1000]]
+            await self._call("removing moved files", self._client.delete_objects(
+                Bucket=self.location.bucket, Delete={"Objects": batch, "Quiet": True}))
+        return len(legacy)
 
     async def _every(self, interval: float, work: Any) -> None:
         while True:
@@ -308,6 +368,11 @@ class S3Store(Store):
             logger.warning("%s: the store answers again", self.location)
             self._outage = None
         return result
+
+    def unavailable(self) -> str | None:
+        # Set by the last request that failed (a listing runs every scan_interval), cleared by the
+        # next one that succeeds.
+        return None if self._outage is None else f"the object store is unavailable: {self._outage}"
 
     def _down(self, message: str) -> None:
         if self._outage is None:
@@ -350,12 +415,13 @@ class S3Store(Store):
             if name.endswith(".json") and "/" not in name and not name.startswith("."):
                 listed[name[: -len(".json")]] = _Listed(item["ETag"], item["LastModified"].timestamp())
         found: dict[str, StoredExport] = {}
+        fresh = [False]  # the file objects were listed in this round
         for key, entry in listed.items():
             previous = self._exports.get(key)
             if previous is not None and self._listed.get(key) == entry:
                 found[key] = previous
                 continue
-            stored = await self._load(key)
+            stored = await self._load(key, fresh)
             if stored is not None:
                 found[key] = stored
         if found.keys() != self._exports.keys() or any(found[k] is not self._exports[k] for k in found):
@@ -391,41 +457,60 @@ class S3Store(Store):
             self._generation += 1
         return self._exports.get(key)
 
-    async def _load(self, key: str) -> StoredExport | None:
+    async def _load(self, key: str, fresh: list[bool] | None = None) -> StoredExport | None:
+        """The export of a manifest whose files are all there, else None (reported once).
+
+        `fresh[0]` says the file objects were listed in this round already: a round lists them at
+        most once, however many new manifests it reads."""
         where = f"{self.location}manifests/{key}.json"
-        try:
-            response = await self._call(
-                f"reading {where}",
-                self._client.get_object(Bucket=self.location.bucket, Key=self._manifest_key(key)),
-            )
-            async with response["Body"] as body:
-                raw = await body.read()
-        except ClientError as e:
-            if _missing(e):
-                return None  # evicted between the listing and now
-            self._report(key, f"skipping {where}: cannot be read ({e})")
-            return None
+        raw = await self._read_or_none(self._manifest_key(key))
+        if raw is None:
+            return None  # evicted between the listing and now
         try:
             export = parse_manifest(raw, where)
             if export.key != key:
                 raise ContractError(f"{where}: names commit {export.key!r} but is stored as {key!r}")
-            sizes = {}
-            file_prefix = self._file_key(key, "")
-            async for item in self._list(file_prefix):
-                sizes[item["Key"][len(file_prefix):]] = int(item["Size"])
-            for dist in export.dists:
-                for filename, size in ((dist.filename, dist.size), (dist.metadata_filename, dist.metadata_size)):
-                    if filename not in sizes:
-                        raise ContractError(f"{self.location}exports/{key}/{filename}: listed in the manifest but missing")
-                    if sizes[filename] != size:
-                        raise ContractError(
-                            f"{self.location}exports/{key}/{filename}: {sizes[filename]} bytes, the manifest says {size}"
-                        )
+            if any(self._objects.get(sha256) != size for sha256, size in export.files.values()):
+                if fresh is None or not fresh[0]:
+                    await self._list_objects()
+                    if fresh is not None:
+                        fresh[0] = True
+            for filename, (sha256, size) in sorted(export.files.items()):
+                stored_size = self._objects.get(sha256)
+                if stored_size is None:
+                    raise ContractError(
+                        f"{self.location}files/{sha256} ({filename}): listed in the manifest but missing"
+                        + await self._legacy_hint()
+                    )
+                if stored_size != size:
+                    raise ContractError(
+                        f"{self.location}files/{sha256} ({filename}): {stored_size} bytes, the manifest says {size}"
+                    )
         except ContractError as e:
             self._report(key, f"skipping export: {e}")
             return None
         self._reported.pop(key, None)
-        return StoredExport(export=export, size=len(raw) + sum(d.size + d.metadata_size for d in export.dists))
+        return StoredExport(export=export, size=export.size(len(raw)))
+
+    async def _list_objects(self) -> None:
+        prefix = f"{self.location.prefix}files/"
+        objects: dict[str, int] = {}
+        async for item in self._list(prefix):
+            name = item["Key"][len(prefix):]
+            if _SHA256.fullmatch(name):
+                objects[name] = int(item["Size"])
+        self._objects = objects
+
+    async def _legacy_hint(self) -> str:
+        """Why files may be missing: the bucket still has them where earlier relays kept them."""
+        async for _ in self._list(self._legacy_prefix()):
+            return (
+                f"; the bucket still holds files under {self.location}exports/<key>/ as relays and "
+                "`relay publish` before content-addressed files wrote them: start a relay of this "
+                "version on the bucket (`relay serve --store ...`), which moves them, and upgrade "
+                "CI's `relay publish`"
+            )
+        return ""
 
     def _report(self, key: str, message: str) -> None:
         if self._reported.get(key) != message:
@@ -434,49 +519,62 @@ class S3Store(Store):
 
     # Files.
 
-    def _listed_file(self, key: str, filename: str) -> str:
+    def _listed_file(self, key: str, filename: str) -> tuple[str, str, int]:
+        """(object key, sha256, size) of a file the export's manifest lists; NotListed otherwise."""
         stored = self._exports.get(key)
-        if stored is None or filename not in stored.export.filenames:
+        digest = None if stored is None else stored.export.digest(filename)
+        if digest is None:
             raise NotListed(f"{key}/{filename}")
-        return self._file_key(key, filename)
+        return self._file_key(digest[0]), digest[0], digest[1]
 
-    async def _get(self, key: str, filename: str) -> Any:
-        object_key = self._listed_file(key, filename)
+    async def _get(self, key: str, filename: str) -> tuple[Any, str]:
+        object_key, sha256, _ = self._listed_file(key, filename)
         try:
-            return await self._call(
+            response = await self._call(
                 f"reading {filename}", self._client.get_object(Bucket=self.location.bucket, Key=object_key)
             )
         except ClientError as e:
             if _missing(e):
-                raise ContractError(f"{self.location}exports/{key}/{filename}: listed but missing") from None
+                raise ContractError(f"{self.location}files/{sha256} ({key}/{filename}): listed but missing") from None
             raise StoreUnavailable(f"reading {filename}: {e}") from None
+        return response, sha256
 
     async def read(self, key: str, filename: str) -> bytes:
-        response = await self._get(key, filename)
-        try:
-            async with response["Body"] as body:
-                return bytes(await self._call(f"reading {filename}", body.read()))
-        except StoreUnavailable:
-            raise
+        response, _ = await self._get(key, filename)
+        async with response["Body"] as body:
+            return bytes(await self._call(f"reading {filename}", body.read()))
 
     @contextlib.asynccontextmanager
     async def open(self, key: str, filename: str) -> AsyncIterator[Blob]:
-        response = await self._get(key, filename)
+        response, sha256 = await self._get(key, filename)
+        where = f"{self.location}files/{sha256} ({key}/{filename})"
         async with response["Body"] as body:
 
             async def chunks() -> AsyncIterator[bytes]:
+                # Hashed on the way; each piece goes out only once the next has arrived, and the last
+                # only once the whole object matched the manifest's sha256: a client never receives
+                # a complete file with other bytes (it gets a cut-off response instead).
+                digest = hashlib.sha256()
                 iterator = body.content.iter_chunked(CHUNK_BYTES).__aiter__()
+                held: bytes | None = None
                 while True:
                     try:
                         chunk = await self._call(f"reading {filename}", iterator.__anext__())
                     except StopAsyncIteration:
-                        return
-                    yield chunk
+                        break
+                    digest.update(chunk)
+                    if held is not None:
+                        yield held
+                    held = chunk
+                if digest.hexdigest() != sha256:
+                    raise ContractError(f"{where} does not match the sha256 its manifest records")
+                if held is not None:
+                    yield held
 
             yield Blob(size=int(response["ContentLength"]), chunks=chunks())
 
     async def url(self, key: str, filename: str) -> str | None:
-        object_key = self._listed_file(key, filename)
+        object_key, _, _ = self._listed_file(key, filename)
         return str(
             await self._client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.location.bucket, "Key": object_key}, ExpiresIn=PRESIGN_SECONDS
@@ -572,14 +670,10 @@ class S3Store(Store):
 
     async def _put_once(self, object_key: str, body: bytes, where: str) -> bool:
         """Write `body` unless the name exists; True if written, False if it held the same bytes."""
-        sha256 = hashlib.sha256(body).hexdigest()
         try:
             await self._call(
                 f"writing {where}",
-                self._client.put_object(
-                    Bucket=self.location.bucket, Key=object_key, Body=body, IfNoneMatch="*",
-                    Metadata={"sha256": sha256},
-                ),
+                self._client.put_object(Bucket=self.location.bucket, Key=object_key, Body=body, IfNoneMatch="*"),
             )
             return True
         except ClientError as e:
@@ -598,7 +692,7 @@ class S3Store(Store):
         export = read_export(directory)
         check_listed_files(directory, export)
         uploaded = await self.upload(directory, export)
-        logger.info("published %s to %s (%d files written)", export.key, self.location, uploaded)
+        logger.info("published %s to %s (%d objects written)", export.key, self.location, uploaded)
         await self.refresh()
         stored = self._exports.get(export.key)
         if stored is None:
@@ -606,8 +700,12 @@ class S3Store(Store):
         return stored
 
     async def upload(self, directory: Path, export: Export) -> int:
-        """Files first, at most UPLOADS_AT_ONCE at a time, then the manifest: readers see it whole.
-        Returns how many objects were written (0: the export was there already)."""
+        """The files the bucket lacks (by content), then the manifest: readers see the export whole.
+        Returns how many objects were written (0: the export was there already).
+
+        Under a publish lease, taken before the bucket is looked at and held until the manifest is
+        written: the evictor removes no file while one is held, and a publish waits for an eviction
+        round under way to end, so a file found here stays until the manifest lists it."""
         loop = asyncio.get_running_loop()
         manifest = await loop.run_in_executor(None, (directory / MANIFEST).read_bytes)
         # Published already (a retried CI job): one read answers it, whatever the export's size.
@@ -616,29 +714,79 @@ class S3Store(Store):
             if existing != manifest:
                 raise PublishConflict(self._conflict(self._manifest_key(export.key), str(directory / MANIFEST)))
             return 0
-        # Files an interrupted publish already wrote are skipped when their MD5 ETag matches (a store
-        # whose ETags are not MD5s gets a conditional write and a comparison instead).
-        present: dict[str, str] = {}
-        prefix = self._file_key(export.key, "")
-        async for item in self._list(prefix):
-            present[item["Key"][len(prefix):]] = str(item.get("ETag", "")).strip('"')
-        slots = asyncio.Semaphore(UPLOADS_AT_ONCE)
+        from relay.leases import Lease
 
-        async def one(filename: str) -> bool:
+        lease = Lease(self, f"publish-{self.replica}-{secrets.token_hex(4)}", self.lease_seconds)
+        await lease.acquire()
+        renewing = asyncio.ensure_future(self._keep_renewed(lease))
+        try:
+            await self._wait_for_eviction_round()
+            written = await self._upload_files(directory, export)
+            wrote_manifest = await self._put_once(self._manifest_key(export.key), manifest, str(directory / MANIFEST))
+            # Belt and braces: every file the manifest lists is there now (one listing), or written.
+            written += await self._upload_files(directory, export)
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+            await lease.release()
+        # A manifest published again after an eviction: its evicted copy no longer keeps its files.
+        with contextlib.suppress(ClientError, StoreUnavailable):
+            await self._call("clearing an eviction", self._client.delete_object(
+                Bucket=self.location.bucket, Key=self._evicted_key(export.key)))
+        return written + int(wrote_manifest)
+
+    async def _upload_files(self, directory: Path, export: Export) -> int:
+        """Write each file of the export whose content the bucket lacks (one listing decides); at
+        most UPLOADS_AT_ONCE at a time. Unchanged wheels of earlier exports are not written again."""
+        await self._list_objects()
+        slots = asyncio.Semaphore(UPLOADS_AT_ONCE)
+        loop = asyncio.get_running_loop()
+
+        async def one(filename: str, sha256: str, size: int) -> bool:
+            if self._objects.get(sha256) == size:
+                return False
             async with slots:
                 body = await loop.run_in_executor(None, (directory / filename).read_bytes)
-                if present.get(filename) == hashlib.md5(body).hexdigest():
-                    return False
-                return await self._put_once(self._file_key(export.key, filename), body, str(directory / filename))
+                if hashlib.sha256(body).hexdigest() != sha256:
+                    raise ContractError(f"{directory / filename} does not match the sha256 its manifest records")
+                object_key = self._file_key(sha256)
+                if sha256 in self._objects:
+                    # Another size under this content's name (a damaged object): replaced.
+                    logger.warning("%s%s: %d bytes, not %d: writing it again", self.location, object_key,
+                                   self._objects[sha256], size)
+                    await self._call(f"writing {filename}", self._client.put_object(
+                        Bucket=self.location.bucket, Key=object_key, Body=body))
+                    return True
+                try:
+                    await self._call(f"writing {filename}", self._client.put_object(
+                        Bucket=self.location.bucket, Key=object_key, Body=body, IfNoneMatch="*"))
+                except ClientError as e:
+                    if _precondition_failed(e):
+                        return False  # written meanwhile by another publish: the same content
+                    raise StoreUnavailable(f"writing {filename}: {e}") from None
+                return True
 
-        written = await asyncio.gather(*(one(f) for f in sorted(export.filenames)))
-        wrote_manifest = await self._put_once(self._manifest_key(export.key), manifest, str(directory / MANIFEST))
-        # A manifest published again after an eviction cancels the pending removal of its files.
-        with contextlib.suppress(ClientError):
-            await self._call(
-                "clearing an eviction", self._client.delete_object(Bucket=self.location.bucket, Key=self._evicted_key(export.key))
-            )
-        return sum(written) + int(wrote_manifest)
+        unique = {sha256: (filename, size) for filename, (sha256, size) in sorted(export.files.items())}
+        written = await asyncio.gather(*(one(f, sha256, size) for sha256, (f, size) in unique.items()))
+        for sha256, (_, size) in unique.items():
+            self._objects[sha256] = size
+        return sum(written)
+
+    async def _wait_for_eviction_round(self) -> None:
+        """Return once no evictor holds its lease (or it expired): called with a publish lease held,
+        so an evictor that starts removing files later sees the publish and leaves them."""
+        from relay.leases import Lease
+
+        evictor = Lease(self, "evictor", self.lease_seconds)
+        for _ in range(int(PUBLISH_WAIT_LEASES * self.lease_seconds / self.poll_seconds) + 1):
+            holder = await evictor.holder()
+            if holder is None or holder[1] <= time.time():
+                return
+            await asyncio.sleep(self.poll_seconds)
+        raise StoreUnavailable(
+            f"{self.location}: an eviction round has held leases/evictor for over "
+            f"{PUBLISH_WAIT_LEASES * self.lease_seconds:.0f} s; publish again later"
+        )
 
     async def _read_or_none(self, object_key: str) -> bytes | None:
         try:
@@ -661,7 +809,7 @@ class S3Store(Store):
     # Eviction.
 
     def _evicted_key(self, key: str) -> str:
-        return f"{self.location.prefix}evicted/{key}"
+        return f"{self.location.prefix}evicted/{key}.json"
 
     async def last_used(self, forget_before: float | None = None) -> dict[str, float]:
         """Every replica's last use of each export, merged (at least the manifest's write time).
@@ -704,43 +852,121 @@ class S3Store(Store):
             forget = None if policy.max_age_seconds is None else time.time() - policy.max_age_seconds
             used = await self.last_used(forget_before=forget)
             exports = dict(self._exports)
-            total = sum(s.size for s in exports.values())
-            evicted: list[str] = []
-            for key in sorted(exports, key=lambda k: used.get(k, 0.0)):
-                too_old = policy.max_age_seconds is not None and now - used.get(key, 0.0) > policy.max_age_seconds
-                too_big = policy.max_size_bytes is not None and total > policy.max_size_bytes
-                if not (too_old or too_big) or key in self._pins:
-                    continue
-                # Marker first, then the manifest: a crash between leaves files that the next round
-                # removes; the manifest going makes the export invisible in one step.
-                await self._call("marking an eviction", self._client.put_object(
-                    Bucket=self.location.bucket, Key=self._evicted_key(key), Body=str(now).encode()))
+            evicted = to_evict(exports, used, policy, now, lambda key: key in self._pins)
+            for key in evicted:
+                # The manifest's copy first, then the manifest: a crash between leaves the export
+                # listed (the next round evicts it again); the manifest going makes it invisible in
+                # one step, and its copy keeps its files for the grace period.
+                body = await self._read_or_none(self._manifest_key(key))
+                if body is not None:
+                    await self._call("marking an eviction", self._client.put_object(
+                        Bucket=self.location.bucket, Key=self._evicted_key(key), Body=body))
                 await self._call("removing a manifest", self._client.delete_object(
                     Bucket=self.location.bucket, Key=self._manifest_key(key)))
-                evicted.append(key)
-                total -= exports[key].size
-                logger.info("evicted export %s (its files go in %.0f s)", key, self.grace_seconds)
-            await self._remove_evicted_files(now, evicted)
+                logger.info("evicted export %s (its files go in %.0f s unless another export lists them)",
+                            key, self.grace_seconds)
             if evicted:
                 await self.refresh()
+            await self._remove_unlisted_files(lease, now, evicted)
             return evicted
         finally:
             await lease.release()
 
-    async def _remove_evicted_files(self, now: float, fresh: Sequence[str]) -> None:
+    async def _publishing(self) -> list[str]:
+        """The publishes under way: live publish leases (an expired one is a publisher that died)."""
+        from relay.leases import Lease
+
+        prefix = f"{self.location.prefix}leases/publish-"
+        live = []
+        async for item in self._list(prefix):
+            name = item["Key"][len(f"{self.location.prefix}leases/"):]
+            holder = await Lease(self, name, self.lease_seconds).holder()
+            if holder is not None and holder[1] > time.time():
+                live.append(holder[0])
+        return live
+
+    async def _may_remove_files(self, lease: Any) -> bool:
+        """Whether the evictor may remove files now: it still holds its lease (renewed now, so a
+        publish that looks sees it) and then no publish is under way (one that started since looks
+        at the lease, sees it held, and waits)."""
+        if not await lease.renew():
+            return False
+        publishing = await self._publishing()
+        if publishing:
+            logger.info("not removing files this round: %d publish(es) under way (%s)",
+                        len(publishing), ", ".join(sorted(set(publishing))))
+            return False
+        return True
+
+    async def _remove_unlisted_files(self, lease: Any, now: float, fresh: list[str]) -> None:
+        """Remove the file objects no manifest lists, nor an evicted one younger than the grace
+        period; each with a conditional delete (an object written again since the listing stays)."""
+        if not await self._may_remove_files(lease):
+            return
+        listed: set[str] = set()
+        prefix = f"{self.location.prefix}manifests/"
+        async for item in self._list(prefix):
+            key = item["Key"][len(prefix):-len(".json")]
+            stored = self._exports.get(key)
+            if stored is None:
+                # A manifest not served (being validated, damaged): its files are kept all the same.
+                names = await self._names_in(item["Key"])
+                if names is None:
+                    logger.warning("not removing files this round: %s cannot be read", item["Key"])
+                    return
+                listed |= names
+            else:
+                listed |= {sha256 for sha256, _ in stored.export.files.values()}
+        expired_marks = []
         prefix = f"{self.location.prefix}evicted/"
         async for item in self._list(prefix):
-            key = item["Key"][len(prefix):]
-            if now - item["LastModified"].timestamp() < self.grace_seconds:
+            evicted_now = item["Key"][len(prefix):-len(".json")] in fresh  # its grace starts now
+            if not evicted_now and now - item["LastModified"].timestamp() >= self.grace_seconds:
+                expired_marks.append(item["Key"])
                 continue
-            if key in fresh:
-                continue  # evicted in this round: its grace period starts now
-            if not await self._manifest_exists(key):
-                file_prefix = self._file_key(key, "")
-                names = [i["Key"] async for i in self._list(file_prefix)]
-                for start in range(0, len(names), 1000):
-                    batch = [{"Key": n} for n in names[start:start + 1000]]
-                    await self._call("removing files", self._client.delete_objects(
-                        Bucket=self.location.bucket, Delete={"Objects": batch, "Quiet": True}))
-            await self._call("clearing an eviction", self._client.delete_object(
-                Bucket=self.location.bucket, Key=item["Key"]))
+            names = await self._names_in(item["Key"])
+            if names is None:
+                logger.warning("not removing files this round: %s cannot be read", item["Key"])
+                return
+            listed |= names
+        doomed = []
+        prefix = f"{self.location.prefix}files/"
+        async for item in self._list(prefix):
+            if item["Key"][len(prefix):] not in listed:
+                doomed.append((item["Key"], item["ETag"]))
+        removed = 0
+        for start in range(0, len(doomed), DELETES_PER_CHECK):
+            # Checked again right before each batch: listing a large bucket takes a while.
+            if not await self._may_remove_files(lease):
+                break
+            for object_key, etag in doomed[start:start + DELETES_PER_CHECK]:
+                try:
+                    await self._call("removing a file", self._client.delete_object(
+                        Bucket=self.location.bucket, Key=object_key, IfMatch=etag))
+                    removed += 1
+                except ClientError as e:
+                    if not (_precondition_failed(e) or _missing(e)):
+                        raise StoreUnavailable(f"removing {object_key}: {e}") from None
+        if removed:
+            logger.info("removed %d file(s) no export lists", removed)
+        for object_key in expired_marks:
+            with contextlib.suppress(ClientError):
+                await self._call("clearing an eviction", self._client.delete_object(
+                    Bucket=self.location.bucket, Key=object_key))
+
+    async def _names_in(self, object_key: str) -> set[str] | None:
+        """The sha256s a manifest (or an evicted one's copy) lists, read leniently: any well-formed
+        sha256 of a file it names counts. None if it cannot be read as JSON."""
+        raw = await self._read_or_none(object_key)
+        if raw is None:
+            return set()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        dists = data.get("dists") if isinstance(data, dict) else None
+        names = set()
+        for dist in dists if isinstance(dists, list) else ():
+            if isinstance(dist, dict):
+                names |= {v for k in ("sha256", "metadata_sha256") if isinstance(v := dist.get(k), str)}
+        return names

@@ -47,7 +47,8 @@ async def test_start_up_names_wrong_credentials(s3_url: str, monkeypatch: pytest
 
 @pytest.mark.asyncio
 async def test_start_up_names_a_missing_bucket(s3_url: str) -> None:
-    with pytest.raises(StoreConfigError, match="bucket 'relay-no-such-bucket' does not exist"):
+    # The fix names the bucket itself (was a raw `{self.location.bucket}`).
+    with pytest.raises(StoreConfigError, match=r"bucket 'relay-no-such-bucket' does not exist.*`aws s3 mb s3://relay-no-such-bucket`"):
         await S3Store(S3Location.parse("s3://relay-no-such-bucket/x")).connect()
 
 
@@ -210,7 +211,7 @@ async def test_an_interrupted_publish_writes_only_what_is_missing(
     # A publish that died after two files: they are there, the manifest is not.
     for name in sorted(export.filenames)[:2]:
         s3_client(seaweedfs).put_object(
-            Bucket=location.bucket, Key=f"{location.prefix}exports/{export.key}/{name}",
+            Bucket=location.bucket, Key=f"{location.prefix}files/{export.digest(name)[0]}",
             Body=(directory / name).read_bytes(),
         )
     store = S3Store(location)

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncContextManager, AsyncIterator, BinaryIO, Callable, Iterator, Mapping
+from typing import AsyncContextManager, AsyncIterator, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 from relay import resources
 from relay.contract import MANIFEST, ContractError, Export, read_export
@@ -48,10 +48,53 @@ class StoredExport:
     """An export the store holds: the parsed manifest plus what the store knows about it."""
 
     export: Export
-    size: int
-    # Its wheel and .metadata files by (device, inode) -> size: exports that hard-link one file (an
-    # unchanged wheel, version_scheme = "content") share its bytes, and eviction counts them once.
-    files: Mapping[tuple[int, int], int] = field(default_factory=dict, compare=False, repr=False)
+    size: int  # Export.size: its manifest and the files it lists (the contract's one meaning)
+
+
+class Footprint:
+    """The bytes a set of exports takes in a store, by the contract's one meaning (docs/design.md):
+    every manifest, plus each file once however many exports list it (files are shared by content:
+    hard links on disk, one object per sha256 in a bucket). Both stores' --max-size and the
+    store-bytes metric count this; removing an export frees the files no other export lists."""
+
+    def __init__(self, exports: Iterable[StoredExport]) -> None:
+        self._listed: dict[str, int] = {}  # sha256 -> how many of the exports list it
+        self.total = 0
+        for stored in exports:
+            self.total += stored.size
+            for sha256, size in set(stored.export.files.values()):
+                if self._listed.get(sha256, 0):
+                    self.total -= size  # counted once
+                self._listed[sha256] = self._listed.get(sha256, 0) + 1
+
+    def remove(self, stored: StoredExport) -> None:
+        """Take one of the exports out: its manifest and the files only it listed are freed."""
+        self.total -= stored.size
+        for sha256, size in set(stored.export.files.values()):
+            self._listed[sha256] -= 1
+            if self._listed[sha256]:
+                self.total += size  # still listed by another export: not freed
+
+
+def to_evict(
+    exports: Mapping[str, StoredExport],
+    last_used: Mapping[str, float],
+    policy: EvictionPolicy,
+    now: float,
+    keep: Callable[[str], bool],
+) -> list[str]:
+    """The exports a store should remove, least recently used first: unused for longer than the
+    policy's age, then as many more as bring the Footprint under its size; never one `keep` says is
+    in use."""
+    footprint = Footprint(exports.values())
+    chosen: list[str] = []
+    for key in sorted(exports, key=lambda k: last_used.get(k, 0.0)):
+        too_old = policy.max_age_seconds is not None and now - last_used.get(key, 0.0) > policy.max_age_seconds
+        too_big = policy.max_size_bytes is not None and footprint.total > policy.max_size_bytes
+        if (too_old or too_big) and not keep(key):
+            chosen.append(key)
+            footprint.remove(exports[key])
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -121,6 +164,11 @@ class Store(ABC):
 
     async def refresh(self) -> None:
         """List the exports again now instead of at the next interval."""
+
+    def unavailable(self) -> str | None:
+        """Why the store cannot serve files now (None: it can), from what the store already knows:
+        cheap enough for a load balancer's readiness probe every second."""
+        return None
 
     async def find(self, key: str) -> StoredExport | None:
         """One export, looked for in the backing storage now if the listing does not have it yet (a
@@ -200,7 +248,6 @@ class DiskStore(Store):
         )
         # name -> (manifest stamp, the parse's outcome, or its future while it runs in the background).
         self._parsed: dict[str, tuple[tuple[int, ...], Export | ContractError | Future[Export]]] = {}
-        self._noted: set[str] = set()
         self._lock = threading.RLock()
         self._exports: dict[str, StoredExport] = {}
         # key -> stamp of the directory and its manifest: a changed or replaced export is read again.
@@ -313,16 +360,15 @@ class DiskStore(Store):
         export = self._parse(name, Path(entry.path), stamp, st.st_size)
         if export is None:
             return None
-        files: dict[tuple[int, int], int] = {}
         try:
-            size = self._check_files(Path(entry.path), export, files)
+            size = self._check_files(Path(entry.path), export)
         except ContractError as e:
             # Not remembered: the files of a half-copied export may still arrive.
             self._report(name, f"skipping export: {e}")
             return None
         self._reported.pop(name, None)
         stamps[name] = stamp
-        return StoredExport(export=export, size=size, files=files)
+        return StoredExport(export=export, size=size)
 
     def _parse(self, name: str, directory: Path, stamp: tuple[int, ...], size: int) -> Export | None:
         """The manifest's Export, or None (skipped, or still being parsed in the background).
@@ -370,83 +416,23 @@ class DiskStore(Store):
     async def refresh(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.rescan)
 
-    def _check_files(
-        self, directory: Path, export: Export, files: dict[tuple[int, int], int] | None = None
-    ) -> int:
-        """Every listed file must be a regular file of the listed size: catches half-copied exports.
+    def unavailable(self) -> str | None:
+        # Two system calls: the directory is there and this process may list and read it.
+        if not self.root.is_dir():
+            return f"the store directory {self.root} is missing"
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            return f"the store directory {self.root} cannot be read"
+        return None
 
-        Returns the export's bytes; `files` gets each wheel and .metadata file by (device, inode).
-        """
-        total = 0
-        for dist in export.dists:
-            for filename, size in ((dist.filename, dist.size), (dist.metadata_filename, dist.metadata_size)):
-                path = directory / filename
-                try:
-                    st = path.lstat()
-                except OSError:
-                    raise ContractError(f"{path}: listed in the manifest but missing") from None
-                if not stat.S_ISREG(st.st_mode):
-                    raise ContractError(f"{path}: not a regular file (symlinks are refused)")
-                if st.st_size != size:
-                    raise ContractError(f"{path}: {st.st_size} bytes, the manifest says {size}")
-                total += size
-                if files is not None:
-                    files[(st.st_dev, st.st_ino)] = size
+    def _check_files(self, directory: Path, export: Export) -> int:
+        """Every listed file must be a regular file of the listed size (catches half-copied exports);
+        returns the export's size as the contract counts it (manifest and listed files)."""
+        check_listed_files(directory, export)
         try:
-            total += (directory / MANIFEST).lstat().st_size
+            manifest_bytes = (directory / MANIFEST).lstat().st_size
         except OSError as e:
             raise ContractError(f"{directory / MANIFEST}: cannot be read ({e.strerror})") from None
-        return total + self._tree_size(directory / "simple")
-
-    def _tree_size(self, top: Path) -> int:
-        """Bytes under `top` (the static pages), never following a symlink out of the export; an
-        entry that cannot be read is left out with one log line."""
-        try:
-            st = top.lstat()
-        except FileNotFoundError:
-            return 0
-        except OSError as e:
-            self._note(f"not counting {str(top)[:200]}: {e.strerror}")
-            return 0
-        if not stat.S_ISDIR(st.st_mode):  # e.g. `simple -> /usr`: the link, not what it points to
-            return st.st_size
-        total = 0
-        pending = [str(top)]
-        while pending:
-            directory = pending.pop()
-            try:
-                # Opened without following a link: a directory swapped for a symlink meanwhile is
-                # not entered.
-                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except OSError as e:
-                if e.errno != errno.ENOENT:  # removed since the listing: nothing to count
-                    self._note(f"not counting {directory[:200]}...: {e.strerror}")
-                continue
-            try:
-                with os.scandir(fd) as entries:
-                    for child in entries:
-                        try:
-                            st = child.stat(follow_symlinks=False)
-                        except OSError as e:
-                            if e.errno != errno.ENOENT:
-                                self._note(f"not counting {directory[:200]}.../{child.name}: {e.strerror}")
-                            continue
-                        total += st.st_size
-                        if stat.S_ISDIR(st.st_mode):
-                            pending.append(os.path.join(directory, child.name))
-            except OSError as e:
-                self._note(f"not counting {directory[:200]}...: {e.strerror}")
-            finally:
-                os.close(fd)
-        return total
-
-    def _note(self, message: str) -> None:
-        """A problem inside an export that does not stop it being served: logged once."""
-        if message not in self._noted:
-            if len(self._noted) >= 1024:
-                self._noted.clear()
-            self._noted.add(message)
-            logger.warning("%s", message)
+        return export.size(manifest_bytes)
 
     @property
     def problems(self) -> Mapping[str, str]:
@@ -723,32 +709,9 @@ class DiskStore(Store):
         now = time.time() if now is None else now
         self._remove_stale_staging(now)
         exports = self.exports()
-        by_age = sorted(exports, key=self.last_used)
-        evicted: list[str] = []
-        # Bytes on disk: a file several exports link is counted once, and freed with its last export.
-        links: dict[tuple[int, int], int] = {}
-        for stored in exports.values():
-            for inode in stored.files:
-                links[inode] = links.get(inode, 0) + 1
-        total = sum(s.size - sum(s.files.values()) for s in exports.values())
-        total += sum({inode: size for s in exports.values() for inode, size in s.files.items()}.values())
-        for key in by_age:
-            too_old = (
-                policy.max_age_seconds is not None and now - self.last_used(key) > policy.max_age_seconds
-            )
-            too_big = policy.max_size_bytes is not None and total > policy.max_size_bytes
-            if not (too_old or too_big):
-                continue
-            if self.leased(key):
-                continue
-            if self._remove(key):
-                evicted.append(key)
-                stored = exports[key]
-                total -= stored.size - sum(stored.files.values())
-                for inode, size in stored.files.items():
-                    links[inode] -= 1
-                    if not links[inode]:
-                        total -= size
+        used = {key: self.last_used(key) for key in exports}
+        # Another process's lease on an export shows when its removal is tried (_remove refuses).
+        evicted = [key for key in to_evict(exports, used, policy, now, self.leased) if self._remove(key)]
         if evicted:
             self.rescan()
         return evicted

@@ -53,14 +53,16 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     client = s3_client(server)
 
     def remove(key: str, filename: str) -> None:
-        client.delete_object(Bucket=location.bucket, Key=f"{location.prefix}exports/{key}/{filename}")
+        digest = store.exports()[key].export.digest(filename)
+        assert digest is not None
+        client.delete_object(Bucket=location.bucket, Key=f"{location.prefix}files/{digest[0]}")
 
     def put_files(directory: Path) -> None:
         for path in directory.iterdir():
             if path.is_file() and path.name != MANIFEST:
+                body = path.read_bytes()
                 client.put_object(
-                    Bucket=location.bucket, Key=f"{location.prefix}exports/{directory.name}/{path.name}",
-                    Body=path.read_bytes(),
+                    Bucket=location.bucket, Key=f"{location.prefix}files/{hashlib.sha256(body).hexdigest()}", Body=body
                 )
 
     store = S3Store(location, scan_interval=3600, grace_seconds=0)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
@@ -13,7 +17,7 @@ import pytest
 
 from relay.cli import main
 from relay.testing import CHAIN, DistSpec, fake_sha, write_export
-from relay.verify import VerifyError, export_source, index_source, select, verify
+from relay.verify import Installer, Source, Target, VerifyError, export_source, index_source, select, verify
 
 BROKEN = (
     *CHAIN,
@@ -60,7 +64,7 @@ def test_a_dist_that_cannot_stand_alone_fails_the_run(store_dir: Path, capsys: p
         "monorepo.undeclared"
     ]
     assert lines["monorepo.orphan"].startswith("FAILED")
-    assert "monorepo.missing" in lines["monorepo.orphan"]
+    assert "monorepo.missing" in lines["monorepo.orphan"] or "monorepo-missing" in lines["monorepo.orphan"]  # pip / uv
     assert out.splitlines()[-1] == "1 ok, 2 failed"
 
 
@@ -163,3 +167,124 @@ def test_pip_gets_the_requirement_after_the_end_of_its_options(store_dir: Path, 
     assert outcome.ok, outcome
     (install,) = [a for a in seen if "install" in a]
     assert install[-2:] == ["--", f"monorepo.chain.c=={export.version}"]
+
+
+# A dense 30-dist cycle (each member requires 10 others): the pip Python 3.9 bundles (23.0.1) had not
+# resolved one after 120 s (docs/benchmarks.md); uv and pip >= 25.2 take seconds.
+CYCLE_SIZE, CYCLE_DENSITY = 30, 10
+CYCLE = tuple(
+    DistSpec(
+        f"monorepo.cycle.k{i:02d}",
+        requires=tuple(f"monorepo.cycle.k{(i + step) % CYCLE_SIZE:02d}" for step in range(1, CYCLE_DENSITY + 1)),
+    )
+    for i in range(CYCLE_SIZE)
+)
+
+
+def test_verify_finishes_on_a_dense_dependency_cycle_and_names_its_installer(
+    store_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = write_export(store_dir, fake_sha(5), 5, CYCLE)
+    status = main([
+        "verify", str(store_dir / export.key), "--timeout", "300", "--jobs", "2",
+        "--dist", "monorepo.cycle.k00", "--dist", "monorepo.cycle.k17",
+    ])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    (installer,) = [line for line in out.splitlines() if line.startswith("installing with ")]
+    assert installer.startswith("installing with uv "), out  # the relay's venv has the uv package
+    assert out.splitlines()[-1] == "2 ok, 0 failed"
+
+
+def test_the_pip_installer_is_a_current_pip_in_its_own_tool_venv(store_dir: Path) -> None:
+    export = write_export(store_dir, fake_sha(6), 6, CYCLE)
+    source = select(export_source(store_dir / export.key, ["--no-index"]), ["monorepo.cycle.k05"])
+    announced: list[Installer] = []
+    (outcome,) = verify(source, jobs=1, timeout=300, installer="pip", announce=announced.append)
+    (installer,) = announced
+    assert installer.kind == "pip" and installer.shared and not installer.note, installer
+    major, minor = (int(p) for p in installer.version.split()[1].split(".")[:2])
+    assert (major, minor) >= (25, 2), installer
+    assert installer.description == f"{installer.version} in its own tool venv"
+    assert outcome.ok, outcome
+
+
+def _gone(marker: str) -> list[str]:
+    """Command lines of live processes that mention `marker` (none once verify has returned)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("State:"))
+        except (OSError, StopIteration):
+            continue
+        if marker in cmdline and "zombie" not in state:
+            alive.append(f"{entry.name}: {cmdline}")
+    return alive
+
+
+def test_a_timed_out_command_ends_with_everything_it_started(tmp_path: Path) -> None:
+    import relay.verify as verify_module
+
+    marker = f"verify-grandchild-{os.getpid()}-{tmp_path.name}"
+    # The launcher starts a child that outlives it unless its whole process group is ended, as
+    # `pip --python` does (the launcher execs nothing: it waits on pip under the venv's Python).
+    script = (
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)', {marker!r}])\n"
+        "time.sleep(120)\n"
+    )
+    with pytest.raises(subprocess.TimeoutExpired):
+        verify_module._run([sys.executable, "-c", script], dict(os.environ), 2.0, tmp_path)
+    assert _gone(marker) == []
+
+
+class _Silent(BaseHTTPRequestHandler):
+    """An index that accepts the connection and never answers: pip waits until it is killed."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        time.sleep(60)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_nothing_outlives_verify_after_a_timeout(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Silent)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    index = f"http://127.0.0.1:{server.server_address[1]}/simple/"
+    try:
+        source = Source("a silent index", ("--index-url", index, "--timeout", "100", "--retries", "0"),
+                        (Target("monorepo.never", "monorepo.never"),))
+        with tempfile.TemporaryDirectory() as work:
+            # The pip Python bundles drives the venv's own interpreter (`pip --python`): the launcher
+            # and the pip it starts, the shape that left an orphan at 96 % CPU on StackStorm st2.
+            installer = Installer.pip_in_tool_venv(sys.executable, Path(work), dict(os.environ), 120, upgrade=False)
+            assert installer.shared, installer  # pip >= 22.3
+            (outcome,) = verify(source, jobs=1, timeout=8, installer=installer)
+        assert not outcome.ok and outcome.detail.startswith("timed out after 8 s running "), outcome
+        assert _gone(index) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_uv_gets_the_url_requirements_as_constraints(store_dir: Path, tmp_path: Path) -> None:
+    from relay.url_constraints_test import _wheel_bytes
+
+    wheel = tmp_path / "urlpkg-1.0-py3-none-any.whl"
+    wheel.write_bytes(_wheel_bytes("urlpkg", "1.0"))
+    dists = (
+        DistSpec("monorepo.top", requires=("monorepo.uses_url",)),
+        DistSpec("monorepo.uses_url", third_party=(f"urlpkg @ {wheel.as_uri()}",), imports=("urlpkg",)),
+    )
+    export = write_export(store_dir, fake_sha(7), 7, dists)
+    source = export_source(store_dir / export.key, ["--no-index"])
+    assert [c.replace(" ", "") for c in source.url_constraints] == [f"urlpkg@{wheel.as_uri()}"]
+    outcomes = verify(select(source, ["monorepo.top"]), jobs=1, timeout=300, installer="uv")
+    assert [o.ok for o in outcomes] == [True], outcomes

@@ -88,6 +88,19 @@ def test_the_plugin_wheel_installs_in_every_supported_pants(wheels: dict[str, Pa
     assert "export_dists/pants_support.py" in _files(wheels[PLUGIN])
 
 
+def test_the_relay_wheel_admits_the_newest_pythons_and_docs_list_its_requirements(wheels: dict[str, Path]) -> None:
+    metadata = _metadata(wheels[RELAY])
+    # Was <3.12: a Python 3.12 notebook (Colab) or 3.13 got "from versions: none".
+    for python in ("3.9", "3.11", "3.12", "3.13"):
+        assert metadata.requires_python.contains(python), (python, metadata.requires_python)  # type: ignore[union-attr]
+    assert {"Programming Language :: Python :: 3.12", "Programming Language :: Python :: 3.13"} <= set(metadata.classifiers or [])
+    # docs/relay.md says what the wheel needs (it left aiobotocore out).
+    doc = (REPO_ROOT / "docs" / "relay.md").read_text()
+    needs = doc[doc.index("The wheel requires") :].split(";", 1)[0]
+    for requirement in metadata.requires_dist or []:
+        assert f"`{Requirement(str(requirement)).name}`" in needs, (requirement, needs)
+
+
 def test_the_plugin_wheel_requires_the_core_it_imports(wheels: dict[str, Path]) -> None:
     """The shared modules live in export-dists-core, once: the plugin pins it, and does not ship it."""
     metadata = _metadata(wheels[PLUGIN])
@@ -112,7 +125,8 @@ def test_relay_wheel_installed_with_pip_serves_an_export(wheels: dict[str, Path]
     store = tmp_path / "store"
     store.mkdir()
     export = write_export(store, fake_sha(1), 1)
-    env = make_venv(tmp_path / "venv", "3.11")
+    # The newest Python here: the relay runs on what its Requires-Python admits.
+    env = make_venv(tmp_path / "venv", "3.13")
     env.pip("install", str(wheels[RELAY]))
     script = env.path / "bin" / RELAY
     port = free_port()

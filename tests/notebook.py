@@ -107,10 +107,10 @@ class Notebook:
     def pip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run([self.python, "-m", "pip", *args], check=check)
 
-    def uv_pip(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def uv_pip(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         uv = uv_binary()
         assert uv, "uv is needed (it is in 3rdparty/python/requirements.txt)"
-        return run([uv, "pip", *args[:1], "--python", self.python, *args[1:]])
+        return run([uv, "pip", *args[:1], "--python", self.python, *args[1:]], env=env)
 
     def python_code(self, code: str) -> str:
         # -I: neither the working directory nor PYTHONPATH may supply a module: only the venv.

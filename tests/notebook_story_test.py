@@ -42,6 +42,8 @@ IMPORT_DEEP = (
 # Commit B: the leaf textkit.base starts using attrs, and the attrs floor moves from 22.2 to 23.1.
 # A venv that got attrs 22.2.0 at commit A must be upgraded when it moves to B.
 OLD_ATTRS = "22.2.0"
+# How long the story's relay lets a branch page wait for its tip, and pip and uv wait for a page.
+TIP_WAIT = 900
 NEW_ATTRS_FLOOR = Version("23.1")
 BASE_MODULE = "libs/py/textkit/base/tokens.py"
 REQUIREMENTS = "3rdparty/python/requirements.txt"
@@ -113,8 +115,9 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     relay = RelayProcess(
         store, "--repo", str(repo.path), "--export-command", export_command,
         "--upstream", "https://pypi.org/simple", "--refresh-interval", "1", "--build-timeout", "900",
-        # The story's first request for main after B waits for B (the default serves A meanwhile).
-        "--wait-for-tip",
+        # A branch page waits for its tip's build (the default path, not --wait-for-tip), here up to
+        # 15 minutes: a cold Pants build on a loaded machine takes minutes, not a warm build's seconds.
+        "--tip-wait", str(TIP_WAIT),
         log=work / "relay.log",
     )
     try:
@@ -386,3 +389,40 @@ def test_8_every_dist_installs_alone_and_imports(story: Story) -> None:
         assert line.startswith("ok ") and f"{story.version(story.b)} (commit {story.b[:12]})" in line, line
     assert result.returncode == 0, result.stdout + result.stderr
     assert lines[-1] == f"{len(names)} ok, 0 failed"
+
+
+# The iterative notebook (issue 20): commit, then `--upgrade` from the branch at once gets the new code.
+APP_MODULE = "src/python/wordcount/app/main.py"
+APP_DIST = "monorepo.src.python.wordcount.app"
+STORY_MARK = "import wordcount.app.main as m; print(getattr(m, 'STORY', None))"
+
+
+def _commit_app_change(story: Story, mark: str) -> str:
+    source = (story.repo.path / APP_MODULE).read_text()
+    return story.repo.commit(f"wordcount.app: story mark {mark}", {APP_MODULE: source + f"\nSTORY = {mark!r}\n"})
+
+
+def test_9_upgrade_from_the_branch_right_after_a_commit_gets_the_new_code(story: Story, tmp_path: Path) -> None:
+    notebook = Notebook.create(tmp_path / "venv", _python311())
+    notebook.pip("install", "--index-url", story.index(story.b), DEEP)
+    assert notebook.python_code(STORY_MARK).strip() == "None"
+    # Commit, then at once (no waiting for the relay) the notebook's upgrade from the branch: pip.
+    c = _commit_app_change(story, "C")
+    notebook.pip(
+        "install", "--timeout", str(TIP_WAIT), "--upgrade", "--upgrade-strategy", "eager",
+        "--index-url", story.index("main"), DEEP,
+    )
+    assert notebook.python_code(STORY_MARK).strip() == "C"
+    dists = notebook.monorepo_dists()
+    assert dists[APP_DIST]["sha"] == c, "the app dist is the new commit's"
+    notebook.check()
+    # Again with uv, one commit later.
+    d = _commit_app_change(story, "D")
+    notebook.uv_pip("install", "--upgrade", "--index-url", story.index("main"), DEEP, env={"UV_HTTP_TIMEOUT": str(TIP_WAIT)})
+    assert notebook.python_code(STORY_MARK).strip() == "D"
+    assert notebook.monorepo_dists()[APP_DIST]["sha"] == d
+    notebook.check()
+    log = story.relay.log.read_text()
+    for sha in (c, d):
+        assert f"materialized {sha}" in log
+        assert f"not its tip {sha}" not in log, "the page waited for the tip; it never served an older commit"

@@ -13,7 +13,9 @@ from typing import Sequence
 
 def _python(version: str) -> str | None:
     found = shutil.which(f"python{version}")
-    if found:
+    # A pyenv shim answers only for the versions pyenv has activated (else exit 127): take the
+    # installed interpreter itself, below.
+    if found and "/shims/" not in found:
         return found
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     for candidate in sorted(pyenv.glob(f"{version}*/bin/python{version}")):

@@ -31,6 +31,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 PLUGIN_ROOT = ROOT / "pants-plugins"
+# The build-system-neutral core the plugin imports: it runs inside Pants too, on Pants' `packaging`.
+CORE_ROOT = ROOT / "core"
 ENGINE = PLUGIN_ROOT / "export_dists" / "engine.py"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "export-dists"
 sys.path.insert(0, str(HERE))
@@ -39,9 +41,10 @@ from snapshot import SNAPSHOTS, read_tags  # noqa: E402
 
 
 def plugin_modules() -> list[str]:
+    """The plugin's modules and the core's (tests aside)."""
     return sorted(
-        str(p.relative_to(PLUGIN_ROOT))
-        for p in (PLUGIN_ROOT / "export_dists").glob("*.py")
+        str(p.relative_to(PLUGIN_ROOT)) if p.is_relative_to(PLUGIN_ROOT) else str(p)
+        for p in [*(PLUGIN_ROOT / "export_dists").glob("*.py"), *(CORE_ROOT / "export_dists_core").glob("*.py")]
         if not p.name.endswith("_test.py") and p.name != "conftest.py"
     )
 
@@ -111,7 +114,7 @@ def run(mypy: str, git_dir: str, label: str) -> tuple[int, str]:
         *gate_flags(snapshot["pants_version"]),
         *plugin_modules(),
     ]
-    env = {**os.environ, "MYPYPATH": os.pathsep.join([str(PLUGIN_ROOT), str(sources), str(packaging)])}
+    env = {**os.environ, "MYPYPATH": os.pathsep.join([str(PLUGIN_ROOT), str(CORE_ROOT), str(sources), str(packaging)])}
     result = subprocess.run(command, cwd=PLUGIN_ROOT, env=env, capture_output=True, text=True)
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]
     header = (

@@ -2,20 +2,19 @@
 split packages, unexportable dependencies, URL requirements."""
 from __future__ import annotations
 
-import logging
 from pathlib import PurePosixPath
 
 from pants.engine.addresses import Address
 from pants.util.strutil import softwrap
 
-from export_dists.cycles import dist_cycles, report_cycles
-from export_dists.dists import DistPlan
+from export_dists.cycles import cycle_findings, dist_cycles
+from export_dists.dists import DistKind, DistPlan
+from export_dists.findings import Cause, Finding
+from export_dists.importable import UNIMPORTABLE, unimportable_files
 from export_dists.export_types import PlannedDist
 from export_dists_core.naming import normalize
 from export_dists.subsystem import UnexportableDependencies
-from export_dists.url_requirements import report_url_requirements, url_of
-
-logger = logging.getLogger(__name__)
+from export_dists.url_requirements import url_of, url_requirement_findings
 
 
 class DistNameCollision(Exception):
@@ -26,13 +25,16 @@ class UnexportableDependencyError(Exception):
     pass
 
 
-def check_plans(plans: dict[Address, DistPlan], unexportable: UnexportableDependencies) -> None:
-    """Every check of the planned dists: raises on a refusal, logs each warning."""
+def check_plans(plans: dict[Address, DistPlan], unexportable: UnexportableDependencies) -> list[Finding]:
+    """Every check of the planned dists: raises on a refusal, returns what to warn about (findings.py)."""
     check_collisions(plans)
-    report_shared_files(plans)
-    report_packages_split_across_dists(plans)
-    report_unexportable(plans, unexportable)
-    report_cycles(dist_cycles(plans), plans)
+    return [
+        *_unexportable(plans, unexportable),
+        *_shared_files(plans),
+        *_packages_split_across_dists(plans),
+        *cycle_findings(dist_cycles(plans), plans),
+        *_unimportable(plans),
+    ]
 
 
 def check_collisions(plans: dict[Address, DistPlan]) -> None:
@@ -53,30 +55,49 @@ def check_collisions(plans: dict[Address, DistPlan]) -> None:
         seen[project] = address
 
 
-def report_shared_files(plans: dict[Address, DistPlan]) -> None:
+SHARED_FILES = Cause(
+    "paths installed by more than one dist",
+    softwrap(
+        """
+        Each is the same path under two source roots, or a parametrized target (one dist per
+        parametrization): the dists overwrite each other's file. Rename one, or move the shared
+        module into one target and depend on it.
+        """
+    ),
+    one="path installed by more than one dist",
+)
+
+
+def _shared_files(plans: dict[Address, DistPlan]) -> list[Finding]:
     """Two dists that install the same path overwrite each other, and uninstalling one breaks both."""
     owners: dict[str, list[Address]] = {}
     for address, plan in sorted(plans.items()):
         for owned in plan.files:
             owners.setdefault(owned.wheel_path, []).append(address)
-    for path, addresses in sorted(owners.items()):
-        if len(addresses) > 1:
-            logger.warning(
-                f"{path} would be installed by {len(addresses)} dists ("
-                + ", ".join(a.spec for a in addresses)
-                + "): the same path under two source roots, or a parametrized target (one dist "
-                "per parametrization). Rename one, or move the shared module into one target and "
-                "depend on it."
-            )
+    return [
+        Finding(SHARED_FILES, f"{path} would be installed by {len(addresses)} dists ({', '.join(a.spec for a in addresses)})")
+        for path, addresses in sorted(owners.items())
+        if len(addresses) > 1
+    ]
 
 
-def report_packages_split_across_dists(plans: dict[Address, DistPlan]) -> None:
-    """A regular package (one with `__init__.py`) whose files other dists also install.
+SPLIT_PACKAGES = Cause(
+    "regular packages (with an __init__.py) that other dists install files inside",
+    softwrap(
+        """
+        pip and uv install every dist into one site-packages, where those files import; a PEX
+        keeps each wheel on its own sys.path entry, where Python looks for a regular package's
+        modules and data files only beside its __init__.py: build PEXes with
+        `--venv --venv-site-packages-copies`, keep the package in one target, or make it a
+        namespace package (no __init__.py).
+        """
+    ),
+    one="regular package (with an __init__.py) that other dists install files inside",
+)
 
-    pip and uv install every dist into one site-packages, where the files meet again. A PEX keeps
-    each wheel on its own sys.path entry, and Python looks for a regular package's modules only
-    beside its `__init__.py`: the other dists' modules and data files are not found there.
-    """
+
+def _packages_split_across_dists(plans: dict[Address, DistPlan]) -> list[Finding]:
+    """A regular package (one with `__init__.py`) whose files other dists also install."""
     init_owner: dict[str, Address] = {}
     for address, plan in plans.items():
         for owned in plan.files:
@@ -89,49 +110,55 @@ def report_packages_split_across_dists(plans: dict[Address, DistPlan]) -> None:
                 owner = init_owner.get(str(parent))
                 if owner is not None and owner != address:
                     inside.setdefault(str(parent), set()).add(address)
+    findings = []
     for package, addresses in sorted(inside.items()):
         owner_plan = plans[init_owner[package]]
         names = sorted(plans[a].identity.name or a.spec for a in addresses)
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        logger.warning(
-            softwrap(
-                f"""
-                {package}/__init__.py (dist {owner_plan.identity.name}, {init_owner[package]}) makes
-                `{package.replace("/", ".")}` a regular package, but other dists install files
-                inside it: {shown}. pip and uv install them into one
-                site-packages, where they import; a PEX keeps each wheel on its own sys.path
-                entry, where those modules and data files are not found: build PEXes with
-                `--venv --venv-site-packages-copies`, keep the package in one target, or make it
-                a namespace package (no __init__.py).
-                """
+        findings.append(
+            Finding(
+                SPLIT_PACKAGES,
+                f"{package}/__init__.py (dist {owner_plan.identity.name}, {init_owner[package]}) makes "
+                f"`{package.replace('/', '.')}` a regular package, but other dists install files inside it: {shown}",
             )
         )
+    return findings
 
 
-def report_unexportable(plans: dict[Address, DistPlan], policy: UnexportableDependencies) -> None:
+def _unexportable(plans: dict[Address, DistPlan], policy: UnexportableDependencies) -> list[Finding]:
     problems = []
     for address, plan in sorted(plans.items()):
         for dep in plan.not_exportable:
             edge = dep.edges[0]
             problems.append(
-                f"{address} (dist {plan.identity.name}) depends on {dep.identity.address} "
-                f"(`{dep.identity.alias}`, via {edge.source} -> {edge.target}): "
-                f"{dep.identity.not_exportable_because}."
+                (
+                    f"{address} (dist {plan.identity.name}) depends on {dep.identity.address} "
+                    f"(`{dep.identity.alias}`, via {edge.source} -> {edge.target})",
+                    dep.identity.not_exportable_because or "",
+                )
             )
-    if not problems:
-        return
-    if policy == UnexportableDependencies.ERROR:
+    if problems and policy == UnexportableDependencies.ERROR:
         raise UnexportableDependencyError(
             "These dependencies cannot be exported as dists:\n\n"
-            + "\n".join(f"- {p}" for p in problems)
+            + "\n".join(f"- {problem}: {why}." for problem, why in problems)
             + "\n\nFix each one as it says, or set [export-dists].unexportable_dependencies = "
             '"warn" to export without them.'
         )
-    for problem in problems:
-        logger.warning(f"{problem} It is left out of Requires-Dist.")
+    # One cause per reason (a `files` target, a test, skip_export_dist, a skip_paths pattern...).
+    return [
+        Finding(
+            Cause(
+                "dependencies left out of Requires-Dist: they cannot be dists",
+                f"Why: {why}.",
+                one="dependency left out of Requires-Dist: it cannot be a dist",
+            ),
+            problem,
+        )
+        for problem, why in problems
+    ]
 
 
-def report_url_requirements_of(planned: list[PlannedDist]) -> None:
+def url_requirement_findings_of(planned: list[PlannedDist]) -> list[Finding]:
     dists_by_url_requirement: dict[str, list[str]] = {}
     mapped: dict[str, str] = {}
     for p in planned:
@@ -140,4 +167,17 @@ def report_url_requirements_of(planned: list[PlannedDist]) -> None:
                 mapped[line.mapped_from] = line.text
             elif not line.first_party and url_of(line.text):
                 dists_by_url_requirement.setdefault(line.text, []).append(p.plan.identity.name or "")
-    report_url_requirements(dists_by_url_requirement, mapped)
+    return url_requirement_findings(dists_by_url_requirement, mapped)
+
+
+def _unimportable(plans: dict[Address, DistPlan]) -> list[Finding]:
+    findings = []
+    for address, plan in sorted(plans.items()):
+        if plan.identity.kind != DistKind.PYTHON:
+            continue  # a resources dist's files are read by path, not imported
+        found = unimportable_files(f.wheel_path for f in plan.files)
+        if found:
+            shown = ", ".join(f"{u.wheel_path} ({u.why})" for u in found[:3])
+            more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+            findings.append(Finding(UNIMPORTABLE, f"{plan.identity.name} ({address.spec}): {shown}{more}"))
+    return findings

@@ -32,12 +32,14 @@ from pants.core.util_rules import distdir, source_files, system_binaries
 from pants.engine.addresses import Address
 from pants.engine.internals.parametrize import Parametrize
 from pants.engine.rules import QueryRule
+from pants.engine.target import Target
 from pants.testutil.rule_runner import RuleRunner
 from pants.util.frozendict import FrozenDict
 
-from export_dists import register
+from export_dists import findings, register
 from export_dists.dists import DistIdentity, DistIdentityRequest, DistPlan, DistPlanRequest, NamingSettings
 from export_dists.export import Export, ExportRequest
+from export_dists.findings import DEFAULT_EXAMPLES
 from export_dists.subsystem import UnexportableDependencies, VersionScheme
 from export_dists.versioning import ExportCommit, ExportCommitRequest
 
@@ -61,7 +63,7 @@ GIT_ENV = {
 FIRST_COMMIT_EPOCH = 1764072000  # 2025-11-25T12:00:00Z
 
 
-def make_rule_runner() -> RuleRunner:
+def make_rule_runner(extra_target_types: Iterable[type[Target]] = ()) -> RuleRunner:
     return RuleRunner(
         rules=[
             *register.rules(),
@@ -91,6 +93,7 @@ def make_rule_runner() -> RuleRunner:
             FileTarget,
             ResourcesGeneratorTarget,
             ResourceTarget,
+            *extra_target_types,
         ],
         objects={"parametrize": Parametrize},
     )
@@ -147,8 +150,9 @@ class Repo:
         strip_source_roots: bool = False,
         include_test_utils: bool = False,
         typed: bool = False,
+        skip_paths: tuple[str, ...] = (),
     ) -> NamingSettings:
-        return NamingSettings(namespace, strip_source_roots, include_test_utils, typed)
+        return NamingSettings(namespace, strip_source_roots, include_test_utils, typed, skip_paths)
 
     def plan(self, address: Address, **settings: bool | str) -> DistPlan:
         return self.rule_runner.request(DistPlan, [DistPlanRequest(address, self.settings(**settings))])  # type: ignore[arg-type]
@@ -162,7 +166,8 @@ class Repo:
         unexportable: UnexportableDependencies = UnexportableDependencies.WARN,
         version_scheme: VersionScheme = VersionScheme.CONTENT,
         url_requirement_map: Mapping[str, str] | None = None,
-        **settings: bool | str,
+        warning_examples: int = DEFAULT_EXAMPLES,
+        **settings: bool | str | tuple[str, ...],
     ) -> Export:
         request = ExportRequest(
             roots=tuple(sorted(roots)),
@@ -173,6 +178,7 @@ class Repo:
             unexportable=unexportable,
             version_scheme=version_scheme,
             url_requirement_map=FrozenDict(url_requirement_map or {}),
+            warning_examples=warning_examples,
         )
         return self.rule_runner.request(Export, [request])
 
@@ -194,6 +200,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # Pants 2.17 pins packaging 21.3, which calls pyparsing's deprecated camelCase API on every
     # requirement it parses; the plugin already silences this outside pytest (export_dists_core.compat).
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:packaging")
+
+
+@pytest.fixture(autouse=True)
+def fresh_findings() -> Iterable[None]:
+    # The export says an unchanged warning in one line within a process; each test is a fresh one.
+    findings.forget()
+    yield
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,14 @@
 """Dependency cycles between the dists of an export: found (strongly connected components), reported."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from pants.engine.addresses import Address
 
 from export_dists.dists import DependencyEdge, DistPlan
+from export_dists.findings import Cause, Finding
 from export_dists_core.graphs import condense
-
-logger = logging.getLogger(__name__)
 
 # Above this size a cycle is reported with the pip versions that stall on it (docs/benchmarks.md).
 LARGE_CYCLE = 10
@@ -47,20 +45,33 @@ def dist_cycles(plans: Mapping[Address, DistPlan]) -> tuple[DistCycle, ...]:
     return tuple(cycles)
 
 
-def report_cycles(cycles: Iterable[DistCycle], plans: Mapping[Address, DistPlan]) -> None:
-    for cycle in sorted(cycles, key=lambda c: (-c.size, c.members)):
+CYCLES = Cause(
+    "dependency cycles between dists (installing any member installs all of them)",
+    "Break each by moving what the members share into a target of its own; `--explain=DIST` "
+    "names a dist's cycle.",
+    one="dependency cycle between dists (installing any member installs all of them)",
+)
+LARGE_CYCLES = Cause(
+    CYCLES.title,
+    CYCLES.fix
+    + " pip 23.0 to 25.1 can take many minutes to resolve a large cycle whose members require each "
+    "other densely (a 30-dist cycle: more than 120 s with pip 23.0.1, seconds with pip >= 25.2 and "
+    "uv; docs/benchmarks.md): install with pip >= 25.2 or uv.",
+    one=CYCLES.one,
+)
+
+
+def cycle_findings(cycles: Iterable[DistCycle], plans: Mapping[Address, DistPlan]) -> list[Finding]:
+    """One finding per cycle, largest first: its size, members and an edge out of each of the first."""
+    ordered = sorted(cycles, key=lambda c: (-c.size, c.members))
+    # One cause for all cycles; it carries the note on old pips when any cycle is large.
+    cause = LARGE_CYCLES if any(c.size >= LARGE_CYCLE for c in ordered) else CYCLES
+    findings = []
+    for cycle in ordered:
         names = [plans[a].identity.name or a.spec for a in cycle.members]
         shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
         edges = "; ".join(f"{e.source.spec} -> {e.target.spec}" for e in cycle.edges[:3])
-        message = (
-            f"{cycle.size} dists form a dependency cycle ({shown}): installing any of them installs "
-            f"all {cycle.size}. Edges in it: {edges}{' ...' if cycle.size > 3 else ''}. "
-            "Break it by moving what the members share into a target of its own."
+        findings.append(
+            Finding(cause, f"{cycle.size} dists ({shown}); edges in it: {edges}{' ...' if cycle.size > 3 else ''}")
         )
-        if cycle.size >= LARGE_CYCLE:
-            message += (
-                " pip 23.0 to 25.1 can take many minutes to resolve a large cycle whose members "
-                "require each other densely (a 30-dist cycle: more than 120 s with pip 23.0.1, "
-                "seconds with pip >= 25.2 and uv; docs/benchmarks.md): install with pip >= 25.2 or uv."
-            )
-        logger.warning(message)
+    return findings

@@ -38,6 +38,7 @@ from pants.engine.target import (
 from pants.source.source_root import SourceRootRequest, SourceRootsRequest
 from pants.util.strutil import softwrap
 
+from export_dists import skip_paths
 from export_dists.engine import (
     by_name,
     concurrently,
@@ -93,6 +94,7 @@ class NamingSettings:
     include_test_utils: bool
     # [export-dists].typed: dists get PEP 561 markers unless their target says otherwise.
     typed: bool = False
+    skip_paths: tuple[str, ...] = ()  # [export-dists].skip_paths: globs of directories left out
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class DistIdentity:
     name: str | None
     kind: DistKind | None
     not_exportable_because: str | None = None
+    skipped_by: str | None = None  # the [export-dists].skip_paths pattern that left it out
 
     @property
     def exportable(self) -> bool:
@@ -186,6 +189,11 @@ async def dist_identity(request: DistIdentityRequest) -> DistIdentity:
             None,
             "it sets skip_export_dist=True; remove that, or exclude the dependency with `!`",
         )
+    # By directory, so it covers every target type (custom ones too, which have no
+    # skip_export_dist field) and a whole tree with one line of pants.toml.
+    pattern = skip_paths.matching_pattern(request.settings.skip_paths, request.address.spec_path)
+    if pattern is not None:
+        return DistIdentity(request.address, target.alias, None, None, skip_paths.reason(pattern), skipped_by=pattern)
     explicit = target.get(ExportDistNameField).value
     address = request.address
     try:

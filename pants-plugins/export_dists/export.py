@@ -15,12 +15,13 @@ from pants.engine.internals.build_files import BuildFileOptions
 from pants.engine.rules import collect_rules, rule
 from pants.util.strutil import softwrap
 
-from export_dists.checks import check_plans, report_url_requirements_of
+from export_dists.checks import check_plans, url_requirement_findings_of
 from export_dists.content_versions import content_origins, versions_of, with_fingerprints
 from export_dists.dists import DistIdentityRequest, DistPlan, DistPlanRequest, dist_identity, dist_plan
 from export_dists.engine import by_name, concurrently, implicitly
 from export_dists.environments import check_conflicts, flatten_environments, is_environment
 from export_dists.export_types import DistOrigin, Export, ExportRequest, PlannedDist
+from export_dists.findings import report
 from export_dists_core.layout import ExportInfo
 from export_dists.requirements import (
     LockfileVersions,
@@ -30,7 +31,7 @@ from export_dists.requirements import (
     resolves_used,
 )
 from export_dists.subsystem import VersionScheme
-from export_dists.toplevel import TopLevelCheckRequest, check_top_level
+from export_dists.toplevel import TopLevelCheckRequest, check_top_level, top_level_findings
 from export_dists.url_requirements import UrlRequirementMap
 from export_dists.versioning import ExportCommitRequest, export_commit, render_version
 from export_dists.wheels import exported_dists
@@ -127,10 +128,11 @@ async def build_export(
     plans = await _closure_plans(request, requested)
     # An environment pins its whole closure and the union of its third party (environments.py).
     plans = flatten_environments(plans)
-    check_plans(plans, request.unexportable)
-    await check_top_level(
+    findings = check_plans(plans, request.unexportable)
+    top_level = await check_top_level(
         TopLevelCheckRequest(tuple(plans[a] for a in sorted(plans)), request.refuse_top_level), **implicitly()
     )
+    findings.extend(top_level_findings(top_level.stray))
 
     commit = await export_commit(ExportCommitRequest(request.allow_dirty, request.output_dir), **implicitly())
     version = render_version(request.version_template, commit)
@@ -146,7 +148,8 @@ async def build_export(
         origins = {plan.identity.address: head for plan in ordered}
     versions = versions_of(request.version_template, origins)
     planned = _planned(ordered, version, versions, origins, lockfiles, request)
-    report_url_requirements_of(planned)
+    findings.extend(url_requirement_findings_of(planned))
+    report(findings, request.warning_examples)
     planned = with_fingerprints(planned, request)
     dists = await exported_dists(planned, request)
     info = ExportInfo(

@@ -7,6 +7,7 @@ from pants.engine.addresses import Address
 from pants.util.frozendict import FrozenDict
 
 from export_dists.dists import DistIdentity, DistPlan, NamingSettings
+from export_dists.findings import DEFAULT_EXAMPLES
 from export_dists_core.layout import ExportedDist, ExportInfo
 from export_dists.requirements import RequirementLine
 from export_dists.subsystem import UnexportableDependencies, VersionScheme
@@ -24,6 +25,7 @@ class ExportRequest:
     version_scheme: VersionScheme = VersionScheme.CONTENT
     url_requirement_map: FrozenDict[str, str] = FrozenDict()  # project -> plain requirement
     refuse_top_level: bool = True  # refuse a top-level `__init__.py` or `tests` (not while explaining)
+    warning_examples: int = DEFAULT_EXAMPLES  # instances each warning lists (findings.py)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from pathlib import Path, PurePath
 
 from pants.base.build_root import BuildRoot
@@ -18,11 +19,13 @@ from pants.engine.internals.native_engine import AddressParseException
 from pants.util.frozendict import FrozenDict
 
 from export_dists.cycles import dist_cycles
-from export_dists.dists import EdgeKind, NamingSettings, generator_address
+from export_dists import skip_paths
+from export_dists.dists import DistIdentity, DistKind, EdgeKind, NamingSettings, generator_address
 from export_dists.engine import concurrently, glob_paths, implicitly, owners
 from export_dists.environments import is_environment
 from export_dists.export import build_export
 from export_dists.export_types import Export, ExportRequest, PlannedDist
+from export_dists.importable import UNIMPORTABLE, unimportable_files
 from export_dists_core.layout import earlier_dists, export_files, link_sources, write_export
 from export_dists_core.naming import normalize
 from export_dists_core.versions import explain_version, versions_summary
@@ -56,6 +59,25 @@ def _address_of(wanted: str) -> Address | None:
         return None  # maybe a dist name
 
 
+def _left_out_by_pattern(export: Export) -> str:
+    """`24 targets (**/tests: 22, **/fixtures: 2)`, or "" when no pattern left a target out."""
+    counts = Counter(i.skipped_by for i in export.skipped if i.skipped_by)
+    if not counts:
+        return ""
+    total = sum(counts.values())
+    return f"{total} target{'' if total == 1 else 's'} (" + ", ".join(f"{p}: {n}" for p, n in sorted(counts.items())) + ")"
+
+
+def _skipped(export: Export, wanted: str) -> DistIdentity | None:
+    """The target `wanted` names if the export left it out (named by the specs, or a dependency)."""
+    wanted_address = _address_of(wanted)
+    candidates = [*export.skipped, *(d.identity for p in export.planned for d in p.plan.not_exportable)]
+    for identity in candidates:
+        if identity.address == wanted_address or wanted in (identity.address.spec, str(identity.address)):
+            return identity
+    return None
+
+
 def _find(export: Export, wanted: str) -> PlannedDist:
     wanted_project = normalize(wanted)
     wanted_address = _address_of(wanted)
@@ -78,9 +100,14 @@ def _find(export: Export, wanted: str) -> PlannedDist:
 
 
 async def _explain(console: Console, export: Export, wanted: str) -> None:
+    out = console.print_stdout
+    skipped = _skipped(export, wanted)
+    if skipped is not None:
+        out(f"target:   {skipped.address.spec}  ({skipped.alias})")
+        out(f"not exported: {skipped.not_exportable_because}")
+        return
     planned = _find(export, wanted)
     plan = planned.plan
-    out = console.print_stdout
     out(f"dist:     {plan.identity.name}")
     origin = planned.origin
     out(
@@ -105,6 +132,15 @@ async def _explain(console: Console, export: Export, wanted: str) -> None:
         if plan.identity.address in cycle.members:
             others = ", ".join(a.spec for a in cycle.members if a != plan.identity.address)
             out(f"WARNING: in a dependency cycle of {cycle.size} dists (installing one installs all): {others}")
+    unimportable = unimportable_files(f.wheel_path for f in plan.files) if plan.identity.kind == DistKind.PYTHON else ()
+    if unimportable:
+        out(f"WARNING: {len(unimportable)} Python files no import can reach:")
+        for unimportable_file in unimportable:
+            out(f"  {unimportable_file.wheel_path}  ({unimportable_file.why})")
+        out(f"  {UNIMPORTABLE.fix}")
+    left_out = _left_out_by_pattern(export)
+    if left_out:
+        out(f"left out of these specs by [export-dists].skip_paths: {left_out}")
     if is_environment(plan):
         out(
             f"environment: {len(plan.first_party)} first-party dists (the closure of its dependencies) "
@@ -160,6 +196,7 @@ async def export_dists(
     dist_dir: DistDir,
 ) -> ExportDists:
     started = time.monotonic()
+    skip_paths.check(tuple(subsystem.skip_paths))
     roots = tuple(sorted({generator_address(t.address) for t in targets}))
     if not roots:
         console.print_stderr(
@@ -174,6 +211,7 @@ async def export_dists(
             strip_source_roots=subsystem.strip_source_roots,
             include_test_utils=subsystem.include_test_utils,
             typed=subsystem.typed,
+            skip_paths=tuple(subsystem.skip_paths),
         ),
         version_template=subsystem.version_template,
         # --explain writes nothing, and is most useful while editing BUILD files.
@@ -184,6 +222,7 @@ async def export_dists(
         version_scheme=subsystem.version_scheme,
         url_requirement_map=FrozenDict(subsystem.url_requirement_map),
         refuse_top_level=not subsystem.explain,
+        warning_examples=subsystem.warning_examples,
     )
     export = await build_export(request, **implicitly())
     if subsystem.explain:
@@ -210,10 +249,12 @@ async def export_dists(
     if result.linked:
         state += f" ({result.linked_wheels} unchanged wheels linked from earlier exports)"
     versions = versions_summary([d.version for d in export.dists], export.info.version)
+    left_out = _left_out_by_pattern(export)
     console.print_stderr(
         f"export-dists: {len(export.dists)} dists{deps_note} {versions} "
         f"(commit {export.info.sha[:12]}{', DIRTY' if export.info.dirty else ''}) "
         f"{state}: {shown} [{time.monotonic() - started:.1f}s]"
+        + (f"; left out by [export-dists].skip_paths: {left_out}" if left_out else "")
     )
     console.print_stdout(str(result.path))
     return ExportDists(exit_code=0)

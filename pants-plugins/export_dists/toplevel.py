@@ -1,7 +1,6 @@
 """Files a dist installs at the top of site-packages: reported, and refused for `__init__.py` and tests."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Iterable
@@ -12,9 +11,8 @@ from pants.util.strutil import softwrap
 
 from export_dists.dists import DistPlan, OwnedFile
 from export_dists.engine import by_name, concurrently, wrapped_target
+from export_dists.findings import Cause, Finding
 from export_dists.target_types import ExportDistAllowTopLevelField
-
-logger = logging.getLogger(__name__)
 
 # Never right at the top of site-packages: `__init__.py` belongs to no package there (every dist that
 # ships one overwrites the others'), and `tests` / `test` (the standard library's) are names every
@@ -74,6 +72,16 @@ _FIX = softwrap(
 )
 
 
+TOP_LEVEL = Cause(
+    "dists install files at the top of site-packages", _FIX, one="dist installs files at the top of site-packages"
+)
+
+
+def top_level_findings(stray: Iterable[StrayTopLevel]) -> list[Finding]:
+    """Warned by the export with its other findings (the check itself only refuses)."""
+    return [Finding(TOP_LEVEL, f"{s.dist} ({s.plan.identity.address.spec}): {', '.join(s.names)}") for s in stray]
+
+
 @dataclass(frozen=True)
 class TopLevelCheckRequest:
     plans: tuple[DistPlan, ...]
@@ -91,13 +99,6 @@ async def check_top_level(request: TopLevelCheckRequest) -> TopLevelCheck:
     stray = tuple(s for s in (stray_top_level(plan) for plan in request.plans) if s is not None)
     if not stray:
         return TopLevelCheck(())
-    lines = [f"- {s.dist} ({s.plan.identity.address.spec}): {', '.join(s.names)}" for s in stray]
-    logger.warning(
-        f"{len(stray)} dist{'' if len(stray) == 1 else 's'} install files at the top of site-packages:\n"
-        + "\n".join(lines)
-        + "\n"
-        + _FIX
-    )
     candidates = [s for s in stray if s.refused]
     wrapped = await concurrently(
         wrapped_target(WrappedTargetRequest(s.plan.identity.address, description_of_origin="the export-dists goal"))

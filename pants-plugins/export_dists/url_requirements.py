@@ -8,6 +8,7 @@ from typing import Iterable, Mapping
 from pants.util.strutil import softwrap
 
 from export_dists_core.compat import InvalidRequirement, Requirement, Specifier, canonicalize_name
+from export_dists.findings import Cause, Finding
 
 logger = logging.getLogger(__name__)
 
@@ -74,29 +75,36 @@ class UrlRequirementMap:
         return str(mapped)
 
 
-def report_url_requirements(
+URL_REQUIREMENTS = Cause(
+    "direct URL requirements in Requires-Dist",
+    softwrap(
+        """
+        pip installs one only where its URL is reachable, and clones a git URL again on every
+        install and upgrade that considers it; uv refuses a URL dependency of a dependency unless
+        it is also a requirement or a constraint: install with `-c <relay>/<ref>/constraints.txt`,
+        which lists the ref's URL requirements. A team that mirrors such a package to an index can
+        export a plain requirement instead: [export-dists].url_requirement_map = {"pkg":
+        "pkg==VERSION"}.
+        """
+    ),
+    one="direct URL requirement in Requires-Dist",
+)
+
+
+def url_requirement_findings(
     dists_by_requirement: Mapping[str, Iterable[str]], mapped: Mapping[str, str]
-) -> None:
-    """One warning per URL requirement left in Requires-Dist, naming the dists that declare it."""
+) -> list[Finding]:
+    """One finding per URL requirement left in Requires-Dist, naming the dists that declare it."""
+    findings = []
     for requirement, dists in sorted(dists_by_requirement.items()):
         names = sorted(set(dists))
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        logger.warning(
-            softwrap(
-                f"""
-                The URL requirement {requirement!r} is in the Requires-Dist of {len(names)}
-                dist{"" if len(names) == 1 else "s"} ({shown}). pip installs it only where its URL
-                ({url_of(requirement)}) is reachable; uv refuses a URL dependency of a dependency
-                unless it is also a requirement or a constraint: install with
-                `-c <relay>/<ref>/constraints.txt`, which lists the ref's URL requirements. A team
-                that mirrors the package to an index can export a plain requirement instead:
-                [export-dists].url_requirement_map = {{"{Requirement(requirement).name}":
-                "{Requirement(requirement).name}==VERSION"}}.
-                """
-            )
+        findings.append(
+            Finding(URL_REQUIREMENTS, f"{requirement!r} in {len(names)} dist{'' if len(names) == 1 else 's'} ({shown})")
         )
     for original, replacement in sorted(mapped.items()):
         logger.info(
             f"The URL requirement {original!r} is exported as {replacement!r} "
             "([export-dists].url_requirement_map)."
         )
+    return findings
