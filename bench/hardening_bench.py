@@ -16,14 +16,14 @@ from pathlib import Path
 from procs import OUT, ROOT, BenchError, Server, free_port, proc_rss_mb, summarize
 from serve_bench import parse_wrk
 
-# Fixture exports (no Pants needed): relay.testing writes real wheels, .metadata files and manifests.
+# Fixture exports (no Pants needed): relay_testing.exports writes real wheels, .metadata files and manifests.
 sys.path.insert(0, str(ROOT))
-from relay.testing import fake_sha, write_export  # noqa: E402
+from relay_testing.exports import fake_sha, write_export  # noqa: E402
 
 QUEUE_LOG_LAUNCHER = """\
 import logging, logging.handlers, queue, sys
 from relay import cli
-from relay.app import LOG_FORMAT
+from relay.web.app import LOG_FORMAT
 
 # relay serve with logging's standard way off the hot path: every record (access lines included) goes
 # through a QueueHandler; a QueueListener thread formats and writes them.
@@ -251,7 +251,7 @@ def report_lines(part: dict[str, object]) -> list[str]:
     return [
         "## Relay under mixed load and hostile clients",
         "",
-        f"Started {part['started']}. {d['exports']} fixture exports on `main` (`relay.testing`), one relay "
+        f"Started {part['started']}. {d['exports']} fixture exports on `main` (`relay_testing.exports`), one relay "
         f"process (`--idle-timeout 5`, access log on). `wrk -t2 -c{s['connections']} -d{s['duration_s']}s` "
         f"cycling through {len(d['routes'])} routes ({', '.join('`' + r + '`' for r in d['routes'])}), "
         f"{s['rounds']} rounds back to back, while {s['silent']} connections at a time stay silent or "

@@ -16,8 +16,8 @@ from procs import OUT, ROOT, BenchError, Server, free_port, summarize
 from servers import Index
 
 sys.path.insert(0, str(ROOT))
-from relay.seaweedfs import SeaweedFS  # noqa: E402
-from relay.testing import DistSpec, fake_sha, write_export  # noqa: E402
+from relay_testing.seaweedfs import SeaweedFS  # noqa: E402
+from relay_testing.exports import DistSpec, fake_sha, write_export  # noqa: E402
 
 BUCKET = "bench"
 PAGE_PROJECT = "monorepo-chain-a"

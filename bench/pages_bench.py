@@ -21,7 +21,7 @@ from typing import Any, Callable
 from procs import OUT, ROOT, Server, free_port, summarize
 
 sys.path.insert(0, str(ROOT))
-from relay.testing import DistSpec, write_export  # noqa: E402
+from relay_testing.exports import DistSpec, write_export  # noqa: E402
 
 NS = "monorepo.gen"
 

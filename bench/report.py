@@ -674,7 +674,7 @@ def objectstore_section(part: dict[str, Any] | None) -> list[str]:
         f"Started {part['started']}. SeaweedFS {_weed_version(d['seaweedfs'])} (`weed server`, one process, data on this machine's "
         "disk) on 127.0.0.1; relays with `--store s3://bench/relay` (two replicas, and one with "
         "`--memory-cache 0`, so every wheel is streamed from the bucket) beside one with `--store DIR`, "
-        f"all serving a 4-dist export (`relay/testing.py`). Load: `{s['wrk']}`, {s['wrk_reps']} run(s) after a "
+        f"all serving a 4-dist export (`relay_testing/exports.py`). Load: `{s['wrk']}`, {s['wrk_reps']} run(s) after a "
         "1 s warm-up, against one relay at a time; all share the machine's 2 cores with the store.",
         "",
         table(["relay", "endpoint", "req/s", "p99", "errors"], load),

@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio  # pants: no-infer-dep (installed with pytest-aiohttp, the [pytest] tool)
 from aiohttp.test_utils import TestClient
 
-from relay.app import Settings
+from relay.web.app import Settings
 from relay.conftest import NS, MakeClient, Story
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -8,7 +8,7 @@ import shutil
 import sys
 from typing import Optional
 
-from relay.builder import COLD_EXPORT_COMMAND, WARM_EXPORT_COMMAND, ExportCommand
+from relay.building.builders import COLD_EXPORT_COMMAND, WARM_EXPORT_COMMAND, ExportCommand
 from relay.git import Git, GitError
 
 if sys.version_info >= (3, 11):

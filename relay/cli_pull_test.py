@@ -8,8 +8,8 @@ import threading
 import time
 from pathlib import Path
 
-from relay.materialize_test import fake_command, git
-from relay.processes import alive
+from relay.building.materialize_test import fake_command, git
+from relay.building.processes import alive
 from tests.relay_process import RelayProcess
 
 

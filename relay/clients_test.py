@@ -12,9 +12,9 @@ from typing import Iterator
 
 import pytest
 
-from relay.auth import add_entry, password_entry
+from relay.auth.credentials import add_entry, password_entry
 from relay.contract import Export
-from relay.testing import fake_sha, write_export
+from relay_testing.exports import fake_sha, write_export
 from tests.relay_process import RelayProcess as Relay
 
 BIN = Path(sys.executable).parent
@@ -137,7 +137,7 @@ def test_graceful_stop_and_request_log(relay: Relay) -> None:
 def test_pull_mode_process_builds_once_for_concurrent_requests(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from relay.materialize_test import fake_command, git
+    from relay.building.materialize_test import fake_command, git
 
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -14,14 +14,14 @@ import pytest
 import pytest_asyncio  # pants: no-infer-dep (installed with pytest-aiohttp, the [pytest] tool)
 from aiohttp.test_utils import TestClient
 
-from relay.app import Settings, create_app
-from relay.auth import Authenticator
+from relay.web.app import Settings, create_app
+from relay.auth.credentials import Authenticator
 from relay.contract import Export
-from relay.materialize import Materializer
-from relay.refs import Refs
-from relay.seaweedfs import SeaweedFS
-from relay.store import DiskStore
-from relay.testing import DistSpec, fake_sha, write_export
+from relay.building.materialize import Materializer
+from relay.index.refs import Refs
+from relay_testing.seaweedfs import SeaweedFS
+from relay.storage.store import DiskStore
+from relay_testing.exports import DistSpec, fake_sha, write_export
 
 
 @pytest.fixture

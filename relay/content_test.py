@@ -13,9 +13,9 @@ from aiohttp.test_utils import TestClient
 
 from relay.conftest import MakeClient
 from relay.contract import CONTENT_FORMAT, ContractError, parse_manifest, read_export
-from relay.render import V1_JSON
-from relay.store import DiskStore, EvictionPolicy, Footprint
-from relay.testing import CHAIN, fake_sha, version_of, write_export
+from relay.index.render import V1_JSON
+from relay.storage.store import DiskStore, EvictionPolicy, Footprint
+from relay_testing.exports import CHAIN, fake_sha, version_of, write_export
 
 C = "monorepo.chain.c"
 TOOLS = "monorepo.tools"

@@ -18,9 +18,9 @@ import pytest
 from relay import cli
 from relay.clients_test import UV, _client_env, _installed, _venv
 from relay.conftest import s3_client
-from relay.materialize_test import fake_command, git
-from relay.seaweedfs import SeaweedFS
-from relay.testing import fake_sha, write_export
+from relay.building.materialize_test import fake_command, git
+from relay_testing.seaweedfs import SeaweedFS
+from relay_testing.exports import fake_sha, write_export
 from tests.relay_process import RELAY_ROOT, RelayProcess
 
 

@@ -10,17 +10,17 @@ from typing import Any, AsyncIterator, Callable
 import pytest
 import pytest_asyncio  # pants: no-infer-dep (installed with pytest-aiohttp, the [pytest] tool)
 
-from relay.app import Settings, create_app
+from relay.web.app import Settings, create_app
 from relay.conftest import s3_client
-from relay.leases import Lease
-from relay.materialize import Limits, Materializer
-from relay import materialize_test
-from relay.materialize_test import fake_command, git
-from relay.refs import Git, Refs
-from relay.s3store import S3Location, S3Store
-from relay.seaweedfs import SeaweedFS
-from relay.store import EvictionPolicy
-from relay.testing import fake_sha, write_export
+from relay.storage.leases import Lease
+from relay.building.materialize import Limits, Materializer
+from relay.building import materialize_test
+from relay.building.materialize_test import fake_command, git
+from relay.index.refs import Git, Refs
+from relay.storage.s3 import S3Location, S3Store
+from relay_testing.seaweedfs import SeaweedFS
+from relay.storage.store import EvictionPolicy
+from relay_testing.exports import fake_sha, write_export
 
 pytestmark = pytest.mark.asyncio
 

@@ -20,8 +20,8 @@ from typing import Iterator
 import pytest
 
 from relay.clients_test import UV, _client_env, _venv
-from relay.constraints import url_requirements
-from relay.testing import DistSpec, fake_sha, write_export
+from relay.index.constraints import url_requirements
+from relay_testing.exports import DistSpec, fake_sha, write_export
 from tests.relay_process import RelayProcess as Relay
 
 GIT = shutil.which("git")
@@ -140,7 +140,7 @@ def test_url_requirements_drop_extras_and_keep_markers(store_dir: Path) -> None:
 @pytest.mark.parametrize("installer", ["pip", "uv"])
 def test_the_lines_a_dist_page_shows_install_it(store_dir: Path, tmp_path: Path, installer: str) -> None:
     """Copied from the page as they are: with URL requirements, the lines carry the constraints (uv's rule)."""
-    from relay.pages_test import line
+    from relay.web.pages_test import line
 
     wheel = tmp_path / "urlpkg-1.0-py3-none-any.whl"
     wheel.write_bytes(_wheel_bytes("urlpkg", "1.0"))

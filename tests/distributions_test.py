@@ -14,7 +14,7 @@ from packaging.metadata import Metadata
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from relay.testing import fake_sha, write_export
+from relay_testing.exports import fake_sha, write_export
 from tests.example_repo import PANTS, REPO_ROOT, make_example_repo, pants_environment
 from tests.relay_process import fetch, free_port
 from tests.venvs import clean_environment, make_venv, uv_binary

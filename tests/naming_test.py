@@ -42,7 +42,7 @@ def test_help_and_its_examples_name_the_installed_command(monkeypatch: pytest.Mo
 
 
 def test_messages_name_the_installed_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from relay.auth import AuthFileError, parse_entry
+    from relay.auth.credentials import AuthFileError, parse_entry
 
     with pytest.raises(SystemExit, match="^export-dists-relay: --repo"):
         cli.main(["serve", "--store", str(tmp_path / "store"), "--repo", str(tmp_path)])

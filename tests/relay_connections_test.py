@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from relay.testing import fake_sha, write_export
+from relay_testing.exports import fake_sha, write_export
 from tests.relay_process import RelayProcess
 
 @contextlib.contextmanager

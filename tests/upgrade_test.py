@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from relay.testing import DistSpec, write_export
+from relay_testing.exports import DistSpec, write_export
 from tests.notebook import Notebook, client_environment, python_for, run
 from tests.relay_process import RelayProcess
 from tests.venvs import uv_binary
@@ -118,8 +118,8 @@ def test_the_readme_upgrade_moves_monorepo_dists_only(
 
 
 def test_upgrade_lines_are_what_the_pages_show() -> None:
-    """The README's lines and the pages' lines are the same command (relay.install_lines makes the latter)."""
-    from relay.install_lines import Where, install_lines
+    """The README's lines and the pages' lines are the same command (relay.web.install_lines makes the latter)."""
+    from relay.web.install_lines import Where, install_lines
 
     pip_line, uv_line = readme_upgrade_lines()
     lines = install_lines(Where("https://relay.example.com/", auth=False, credentials=False, upstream=True), "main", "<sha>", ("N",),

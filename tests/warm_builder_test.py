@@ -15,11 +15,11 @@ from typing import Iterator, TypeVar
 
 import pytest
 
-from relay.builder import ExportCommand, WarmBuilder, WarmLimits
+from relay.building.builders import ExportCommand, WarmBuilder, WarmLimits
 from relay.git import Git
-from relay.materialize import Limits, Materializer
-from relay.processes import alive
-from relay.store import DiskStore
+from relay.building.materialize import Limits, Materializer
+from relay.building.processes import alive
+from relay.storage.store import DiskStore
 from tests.example_repo import HISTORY_MODULE, PANTS, ExampleRepo, make_example_repo
 
 T = TypeVar("T")

@@ -1,0 +1,69 @@
+"""Choosing a store from `--store`: a directory, or `s3://BUCKET/PREFIX` for an object store."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+from relay.contract import read_export
+from relay.storage.store import DiskStore, Store, StoreConfigError, check_listed_files
+
+S3_SCHEME = "s3://"
+
+
+def open_store(
+    spec: str, create: bool = True, lease_seconds: float | None = None, background_parse_bytes: int | None = None
+) -> Store:
+    """The store `spec` names; the S3 store is not connected yet (its `start` checks it)."""
+    if spec.startswith(S3_SCHEME):
+        from relay.storage.s3 import LEASE_SECONDS, S3Location, S3Store  # aiobotocore loads only here
+
+        return S3Store(S3Location.parse(spec), lease_seconds=lease_seconds or LEASE_SECONDS)
+    if "://" in spec:
+        raise StoreConfigError(f"--store {spec!r}: only directories and s3://BUCKET/PREFIX are supported")
+    path = Path(spec)
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreConfigError(f"--store {spec}: cannot create the directory ({e.strerror})") from None
+    elif not path.is_dir():
+        raise StoreConfigError(f"--store {spec}: no such directory")
+    return DiskStore(path, background_parse_bytes=background_parse_bytes)
+
+
+async def check_store(store: Store) -> None:
+    """Connect once and check the store works (credentials, bucket, conditional writes), then let go."""
+    from relay.storage.s3 import S3Store
+
+    if isinstance(store, S3Store):
+        await store.connect()
+        await store.close()
+
+
+async def publish_export(store: Store, directory: Path) -> tuple[str, int]:
+    """Publish one local export directory (what `export-dists` wrote) to `store`: (key, files written)."""
+    export = read_export(directory)
+    check_listed_files(directory, export)
+    from relay.storage.s3 import S3Store
+
+    if isinstance(store, S3Store):
+        await store.connect()
+        try:
+            return export.key, await store.upload(directory, export)
+        finally:
+            await store.close()
+    assert isinstance(store, DiskStore)
+    if export.key in store.exports():
+        return export.key, 0
+    # A copy next to the exports, renamed in: the store never shows half an export.
+    staging = store.staging_dir()
+    try:
+        copy = staging / export.key
+        await asyncio.get_running_loop().run_in_executor(None, shutil.copytree, directory, copy)
+        await store.publish(copy)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return export.key, len(export.filenames) + 1
+

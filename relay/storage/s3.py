@@ -1,0 +1,972 @@
+"""Exports in an S3-compatible bucket: listing, checked streams, conditional publishing, leases, eviction.
+
+Layout under s3://BUCKET/PREFIX/ (docs/deployment.md):
+    manifests/<key>.json          an export's manifest: written last, removed first
+    files/<sha256>                every wheel and .metadata file, once, named by its content's sha256
+    leases/<name>                 who builds a commit, evicts, or publishes now, until when
+    used/<replica>.json           each replica's last use of each export (written once a minute)
+    evicted/<key>.json            the manifest of an evicted export: its files stay for a grace period
+
+A file object is removed only when no manifest (nor an evicted one still in its grace period) lists
+it, by the evictor, under its lease, while no publish is under way (docs/deployment.md, "Eviction").
+
+The client is aiobotocore: botocore's credential chain, endpoint configuration, signing and retries
+(the standard AWS way: environment, shared config, profiles, AWS_ENDPOINT_URL) on aiohttp, the loop
+the relay already runs, so a slow store never blocks a thread per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Iterator, Mapping, TypeVar
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+
+from relay.contract import MANIFEST, ContractError, Export, parse_manifest, read_export
+from relay.storage.store import (
+    CHUNK_BYTES,
+    TOUCH_INTERVAL_SECONDS,
+    Blob,
+    EvictionPolicy,
+    NotListed,
+    PublishConflict,
+    Store,
+    StoreConfigError,
+    StoredExport,
+    StoreUnavailable,
+    check_listed_files,
+    to_evict,
+)
+
+logger = logging.getLogger("relay.s3store")
+
+T = TypeVar("T")
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_KEY = re.compile(r"[0-9a-f]{40}(\.dirty)?")
+# A commit looked for and not found is not looked for again for this long.
+MISS_SECONDS = 1.0
+# Files uploaded at once by `publish`.
+UPLOADS_AT_ONCE = 16
+# A lease not renewed for this long is taken over (its holder died).
+LEASE_SECONDS = 30.0
+# An evicted export's files stay this long after its manifest went: downloads that started before
+# still finish on every replica.
+EVICTION_GRACE_SECONDS = 600.0
+# Files removed by the evictor between two checks that it still holds its lease and no publish runs.
+DELETES_PER_CHECK = 100
+# A publish waits at most this many lease periods for an eviction round to end.
+PUBLISH_WAIT_LEASES = 10
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+PRESIGN_SECONDS = 300
+
+
+@functools.lru_cache(maxsize=1)
+def _loader() -> Any:
+    return get_session().get_component("data_loader")
+
+
+def _session() -> Any:
+    # A new session reads credentials afresh; the model loader is shared, as it caches the S3 service
+    # model, which takes ~1 s to load.
+    session = get_session()
+    session.register_component("data_loader", _loader())
+    return session
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str  # "" or ending in "/"
+
+    @staticmethod
+    def parse(url: str) -> S3Location:
+        """`s3://BUCKET` or `s3://BUCKET/PREFIX`; raises StoreConfigError naming what is wrong."""
+        if not url.startswith("s3://"):
+            raise StoreConfigError(f"{url!r} is not an s3:// URL: use s3://BUCKET/PREFIX")
+        bucket, _, prefix = url[len("s3://"):].partition("/")
+        if not _BUCKET.fullmatch(bucket):
+            raise StoreConfigError(
+                f"{url!r}: {bucket!r} is not a bucket name (3-63 lowercase letters, digits, dots, hyphens)"
+            )
+        prefix = prefix.strip("/")
+        if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+            raise StoreConfigError(f"{url!r}: the prefix may not have empty, '.' or '..' parts")
+        return S3Location(bucket, prefix + "/" if prefix else "")
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+@dataclass(frozen=True)
+class _Listed:
+    etag: str
+    modified: float
+
+
+def _code(e: ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))
+
+
+def _status(e: ClientError) -> int:
+    return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def _missing(e: ClientError) -> bool:
+    return _code(e) in ("NoSuchKey", "404", "NotFound") or _status(e) == 404
+
+
+def _precondition_failed(e: ClientError) -> bool:
+    # 409: a concurrent conditional write to the same key is in progress (AWS); the other one wins.
+    return _code(e) in ("PreconditionFailed", "ConditionalRequestConflict") or _status(e) in (409, 412)
+
+
+class S3Store(Store):
+    """Exports in a bucket, shared by any number of relays (replicas) and `relay publish` runs."""
+
+    def __init__(
+        self,
+        location: S3Location,
+        scan_interval: float = 5.0,
+        replica: str | None = None,
+        lease_seconds: float = LEASE_SECONDS,
+        grace_seconds: float = EVICTION_GRACE_SECONDS,
+        timeout_seconds: float = 10.0,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.location = location
+        self.scan_interval = scan_interval
+        self.replica = replica or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.lease_seconds = lease_seconds
+        self.grace_seconds = grace_seconds
+        self.timeout_seconds = timeout_seconds
+        self.poll_seconds = poll_seconds
+        self._client: Any = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._exports: dict[str, StoredExport] = {}
+        self._listed: dict[str, _Listed] = {}
+        self._reported: dict[str, str] = {}
+        self._generation = 0
+        self._last_used: dict[str, float] = {}
+        self._used_dirty = False
+        self._pins: dict[str, int] = {}
+        self._missed: dict[str, float] = {}
+        self._outage: str | None = None
+        # The file objects (sha256 -> size) as last listed; listed again when a manifest names one
+        # that is not in it.
+        self._objects: dict[str, int] = {}
+
+    # Keys in the bucket.
+
+    def _manifest_key(self, key: str) -> str:
+        return f"{self.location.prefix}manifests/{key}.json"
+
+    def _file_key(self, sha256: str) -> str:
+        return f"{self.location.prefix}files/{sha256}"
+
+    def _legacy_prefix(self) -> str:
+        """Where relays before content-addressed files kept them: exports/<key>/<filename>."""
+        return f"{self.location.prefix}exports/"
+
+    def _lease_key(self, name: str) -> str:
+        return f"{self.location.prefix}leases/{name}"
+
+    # Connection and start-up checks.
+
+    @property
+    def description(self) -> str:
+        return str(self.location)
+
+    async def connect(self) -> None:
+        """Open the client and check the bucket works for the relay (no background work)."""
+        if self._client is not None:
+            return
+        self._stack = contextlib.AsyncExitStack()
+        config = AioConfig(
+            connect_timeout=self.timeout_seconds,
+            read_timeout=self.timeout_seconds,
+            retries={"max_attempts": 2, "mode": "standard"},
+            max_pool_connections=64,
+        )
+        try:
+            session = _session()
+            self._client = await self._stack.enter_async_context(session.create_client("s3", config=config))
+        except BotoCoreError as e:
+            await self._stack.aclose()
+            raise StoreConfigError(f"{self.location}: cannot make an S3 client: {e}") from None
+        try:
+            await self._check()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _check(self) -> None:
+        where = str(self.location)
+        endpoint = self._client.meta.endpoint_url
+        try:
+            await self._client.head_bucket(Bucket=self.location.bucket)
+        except (NoCredentialsError, PartialCredentialsError):
+            raise StoreConfigError(
+                f"{where}: no AWS credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "or AWS_PROFILE, or give the machine a role"
+            ) from None
+        except (EndpointConnectionError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+            raise StoreConfigError(
+                f"{where}: the object store at {endpoint} cannot be reached ({e}); check AWS_ENDPOINT_URL "
+                "(or endpoint_url in ~/.aws/config) and that the store is running"
+            ) from None
+        except ClientError as e:
+            status = _status(e)
+            if status == 404 or _code(e) == "NoSuchBucket":
+                raise StoreConfigError(
+                    f"{where}: bucket {self.location.bucket!r} does not exist at {endpoint}; create it "
+                    f"(e.g. `aws s3 mb s3://{self.location.bucket}`) or fix the name"
+                ) from None
+            if status in (401, 403):
+                raise StoreConfigError(
+                    f"{where}: the store at {endpoint} refused the credentials ({_code(e) or status}); check "
+                    "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and that they may read "
+                    "and write the bucket"
+                ) from None
+            raise StoreConfigError(f"{where}: checking the bucket at {endpoint} failed: {e}") from None
+        # Publishing and leases rely on `If-None-Match: *`: a store that ignores it would let two
+        # writers both win. Probe it once with a throwaway object.
+        probe = f"{self.location.prefix}leases/probe-{self.replica}-{secrets.token_hex(4)}"
+        try:
+            await self._client.put_object(Bucket=self.location.bucket, Key=probe, Body=b"1", IfNoneMatch="*")
+            try:
+                await self._client.put_object(Bucket=self.location.bucket, Key=probe, Body=b"2", IfNoneMatch="*")
+            except ClientError as e:
+                if not _precondition_failed(e):
+                    raise
+            else:
+                raise StoreConfigError(
+                    f"{where}: the store at {endpoint} ignores conditional writes (If-None-Match: *), which "
+                    "the relay needs so that two writers never both win; use a store that supports them "
+                    "(AWS S3, MinIO, SeaweedFS, Ceph RGW >= 18) or a directory store"
+                )
+            await self._client.delete_object(Bucket=self.location.bucket, Key=probe)
+        except ClientError as e:
+            if _status(e) in (401, 403):
+                raise StoreConfigError(
+                    f"{where}: the credentials may read but not write the bucket ({_code(e)}); the relay "
+                    "writes manifests, leases and last-use records: grant s3:PutObject and s3:DeleteObject"
+                ) from None
+            raise StoreConfigError(f"{where}: a test write to the bucket failed: {e}") from None
+
+    async def start(self) -> None:
+        await self.connect()
+        await self.move_legacy_files()
+        await self.refresh()
+        self._tasks = [
+            asyncio.ensure_future(self._every(self.scan_interval, self.refresh)),
+            asyncio.ensure_future(self._every(TOUCH_INTERVAL_SECONDS, self.flush_last_use)),
+        ]
+
+    async def move_legacy_files(self) -> int:
+        """Move files from where relays before content-addressed files kept them, exports/<key>/<name>,
+        to files/<sha256> (a copy inside the bucket, then the old object is removed), so a bucket
+        those relays wrote stays readable. Returns how many objects were moved. Idempotent: replicas
+        starting together may all run it."""
+        prefix = self._legacy_prefix()
+        legacy = [item async for item in self._list(prefix)]
+        if not legacy:
+            return 0
+        logger.warning(
+            "%s: moving %d file(s) from exports/<key>/ (the layout of earlier relays) to files/<sha256>; "
+            "stop relays of earlier versions on this bucket and upgrade CI's `relay publish`",
+            self.location, len(legacy),
+        )
+        await self._list_objects()
+        manifests: dict[str, Export | None] = {}
+        for item in legacy:
+            key, _, filename = item["Key"][len(prefix):].partition("/")
+            if key not in manifests:
+                raw = await self._read_or_none(self._manifest_key(key))
+                try:
+                    manifests[key] = None if raw is None else parse_manifest(raw, self._manifest_key(key))
+                except ContractError:
+                    manifests[key] = None
+            export = manifests[key]
+            digest = None if export is None else export.digest(filename)
+            if digest is not None and self._objects.get(digest[0]) != digest[1]:
+                await self._call(f"moving {item['Key']}", self._client.copy_object(
+                    Bucket=self.location.bucket, Key=self._file_key(digest[0]),
+                    CopySource={"Bucket": self.location.bucket, "Key": item["Key"]},
+                ))
+                self._objects[digest[0]] = digest[1]
+        # Files of no manifest (evicted) go with the rest; so do the old eviction marks (evicted/<key>).
+        old_marks = [
+            i["Key"] async for i in self._list(f"{self.location.prefix}evicted/") if not i["Key"].endswith(".json")
+        ]
+        names = [item["Key"] for item in legacy] + old_marks
+        for start in range(0, len(names), 1000):
+            batch = [{"Key": n} for n in names[start:start + 1000]]
+            await self._call("removing moved files", self._client.delete_objects(
+                Bucket=self.location.bucket, Delete={"Objects": batch, "Quiet": True}))
+        return len(legacy)
+
+    async def _every(self, interval: float, work: Any) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await work()
+            except StoreUnavailable:
+                pass  # reported by _call; the next round retries
+            except Exception:  # noqa: BLE001 - background work must not stop
+                logger.exception("%s: background work failed", self.location)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._client is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await self.flush_last_use()
+        if self._stack is not None:
+            await self._stack.aclose()
+        self._client = None
+        self._stack = None
+
+    async def _call(self, what: str, call: Awaitable[T]) -> T:
+        """One request; an outage (no connection, a timeout, a 5xx, refused credentials) becomes
+        StoreUnavailable and is logged once until the store answers again."""
+        try:
+            result = await call
+        except ClientError as e:
+            status = _status(e)
+            if status >= 500 or status in (401, 403):
+                self._down(f"{what}: {e}")
+            raise
+        except (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            self._down(f"{what}: {e or type(e).__name__}")
+        if self._outage is not None:
+            logger.warning("%s: the store answers again", self.location)
+            self._outage = None
+        return result
+
+    def unavailable(self) -> str | None:
+        # Set by the last request that failed (a listing runs every scan_interval), cleared by the
+        # next one that succeeds.
+        return None if self._outage is None else f"the object store is unavailable: {self._outage}"
+
+    def _down(self, message: str) -> None:
+        if self._outage is None:
+            logger.warning("%s: the store is unavailable: %s", self.location, message)
+        self._outage = message
+        raise StoreUnavailable(message)
+
+    # Listing.
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def exports(self) -> Mapping[str, StoredExport]:
+        return self._exports
+
+    @property
+    def problems(self) -> Mapping[str, str]:
+        return dict(self._reported)
+
+    async def _list(self, prefix: str) -> AsyncIterator[dict[str, Any]]:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.location.bucket, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = await self._call(f"listing {prefix}", self._client.list_objects_v2(**kwargs))
+            for item in page.get("Contents", ()):
+                yield item
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+    async def refresh(self) -> None:
+        """List the manifests; read the new or changed ones and check their files are all there."""
+        prefix = f"{self.location.prefix}manifests/"
+        listed: dict[str, _Listed] = {}
+        async for item in self._list(prefix):
+            name = item["Key"][len(prefix):]
+            if name.endswith(".json") and "/" not in name and not name.startswith("."):
+                listed[name[: -len(".json")]] = _Listed(item["ETag"], item["LastModified"].timestamp())
+        found: dict[str, StoredExport] = {}
+        fresh = [False]  # the file objects were listed in this round
+        for key, entry in listed.items():
+            previous = self._exports.get(key)
+            if previous is not None and self._listed.get(key) == entry:
+                found[key] = previous
+                continue
+            stored = await self._load(key, fresh)
+            if stored is not None:
+                found[key] = stored
+        if found.keys() != self._exports.keys() or any(found[k] is not self._exports[k] for k in found):
+            self._generation += 1
+        self._exports = found
+        self._listed = {k: v for k, v in listed.items() if k in found}
+        for gone in set(self._reported) - set(listed):
+            del self._reported[gone]
+
+    async def find(self, key: str) -> StoredExport | None:
+        stored = self._exports.get(key)
+        if stored is not None or not _KEY.fullmatch(key):
+            return stored
+        now = time.monotonic()
+        if now - self._missed.get(key, float("-inf")) < MISS_SECONDS:
+            return None
+        self._missed[key] = now
+        if len(self._missed) > 4096:  # a flood of made-up commits must not grow this without end
+            self._missed = {k: t for k, t in self._missed.items() if now - t < MISS_SECONDS}
+        try:
+            head = await self._call(
+                "checking a manifest",
+                self._client.head_object(Bucket=self.location.bucket, Key=self._manifest_key(key)),
+            )
+        except ClientError as e:
+            if _missing(e):
+                return None
+            raise StoreUnavailable(f"checking the manifest of {key}: {e}") from None
+        stored = await self._load(key)
+        if stored is not None and key not in self._exports:
+            self._exports = {**self._exports, key: stored}
+            self._listed = {**self._listed, key: _Listed(head["ETag"], head["LastModified"].timestamp())}
+            self._generation += 1
+        return self._exports.get(key)
+
+    async def _load(self, key: str, fresh: list[bool] | None = None) -> StoredExport | None:
+        """The export of a manifest whose files are all there, else None (reported once).
+
+        `fresh[0]` says the file objects were listed in this round already: a round lists them at
+        most once, however many new manifests it reads."""
+        where = f"{self.location}manifests/{key}.json"
+        raw = await self._read_or_none(self._manifest_key(key))
+        if raw is None:
+            return None  # evicted between the listing and now
+        try:
+            export = parse_manifest(raw, where)
+            if export.key != key:
+                raise ContractError(f"{where}: names commit {export.key!r} but is stored as {key!r}")
+            if any(self._objects.get(sha256) != size for sha256, size in export.files.values()):
+                if fresh is None or not fresh[0]:
+                    await self._list_objects()
+                    if fresh is not None:
+                        fresh[0] = True
+            for filename, (sha256, size) in sorted(export.files.items()):
+                stored_size = self._objects.get(sha256)
+                if stored_size is None:
+                    raise ContractError(
+                        f"{self.location}files/{sha256} ({filename}): listed in the manifest but missing"
+                        + await self._legacy_hint()
+                    )
+                if stored_size != size:
+                    raise ContractError(
+                        f"{self.location}files/{sha256} ({filename}): {stored_size} bytes, the manifest says {size}"
+                    )
+        except ContractError as e:
+            self._report(key, f"skipping export: {e}")
+            return None
+        self._reported.pop(key, None)
+        return StoredExport(export=export, size=export.size(len(raw)))
+
+    async def _list_objects(self) -> None:
+        prefix = f"{self.location.prefix}files/"
+        objects: dict[str, int] = {}
+        async for item in self._list(prefix):
+            name = item["Key"][len(prefix):]
+            if _SHA256.fullmatch(name):
+                objects[name] = int(item["Size"])
+        self._objects = objects
+
+    async def _legacy_hint(self) -> str:
+        """Why files may be missing: the bucket still has them where earlier relays kept them."""
+        async for _ in self._list(self._legacy_prefix()):
+            return (
+                f"; the bucket still holds files under {self.location}exports/<key>/ as relays and "
+                "`relay publish` before content-addressed files wrote them: start a relay of this "
+                "version on the bucket (`relay serve --store ...`), which moves them, and upgrade "
+                "CI's `relay publish`"
+            )
+        return ""
+
+    def _report(self, key: str, message: str) -> None:
+        if self._reported.get(key) != message:
+            self._reported[key] = message
+            logger.warning("%s", message)
+
+    # Files.
+
+    def _listed_file(self, key: str, filename: str) -> tuple[str, str, int]:
+        """(object key, sha256, size) of a file the export's manifest lists; NotListed otherwise."""
+        stored = self._exports.get(key)
+        digest = None if stored is None else stored.export.digest(filename)
+        if digest is None:
+            raise NotListed(f"{key}/{filename}")
+        return self._file_key(digest[0]), digest[0], digest[1]
+
+    async def _get(self, key: str, filename: str) -> tuple[Any, str]:
+        object_key, sha256, _ = self._listed_file(key, filename)
+        try:
+            response = await self._call(
+                f"reading {filename}", self._client.get_object(Bucket=self.location.bucket, Key=object_key)
+            )
+        except ClientError as e:
+            if _missing(e):
+                raise ContractError(f"{self.location}files/{sha256} ({key}/{filename}): listed but missing") from None
+            raise StoreUnavailable(f"reading {filename}: {e}") from None
+        return response, sha256
+
+    async def read(self, key: str, filename: str) -> bytes:
+        response, _ = await self._get(key, filename)
+        async with response["Body"] as body:
+            return bytes(await self._call(f"reading {filename}", body.read()))
+
+    @contextlib.asynccontextmanager
+    async def open(self, key: str, filename: str) -> AsyncIterator[Blob]:
+        response, sha256 = await self._get(key, filename)
+        where = f"{self.location}files/{sha256} ({key}/{filename})"
+        async with response["Body"] as body:
+
+            async def chunks() -> AsyncIterator[bytes]:
+                # Hashed on the way; each piece goes out only once the next has arrived, and the last
+                # only once the whole object matched the manifest's sha256: a client never receives
+                # a complete file with other bytes (it gets a cut-off response instead).
+                digest = hashlib.sha256()
+                iterator = body.content.iter_chunked(CHUNK_BYTES).__aiter__()
+                held: bytes | None = None
+                while True:
+                    try:
+                        chunk = await self._call(f"reading {filename}", iterator.__anext__())
+                    except StopAsyncIteration:
+                        break
+                    digest.update(chunk)
+                    if held is not None:
+                        yield held
+                    held = chunk
+                if digest.hexdigest() != sha256:
+                    raise ContractError(f"{where} does not match the sha256 its manifest records")
+                if held is not None:
+                    yield held
+
+            yield Blob(size=int(response["ContentLength"]), chunks=chunks())
+
+    async def url(self, key: str, filename: str) -> str | None:
+        object_key, _, _ = self._listed_file(key, filename)
+        return str(
+            await self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.location.bucket, "Key": object_key}, ExpiresIn=PRESIGN_SECONDS
+            )
+        )
+
+    # Use and pins.
+
+    def touch(self, key: str) -> None:
+        # In memory only; flush_last_use writes this replica's record once a minute.
+        self._last_used[key] = time.time()
+        self._used_dirty = True
+
+    async def flush_last_use(self) -> None:
+        if not self._used_dirty:
+            return
+        self._used_dirty = False
+        # Evicted exports drop out of the record, so it stays as large as the store's listing.
+        self._last_used = {k: v for k, v in self._last_used.items() if k in self._exports or k in self._pins}
+        body = json.dumps({k: round(v, 3) for k, v in sorted(self._last_used.items())}).encode()
+        try:
+            await self._call(
+                "writing last use",
+                self._client.put_object(
+                    Bucket=self.location.bucket, Key=f"{self.location.prefix}used/{self.replica}.json", Body=body
+                ),
+            )
+        except BaseException:
+            self._used_dirty = True
+            raise
+
+    @contextlib.contextmanager
+    def lease(self, key: str) -> Iterator[None]:
+        self._pins[key] = self._pins.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self._pins[key] -= 1
+            if not self._pins[key]:
+                del self._pins[key]
+
+    # Builds across replicas.
+
+    @contextlib.asynccontextmanager
+    async def build_lease(self, key: str) -> AsyncIterator[None]:
+        from relay.storage.leases import Lease
+
+        lease = Lease(self, f"build-{key}", self.lease_seconds)
+        while not await lease.acquire():
+            # Another replica builds it: wait for its manifest, or for its lease to expire (it died).
+            if await self._manifest_exists(key):
+                await self.refresh()
+                if key in self._exports:
+                    yield
+                    return
+            await asyncio.sleep(self.poll_seconds)
+        renewing = asyncio.ensure_future(self._keep_renewed(lease))
+        try:
+            # Built and published by another replica just before this one took the lease?
+            if await self._manifest_exists(key):
+                await self.refresh()
+            yield
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+            await lease.release()
+
+    async def _keep_renewed(self, lease: Any) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                if not await lease.renew():
+                    return
+            except StoreUnavailable:
+                pass  # the next renewal retries; a long outage lets another replica take over
+
+    async def _manifest_exists(self, key: str) -> bool:
+        try:
+            await self._call(
+                "checking a manifest",
+                self._client.head_object(Bucket=self.location.bucket, Key=self._manifest_key(key)),
+            )
+        except ClientError as e:
+            if _missing(e):
+                return False
+            raise StoreUnavailable(f"checking the manifest of {key}: {e}") from None
+        return True
+
+    # Publishing.
+
+    def staging_dir(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix="relay-staging-"))
+
+    async def _put_once(self, object_key: str, body: bytes, where: str) -> bool:
+        """Write `body` unless the name exists; True if written, False if it held the same bytes."""
+        try:
+            await self._call(
+                f"writing {where}",
+                self._client.put_object(Bucket=self.location.bucket, Key=object_key, Body=body, IfNoneMatch="*"),
+            )
+            return True
+        except ClientError as e:
+            if not _precondition_failed(e):
+                raise StoreUnavailable(f"writing {where}: {e}") from None
+        # Someone wrote it first (a second CI job, a replica building the same commit): fine if the
+        # bytes are the same, which the contract promises for one commit.
+        existing = await self._read_or_none(object_key)
+        if existing is not None and existing != body:
+            raise PublishConflict(self._conflict(object_key, where))
+        if existing is None:  # removed again in between (an eviction): write it
+            return await self._put_once(object_key, body, where)
+        return False
+
+    async def publish(self, directory: Path) -> StoredExport:
+        export = read_export(directory)
+        check_listed_files(directory, export)
+        uploaded = await self.upload(directory, export)
+        logger.info("published %s to %s (%d objects written)", export.key, self.location, uploaded)
+        await self.refresh()
+        stored = self._exports.get(export.key)
+        if stored is None:
+            raise ContractError(f"{self.location}: {export.key} was published but is not listed: {self._reported.get(export.key)}")
+        return stored
+
+    async def upload(self, directory: Path, export: Export) -> int:
+        """The files the bucket lacks (by content), then the manifest: readers see the export whole.
+        Returns how many objects were written (0: the export was there already).
+
+        Under a publish lease, taken before the bucket is looked at and held until the manifest is
+        written: the evictor removes no file while one is held, and a publish waits for an eviction
+        round under way to end, so a file found here stays until the manifest lists it."""
+        loop = asyncio.get_running_loop()
+        manifest = await loop.run_in_executor(None, (directory / MANIFEST).read_bytes)
+        # Published already (a retried CI job): one read answers it, whatever the export's size.
+        existing = await self._read_or_none(self._manifest_key(export.key))
+        if existing is not None:
+            if existing != manifest:
+                raise PublishConflict(self._conflict(self._manifest_key(export.key), str(directory / MANIFEST)))
+            return 0
+        from relay.storage.leases import Lease
+
+        lease = Lease(self, f"publish-{self.replica}-{secrets.token_hex(4)}", self.lease_seconds)
+        await lease.acquire()
+        renewing = asyncio.ensure_future(self._keep_renewed(lease))
+        try:
+            await self._wait_for_eviction_round()
+            written = await self._upload_files(directory, export)
+            wrote_manifest = await self._put_once(self._manifest_key(export.key), manifest, str(directory / MANIFEST))
+            # Belt and braces: every file the manifest lists is there now (one listing), or written.
+            written += await self._upload_files(directory, export)
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+            await lease.release()
+        # A manifest published again after an eviction: its evicted copy no longer keeps its files.
+        with contextlib.suppress(ClientError, StoreUnavailable):
+            await self._call("clearing an eviction", self._client.delete_object(
+                Bucket=self.location.bucket, Key=self._evicted_key(export.key)))
+        return written + int(wrote_manifest)
+
+    async def _upload_files(self, directory: Path, export: Export) -> int:
+        """Write each file of the export whose content the bucket lacks (one listing decides); at
+        most UPLOADS_AT_ONCE at a time. Unchanged wheels of earlier exports are not written again."""
+        await self._list_objects()
+        slots = asyncio.Semaphore(UPLOADS_AT_ONCE)
+        loop = asyncio.get_running_loop()
+
+        async def one(filename: str, sha256: str, size: int) -> bool:
+            if self._objects.get(sha256) == size:
+                return False
+            async with slots:
+                body = await loop.run_in_executor(None, (directory / filename).read_bytes)
+                if hashlib.sha256(body).hexdigest() != sha256:
+                    raise ContractError(f"{directory / filename} does not match the sha256 its manifest records")
+                object_key = self._file_key(sha256)
+                if sha256 in self._objects:
+                    # Another size under this content's name (a damaged object): replaced.
+                    logger.warning("%s%s: %d bytes, not %d: writing it again", self.location, object_key,
+                                   self._objects[sha256], size)
+                    await self._call(f"writing {filename}", self._client.put_object(
+                        Bucket=self.location.bucket, Key=object_key, Body=body))
+                    return True
+                try:
+                    await self._call(f"writing {filename}", self._client.put_object(
+                        Bucket=self.location.bucket, Key=object_key, Body=body, IfNoneMatch="*"))
+                except ClientError as e:
+                    if _precondition_failed(e):
+                        return False  # written meanwhile by another publish: the same content
+                    raise StoreUnavailable(f"writing {filename}: {e}") from None
+                return True
+
+        unique = {sha256: (filename, size) for filename, (sha256, size) in sorted(export.files.items())}
+        written = await asyncio.gather(*(one(f, sha256, size) for sha256, (f, size) in unique.items()))
+        for sha256, (_, size) in unique.items():
+            self._objects[sha256] = size
+        return sum(written)
+
+    async def _wait_for_eviction_round(self) -> None:
+        """Return once no evictor holds its lease (or it expired): called with a publish lease held,
+        so an evictor that starts removing files later sees the publish and leaves them."""
+        from relay.storage.leases import Lease
+
+        evictor = Lease(self, "evictor", self.lease_seconds)
+        for _ in range(int(PUBLISH_WAIT_LEASES * self.lease_seconds / self.poll_seconds) + 1):
+            holder = await evictor.holder()
+            if holder is None or holder[1] <= time.time():
+                return
+            await asyncio.sleep(self.poll_seconds)
+        raise StoreUnavailable(
+            f"{self.location}: an eviction round has held leases/evictor for over "
+            f"{PUBLISH_WAIT_LEASES * self.lease_seconds:.0f} s; publish again later"
+        )
+
+    async def _read_or_none(self, object_key: str) -> bytes | None:
+        try:
+            response = await self._call(
+                f"reading {object_key}", self._client.get_object(Bucket=self.location.bucket, Key=object_key)
+            )
+        except ClientError as e:
+            if _missing(e):
+                return None
+            raise StoreUnavailable(f"reading {object_key}: {e}") from None
+        async with response["Body"] as body:
+            return bytes(await body.read())
+
+    def _conflict(self, object_key: str, where: str) -> str:
+        return (
+            f"{self.location.bucket}/{object_key} already holds different bytes than {where}: an export is "
+            "never changed once published (a dirty export is re-exported under its new commit)"
+        )
+
+    # Eviction.
+
+    def _evicted_key(self, key: str) -> str:
+        return f"{self.location.prefix}evicted/{key}.json"
+
+    async def last_used(self, forget_before: float | None = None) -> dict[str, float]:
+        """Every replica's last use of each export, merged (at least the manifest's write time).
+        Records not written since `forget_before` (replicas gone that long) are removed."""
+        merged = {key: entry.modified for key, entry in self._listed.items()}
+        prefix = f"{self.location.prefix}used/"
+        async for item in self._list(prefix):
+            if forget_before is not None and item["LastModified"].timestamp() < forget_before:
+                # Every time in it is older still: it can no longer keep any export.
+                with contextlib.suppress(ClientError):
+                    await self._call("removing an old last-use record", self._client.delete_object(
+                        Bucket=self.location.bucket, Key=item["Key"]))
+                continue
+            try:
+                response = await self._call("reading last use", self._client.get_object(Bucket=self.location.bucket, Key=item["Key"]))
+                async with response["Body"] as body:
+                    record = json.loads(await body.read())
+            except (ClientError, ValueError):
+                continue
+            if not isinstance(record, dict):
+                continue
+            for key, when in record.items():
+                if isinstance(when, (int, float)) and key in merged:
+                    merged[key] = max(merged[key], float(when))
+        for key, when in self._last_used.items():
+            if key in merged:
+                merged[key] = max(merged[key], when)
+        return merged
+
+    async def evict(self, policy: EvictionPolicy, now: float | None = None) -> list[str]:
+        from relay.storage.leases import Lease  # one evictor at a time, across replicas
+
+        now = time.time() if now is None else now
+        lease = Lease(self, "evictor", self.lease_seconds)
+        if not await lease.acquire():
+            return []
+        try:
+            await self.refresh()
+            await self.flush_last_use()
+            forget = None if policy.max_age_seconds is None else time.time() - policy.max_age_seconds
+            used = await self.last_used(forget_before=forget)
+            exports = dict(self._exports)
+            evicted = to_evict(exports, used, policy, now, lambda key: key in self._pins)
+            for key in evicted:
+                # The manifest's copy first, then the manifest: a crash between leaves the export
+                # listed (the next round evicts it again); the manifest going makes it invisible in
+                # one step, and its copy keeps its files for the grace period.
+                body = await self._read_or_none(self._manifest_key(key))
+                if body is not None:
+                    await self._call("marking an eviction", self._client.put_object(
+                        Bucket=self.location.bucket, Key=self._evicted_key(key), Body=body))
+                await self._call("removing a manifest", self._client.delete_object(
+                    Bucket=self.location.bucket, Key=self._manifest_key(key)))
+                logger.info("evicted export %s (its files go in %.0f s unless another export lists them)",
+                            key, self.grace_seconds)
+            if evicted:
+                await self.refresh()
+            await self._remove_unlisted_files(lease, now, evicted)
+            return evicted
+        finally:
+            await lease.release()
+
+    async def _publishing(self) -> list[str]:
+        """The publishes under way: live publish leases (an expired one is a publisher that died)."""
+        from relay.storage.leases import Lease
+
+        prefix = f"{self.location.prefix}leases/publish-"
+        live = []
+        async for item in self._list(prefix):
+            name = item["Key"][len(f"{self.location.prefix}leases/"):]
+            holder = await Lease(self, name, self.lease_seconds).holder()
+            if holder is not None and holder[1] > time.time():
+                live.append(holder[0])
+        return live
+
+    async def _may_remove_files(self, lease: Any) -> bool:
+        """Whether the evictor may remove files now: it still holds its lease (renewed now, so a
+        publish that looks sees it) and then no publish is under way (one that started since looks
+        at the lease, sees it held, and waits)."""
+        if not await lease.renew():
+            return False
+        publishing = await self._publishing()
+        if publishing:
+            logger.info("not removing files this round: %d publish(es) under way (%s)",
+                        len(publishing), ", ".join(sorted(set(publishing))))
+            return False
+        return True
+
+    async def _remove_unlisted_files(self, lease: Any, now: float, fresh: list[str]) -> None:
+        """Remove the file objects no manifest lists, nor an evicted one younger than the grace
+        period; each with a conditional delete (an object written again since the listing stays)."""
+        if not await self._may_remove_files(lease):
+            return
+        listed: set[str] = set()
+        prefix = f"{self.location.prefix}manifests/"
+        async for item in self._list(prefix):
+            key = item["Key"][len(prefix):-len(".json")]
+            stored = self._exports.get(key)
+            if stored is None:
+                # A manifest not served (being validated, damaged): its files are kept all the same.
+                names = await self._names_in(item["Key"])
+                if names is None:
+                    logger.warning("not removing files this round: %s cannot be read", item["Key"])
+                    return
+                listed |= names
+            else:
+                listed |= {sha256 for sha256, _ in stored.export.files.values()}
+        expired_marks = []
+        prefix = f"{self.location.prefix}evicted/"
+        async for item in self._list(prefix):
+            evicted_now = item["Key"][len(prefix):-len(".json")] in fresh  # its grace starts now
+            if not evicted_now and now - item["LastModified"].timestamp() >= self.grace_seconds:
+                expired_marks.append(item["Key"])
+                continue
+            names = await self._names_in(item["Key"])
+            if names is None:
+                logger.warning("not removing files this round: %s cannot be read", item["Key"])
+                return
+            listed |= names
+        doomed = []
+        prefix = f"{self.location.prefix}files/"
+        async for item in self._list(prefix):
+            if item["Key"][len(prefix):] not in listed:
+                doomed.append((item["Key"], item["ETag"]))
+        removed = 0
+        for start in range(0, len(doomed), DELETES_PER_CHECK):
+            # Checked again right before each batch: listing a large bucket takes a while.
+            if not await self._may_remove_files(lease):
+                break
+            for object_key, etag in doomed[start:start + DELETES_PER_CHECK]:
+                try:
+                    await self._call("removing a file", self._client.delete_object(
+                        Bucket=self.location.bucket, Key=object_key, IfMatch=etag))
+                    removed += 1
+                except ClientError as e:
+                    if not (_precondition_failed(e) or _missing(e)):
+                        raise StoreUnavailable(f"removing {object_key}: {e}") from None
+        if removed:
+            logger.info("removed %d file(s) no export lists", removed)
+        for object_key in expired_marks:
+            with contextlib.suppress(ClientError):
+                await self._call("clearing an eviction", self._client.delete_object(
+                    Bucket=self.location.bucket, Key=object_key))
+
+    async def _names_in(self, object_key: str) -> set[str] | None:
+        """The sha256s a manifest (or an evicted one's copy) lists, read leniently: any well-formed
+        sha256 of a file it names counts. None if it cannot be read as JSON."""
+        raw = await self._read_or_none(object_key)
+        if raw is None:
+            return set()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        dists = data.get("dists") if isinstance(data, dict) else None
+        names = set()
+        for dist in dists if isinstance(dists, list) else ():
+            if isinstance(dist, dict):
+                names |= {v for k in ("sha256", "metadata_sha256") if isinstance(v := dist.get(k), str)}
+        return names

@@ -1,0 +1,312 @@
+"""DiskStore: listing, skipping corrupt and half-written exports, symlinks, eviction."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from relay.contract import MANIFEST, ContractError, parse_manifest, read_export
+from relay.storage.store import DiskStore, EvictionPolicy
+from relay_testing.exports import fake_sha, write_export
+
+
+def test_lists_valid_exports(store_dir: Path) -> None:
+    export = write_export(store_dir, fake_sha(1), 1)
+    store = DiskStore(store_dir, scan_interval=0)
+    assert list(store.exports()) == [export.key]
+    assert store.exports()[export.key].export == export
+    assert store.exports()[export.key].size > sum(d.size for d in export.dists)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["bad_json", "wrong_format", "missing_wheel", "short_wheel", "wrong_dir", "no_manifest", "symlinked_wheel"],
+)
+def test_skips_broken_exports_with_one_log_line(
+    store_dir: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = write_export(store_dir, fake_sha(1), 1)
+    bad = write_export(store_dir, fake_sha(2), 2)
+    directory = store_dir / bad.key
+    manifest = directory / MANIFEST
+    wheel = directory / bad.dists[0].filename
+    if damage == "bad_json":
+        manifest.write_text("{not json")
+    elif damage == "wrong_format":
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "format": 99}))
+    elif damage == "missing_wheel":
+        wheel.unlink()
+    elif damage == "short_wheel":
+        wheel.write_bytes(wheel.read_bytes()[:10])
+    elif damage == "wrong_dir":
+        os.rename(directory, store_dir / fake_sha(3))
+    elif damage == "no_manifest":
+        manifest.unlink()
+    elif damage == "symlinked_wheel":
+        target = store_dir.parent / "elsewhere.whl"
+        target.write_bytes(wheel.read_bytes())
+        wheel.unlink()
+        wheel.symlink_to(target)
+    store = DiskStore(store_dir, scan_interval=0)
+    with caplog.at_level(logging.WARNING, logger="relay.store"):
+        assert list(store.exports()) == [good.key]
+        store.exports()
+    assert len([r for r in caplog.records if "skipping" in r.getMessage()]) == 1
+    assert len(store.problems) == 1
+
+
+def test_ignores_dot_dirs_and_files(store_dir: Path) -> None:
+    export = write_export(store_dir, fake_sha(1), 1)
+    (store_dir / ".tmp-half-written").mkdir()
+    (store_dir / "README").write_text("not an export")
+    assert list(DiskStore(store_dir, scan_interval=0).exports()) == [export.key]
+
+
+def test_refuses_symlinked_export_dirs(store_dir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    export = write_export(outside, fake_sha(1), 1)
+    (store_dir / export.key).symlink_to(outside / export.key)
+    store = DiskStore(store_dir, scan_interval=0)
+    assert dict(store.exports()) == {}
+    assert "symlink" in store.problems[export.key]
+    assert store.open_file(export.key, export.dists[0].filename) is None
+
+
+def test_open_serves_only_listed_names(store_dir: Path) -> None:
+    export = write_export(store_dir, fake_sha(1), 1)
+    store = DiskStore(store_dir, scan_interval=0)
+    store.exports()
+    dist = export.dists[0]
+    with store.open_file(export.key, dist.filename) as file:  # type: ignore[union-attr]
+        assert file.read() == (store_dir / export.key / dist.filename).read_bytes()
+    for name in (MANIFEST, "../" + dist.filename, "/etc/passwd", "simple/index.html", dist.filename + "x"):
+        assert store.open_file(export.key, name) is None
+
+
+def test_open_follows_no_symlink_made_after_the_scan(store_dir: Path, tmp_path: Path) -> None:
+    export = write_export(store_dir, fake_sha(1), 1)
+    dist = export.dists[0]
+    store = DiskStore(store_dir, scan_interval=3600)
+    assert list(store.exports()) == [export.key]
+    # The whole export directory swapped for a symlink to a copy elsewhere, between two scans.
+    os.rename(store_dir / export.key, tmp_path / "elsewhere")
+    (store_dir / export.key).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ContractError, match="export directory cannot be opened"):
+        store.open_file(export.key, dist.filename)
+    (store_dir / export.key).unlink()
+    assert store.open_file(export.key, dist.filename) is None  # gone: not served, not an error
+
+
+def test_an_export_replaced_with_the_same_manifest_stamp_is_read_again(store_dir: Path, tmp_path: Path) -> None:
+    from relay_testing.exports import CHAIN
+
+    old = write_export(store_dir, fake_sha(1), 1, dists=CHAIN[:2])
+    store = DiskStore(store_dir, scan_interval=0)
+    assert store.exports()[old.key].export == old
+    st = (store_dir / old.key / MANIFEST).stat()
+    os.rename(store_dir / old.key, tmp_path / "old")
+    new = write_export(store_dir, fake_sha(1), 1, dists=CHAIN[2:])
+    manifest = store_dir / new.key / MANIFEST
+    # As `cp -p` or `rsync -a` of an export of the same manifest size would leave it.
+    manifest.write_text(manifest.read_text()[: st.st_size].ljust(st.st_size))
+    os.utime(manifest, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (manifest.stat().st_mtime_ns, manifest.stat().st_size) == (st.st_mtime_ns, st.st_size)
+    assert store.exports().get(old.key) is None or store.exports()[old.key].export != old
+
+
+def test_manifest_validation_messages(store_dir: Path) -> None:
+    export = write_export(store_dir, fake_sha(1), 1)
+    data = json.loads((store_dir / export.key / MANIFEST).read_text())
+    data["dists"][0]["filename"] = "../../etc/passwd.whl"
+    with pytest.raises(ContractError, match="not a plain wheel file name"):
+        parse_manifest(json.dumps(data).encode(), "m.json")
+    data["dists"][0]["filename"] = export.dists[0].filename
+    data["dists"][0]["project"] = "Not-Normalized"
+    with pytest.raises(ContractError, match="not the normalized name"):
+        parse_manifest(json.dumps(data).encode(), "m.json")
+    assert read_export(store_dir / export.key) == export
+
+
+def test_eviction_by_age_and_size(store_dir: Path) -> None:
+    exports = [write_export(store_dir, fake_sha(n), n) for n in range(1, 5)]
+    store = DiskStore(store_dir, scan_interval=0)
+    now = time.time()
+    for age_days, export in zip((40, 20, 10, 0), exports):
+        stamp = now - age_days * 86400
+        os.utime(store_dir / export.key, (stamp, stamp))
+    assert store.evict_now(EvictionPolicy(max_age_seconds=30 * 86400), now=now) == [exports[0].key]
+    assert not (store_dir / exports[0].key).exists()
+    cap = sum(store.exports()[e.key].size for e in (exports[1], exports[3]))
+    with store.lease(exports[1].key):
+        # The oldest (exports[1]) is in use: the size cap takes the next oldest instead.
+        evicted = store.evict_now(EvictionPolicy(max_age_seconds=None, max_size_bytes=cap), now=now)
+    assert evicted == [exports[2].key]
+    assert sorted(store.exports()) == sorted([exports[1].key, exports[3].key])
+    assert [p.name for p in store_dir.iterdir() if p.name.startswith(".")] == []
+
+
+def test_touch_keeps_an_export(store_dir: Path) -> None:
+    export = write_export(store_dir, fake_sha(1), 1)
+    old = time.time() - 40 * 86400
+    os.utime(store_dir / export.key, (old, old))
+    store = DiskStore(store_dir, scan_interval=0)
+    store.touch(export.key)
+    assert store.evict_now(EvictionPolicy()) == []
+    # The last use survives a restart: it is the directory's mtime.
+    assert DiskStore(store_dir).last_used(export.key) > time.time() - 60
+
+
+def test_publish_is_atomic_and_idempotent(store_dir: Path) -> None:
+    store = DiskStore(store_dir, scan_interval=0)
+    staging = store.staging_dir()
+    export = write_export(staging, fake_sha(1), 1)
+    stored = store.publish_now(staging / export.key)
+    assert stored.export == export
+    again = store.staging_dir()
+    write_export(again, fake_sha(1), 1)
+    assert store.publish_now(again / export.key).export == export
+    assert list(store.exports()) == [export.key]
+
+
+def _long_path_under(directory: Path) -> None:
+    """A file whose path is longer than PATH_MAX (4096), made with relative opens."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(20):
+            os.mkdir("d" * 250, dir_fd=fd)
+            inner = os.open("d" * 250, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.close(os.open("deep.html", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+def test_the_scan_skips_what_it_cannot_read_and_follows_nothing_outside(
+    store_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from relay.cli import main
+
+    linked = write_export(store_dir, fake_sha(1), 1)
+    deep = write_export(store_dir, fake_sha(2), 2)
+    # `simple -> a big tree elsewhere`: never walked (a 1 GiB sparse file stands for /usr).
+    outside = tmp_path / "usr"
+    outside.mkdir()
+    with open(outside / "big", "wb") as f:
+        f.truncate(1 << 30)
+    shutil.rmtree(store_dir / linked.key / "simple")
+    (store_dir / linked.key / "simple").symlink_to(outside)
+    _long_path_under(store_dir / deep.key / "simple")
+    store = DiskStore(store_dir, scan_interval=0)
+    with caplog.at_level(logging.WARNING, logger="relay.store"):
+        exports = store.exports()
+        store.exports()
+    assert sorted(exports) == sorted([linked.key, deep.key])
+    assert exports[linked.key].size < 1 << 20
+    # The static tree is not part of an export's size (docs/design.md): the scan never walks it.
+    assert exports[deep.key].size == deep.size((store_dir / deep.key / "manifest.json").stat().st_size)
+    assert not [r for r in caplog.records if "deep" in r.getMessage() or "too long" in r.getMessage()]
+    assert main(["check", str(store_dir)]) in (0, 1)
+    assert linked.key in capsys.readouterr().out
+
+
+def _big_manifest(directory: Path, valid: bool) -> None:
+    """Pad a manifest to 4.5 MB (unknown fields are allowed); invalid: a bad field at the end."""
+    manifest = directory / MANIFEST
+    data = json.loads(manifest.read_text())
+    data["padding"] = "x" * 4_500_000
+    if not valid:
+        data["count"] = "not a number"
+    manifest.write_text(json.dumps(data))
+
+
+def test_a_bad_manifest_is_parsed_once_per_change(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import relay.storage.store as store_module
+
+    bad = write_export(store_dir, fake_sha(1), 1)
+    _big_manifest(store_dir / bad.key, valid=False)
+    reads: list[str] = []
+    real_read = store_module.read_export
+
+    def counting_read(directory: Path):  # type: ignore[no-untyped-def]
+        reads.append(directory.name)
+        return real_read(directory)
+
+    monkeypatch.setattr(store_module, "read_export", counting_read)
+    store = DiskStore(store_dir, scan_interval=0)
+    for _ in range(5):
+        assert dict(store.exports()) == {}
+    assert reads == [bad.key]
+    assert "wrong type" in store.problems[bad.key]
+    # Changed: read again.
+    (store_dir / bad.key / MANIFEST).write_text((store_dir / bad.key / MANIFEST).read_text() + " ")
+    store.exports()
+    assert reads == [bad.key, bad.key]
+
+
+def test_large_manifests_are_parsed_off_the_calling_thread(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import relay.storage.store as store_module
+
+    good = write_export(store_dir, fake_sha(1), 1)
+    big = write_export(store_dir, fake_sha(2), 2)
+    _big_manifest(store_dir / big.key, valid=True)
+    threads: list[str] = []
+    real_read = store_module.read_export
+
+    def recording_read(directory: Path):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return real_read(directory)
+
+    monkeypatch.setattr(store_module, "read_export", recording_read)
+    store = DiskStore(store_dir, scan_interval=0, background_parse_bytes=1 << 20)
+    try:
+        # The small one is listed at once; the big one once its parse in the background is done.
+        assert good.key in store.exports()
+        for _ in range(200):
+            if big.key in store.exports():
+                break
+            time.sleep(0.05)
+        assert sorted(store.exports()) == sorted([good.key, big.key])
+        assert threads.count(threading.current_thread().name) == 1
+        assert len(threads) == 2
+    finally:
+        store.close_parser()
+
+
+def test_a_lease_held_by_another_process_keeps_the_export(store_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    import relay
+
+    leased = write_export(store_dir, fake_sha(1), 1)
+    free = write_export(store_dir, fake_sha(2), 2)
+    # Another worker of `relay serve --workers N`: its own process and DiskStore over the same store.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys; from pathlib import Path; from relay.storage.store import DiskStore\n"
+            f"store = DiskStore(Path({str(store_dir)!r}))\n"
+            f"with store.lease({leased.key!r}):\n"
+            "    print('held', flush=True); sys.stdin.read()\n"
+        )],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(relay.__file__).resolve().parent.parent)},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        store = DiskStore(store_dir, scan_interval=0)
+        assert store.evict_now(EvictionPolicy(max_age_seconds=0), now=time.time() + 10) == [free.key]
+        assert list(store.exports()) == [leased.key]
+    finally:
+        holder.communicate("", timeout=30)
+    assert store.evict_now(EvictionPolicy(max_age_seconds=0), now=time.time() + 10) == [leased.key]
+    assert [p.name for p in store_dir.iterdir()] == []
