@@ -20,8 +20,7 @@ from typing import Callable, Sequence, TypeVar
 from relay.web.app import LOG_FORMAT, AccessLogger, Settings, create_app
 from relay.auth.credentials import AuthFileError, Authenticator, add_entry, new_token, password_entry
 from relay.web.forwarded import PROXY_HEADERS, ProxySettings, PublicURLError, may_carry_credentials, parse_public_url, parse_trusted_proxies
-from relay import build_systems
-from relay.build_systems import BuildSystemError
+from relay.building import BuildSystemError, build_systems
 from relay.building.builders import COLD_EXPORT_COMMAND, WARM_EXPORT_COMMAND, ExportCommand, WarmLimits
 from relay.web.server import ConnectionLimits, default_max_connections, serve
 from relay.git import Git
