@@ -138,7 +138,7 @@ def one_wheel_per_cycle(export_dir: Path, members: set[str], dest: Path) -> None
 
 
 def verify_export(export_dir: Path, installer: str, timeout: float) -> dict[str, object]:
-    """`relay verify EXPORT_DIR` over every dist of the export: its seconds and what it printed."""
+    """`export-dists-relay verify EXPORT_DIR` over every dist of the export: its seconds and what it printed."""
     argv = [str(OUT / "venv" / "bin" / "python"), "-m", "relay", "verify", str(export_dir),
             "--installer", installer, "--jobs", "2", "--timeout", str(timeout)]
     env = {**_client_env(), "PYTHONPATH": str(ROOT)}
@@ -179,7 +179,7 @@ def run(sizes: tuple[int, ...], densities: tuple[int, ...], timeout: float, log)
             for installer in ("uv", "pip"):
                 measured = verify_export(export_dir, installer, timeout)
                 log(f"{size}/{density} relay verify --installer {installer}: {measured}")
-                rows.append({"size": size, "density": density, "representation": "relay verify of every dist",
+                rows.append({"size": size, "density": density, "representation": "export-dists-relay verify of every dist",
                              "client": measured["installer"], "timeout": timeout, "verify": True, **measured})
             for representation, links in (("one wheel per dist (as exported)", export_dir),
                                           ("one wheel per cycle + thin member dists (not adopted)", hub_dir)):

@@ -23,18 +23,20 @@ import environment_bench
 import export_bench
 import hardening_bench
 import install_bench
+import layout_bench
 import objectstore_bench
 import pages_bench
 import profile_bench
 import pull_bench
 import report
+import scale_bench
 import serve_bench
 import servers
 import uv_workspace_bench
 import versions_bench
 
 PARTS = ("export", "serve", "install", "pull", "profile", "hardening", "versions", "cycles", "objectstore",
-         "environments", "pages", "uv")
+         "environments", "pages", "uv", "scale", "history", "layout")
 RESULTS = BENCH / "results"  # tracked: a partial run re-renders the other parts from here
 
 FULL = {
@@ -50,6 +52,10 @@ FULL = {
     "environment_closure": 300, "environment_reps": 3,
     "pages_dists": 1000, "pages_commits": 20, "pages_reps": 20,
     "uv_members": 100, "uv_reps": 2,
+    "scale_targets": 10000, "scale_exports": 20, "scale_floor_every": 4, "scale_profile_exports": 3,
+    "scale_memory_limit_mb": 14000, "scale_pantsd_max_memory": "12GiB",
+    "history_targets": 10000, "history_commits": 50000, "history_new_commits": 5,
+    "layout_dists": 10000, "layout_reps": 5,
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
@@ -64,6 +70,10 @@ QUICK = {
     "environment_closure": 30, "environment_reps": 1,
     "pages_dists": 100, "pages_commits": 5, "pages_reps": 5,
     "uv_members": 10, "uv_reps": 1,
+    "scale_targets": 100, "scale_exports": 3, "scale_floor_every": 2, "scale_profile_exports": 1,
+    "scale_memory_limit_mb": 14000, "scale_pantsd_max_memory": "4GiB",
+    "history_targets": 200, "history_commits": 2000, "history_new_commits": 2,
+    "layout_dists": 300, "layout_reps": 2,
 }
 
 
@@ -264,6 +274,41 @@ def run_uv(args: argparse.Namespace) -> None:
     _save("uv", {"members": args.uv_members, "reps": args.uv_reps}, data, started)
 
 
+def run_scale(args: argparse.Namespace) -> None:
+    started = time.time()
+    py_spy = OUT / "venv" / "bin" / "py-spy"
+    settings = scale_bench.ScaleSettings(
+        targets=args.scale_targets, exports=args.scale_exports, floor_every=args.scale_floor_every,
+        profile_exports=args.scale_profile_exports, memory_limit_mb=args.scale_memory_limit_mb,
+        pantsd_max_memory=args.scale_pantsd_max_memory, shape=_shape(args),
+        py_spy=str(py_spy) if py_spy.exists() else None,
+    )
+    data = scale_bench.run(settings, log)
+    _save("scale", {**{k: v for k, v in vars(settings).items() if k not in {"shape", "py_spy"}},
+                    "shape": vars(settings.shape)}, data, started)
+
+
+def run_history(args: argparse.Namespace) -> None:
+    """In Pants' Python: the plugin's glob matcher is Pants' own (native) one."""
+    started = time.time()
+    pants_python = subprocess.run([str(PANTS), "--bootstrap-venv"], capture_output=True, text=True,
+                                  check=True).stdout.strip() + "/bin/python"
+    result = OUT / "run" / "history.json"
+    result.parent.mkdir(parents=True, exist_ok=True)
+    argv = [pants_python, str(BENCH / "history_bench.py"), "--targets", str(args.history_targets), "--history",
+            str(args.history_commits), "--new-commits", str(args.history_new_commits), "--output", str(result)]
+    if subprocess.run(argv, cwd=BENCH, env=pants_env()).returncode != 0:
+        raise BenchError(f"{' '.join(argv)} failed (its output is above)")
+    _save("history", {"targets": args.history_targets, "history": args.history_commits,
+                      "new_commits": args.history_new_commits}, json.loads(result.read_text()), started)
+
+
+def run_layout(args: argparse.Namespace) -> None:
+    started = time.time()
+    data = layout_bench.run(args.layout_dists, args.layout_reps, log)
+    _save("layout", {"dists": args.layout_dists, "reps": args.layout_reps}, data, started)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     COMMAND[:] = argv
@@ -295,6 +340,12 @@ def main(argv: list[str]) -> int:
             run_pages(args)
         if "uv" in parts:
             run_uv(args)
+        if "scale" in parts:
+            run_scale(args)
+        if "history" in parts:
+            run_history(args)
+        if "layout" in parts:
+            run_layout(args)
     except BenchError as e:
         log(f"FAILED: {e}")
         return 1

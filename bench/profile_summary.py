@@ -22,6 +22,40 @@ _IDLE_LEAVES = ("_worker (concurrent/futures/thread.py:81)", "_worker (concurren
 _FRAME = re.compile(r"(\S+) \((\S+?):(\d+)\)")
 
 
+_WAITING_LEAVES = ("syscall", "select", "sched_yield", "__lll_lock_wait", "epoll_wait", "futex")
+_RUST_HASH = re.compile(r"::h[0-9a-f]{16}")
+_NODE = re.compile(r"engine::nodes::([A-Z]\w+)::(\w+)")
+
+
+def summarize_native(path: Path, rate: float) -> list[str]:
+    """A `py-spy record --native` profile of pantsd: per thread's Python entry point (or engine node
+    kind), seconds busy (on a CPU) and seconds waiting (a futex, select or yield at the leaf)."""
+    busy: collections.Counter[str] = collections.Counter()
+    waiting: collections.Counter[str] = collections.Counter()
+    ours: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        total += count
+        frames = [_RUST_HASH.sub("", f) for f in stack.split(";")]
+        nodes = [f"engine node {m.group(1)}::{m.group(2)}" for f in frames for m in [_NODE.search(f)] if m]
+        python = [f for f in frames if ".py:" in f]
+        where = nodes[-1] if nodes else (python[-1] if python else "no Python frame, no engine node")
+        (waiting if frames[-1].startswith(_WAITING_LEAVES) else busy)[where] += count
+        mine = [f for f in python if "export_dists" in f]
+        if mine:
+            ours[mine[0]] += count
+    lines = [f"{total / rate:.1f} s of samples ({total} at {rate:g}/s, summed over threads), "
+             f"{sum(busy.values()) / rate:.1f} s of them on a CPU", "", "on a CPU:"]
+    lines += [f"{n / rate:8.2f} s  {where}" for where, n in busy.most_common(8)]
+    lines += ["", "waiting (futex, select, yield):"]
+    lines += [f"{n / rate:8.2f} s  {where}" for where, n in waiting.most_common(6)]
+    lines += ["", "in export-dists' own code:"]
+    lines += [f"{n / rate:8.2f} s  {where}" for where, n in ours.most_common(8)] or ["    none sampled"]
+    return lines
+
+
 def summarize(path: Path, rate: float) -> list[str]:
     by_part: collections.Counter[str] = collections.Counter()
     inside_ours: collections.Counter[str] = collections.Counter()

@@ -41,6 +41,9 @@ PART_SECTIONS = {
     "environments": ("Environment dists",),
     "pages": ("Pages for people",),
     "uv": ("uv workspaces",),
+    "scale": ("Exports at scale",),
+    "history": ("History at scale",),
+    "layout": ("Writing an export directory",),
 }
 EARLIER_ROW = " (an earlier run)"
 CARRIED = "*Kept from an earlier run of this page: this run has no `bench/results/{part}.json`.*"
@@ -318,6 +321,40 @@ def targets(results: dict[str, dict[str, Any]]) -> list[list[str]]:
             f"content {_mb(store['content']['disk'])} vs commit {_mb(store['commit']['disk'])} on disk "
             f"({store['commit']['disk'] / max(store['content']['disk'], 1):.1f}x less)",
             store["content"]["disk"] < store["commit"]["disk"])
+
+    scale = results.get("scale", {}).get("data")
+    if scale:
+        n = scale["targets"]
+        export, floor = scale["cold_export"], scale["cold_dependencies"]
+        if floor["over_limit"]:
+            # The floor did not finish: its peak is known to be higher, its time is not known.
+            measured = (f"{export['seconds']:.1f} s, {export['max_rss_mb']:,.0f} MB; `dependencies ::` stopped at "
+                        f"{floor['seconds']:.1f} s, over {scale['memory_limit_mb']:,} MB: memory met, time not known")
+            met = None if export["max_rss_mb"] < scale["memory_limit_mb"] else False
+        else:
+            measured = (f"{export['seconds']:.1f} s vs {floor['seconds']:.1f} s = {export['seconds'] / floor['seconds']:.2f}x; "
+                        f"{export['max_rss_mb']:,.0f} MB vs {floor['max_rss_mb']:,.0f} MB")
+            met = export["seconds"] <= floor["seconds"] and export["max_rss_mb"] <= floor["max_rss_mb"]
+        add(f"{n:,} targets cold: <= 1.0x the time of `dependencies ::`, peak RSS no higher (same run)", measured, met)
+        inc, base = median(scale["incremental_export_s"]), median(scale["incremental_floor_s"])
+        goal = scale.get("floor_goal", "dependencies")
+        note = "" if goal == "dependencies" else f" (floor: `{goal} ::`, lower; `dependencies ::` did not fit the daemon)"
+        add(f"{n:,} targets, pantsd up, one leaf committed: within 0.2 s of `dependencies ::` (same run)",
+            f"{inc:.2f} s vs {base:.2f} s: {inc - base:+.2f} s{note}",
+            # Against a lower floor than the issue's, the 0.2 s goal is not decided.
+            (inc - base <= 0.2) if goal == "dependencies" else None)
+        rss = scale["pantsd_rss_mb"]
+        last = max(rss, key=int)
+        add(f"{n:,} targets: pantsd resident memory after {last} one-leaf exports",
+            f"{rss[last]:,.0f} MB (after the first export {scale['pantsd_rss_after_first_mb']:,.0f} MB, after the "
+            f"first export and one `{scale.get('floor_goal', 'dependencies')} ::` {scale['pantsd_rss_after_floor_mb']:,.0f} MB)", None)
+    history = results.get("history", {}).get("data")
+    if history:
+        once, per = history["once"], history["per_commit"]
+        add(f"history of {history['commits_read']:,} first-parent commits, {history['targets']:,} dists: read once, "
+            "then per new commit, against `git log` alone (same run)",
+            f"once {once['ours_s']:.2f} s after git's {once['git_s']:.2f} s; per commit {median(per['ours_s']):.3f} s "
+            f"after git's {median(per['git_s']):.3f} s; history held {once['history_mb']:.0f} MB", None)
     return rows
 
 
@@ -388,6 +425,153 @@ def _versions_section(versions: dict[str, Any]) -> list[str]:
         ]),
         "",
     ]
+
+
+def _scale_section(payload: dict[str, Any]) -> list[str]:
+    d, s = payload["data"], payload["settings"]
+    n = d["targets"]
+    goal = d.get("floor_goal", "dependencies")
+    cold_e, cold_f = d["cold_export"], d["cold_dependencies"]
+
+    def cold(run: dict[str, Any]) -> tuple[str, str]:
+        if run["over_limit"]:
+            return f"stopped at {run['seconds']:.1f} s", f"over {d['memory_limit_mb']:,} MB"
+        return f"{run['seconds']:.1f} s", f"{run['max_rss_mb']:,.0f} MB"
+
+    (e_s, e_mb), (f_s, f_mb) = cold(cold_e), cold(cold_f)
+    ratio = "" if cold_f["over_limit"] else f"{cold_e['seconds'] / cold_f['seconds']:.2f}x"
+    inc, base = d["incremental_export_s"], d["incremental_floor_s"]
+    rss = d["pantsd_rss_mb"]
+    marks = [k for k in sorted(rss, key=int) if int(k) in (1, 5, 10, 15, 20) or k == max(rss, key=int)]
+    daemon_deps = d.get("dependencies_daemon")
+    lines = [
+        "## Exports at scale",
+        "",
+        f"Started {payload['started']}, {payload['seconds']:.0f} s in all (`bench/scale_bench.py`). One synthetic "
+        f"monorepo of {n:,} targets (shape as above, {n * 3:,} modules), load average {d['load_at_start']:.1f} at the "
+        f"start and {d.get('load_after_exports', float('nan')):.1f} after the daemon runs (other sessions' tests share the "
+        "2 cores: compare within the run). Cold: no pantsd, empty caches, `dependencies ::` (Pants' floor: start-up, "
+        "BUILD files, dependency inference) first, each Pants process tree stopped above "
+        f"{d['memory_limit_mb']:,} MB" + (f" ({d['cold_from']})" if d.get("cold_from") else "") + ". Then one daemon "
+        f"(`[GLOBAL].pantsd_max_memory_usage = \"{d['pantsd_max_memory_usage']}\"`: the default 4 GiB is below what "
+        "Pants holds at this size, and pantsd would restart after every run): its first export, one "
+        f"`{goal} ::`, then {len(d['exports_s'])} one-leaf commits (a constant added to a leaf module), each exported, "
+        + ("alternating with" if s["floor_every"] == 1 else f"and after every {s['floor_every']}th")
+        + f" one more one-leaf commit measured with `{goal} ::` instead."
+        + (f" {d['daemon_note']}" if d.get("daemon_note") else "")
+        + f" The last export said: `{d.get('last_summary', '')}`.",
+        "",
+    ]
+    if daemon_deps:
+        lines += [
+            f"`dependencies ::` does not fit a daemon at this size: {daemon_deps['note']}, so the daemon's floor is "
+            f"`{goal} ::` (start-up, options, every BUILD file parsed again per run as Pants 2.17 does, the targets "
+            "expanded; no dependency inference), lower than `dependencies ::`: the difference below is an upper bound "
+            "of what the export adds to Pants' own per-run cost.",
+            "",
+        ]
+    lines += [
+        table(["measure", "`export-dists ::`", f"`{goal} ::` (floor)" if goal != "dependencies" else "`dependencies ::` (floor)", "ratio"], [
+            ["cold, no pantsd, empty caches: time (floor: `dependencies ::`)", e_s, f_s, ratio],
+            ["cold: peak RSS (time(1))", e_mb, f_mb, ""],
+            ["first run with pantsd", f"{d['pantsd_first_s']:.1f} s", f"{d['pantsd_first_floor_s']:.1f} s (after the export)", ""],
+            ["one leaf committed, pantsd up", fmt(inc, "s"), fmt(base, "s"),
+             f"{median(inc) - median(base):+.2f} s"],
+        ]),
+        "",
+        "pantsd resident memory (VmRSS) after the first export "
+        f"{d['pantsd_rss_after_first_mb']:,.0f} MB, after one `{goal} ::` {d['pantsd_rss_after_floor_mb']:,.0f} MB, "
+        "then after N one-leaf exports: " + ", ".join(f"{k}: {rss[k]:,.0f} MB" for k in marks) + ".",
+        "",
+    ]
+    profile = d.get("profile")
+    if profile:
+        lines += [profile.get("title") or (f"pantsd under py-spy during {len(profile['seconds'])} more one-leaf exports "
+                  f"({', '.join(f'{x:.2f}' for x in profile['seconds'])} s under the profiler):"), "", "```",
+                  *profile["summary"], "```", ""]
+    return lines
+
+
+def _history_section(payload: dict[str, Any]) -> list[str]:
+    d = payload["data"]
+    once, per, imp = d["once"], d["per_commit"], d.get("per_import_commit")
+    steps = [("git_s", "`git log` (the floor: git alone)"), ("parse_s", "parse git's output"),
+             ("inputs_s", "the dists' inputs and graph (here from the generated targets)"),
+             ("compare_s", "both compared with the export before's"),
+             ("index_s", "index of inputs, condensed graph (kept when equal)"),
+             ("walk_s", "walk to every dist's origin"), ("ours_s", "ours in all (everything but git)")]
+    rows = []
+    for key, label in steps:
+        if key not in once:
+            continue
+        row = [label, f"{once[key]:.3f} s", fmt(per[key], "s", 3)]
+        if imp:
+            row.append(fmt(imp[key], "s", 3))
+        rows.append(row)
+    header = ["step", "once (a fresh process)", "per new commit (a module edited)"]
+    if imp:
+        header.append("per new commit (an import added)")
+    return [
+        "## History at scale",
+        "",
+        f"Started {payload['started']} (`bench/history_bench.py`, in Pants' Python, no Pants run). A synthetic "
+        f"monorepo of {d['targets']:,} targets with {d['history']:,} first-parent commits added by `git fast-import` "
+        "(each edits one module; only every other target is ever edited, so half the dists keep the root commit "
+        f"as their origin and a walk from scratch reads all {d['commits_read']:,} commits, the worst case). What an "
+        "export does with the history, step by step as content_versions.py does it, against `git log` alone: once "
+        "(a fresh pantsd reads the whole history), then per new commit (its commits on top of the history read "
+        "before, the walk going on from the export before's), medians of "
+        f"{per['ours_s']['n']} commits of each kind. Load average {d['load_at_start']:.1f} at the start, "
+        f"{d['load_at_end']:.1f} at the end.",
+        "",
+        table(header, rows),
+        "",
+        f"Memory: the parsed history holds {once['history_mb']:.1f} MB (tracemalloc; git's output was "
+        f"{once['git_output_mb']:.1f} MB), the whole benchmark process peaked at {d['max_rss_mb']:.0f} MB.",
+        "",
+    ]
+
+
+def _layout_section(payload: dict[str, Any]) -> list[str]:
+    d = payload["data"]
+    after = d["after_commit"]
+    cold = d["cold"]
+
+    def col(key: str) -> str:
+        return fmt(summarize_values([a[key] for a in after]), "s", 3)
+
+    floor = summarize_values(d["floor_s"])
+    total = summarize_values([a["total_s"] for a in after])
+    return [
+        "## Writing an export directory",
+        "",
+        f"Started {payload['started']} (`bench/layout_bench.py`, core/export_dists_core/layout.py alone, no Pants). "
+        f"{d['dists']:,} synthetic dists (2 KB wheels, three first-party requirements each) written by the goal's "
+        "three calls into one output directory: a cold export, then exports after a commit that changed one "
+        f"dist ({len(after)} in a row, the rest linked from the export before), and after each, the floor the "
+        "contract sets for such an export, timed alone: one directory per dist (`simple/<project>/`) and three hard "
+        "links per dist in a staging directory, renamed into place. Load average "
+        f"{d['load_at_start']:.1f} at the start, {d['load_at_end']:.1f} at the end.",
+        "",
+        table(["step", "cold export", "after a commit (one dist changed)"], [
+            ["render files (pages and manifest; kept per process)", f"{cold['render_s']:.3f} s", col("render_s")],
+            ["find what to link (the newest earlier manifests)", f"{cold['find_links_s']:.3f} s", col("find_links_s")],
+            ["write the directory (links, new files, rename)", f"{cold['write_s']:.3f} s", col("write_s")],
+            ["in all", f"{cold['total_s']:.3f} s", col("total_s")],
+            ["files linked instead of written", "0", f"{after[-1]['linked']:,}"],
+            ["the floor: directories and links alone", "", fmt(floor, "s", 3)],
+        ]),
+        "",
+        f"After a commit the write takes {median(total) / median(floor):.1f}x its floor (medians).",
+        "",
+    ]
+
+
+def summarize_values(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    med = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return {"median": med, "min": ordered[0], "max": ordered[-1], "n": len(ordered)}
 
 
 def write(results_dir: Path) -> Path:
@@ -627,7 +811,7 @@ def write(results_dir: Path) -> Path:
             f"one run per row, killed after {s['timeout']:.0f} s. The second representation (one wheel "
             "holding every member's files, each member a thin dist requiring it) is built from the same "
             "export by `bench/cycle_bench.py`; it was measured and not adopted (docs/design.md). "
-            "`relay verify of every dist` rows: `relay verify EXPORT_DIR --installer uv|pip --jobs 2` over the "
+            "`export-dists-relay verify of every dist` rows: `export-dists-relay verify EXPORT_DIR --installer uv|pip --jobs 2` over the "
             "whole export (every member installed alone into a fresh venv, each install pulling in the cycle, "
             "then imported); the pip row is pip >= 25.2 in verify's own tool venv.",
             "",
@@ -648,6 +832,18 @@ def write(results_dir: Path) -> Path:
         out += uv_workspace_bench.section(results["uv"], fmt, table)
     if part_missing(results, "uv"):
         out += carried("uv", earlier)
+    if "scale" in results:
+        out += _scale_section(results["scale"])
+    if part_missing(results, "scale"):
+        out += carried("scale", earlier)
+    if "history" in results:
+        out += _history_section(results["history"])
+    if part_missing(results, "history"):
+        out += carried("history", earlier)
+    if "layout" in results:
+        out += _layout_section(results["layout"])
+    if part_missing(results, "layout"):
+        out += carried("layout", earlier)
     if NOTES.exists():
         out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))
@@ -690,5 +886,28 @@ def objectstore_section(part: dict[str, Any] | None) -> list[str]:
         ".metadata files, one run each, wall time of the command including its start-up):",
         "",
         table(["store", "seconds"], [[k, f"{v:.1f} s"] for k, v in d["publish_s"].items()]),
+        "",
+        *_one_leaf_rows(d.get("one_leaf")),
+    ]
+
+
+def _one_leaf_rows(leaf: dict[str, Any] | None) -> list[str]:
+    if not leaf:
+        return []
+    return [
+        f"A followed branch with versions by content: {leaf['exports']} exports of {leaf['dists']} dists "
+        f"({leaf['export_bytes'] / 1e6:.1f} MB of wheels and .metadata files each), one leaf dist changed per "
+        "export, each published with `relay publish` to both stores. Publish after a one-leaf commit "
+        f"(median of {leaf['exports'] - 1}, wall time of the command) and what each store holds at the end: "
+        "the bucket stores each file once by content (`files/<sha256>`), the directory store hard-links "
+        "unchanged files (counted once per inode).",
+        "",
+        table(
+            ["store", "one-leaf publish", "bytes after all exports"],
+            [
+                ["S3 store", fmt(leaf["publish_s"]["S3 store"], "s", 2), f"{leaf['bucket_bytes'] / 1e6:.1f} MB ({leaf['bucket_objects']} objects)"],
+                ["disk store", fmt(leaf["publish_s"]["disk store"], "s", 2), f"{leaf['disk_bytes'] / 1e6:.1f} MB"],
+            ],
+        ),
         "",
     ]

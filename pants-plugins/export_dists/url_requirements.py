@@ -1,6 +1,7 @@
 """Direct URL requirements (`pkg @ git+https://...`): mapped on purpose, reported once each."""
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Iterable, Mapping
@@ -17,10 +18,17 @@ class InvalidUrlRequirementMap(Exception):
     pass
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed(requirement: str) -> Requirement:
+    """`Requirement(requirement)`, remembered: packaging 21.3 parses with pyparsing (about 1 ms a
+    string) and every export asks again about every dist's lines. Never modify what it returns."""
+    return Requirement(requirement)
+
+
 def url_of(requirement: str) -> str | None:
     """The URL of a direct URL requirement, None for a named one (or one packaging cannot read)."""
     try:
-        return Requirement(requirement).url or None
+        return _parsed(requirement).url or None
     except InvalidRequirement:
         return None
 
@@ -65,7 +73,9 @@ class UrlRequirementMap:
 
         The original's extras and marker are kept unless the replacement gives its own.
         """
-        parsed = Requirement(requirement)
+        if not self.replacements:
+            return None  # nothing mapped (the default): no need to read the requirement at all
+        parsed = _parsed(requirement)
         replacement = self.replacements.get(canonicalize_name(parsed.name))
         if not parsed.url or replacement is None:
             return None
