@@ -22,6 +22,7 @@ from tests.venvs import clean_environment, make_venv, uv_binary
 PLUGIN = "export-dists"
 RELAY = "export-dists-relay"
 CORE = "export-dists-core"
+UV_EXPORTER = "export-dists-uv"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,8 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     # Pants writes only inside the build root: a directory of this run's own under dist/, moved out.
     distdir = Path("dist") / f"test-wheels-{secrets.token_hex(4)}"
     result = subprocess.run(
-        [str(PANTS), "--no-pantsd", f"--pants-distdir={distdir}", "package", "pants-plugins:export-dists", "core:export-dists-core", "relay:dist"],
+        [str(PANTS), "--no-pantsd", f"--pants-distdir={distdir}", "package", "pants-plugins:export-dists", "core:export-dists-core", "relay:dist",
+         "uv-exporter:export-dists-uv"],
         cwd=REPO_ROOT, env=pants_environment(None), capture_output=True, text=True, timeout=1200,
     )
     try:
@@ -43,7 +45,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     built = {}
     for wheel in out.glob("*.whl"):
         built[_metadata(wheel).name] = wheel
-    assert set(built) == {PLUGIN, RELAY, CORE}, sorted(out.iterdir())
+    assert set(built) == {PLUGIN, RELAY, CORE, UV_EXPORTER}, sorted(out.iterdir())
     return built
 
 
@@ -59,7 +61,7 @@ def _files(wheel: Path) -> list[str]:
         return archive.namelist()
 
 
-@pytest.mark.parametrize("dist", [PLUGIN, RELAY, CORE])
+@pytest.mark.parametrize("dist", [PLUGIN, RELAY, CORE, UV_EXPORTER])
 def test_wheel_metadata_is_complete_and_strictly_valid(wheels: dict[str, Path], dist: str) -> None:
     metadata = _metadata(wheels[dist])
     assert metadata.version == Version(wheels[dist].name.split("-")[1])
@@ -220,3 +222,33 @@ def test_a_monorepo_loads_the_plugin_wheel_from_find_links(wheels: dict[str, Pat
     bare = subprocess.run([pants_venv.stdout.strip() + "/bin/python", "-c", "import export_dists"], capture_output=True)
     assert bare.returncode != 0
     assert "pants-plugins" not in config.read_text()
+
+
+def test_the_uv_exporter_installs_with_one_command_and_exports_a_workspace(wheels: dict[str, Path], tmp_path: Path) -> None:
+    """`pip install export-dists-uv` (the core found beside it, uv and packaging from the index), then
+    its console script on a one-member workspace."""
+    from export_dists_uv.testing import commit_all, git, write_files
+
+    metadata = _metadata(wheels[UV_EXPORTER])
+    assert {Requirement(str(r)).name for r in metadata.requires_dist or []} >= {CORE, "uv", "packaging"}
+    venv = make_venv(tmp_path / "venv")
+    venv.pip("install", "-q", "--find-links", str(wheels[UV_EXPORTER].parent), UV_EXPORTER)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    write_files(repo, {
+        "pyproject.toml": '[tool.uv.workspace]\nmembers = ["one"]\n',
+        "one/pyproject.toml": '[project]\nname = "one"\nversion = "1"\n[build-system]\nrequires = ["hatchling"]\n'
+                              'build-backend = "hatchling.build"\n[tool.hatch.build.targets.wheel]\npackages = ["one"]\n',
+        "one/one/__init__.py": "",
+    })
+    sha = commit_all(repo, "one member")
+    result = subprocess.run(
+        [str(venv.path / "bin" / "export-dists-uv"), str(repo), "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, env=clean_environment(), timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    export = Path(result.stdout.strip())
+    assert export == repo / "dist" / "export-dists" / sha
+    # The backend's tag (hatchling: py2.py3 without requires-python), the content version.
+    assert [w.name.split("-")[:2] for w in export.glob("*.whl")] == [["one", f"0.1+g{sha[:12]}"]]

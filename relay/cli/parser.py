@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from relay import build_systems
+from relay.building import build_systems
 from relay.building.builders import COLD_EXPORT_COMMAND, WARM_EXPORT_COMMAND
 from relay.index.refs import TIP_WAIT_SECONDS
 from relay.tools.verify import INSTALLERS

@@ -10,9 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from relay import build_systems
 from relay.auth.credentials import AuthFileError, Authenticator
-from relay.build_systems import BuildSystemError
+from relay.building import BuildSystemError, build_systems
 from relay.building.builders import ExportCommand, WarmLimits
 from relay.building.materialize import Limits, Materializer, WorkDirInUse, claim_work_dir
 from relay.cli.parser import PROG

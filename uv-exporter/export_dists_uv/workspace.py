@@ -126,10 +126,11 @@ def read_workspace(root: Path) -> Workspace:
             "Pants repository (pants.toml) use `pants export-dists ::` instead."
         )
     root_sources = _table(root_document, "tool", "uv", "sources")
-    excluded = {os.path.normpath(p) for g in workspace.get("exclude", []) for p in glob.glob(str(root / g))}
+    # `**` matches directories at any depth, as in uv.
+    excluded = {os.path.normpath(p) for g in workspace.get("exclude", []) for p in glob.glob(str(root / g), recursive=True)}
     directories = {"."} if "project" in root_document else set()
     for pattern in workspace.get("members", []):
-        matches = sorted(glob.glob(str(root / pattern)))
+        matches = sorted(glob.glob(str(root / pattern), recursive=True))
         for match in matches:
             if os.path.normpath(match) in excluded or not os.path.isdir(match):
                 continue
