@@ -113,7 +113,9 @@ def test_kill_9_of_the_building_replica(s3_url: str, seaweedfs: SeaweedFS, tmp_p
     git(repo, "commit", "-q", "-m", "one")
     head = git(repo, "rev-parse", "HEAD")
     runs = tmp_path / "runs"
-    command = fake_command(runs, "--sleep 3").template
+    # The first replica may start building main's tip as soon as it starts: the build must outlast
+    # the second replica's start-up on a loaded machine, or it is done before the kill.
+    command = fake_command(runs, "--sleep 10").template
     replicas = _replicas(
         2, s3_url, _env(seaweedfs, tmp_path), tmp_path,
         "--repo", str(repo), "--export-command", command, "--build-lease", "2",
