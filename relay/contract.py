@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import json
+import operator
 import re
 import threading
 import weakref
@@ -71,6 +73,10 @@ class Dist:
         return self.filename + METADATA_SUFFIX
 
 
+_PROJECT = operator.attrgetter("project")
+_WHEEL_NAMED = operator.attrgetter("wheel_named")
+
+
 @dataclass(frozen=True)
 class Export:
     """One export directory: every dist built from one commit.
@@ -95,12 +101,15 @@ class Export:
     _by_filename: Mapping[str, Dist] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # map() and operator keep this at C speed: a restart builds thousands of exports.
         dists = self.dists
-        if any(a.project >= b.project for a, b in zip(dists, dists[1:])):
-            dists = tuple(sorted(dists, key=lambda d: d.project))
+        projects = tuple(map(_PROJECT, dists))
+        if not all(map(operator.lt, projects, projects[1:])):
+            dists = tuple(sorted(dists, key=_PROJECT))
             object.__setattr__(self, "dists", dists)
-        object.__setattr__(self, "_projects", tuple(d.project for d in dists))
-        regular = all(d.wheel_named for d in dists)
+            projects = tuple(map(_PROJECT, dists))
+        object.__setattr__(self, "_projects", projects)
+        regular = all(map(_WHEEL_NAMED, dists))
         object.__setattr__(self, "_by_filename", None if regular else {d.filename: d for d in dists})
 
     @property
@@ -220,6 +229,25 @@ def _str_list(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
     return tuple(values)
 
 
+# The same requirement lines and Requires-Python recur across dists and exports: checked once each.
+@functools.lru_cache(maxsize=16384)
+def _requirement_problem(requirement: str) -> str | None:
+    try:
+        Requirement(requirement)
+    except InvalidRequirement as e:
+        return str(e)
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _valid_specifier(specifier: str) -> bool:
+    try:
+        SpecifierSet(specifier)
+    except InvalidSpecifier:
+        return False
+    return True
+
+
 def _parse_dist(data: Any, export_version: str, fmt: int, where: str) -> Dist:
     if not isinstance(data, dict):
         raise ContractError(f"{where}: a dist entry must be an object")
@@ -256,18 +284,15 @@ def _parse_dist(data: Any, export_version: str, fmt: int, where: str) -> Dist:
         raise ContractError(f"{where}: negative size")
     requires_dist = _str_list(data, "requires_dist", where)
     for requirement in requires_dist:
-        try:
-            Requirement(requirement)
-        except InvalidRequirement as e:
-            raise ContractError(f"{where}: bad requirement {requirement!r}: {e}") from None
+        problem = _requirement_problem(requirement)
+        if problem is not None:
+            raise ContractError(f"{where}: bad requirement {requirement!r}: {problem}")
     requires_python = data.get("requires_python")
     if requires_python is not None:
         if not isinstance(requires_python, str):
             raise ContractError(f"{where}: requires_python must be a string or null")
-        try:
-            SpecifierSet(requires_python)
-        except InvalidSpecifier:
-            raise ContractError(f"{where}: bad requires_python {requires_python!r}") from None
+        if not _valid_specifier(requires_python):
+            raise ContractError(f"{where}: bad requires_python {requires_python!r}")
     return Dist(
         name=name,
         project=project,

@@ -132,9 +132,9 @@ class Catalog:
             self._remove()
             return {}
         self._ids = {text: id_ for id_, text in entries.items()}
-        # id (and the export's version, which format 1 checks each dist against) -> its Dist, so
-        # each distinct dist is parsed once however many exports list it.
-        dists: dict[tuple[int, int, str], Dist] = {}
+        # Per (format, export version if format 1, which checks each dist against it): id -> Dist,
+        # so each distinct dist is parsed once however many exports list it.
+        dists: dict[tuple[int, str], dict[int, Dist]] = {}
         recorded: dict[str, Recorded] = {}
         for key, stamp, size, header_text, blob in rows:
             where = f"{self.path} ({key})"
@@ -145,16 +145,13 @@ class Catalog:
                     raise ContractError(f"{where}: no format or version")
                 ids = array.array("I")
                 ids.frombytes(blob)
-                scope = version if fmt == 1 else ""
-                listed = []
-                for id_ in ids:
-                    dist = dists.get((id_, fmt, scope))
-                    if dist is None:
-                        text = entries.get(id_)
-                        if text is None:
-                            raise ContractError(f"{where}: dist {id_} is not recorded")
-                        dist = dists[(id_, fmt, scope)] = table.dist(text, None, version, fmt, where)
-                    listed.append(dist)
+                by_id = dists.setdefault((fmt, version if fmt == 1 else ""), {})
+                for id_ in set(ids).difference(by_id):
+                    text = entries.get(id_)
+                    if text is None:
+                        raise ContractError(f"{where}: dist {id_} is not recorded")
+                    by_id[id_] = table.dist(text, None, version, fmt, where)
+                listed = list(map(by_id.__getitem__, ids))
                 export = export_from_parts(header, listed, where)
                 recorded[key] = Recorded(stamp=tuple(json.loads(stamp)), export=export, size=int(size))
             except (ContractError, ValueError, TypeError) as e:

@@ -44,7 +44,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from relay.contract import MANIFEST, ContractError, Export, parse_manifest, read_export
+from relay.contract import MANIFEST, ContractError, DistTable, Export, parse_manifest, read_export
 from relay.storage.store import (
     CHUNK_BYTES,
     TOUCH_INTERVAL_SECONDS,
@@ -178,6 +178,8 @@ class S3Store(Store):
         # The file objects (sha256 -> size) as last listed; listed again when a manifest names one
         # that is not in it.
         self._objects: dict[str, int] = {}
+        # Dists shared by content across exports: memory follows distinct dists, not exports x dists.
+        self._table = DistTable()
 
     # Keys in the bucket.
 
@@ -467,7 +469,7 @@ class S3Store(Store):
         if raw is None:
             return None  # evicted between the listing and now
         try:
-            export = parse_manifest(raw, where)
+            export = parse_manifest(raw, where, self._table)
             if export.key != key:
                 raise ContractError(f"{where}: names commit {export.key!r} but is stored as {key!r}")
             if any(self._objects.get(sha256) != size for sha256, size in export.files.values()):
