@@ -88,10 +88,10 @@ def _wheel(spec: DistSpec, version: str, sha: str, metadata: bytes, address: str
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as wheel:
         for name in sorted(files):
-            info = zipfile.ZipInfo(name, _ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            wheel.writestr(info, files[name])
+            entry = zipfile.ZipInfo(name, _ZIP_TIME)
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o644 << 16
+            wheel.writestr(entry, files[name])
     return f"{escaped}-{version}-py3-none-any.whl", buffer.getvalue()
 
 
