@@ -31,7 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Iterator, Mapping, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping, TypeVar
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -81,6 +81,10 @@ DELETES_PER_CHECK = 100
 PUBLISH_WAIT_LEASES = 10
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 PRESIGN_SECONDS = 300
+# A replica lists the manifests every scan interval but makes at most one LIST request (a page of
+# 1,000 manifests) per this many seconds on average: 1,500 exports, 2 requests per 5 s; 20,000
+# exports, 20 requests per 20 s.
+LIST_PAGE_SECONDS = 1.0
 
 
 @functools.lru_cache(maxsize=1)
@@ -143,6 +147,14 @@ def _precondition_failed(e: ClientError) -> bool:
     return _code(e) in ("PreconditionFailed", "ConditionalRequestConflict") or _status(e) in (409, 412)
 
 
+def listing_interval(scan_interval: float, pages: int) -> float:
+    """Seconds between two listings of the manifests: `scan_interval`, stretched once they take more
+    than one LIST request (1,000 manifests) so that a replica makes at most one per LIST_PAGE_SECONDS
+    on average. Only new or changed manifests (by ETag) are read and parsed; the listing itself grows
+    with the exports."""
+    return scan_interval if pages <= 1 else max(scan_interval, pages * LIST_PAGE_SECONDS)
+
+
 class S3Store(Store):
     """Exports in a bucket, shared by any number of relays (replicas) and `relay publish` runs."""
 
@@ -180,6 +192,9 @@ class S3Store(Store):
         self._objects: dict[str, int] = {}
         # Dists shared by content across exports: memory follows distinct dists, not exports x dists.
         self._table = DistTable()
+        # LIST requests made, and how many the last listing of the manifests took.
+        self._pages_listed = 0
+        self._manifest_pages = 1
 
     # Keys in the bucket.
 
@@ -284,7 +299,8 @@ class S3Store(Store):
         await self.move_legacy_files()
         await self.refresh()
         self._tasks = [
-            asyncio.ensure_future(self._every(self.scan_interval, self.refresh)),
+            asyncio.ensure_future(self._every(lambda: listing_interval(self.scan_interval, self._manifest_pages),
+                                              self.refresh)),
             asyncio.ensure_future(self._every(TOUCH_INTERVAL_SECONDS, self.flush_last_use)),
         ]
 
@@ -331,9 +347,9 @@ class S3Store(Store):
                 Bucket=self.location.bucket, Delete={"Objects": batch, "Quiet": True}))
         return len(legacy)
 
-    async def _every(self, interval: float, work: Any) -> None:
+    async def _every(self, interval: float | Callable[[], float], work: Any) -> None:
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(interval() if callable(interval) else interval)
             try:
                 await work()
             except StoreUnavailable:
@@ -402,6 +418,7 @@ class S3Store(Store):
             if token:
                 kwargs["ContinuationToken"] = token
             page = await self._call(f"listing {prefix}", self._client.list_objects_v2(**kwargs))
+            self._pages_listed += 1
             for item in page.get("Contents", ()):
                 yield item
             token = page.get("NextContinuationToken")
@@ -412,10 +429,12 @@ class S3Store(Store):
         """List the manifests; read the new or changed ones and check their files are all there."""
         prefix = f"{self.location.prefix}manifests/"
         listed: dict[str, _Listed] = {}
+        pages_before = self._pages_listed
         async for item in self._list(prefix):
             name = item["Key"][len(prefix):]
             if name.endswith(".json") and "/" not in name and not name.startswith("."):
                 listed[name[: -len(".json")]] = _Listed(item["ETag"], item["LastModified"].timestamp())
+        self._manifest_pages = self._pages_listed - pages_before
         found: dict[str, StoredExport] = {}
         fresh = [False]  # the file objects were listed in this round
         for key, entry in listed.items():
