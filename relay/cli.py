@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 from relay.web.app import LOG_FORMAT, AccessLogger, Settings, create_app
 from relay.auth.credentials import AuthFileError, Authenticator, add_entry, new_token, password_entry
@@ -95,8 +95,11 @@ def parse_size(text: str) -> int | None:
     return size or None
 
 
-def _positive(kind: type) -> object:
-    def parse(text: str) -> object:
+Number = TypeVar("Number", int, float)
+
+
+def _positive(kind: Callable[[str], Number]) -> Callable[[str], Number]:
+    def parse(text: str) -> Number:
         try:
             value = kind(text)
         except ValueError:
@@ -108,8 +111,8 @@ def _positive(kind: type) -> object:
     return parse
 
 
-def _non_negative(kind: type) -> object:
-    def parse(text: str) -> object:
+def _non_negative(kind: Callable[[str], Number]) -> Callable[[str], Number]:
+    def parse(text: str) -> Number:
         try:
             value = kind(text)
         except ValueError:
@@ -448,7 +451,7 @@ def serve_command(args: argparse.Namespace) -> int:
         logger.info("public URL %s: every absolute URL the relay prints starts with it", proxy.public_url)
     for line in proxy_notes(proxy, args.host, auth is not None):
         logger.warning("%s", line)
-    limits = ConnectionLimits(
+    connection_limits = ConnectionLimits(
         idle_timeout=args.idle_timeout, max_connections=default_max_connections(args.max_connections)
     )
     # Several workers accept on one socket bound before they fork: the kernel spreads connections.
@@ -457,7 +460,7 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         serve(
             app,
-            limits,
+            connection_limits,
             host=None if sock else args.host,
             port=None if sock else args.port,
             sock=sock,
@@ -566,8 +569,11 @@ def check_command(args: argparse.Namespace) -> int:
         print(f"{PROG} check: {e}", file=sys.stderr)
         return 2
     for key, stored in sorted(store.exports().items()):
-        e = stored.export
-        print(f"ok    {key}  {e.version}  {len(e.dists)} dists  {stored.size} bytes  branches={','.join(e.branches)}")
+        export = stored.export
+        print(
+            f"ok    {key}  {export.version}  {len(export.dists)} dists  {stored.size} bytes  "
+            f"branches={','.join(export.branches)}"
+        )
     for name, problem in sorted(store.problems.items()):
         print(f"skip  {name or args.store}: {textwrap.shorten(problem, 300)}")
     return 1 if store.problems else 0

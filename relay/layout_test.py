@@ -43,7 +43,7 @@ def _imports(path: Path, root: Path = RELAY.parent) -> list[Import]:
     """Every import in one file, at any depth (inside functions and `if TYPE_CHECKING:` too)."""
     module = _module_name(path, root)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found = []
+    found: list[Import] = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         where = f"{path.relative_to(root)}:{getattr(node, 'lineno', 0)}"
         if isinstance(node, ast.Import):

@@ -56,8 +56,8 @@ class Entry:
     def verify(self, secret: str) -> bool:
         if self.scheme == TOKEN:
             # Tokens are 256 random bits: a fast hash cannot be brute-forced, and a request costs nothing.
-            digest = hashlib.sha256(secret.encode()).hexdigest()
-            return hmac.compare_digest(digest, self.fields[0])
+            token_digest = hashlib.sha256(secret.encode()).hexdigest()
+            return hmac.compare_digest(token_digest, self.fields[0])
         iterations, salt, expected = self.fields
         digest = hashlib.pbkdf2_hmac("sha256", secret.encode(), base64.b64decode(salt), int(iterations))
         return hmac.compare_digest(base64.b64encode(digest).decode(), expected)
@@ -210,9 +210,9 @@ class Authenticator:
             return None
         self._reload_quietly()
         key = hashlib.sha256(authorization.encode()).digest()
-        user = self._accepted.get(key)
-        if user is not None:
-            return user
+        accepted = self._accepted.get(key)
+        if accepted is not None:
+            return accepted
         stamp = self._stamp
         user = self._check(authorization, slow)
         if isinstance(user, str):

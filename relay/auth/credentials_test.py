@@ -57,7 +57,7 @@ async def test_auth_on(make_client: MakeClient, exports: list[Export], tmp_path:
 
 @pytest.mark.asyncio
 async def test_concurrent_first_requests_share_one_password_check(
-    make_client: MakeClient, exports: list[Export], tmp_path: Path
+    make_client: MakeClient, exports: list[Export], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     auth_file = tmp_path / "relay.auth"
     # Slow enough (about 0.1 s) that all eight requests arrive while the first check runs.
@@ -71,7 +71,7 @@ async def test_concurrent_first_requests_share_one_password_check(
             slow_checks.append(header)
         return real_check(header, slow)
 
-    auth.check = counting_check  # type: ignore[method-assign]
+    monkeypatch.setattr(auth, "check", counting_check)
     client = await make_client(auth=auth)
     responses = await asyncio.gather(
         *(client.get("/main/simple/", headers=_basic("alice", "s3cret")) for _ in range(8))
@@ -161,9 +161,9 @@ def test_an_unknown_user_costs_the_same_pbkdf2_as_a_known_one(tmp_path: Path, mo
     calls: list[int] = []
     real = hashlib.pbkdf2_hmac
 
-    def counting(name: str, password: bytes, salt: bytes, iterations: int, *args: object) -> bytes:
+    def counting(name: str, password: bytes, salt: bytes, iterations: int, dklen: int | None = None) -> bytes:
         calls.append(iterations)
-        return real(name, password, salt, iterations, *args)
+        return real(name, password, salt, iterations, dklen)
 
     monkeypatch.setattr(auth_module.hashlib, "pbkdf2_hmac", counting)
     assert auth.check(_basic("alice", "wrong")["Authorization"], slow=False) is False
@@ -195,11 +195,11 @@ async def test_the_password_work_of_unauthenticated_clients_is_bounded(
     calls: list[int] = []
     real = hashlib.pbkdf2_hmac
 
-    def held(name: str, password: bytes, salt: bytes, iterations: int, *args: object) -> bytes:
+    def held(name: str, password: bytes, salt: bytes, iterations: int, dklen: int | None = None) -> bytes:
         # Every check blocks until released: as if the cores were busy hashing.
         calls.append(iterations)
         release.wait(30)
-        return real(name, password, salt, iterations, *args)
+        return real(name, password, salt, iterations, dklen)
 
     monkeypatch.setattr(auth_module.hashlib, "pbkdf2_hmac", held)
     client = await make_client(auth=Authenticator(auth_file), settings=Settings(memory_cache_bytes=0))

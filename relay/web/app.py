@@ -9,7 +9,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -204,7 +204,7 @@ class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     def __init__(self, logger: logging.Logger) -> None:
         super().__init__(logger, {})
 
-    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info")
         if isinstance(exc, HttpProcessingError):
             client = args[0] if args else "?"
@@ -731,7 +731,7 @@ def create_app(
     app[COMMITS] = Commits(app[REFS].git)
     app[HISTORIES] = Histories(app[REFS])
     app[RENDERED] = page_render.RenderedPages()
-    materializer = app[REFS].builds if isinstance(app[REFS].builds, Materializer) else None
+    materializer = builds
     app[metrics.METRICS] = metrics.Metrics(store, lambda: materializer.log if materializer is not None else None)
     app[SETTINGS] = settings
     app[PROXY] = settings.proxy

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from typing import Any
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -276,7 +277,12 @@ async def test_rendered_pages_are_kept_only_while_what_they_show_holds(
     renders: list[str] = []
     for name in ("ref_html", "dist_html"):
         original = getattr(page_render, name)
-        monkeypatch.setattr(page_render, name, lambda *a, _f=original, _n=name, **k: renders.append(_n) or _f(*a, **k))
+
+        def counted(*a: Any, _f: Any = original, _n: str = name, **k: Any) -> Any:
+            renders.append(_n)
+            return _f(*a, **k)
+
+        monkeypatch.setattr(page_render, name, counted)
     for path in ("/main/-/monorepo-textkit-core/", "/main/", "/main/", "/main/-/monorepo-textkit-core/", "/main/?q=x"):
         await _page(client, path)
     assert renders == ["ref_html", "ref_html"]  # the dist page was kept; the ref page once per query

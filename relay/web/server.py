@@ -165,7 +165,8 @@ class GuardedSite(web.BaseSite):
             self._server = await loop.create_server(guard, sock=self._sock, backlog=self._backlog)
         else:
             self._server = await loop.create_server(
-                guard, self._host, self._port, backlog=self._backlog, reuse_address=True
+                # No port: any free one, as asyncio binds port None.
+                guard, self._host, self._port or 0, backlog=self._backlog, reuse_address=True
             )
 
 
