@@ -241,6 +241,18 @@ def check_listed_files(directory: Path, export: Export) -> int:
     return total
 
 
+def check_listed_names(directory: Path, export: Export) -> None:
+    """Every file the manifest lists is in `directory` as a regular file (by the directory's listing,
+    no stat per file: 40x cheaper than `check_listed_files`). For an export the catalog recorded
+    complete: sizes and bytes are checked when a file is served."""
+    with os.scandir(directory) as entries:
+        regular = {e.name for e in entries if e.is_file(follow_symlinks=False)}
+    for dist in export.dists:
+        for filename in (dist.filename, dist.metadata_filename):
+            if filename not in regular:
+                raise ContractError(f"{directory / filename}: listed in the manifest but missing (or not a regular file)")
+
+
 class DiskStore(Store):
     """A directory whose children are export directories, exactly as the goal writes them."""
 
@@ -403,12 +415,16 @@ class DiskStore(Store):
         recorded = (self._recorded or {}).get(name)
         if recorded is not None and recorded.stamp == stamp:
             # The catalog's row for this very manifest: it was complete and valid when recorded.
-            # Its files are checked as a new export's are (one could have been removed since), on
-            # the store's own thread when it has one: a start lists every export at once.
+            # Its files are checked to be there (one could have been removed since) by one listing
+            # of the directory, on the store's own thread when it has one: a start lists every
+            # export at once. Sizes and bytes are checked when a file is served.
             stored = StoredExport(export=recorded.export, size=recorded.size)
             if self._background is None:
                 try:
-                    self._check_files(Path(entry.path), recorded.export)
+                    check_listed_names(Path(entry.path), recorded.export)
+                except OSError as e:
+                    self._report(name, f"skipping {entry.path}: {e.strerror}")
+                    return None
                 except ContractError as e:
                     self._report(name, f"skipping export: {e}")
                     return None
@@ -463,8 +479,8 @@ class DiskStore(Store):
         """A listed export from the catalog whose files turn out incomplete is read again from its
         manifest at the next scan, which reports it and leaves it out."""
         try:
-            self._check_files(directory, export)
-        except ContractError:
+            check_listed_names(directory, export)
+        except (ContractError, OSError):
             with self._lock:
                 if self._stamps.get(name) == stamp:
                     self._stamps[name] = ()
