@@ -59,6 +59,67 @@ def _first_answer(url: str) -> float:
     raise BenchError(f"{url} did not appear within 60 s")
 
 
+LEAF_EXPORTS = 11
+
+
+def _bucket_bytes(client: object, prefix: str) -> tuple[int, int]:
+    """Objects and bytes under a prefix of the bench bucket (every page of the listing)."""
+    count = total = 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):  # type: ignore[attr-defined]
+        for item in page.get("Contents", []):
+            count += 1
+            total += int(item["Size"])
+    return count, total
+
+
+def _tree_bytes(top: Path) -> int:
+    """Bytes under a directory, each inode once (the disk store hard-links unchanged files)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for path in top.rglob("*"):
+        st = path.lstat()
+        if path.is_file() and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
+def _one_leaf_series(exports: Path, work: Path, env: dict[str, str], weed: SeaweedFS, n: int, log) -> dict[str, object]:
+    """LEAF_EXPORTS content-versioned exports of n dists, one leaf changed per export (as commits to one
+    leaf give with versions by content): each published to a fresh prefix of the bucket and a fresh
+    directory store; the publish times after the first, and the bytes each store holds at the end."""
+    import botocore.session  # comes with aiobotocore
+
+    client = botocore.session.get_session().create_client(
+        "s3", endpoint_url=weed.endpoint, region_name="us-east-1",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    specs = [DistSpec(f"monorepo.leaf.d{k:04d}") for k in range(n)]
+    base = (fake_sha(7000), 1)
+    s3, disk = f"s3://{BUCKET}/leaf", work / "leaf-disk"
+    seconds: dict[str, list[float]] = {"S3 store": [], "disk store": []}
+    export_bytes = 0
+    for i in range(LEAF_EXPORTS):
+        sha = fake_sha(7000 + i)
+        # Export i: every dist at the base commit but the leaf d0000, which moved at each commit.
+        origins = {spec.name: base for spec in specs[1:]}
+        origins[specs[0].name] = (sha, 1 + i)
+        export = write_export(exports, sha, 1 + i, specs, branches=(), origins=origins)
+        export_bytes = sum(d.size + d.metadata_size for d in export.dists)
+        for label, store in (("S3 store", s3), ("disk store", str(disk))):
+            took = _publish(exports / export.key, store, env)
+            if i:
+                seconds[label].append(took)
+    objects, bucket = _bucket_bytes(client, "leaf/")
+    on_disk = _tree_bytes(disk)
+    log(f"{LEAF_EXPORTS} one-leaf exports of {n} dists: bucket {bucket / 1e6:.1f} MB in {objects} objects, "
+        f"disk store {on_disk / 1e6:.1f} MB; one-leaf publish S3 {summarize(seconds['S3 store'])['median']:.2f} s, "
+        f"disk {summarize(seconds['disk store'])['median']:.2f} s")
+    return {"exports": LEAF_EXPORTS, "dists": n, "export_bytes": export_bytes, "bucket_bytes": bucket,
+            "bucket_objects": objects, "disk_bytes": on_disk,
+            "publish_s": {label: summarize(v) for label, v in seconds.items()}}
+
+
 def run(load: serve_bench.LoadSettings, reps: int, publish_dists: int, log) -> dict[str, object]:
     work = OUT / "objectstore"
     shutil.rmtree(work, ignore_errors=True)
@@ -110,8 +171,9 @@ def run(load: serve_bench.LoadSettings, reps: int, publish_dists: int, log) -> d
         }
         for label, seconds in publish.items():
             log(f"relay publish of {publish_dists} dists, {label}: {seconds:.1f} s")
+        leaf = _one_leaf_series(exports, work, env, weed, publish_dists, log)
         return {"load": rows, "cold_page_s": cold, "publish_s": publish, "publish_dists": publish_dists,
-                "publish_bytes": size, "reps": reps, "seaweedfs": subprocess.run(
+                "publish_bytes": size, "reps": reps, "one_leaf": leaf, "seaweedfs": subprocess.run(
                     [str(Path(sys.executable).parent / "weed"), "version"], capture_output=True, text=True).stdout.strip()}
     finally:
         for index in indexes:

@@ -700,4 +700,27 @@ def objectstore_section(part: dict[str, Any] | None) -> list[str]:
         "",
         table(["store", "seconds"], [[k, f"{v:.1f} s"] for k, v in d["publish_s"].items()]),
         "",
+        *_one_leaf_rows(d.get("one_leaf")),
+    ]
+
+
+def _one_leaf_rows(leaf: dict[str, Any] | None) -> list[str]:
+    if not leaf:
+        return []
+    return [
+        f"A followed branch with versions by content: {leaf['exports']} exports of {leaf['dists']} dists "
+        f"({leaf['export_bytes'] / 1e6:.1f} MB of wheels and .metadata files each), one leaf dist changed per "
+        "export, each published with `relay publish` to both stores. Publish after a one-leaf commit "
+        f"(median of {leaf['exports'] - 1}, wall time of the command) and what each store holds at the end: "
+        "the bucket stores each file once by content (`files/<sha256>`), the directory store hard-links "
+        "unchanged files (counted once per inode).",
+        "",
+        table(
+            ["store", "one-leaf publish", "bytes after all exports"],
+            [
+                ["S3 store", fmt(leaf["publish_s"]["S3 store"], "s", 2), f"{leaf['bucket_bytes'] / 1e6:.1f} MB ({leaf['bucket_objects']} objects)"],
+                ["disk store", fmt(leaf["publish_s"]["disk store"], "s", 2), f"{leaf['disk_bytes'] / 1e6:.1f} MB"],
+            ],
+        ),
+        "",
     ]

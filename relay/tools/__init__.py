@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from relay.tools.interpreters import NoSuitablePython, choose_python
-from relay.tools.verify import VerifyError, export_source, format_outcome, index_source, select, verify
+# `verify` the function stays in relay.tools.verify: re-exported here it would hide that module.
+from relay.tools.verify import INSTALLERS, VerifyError, export_source, format_outcome, index_source, select
 
 __all__ = [
+    "INSTALLERS",
     "NoSuitablePython",
     "VerifyError",
     "choose_python",
@@ -13,5 +15,4 @@ __all__ = [
     "format_outcome",
     "index_source",
     "select",
-    "verify",
 ]
