@@ -27,7 +27,7 @@ import objectstore_bench
 import pages_bench
 import profile_bench
 import pull_bench
-import scale_bench
+import month_bench
 import report
 import serve_bench
 import servers
@@ -35,7 +35,7 @@ import uv_workspace_bench
 import versions_bench
 
 PARTS = ("export", "serve", "install", "pull", "profile", "hardening", "versions", "cycles", "objectstore",
-         "environments", "pages", "uv", "scale")
+         "environments", "pages", "uv", "month")
 RESULTS = BENCH / "results"  # tracked: a partial run re-renders the other parts from here
 
 FULL = {
@@ -51,7 +51,7 @@ FULL = {
     "environment_closure": 300, "environment_reps": 3,
     "pages_dists": 1000, "pages_commits": 20, "pages_reps": 20,
     "uv_members": 100, "uv_reps": 2,
-    "scale_dists": 1000, "scale_sizes": "50,300,1500", "scale_before_sizes": "50,300", "scale_requests": 100,
+    "month_dists": 1000, "month_sizes": "50,300,1500", "month_before_sizes": "50,300", "month_requests": 100,
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
@@ -66,7 +66,7 @@ QUICK = {
     "environment_closure": 30, "environment_reps": 1,
     "pages_dists": 100, "pages_commits": 5, "pages_reps": 5,
     "uv_members": 10, "uv_reps": 1,
-    "scale_dists": 100, "scale_sizes": "10,50", "scale_before_sizes": "10", "scale_requests": 20,
+    "month_dists": 100, "month_sizes": "10,50", "month_before_sizes": "10", "month_requests": 20,
 }
 
 
@@ -267,12 +267,12 @@ def run_uv(args: argparse.Namespace) -> None:
     _save("uv", {"members": args.uv_members, "reps": args.uv_reps}, data, started)
 
 
-def run_scale(args: argparse.Namespace) -> None:
+def run_month(args: argparse.Namespace) -> None:
     started = time.time()
-    data = scale_bench.run(args.scale_dists, _sizes(args.scale_sizes), _sizes(args.scale_before_sizes),
-                           args.scale_requests, log)
-    _save("scale", {"dists": args.scale_dists, "sizes": args.scale_sizes, "before_sizes": args.scale_before_sizes,
-                    "requests": args.scale_requests}, data, started)
+    data = month_bench.run(args.month_dists, _sizes(args.month_sizes), _sizes(args.month_before_sizes),
+                           args.month_requests, log)
+    _save("month", {"dists": args.month_dists, "sizes": args.month_sizes, "before_sizes": args.month_before_sizes,
+                    "requests": args.month_requests}, data, started)
 
 
 def main(argv: list[str]) -> int:
@@ -306,8 +306,8 @@ def main(argv: list[str]) -> int:
             run_pages(args)
         if "uv" in parts:
             run_uv(args)
-        if "scale" in parts:
-            run_scale(args)
+        if "month" in parts:
+            run_month(args)
     except BenchError as e:
         log(f"FAILED: {e}")
         return 1

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import hardening_bench
 import environment_bench
 import pages_bench
-import scale_bench
+import month_bench
 import uv_workspace_bench
 from procs import BENCH, ROOT
 
@@ -42,7 +42,7 @@ PART_SECTIONS = {
     "environments": ("Environment dists",),
     "pages": ("Pages for people",),
     "uv": ("uv workspaces",),
-    "scale": ("A month of main in one store",),
+    "month": ("A month of main in one store",),
 }
 EARLIER_ROW = " (an earlier run)"
 CARRIED = "*Kept from an earlier run of this page: this run has no `bench/results/{part}.json`.*"
@@ -320,9 +320,9 @@ def targets(results: dict[str, dict[str, Any]]) -> list[list[str]]:
             f"content {_mb(store['content']['disk'])} vs commit {_mb(store['commit']['disk'])} on disk "
             f"({store['commit']['disk'] / max(store['content']['disk'], 1):.1f}x less)",
             store["content"]["disk"] < store["commit"]["disk"])
-    scale = results.get("scale", {}).get("data")
-    if scale:
-        rows += scale_bench.targets(scale)
+    month = results.get("month", {}).get("data")
+    if month:
+        rows += month_bench.targets(month)
     return rows
 
 
@@ -653,10 +653,10 @@ def write(results_dir: Path) -> Path:
         out += uv_workspace_bench.section(results["uv"], fmt, table)
     if part_missing(results, "uv"):
         out += carried("uv", earlier)
-    if "scale" in results:
-        out += scale_bench.section(results["scale"], fmt, table)
-    if part_missing(results, "scale"):
-        out += carried("scale", earlier)
+    if "month" in results:
+        out += month_bench.section(results["month"], fmt, table)
+    if part_missing(results, "month"):
+        out += carried("month", earlier)
     if NOTES.exists():
         out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))

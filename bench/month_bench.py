@@ -48,9 +48,9 @@ def _store(work: Path, dists: int, exports: int, log: Callable[[str], None]) -> 
     if not done.exists():
         shutil.rmtree(store, ignore_errors=True)
         started = time.monotonic()
-        log(f"scale: writing {exports} exports of {dists} dists")
+        log(f"month: writing {exports} exports of {dists} dists")
         write_history(store, dists, exports,
-                      progress=lambda n: log(f"scale: {n} exports written") if n % 250 == 0 else None)
+                      progress=lambda n: log(f"month: {n} exports written") if n % 250 == 0 else None)
         done.write_text(f"{time.monotonic() - started:.1f}\n")
     return store
 
@@ -142,7 +142,7 @@ def _sweep(port: int, tip: str, projects: list[str], wheels: list[str]) -> dict[
 
 def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], requests: int,
         log: Callable[[str], None]) -> dict[str, Any]:
-    work = OUT / "scale"
+    work = OUT / "month"
     work.mkdir(parents=True, exist_ok=True)
     full = _store(work, dists, max(sizes), log)
     keys = [fake_sha(n) for n in range(1, max(sizes) + 1)]  # write_history's commits, oldest first
@@ -165,7 +165,7 @@ def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], reque
                 for suffix in ("", "-journal", "-wal", "-shm"):
                     Path(f"{store / CATALOG}{suffix}").unlink(missing_ok=True)
             name = f"relay-{n}-{variant.split()[0]}"
-            log(f"scale: {n} exports, {variant}: starting")
+            log(f"month: {n} exports, {variant}: starting")
             server, port, startup = _serve(name, code, store, work, first_path, timeout=1800)
             try:
                 rss_first = proc_rss_mb(server.pid)
@@ -177,7 +177,7 @@ def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], reque
                    "rss_first_page_mb": rss_first["rss"], "rss_after_mb": rss_after["rss"],
                    "peak_rss_mb": rss_after["peak"], "latency": latency, "export_bytes": store_bytes}
             rows.append(row)
-            log(f"scale: {n} exports, {variant}: first page after {startup:.2f} s, RSS {rss_first['rss']:.0f} MB, "
+            log(f"month: {n} exports, {variant}: first page after {startup:.2f} s, RSS {rss_first['rss']:.0f} MB, "
                 f"{rss_after['rss']:.0f} MB after {len(projects)} projects x 3 routes x 2")
         if store != full:
             shutil.rmtree(store, ignore_errors=True)
@@ -204,7 +204,7 @@ def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..
     return [
         "## A month of main in one store",
         "",
-        f"Started {payload['started']}. `bench/scale_bench.py`: {max(d['sizes'])} content-versioned exports of "
+        f"Started {payload['started']}. `bench/month_bench.py`: {max(d['sizes'])} content-versioned exports of "
         f"{d['dists']} dists (`relay_testing.exports.write_history`: one dist changed per commit, unchanged "
         f"wheels hard-linked; written in {d['write_seconds']:.0f} s), the smaller stores hard-linked copies of "
         "the first N. One relay at a time, `serve --store DIR` (push mode: `main` from the manifests, so "
