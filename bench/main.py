@@ -28,6 +28,7 @@ import objectstore_bench
 import pages_bench
 import profile_bench
 import pull_bench
+import month_bench
 import report
 import scale_bench
 import serve_bench
@@ -36,7 +37,7 @@ import uv_workspace_bench
 import versions_bench
 
 PARTS = ("export", "serve", "install", "pull", "profile", "hardening", "versions", "cycles", "objectstore",
-         "environments", "pages", "uv", "scale", "history", "layout")
+         "environments", "pages", "uv", "scale", "history", "layout", "month")
 RESULTS = BENCH / "results"  # tracked: a partial run re-renders the other parts from here
 
 FULL = {
@@ -56,6 +57,7 @@ FULL = {
     "scale_memory_limit_mb": 14000, "scale_pantsd_max_memory": "12GiB",
     "history_targets": 10000, "history_commits": 50000, "history_new_commits": 5,
     "layout_dists": 10000, "layout_reps": 5,
+    "month_dists": 1000, "month_sizes": "50,300,1500", "month_before_sizes": "50,300", "month_requests": 100,
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
@@ -74,6 +76,7 @@ QUICK = {
     "scale_memory_limit_mb": 14000, "scale_pantsd_max_memory": "4GiB",
     "history_targets": 200, "history_commits": 2000, "history_new_commits": 2,
     "layout_dists": 300, "layout_reps": 2,
+    "month_dists": 100, "month_sizes": "10,50", "month_before_sizes": "10", "month_requests": 20,
 }
 
 
@@ -309,6 +312,14 @@ def run_layout(args: argparse.Namespace) -> None:
     _save("layout", {"dists": args.layout_dists, "reps": args.layout_reps}, data, started)
 
 
+def run_month(args: argparse.Namespace) -> None:
+    started = time.time()
+    data = month_bench.run(args.month_dists, _sizes(args.month_sizes), _sizes(args.month_before_sizes),
+                           args.month_requests, log)
+    _save("month", {"dists": args.month_dists, "sizes": args.month_sizes, "before_sizes": args.month_before_sizes,
+                    "requests": args.month_requests}, data, started)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     COMMAND[:] = argv
@@ -346,6 +357,8 @@ def main(argv: list[str]) -> int:
             run_history(args)
         if "layout" in parts:
             run_layout(args)
+        if "month" in parts:
+            run_month(args)
     except BenchError as e:
         log(f"FAILED: {e}")
         return 1

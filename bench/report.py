@@ -14,6 +14,7 @@ from typing import Any, Iterable
 import hardening_bench
 import environment_bench
 import pages_bench
+import month_bench
 import uv_workspace_bench
 from procs import BENCH, ROOT
 
@@ -44,6 +45,7 @@ PART_SECTIONS = {
     "scale": ("Exports at scale",),
     "history": ("History at scale",),
     "layout": ("Writing an export directory",),
+    "month": ("A month of main in one store",),
 }
 EARLIER_ROW = " (an earlier run)"
 CARRIED = "*Kept from an earlier run of this page: this run has no `bench/results/{part}.json`.*"
@@ -355,6 +357,9 @@ def targets(results: dict[str, dict[str, Any]]) -> list[list[str]]:
             "then per new commit, against `git log` alone (same run)",
             f"once {once['ours_s']:.2f} s after git's {once['git_s']:.2f} s; per commit {median(per['ours_s']):.3f} s "
             f"after git's {median(per['git_s']):.3f} s; history held {once['history_mb']:.0f} MB", None)
+    month = results.get("month", {}).get("data")
+    if month:
+        rows += month_bench.targets(month)
     return rows
 
 
@@ -844,6 +849,10 @@ def write(results_dir: Path) -> Path:
         out += _layout_section(results["layout"])
     if part_missing(results, "layout"):
         out += carried("layout", earlier)
+    if "month" in results:
+        out += month_bench.section(results["month"], fmt, table)
+    if part_missing(results, "month"):
+        out += carried("month", earlier)
     if NOTES.exists():
         out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))

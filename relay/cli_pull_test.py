@@ -10,6 +10,7 @@ from pathlib import Path
 
 from relay.building.materialize_test import fake_command, git
 from relay.building.processes import alive
+from relay.storage.catalog import CATALOG
 from tests.relay_process import RelayProcess
 
 
@@ -72,7 +73,7 @@ def test_a_restart_after_kill_9_during_a_build_cleans_up_and_builds_once(tmp_pat
         assert not alive(record["pgid"]), "the orphaned build is still running"
         # The store's lock files (a lease, a build lease the killed relay held) may stay: empty, and
         # the kernel dropped their locks with the process.
-        assert [p.name for p in store.iterdir() if not p.name.startswith((".relay-lease-", ".relay-build-"))] == []
+        assert [p.name for p in store.iterdir() if not p.name.startswith((".relay-lease-", ".relay-build-", CATALOG))] == []
         assert _records(work) == []
         assert [p for p in work.iterdir() if p.name.startswith("relay-")] == []
         assert git(tmp_path / "repo", "worktree", "list").count("\n") == 0

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import bisect
+import functools
 import json
+import operator
 import re
-from dataclasses import dataclass, field
+import threading
+import weakref
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -32,6 +37,11 @@ class ContractError(ValueError):
     """An export directory that does not follow docs/design.md's contract."""
 
 
+def wheel_project(filename: str) -> str:
+    """The normalized project a wheel file name starts with."""
+    return canonicalize_name(filename.split("-", 1)[0])
+
+
 @dataclass(frozen=True)
 class Dist:
     """One wheel of an export, as its manifest entry describes it."""
@@ -51,15 +61,29 @@ class Dist:
     origin: str | None = None
     fingerprint: str | None = None
     dirty: bool = False
+    # The file name starts with the project's wheel name (`-` and `.` as `_`), as the wheel spec
+    # says: an export then finds a file's dist by its name, with no table of its own.
+    wheel_named: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "wheel_named", wheel_project(self.filename) == self.project)
 
     @property
     def metadata_filename(self) -> str:
         return self.filename + METADATA_SUFFIX
 
 
+_PROJECT = operator.attrgetter("project")
+_WHEEL_NAMED = operator.attrgetter("wheel_named")
+
+
 @dataclass(frozen=True)
 class Export:
-    """One export directory: every dist built from one commit."""
+    """One export directory: every dist built from one commit.
+
+    Its lookups are computed from `dists` without a table per export (a branch's history holds
+    thousands of exports of mostly the same dists: memory follows the distinct dists, see DistTable).
+    """
 
     sha: str
     version: str
@@ -71,18 +95,22 @@ class Export:
     commit_time: str
     dists: tuple[Dist, ...]
     format: int = FORMAT
-    _by_project: Mapping[str, Dist] = field(init=False, repr=False, compare=False)
-    filenames: frozenset[str] = field(init=False, repr=False, compare=False)
-    _digests: Mapping[str, tuple[str, int]] = field(init=False, repr=False, compare=False)
+    # The dists' projects in order, for a binary search (dists are sorted by project).
+    _projects: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    # Only for an export whose file names do not start with their project's wheel name.
+    _by_filename: Mapping[str, Dist] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Derived lookups, computed once: the relay asks them on every request.
-        object.__setattr__(self, "_by_project", {d.project: d for d in self.dists})
-        files = frozenset(n for d in self.dists for n in (d.filename, d.metadata_filename))
-        object.__setattr__(self, "filenames", files)
-        digests = {d.filename: (d.sha256, d.size) for d in self.dists}
-        digests.update({d.metadata_filename: (d.metadata_sha256, d.metadata_size) for d in self.dists})
-        object.__setattr__(self, "_digests", digests)
+        # map() and operator keep this at C speed: a restart builds thousands of exports.
+        dists = self.dists
+        projects = tuple(map(_PROJECT, dists))
+        if not all(map(operator.lt, projects, projects[1:])):
+            dists = tuple(sorted(dists, key=_PROJECT))
+            object.__setattr__(self, "dists", dists)
+            projects = tuple(map(_PROJECT, dists))
+        object.__setattr__(self, "_projects", projects)
+        regular = all(map(_WHEEL_NAMED, dists))
+        object.__setattr__(self, "_by_filename", None if regular else {d.filename: d for d in dists})
 
     @property
     def key(self) -> str:
@@ -90,26 +118,98 @@ class Export:
         return self.sha + DIRTY_SUFFIX if self.dirty else self.sha
 
     def dist(self, project: str) -> Dist | None:
-        return self._by_project.get(project)
+        i = bisect.bisect_left(self._projects, project)
+        if i < len(self._projects) and self._projects[i] == project:
+            return self.dists[i]
+        return None
+
+    def _by_wheel_name(self, filename: str) -> Dist | None:
+        # A wheel's name starts with its project, `-` and `.` written `_` (the wheel spec).
+        dist = self.dist(wheel_project(filename))
+        return dist if dist is not None and dist.filename == filename else None
+
+    def _file_dist(self, filename: str) -> Dist | None:
+        if filename.endswith(METADATA_SUFFIX):
+            wheel = filename[: -len(METADATA_SUFFIX)]
+        else:
+            wheel = filename
+        if self._by_filename is not None:
+            return self._by_filename.get(wheel)
+        return self._by_wheel_name(wheel)
 
     def digest(self, filename: str) -> tuple[str, int] | None:
         """The sha256 and size the manifest records for one of its files."""
-        return self._digests.get(filename)
+        dist = self._file_dist(filename)
+        if dist is None:
+            return None
+        if filename == dist.filename:
+            return dist.sha256, dist.size
+        if filename == dist.metadata_filename:
+            return dist.metadata_sha256, dist.metadata_size
+        return None
 
     @property
     def projects(self) -> tuple[str, ...]:
-        return tuple(self._by_project)
+        return self._projects
+
+    @property
+    def filenames(self) -> frozenset[str]:
+        """Every wheel and .metadata file the manifest lists (computed per call)."""
+        return frozenset(n for d in self.dists for n in (d.filename, d.metadata_filename))
 
     @property
     def files(self) -> Mapping[str, tuple[str, int]]:
-        """Every wheel and .metadata file the manifest lists: filename -> (sha256, size)."""
-        return self._digests
+        """Every wheel and .metadata file the manifest lists: filename -> (sha256, size) (computed
+        per call: iterate `dists` where a loop will do)."""
+        files = {d.filename: (d.sha256, d.size) for d in self.dists}
+        files.update({d.metadata_filename: (d.metadata_sha256, d.metadata_size) for d in self.dists})
+        return files
 
     def size(self, manifest_bytes: int) -> int:
         """The export's size as every store counts it (docs/design.md, "An export's size"): its
         manifest plus the wheel and .metadata files it lists. The static `simple/` tree is not
         counted: it is derived from the manifest, and an object store does not keep it."""
-        return manifest_bytes + sum(size for _, size in self._digests.values())
+        return manifest_bytes + sum(d.size + d.metadata_size for d in self.dists)
+
+
+_DIST_FIELDS = tuple(f.name for f in fields(Dist) if f.compare)
+
+
+class DistTable:
+    """Dists shared by content across exports: an entry that parses to the same Dist as one already
+    held is that object, and its checks (PEP 440, PEP 508) run once. With content versions an
+    unchanged dist has the same entry in every export, so a thousand exports of one monorepo hold
+    each distinct dist once. Entries no export holds any more are dropped (weak references)."""
+
+    def __init__(self) -> None:
+        self._by_entry: weakref.WeakValueDictionary[tuple[int, str, str], Dist] = weakref.WeakValueDictionary()
+        # The same dist reached from another text (a manifest with fields this relay does not know,
+        # the store's catalog, which writes only those it knows) is still one object.
+        self._by_value: weakref.WeakValueDictionary[tuple[object, ...], Dist] = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()  # a store parses on a thread of its own too
+
+    def __len__(self) -> int:
+        return len(self._by_entry)
+
+    def dist(self, entry: str, data: Any, export_version: str, fmt: int, where: str) -> Dist:
+        """The Dist of one manifest entry; `entry` is its canonical text (`entry_text`), `data` its
+        parsed JSON (None to parse `entry`)."""
+        # Format 1 checks a dist's version against the export's: the export's version is part of the key.
+        key = (fmt, export_version if fmt == FORMAT else "", entry)
+        with self._lock:
+            found = self._by_entry.get(key)
+        if found is None:
+            parsed = _parse_dist(json.loads(entry) if data is None else data, export_version, fmt, where)
+            value = tuple(getattr(parsed, name) for name in _DIST_FIELDS)
+            with self._lock:
+                found = self._by_value.setdefault(value, parsed)
+                self._by_entry[key] = found
+        return found
+
+
+def entry_text(data: Any) -> str:
+    """The canonical text of one manifest entry (a dist's JSON object): equal entries, equal text."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def _get(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -127,6 +227,25 @@ def _str_list(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
     if not all(isinstance(v, str) for v in values):
         raise ContractError(f"{where}: field {key!r} must be a list of strings")
     return tuple(values)
+
+
+# The same requirement lines and Requires-Python recur across dists and exports: checked once each.
+@functools.lru_cache(maxsize=16384)
+def _requirement_problem(requirement: str) -> str | None:
+    try:
+        Requirement(requirement)
+    except InvalidRequirement as e:
+        return str(e)
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _valid_specifier(specifier: str) -> bool:
+    try:
+        SpecifierSet(specifier)
+    except InvalidSpecifier:
+        return False
+    return True
 
 
 def _parse_dist(data: Any, export_version: str, fmt: int, where: str) -> Dist:
@@ -165,18 +284,15 @@ def _parse_dist(data: Any, export_version: str, fmt: int, where: str) -> Dist:
         raise ContractError(f"{where}: negative size")
     requires_dist = _str_list(data, "requires_dist", where)
     for requirement in requires_dist:
-        try:
-            Requirement(requirement)
-        except InvalidRequirement as e:
-            raise ContractError(f"{where}: bad requirement {requirement!r}: {e}") from None
+        problem = _requirement_problem(requirement)
+        if problem is not None:
+            raise ContractError(f"{where}: bad requirement {requirement!r}: {problem}")
     requires_python = data.get("requires_python")
     if requires_python is not None:
         if not isinstance(requires_python, str):
             raise ContractError(f"{where}: requires_python must be a string or null")
-        try:
-            SpecifierSet(requires_python)
-        except InvalidSpecifier:
-            raise ContractError(f"{where}: bad requires_python {requires_python!r}") from None
+        if not _valid_specifier(requires_python):
+            raise ContractError(f"{where}: bad requires_python {requires_python!r}")
     return Dist(
         name=name,
         project=project,
@@ -195,55 +311,71 @@ def _parse_dist(data: Any, export_version: str, fmt: int, where: str) -> Dist:
     )
 
 
-def parse_manifest(raw: bytes, where: str) -> Export:
-    """Parse and validate manifest bytes; `where` names the file in error messages."""
+def parse_manifest(raw: bytes, where: str, table: DistTable | None = None) -> Export:
+    """Parse and validate manifest bytes; `where` names the file in error messages. With `table`,
+    dists are shared with the other exports parsed through it."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise ContractError(f"{where}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise ContractError(f"{where}: the manifest must be a JSON object")
-    fmt = data.get("format")
+    raw_dists = _get(data, "dists", list, where)
+    header = {k: v for k, v in data.items() if k != "dists"}
+    fmt = header.get("format")
     if fmt not in FORMATS or isinstance(fmt, bool):
         raise ContractError(
             f"{where}: format {fmt!r} is not supported (this relay reads formats {', '.join(map(str, FORMATS))})"
         )
-    sha = _get(data, "sha", str, where)
+    version = _get(header, "version", str, where)
+    if table is None:
+        dists = [_parse_dist(d, version, fmt, where) for d in raw_dists]
+    else:
+        dists = [table.dist(entry_text(d), d, version, fmt, where) for d in raw_dists]
+    return export_from_parts(header, dists, where)
+
+
+def export_from_parts(header: Mapping[str, Any], dists: Sequence[Dist], where: str) -> Export:
+    """Validate a manifest's top-level fields (all but `dists`) and make its Export of parsed dists:
+    what `parse_manifest` does after the dists, and what an index of manifests uses to rebuild one."""
+    fmt = header.get("format")
+    if fmt not in FORMATS or isinstance(fmt, bool):
+        raise ContractError(
+            f"{where}: format {fmt!r} is not supported (this relay reads formats {', '.join(map(str, FORMATS))})"
+        )
+    sha = _get(header, "sha", str, where)
     if not _SHA.fullmatch(sha):
         raise ContractError(f"{where}: sha {sha!r} is not 40 lowercase hex digits")
-    version = _get(data, "version", str, where)
+    version = _get(header, "version", str, where)
     try:
         Version(version)
     except InvalidVersion:
         raise ContractError(f"{where}: version {version!r} is not a PEP 440 version") from None
-    count = _get(data, "count", int, where)
-    raw_dists = _get(data, "dists", list, where)
-    dists = tuple(_parse_dist(d, version, fmt, where) for d in raw_dists)
-    projects = [d.project for d in dists]
-    if len(set(projects)) != len(projects):
+    projects = {d.project for d in dists}
+    if len(projects) != len(dists):
         raise ContractError(f"{where}: a project is listed twice")
     return Export(
         sha=sha,
         version=version,
-        count=count,
-        namespace=_get(data, "namespace", str, where),
-        dirty=_get(data, "dirty", bool, where),
-        branches=_str_list(data, "branches", where),
-        tags=_str_list(data, "tags", where),
-        commit_time=_get(data, "commit_time", str, where),
-        dists=tuple(sorted(dists, key=lambda d: d.project)),
+        count=_get(header, "count", int, where),
+        namespace=_get(header, "namespace", str, where),
+        dirty=_get(header, "dirty", bool, where),
+        branches=_str_list(header, "branches", where),
+        tags=_str_list(header, "tags", where),
+        commit_time=_get(header, "commit_time", str, where),
+        dists=tuple(dists),  # Export sorts them by project
         format=fmt,
     )
 
 
-def read_export(directory: Path) -> Export:
+def read_export(directory: Path, table: DistTable | None = None) -> Export:
     """Read `<directory>/manifest.json` and check it belongs to that directory."""
     manifest = directory / MANIFEST
     try:
         raw = manifest.read_bytes()
     except OSError as e:
         raise ContractError(f"{manifest}: cannot be read ({e.strerror})") from None
-    export = parse_manifest(raw, str(manifest))
+    export = parse_manifest(raw, str(manifest), table)
     if export.key != directory.name:
         raise ContractError(
             f"{manifest}: names commit {export.key!r} but lies in directory {directory.name!r}"
@@ -268,8 +400,8 @@ def written_export_dir(output_dir: Path, sha: str) -> Path:
     return nested if (nested / MANIFEST).is_file() else output_dir
 
 
-def manifest_json(export: Export) -> str:
-    """The manifest text for an export (what a writer of the contract puts in manifest.json)."""
+def manifest_header(export: Export) -> dict[str, Any]:
+    """The manifest's top-level fields but `dists`, as manifest.json has them."""
     data: dict[str, Any] = {
         "format": export.format,
         "sha": export.sha,
@@ -280,25 +412,37 @@ def manifest_json(export: Export) -> str:
         "branches": list(export.branches),
         "tags": list(export.tags),
         "commit_time": export.commit_time,
-        "dists": [],
     }
     if export.format == CONTENT_FORMAT:
         data["version_scheme"] = "content"
-    for d in export.dists:
-        entry: dict[str, Any] = {
-            "name": d.name,
-            "project": d.project,
-            "version": d.version,
-            "filename": d.filename,
-            "sha256": d.sha256,
-            "size": d.size,
-            "metadata_sha256": d.metadata_sha256,
-            "metadata_size": d.metadata_size,
-            "requires_dist": list(d.requires_dist),
-            "requires_python": d.requires_python,
-            "address": d.address,
-        }
-        if export.format == CONTENT_FORMAT:
-            entry.update(origin=d.origin, fingerprint=d.fingerprint, dirty=d.dirty)
-        data["dists"].append(entry)
+    return data
+
+
+def manifest_json(export: Export) -> str:
+    """The manifest text for an export (what a writer of the contract puts in manifest.json)."""
+    header = manifest_header(export)
+    scheme = header.pop("version_scheme", None)
+    data = {**header, "dists": [dist_entry(d, export.format) for d in export.dists]}
+    if scheme is not None:
+        data["version_scheme"] = scheme
     return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+
+def dist_entry(d: Dist, fmt: int) -> dict[str, Any]:
+    """One dist's manifest entry (its JSON object) in format `fmt`."""
+    entry: dict[str, Any] = {
+        "name": d.name,
+        "project": d.project,
+        "version": d.version,
+        "filename": d.filename,
+        "sha256": d.sha256,
+        "size": d.size,
+        "metadata_sha256": d.metadata_sha256,
+        "metadata_size": d.metadata_size,
+        "requires_dist": list(d.requires_dist),
+        "requires_python": d.requires_python,
+        "address": d.address,
+    }
+    if fmt == CONTENT_FORMAT:
+        entry.update(origin=d.origin, fingerprint=d.fingerprint, dirty=d.dirty)
+    return entry

@@ -19,6 +19,7 @@ from relay.building.builders import WarmBuilder, WarmLimits
 from relay.building.materialize import ExportCommand, Limits, Materializer
 from relay.index.refs import TIP_WAIT_SECONDS, Git, Refs
 from relay.storage.store import DiskStore
+from relay.storage.catalog import CATALOG
 from relay_testing.exports import write_export
 
 pytestmark = pytest.mark.asyncio
@@ -108,7 +109,7 @@ async def test_first_request_builds_once(make_client: MakeClient, store_dir: Pat
     assert data["versions"] == [f"0.3+g{head[:12]}"]
     assert (store_dir / head / "manifest.json").is_file()
     # No worktree or staging is left behind, and git forgot the worktree.
-    assert [p.name for p in store_dir.iterdir()] == [head]
+    assert [p.name for p in store_dir.iterdir() if p.name != CATALOG] == [head]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("relay-")] == []
     assert list((tmp_path / "work").glob("*.lock")) == [], "a lock file per commit piles up"
     assert git(repo, "worktree", "list").count("\n") == 0
@@ -165,7 +166,7 @@ async def test_failed_build_is_reported_and_retried(
     assert "exit status 3" in text and "the failure the test expects" in text
     assert (await client.get(f"/{head}/simple/")).status == 502
     assert runs.read_text().splitlines() == ["run", "run"]
-    assert [p.name for p in store_dir.iterdir()] == []
+    assert [p.name for p in store_dir.iterdir() if p.name != CATALOG] == []
 
 
 async def test_build_timeout(make_client: MakeClient, store_dir: Path, repo: Path, tmp_path: Path) -> None:
@@ -245,7 +246,7 @@ async def test_a_leftover_invalid_export_directory_is_replaced_by_the_build(
     page = f"/{head}/simple/monorepo-chain-a/"
     got = await client.get(urljoin(page, (await response.json(content_type=None))["files"][0]["url"]))
     assert got.status == 200, await got.text()
-    assert sorted(p.name for p in store_dir.iterdir() if not p.name.startswith(".relay-lease-")) == [head]
+    assert sorted(p.name for p in store_dir.iterdir() if not p.name.startswith((".relay-lease-", CATALOG))) == [head]
     assert (store_dir / head / "manifest.json").read_text().startswith("{\n")
 
 

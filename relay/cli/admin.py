@@ -54,7 +54,7 @@ def token_command(args: argparse.Namespace) -> int:
 def check_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR)
     try:
-        store = open_store(args.store, create=False)
+        store = open_store(args.store, create=False, catalog=False)
         asyncio.run(_list_once(store))
     except (StoreConfigError, StoreUnavailable) as e:
         print(f"{PROG} check: {e}", file=sys.stderr)

@@ -11,9 +11,14 @@ S3_SCHEME = "s3://"
 
 
 def open_store(
-    spec: str, create: bool = True, lease_seconds: float | None = None, background_parse_bytes: int | None = None
+    spec: str,
+    create: bool = True,
+    lease_seconds: float | None = None,
+    background_parse_bytes: int | None = None,
+    catalog: bool = True,
 ) -> Store:
-    """The store `spec` names; the S3 store is not connected yet (its `start` checks it)."""
+    """The store `spec` names; the S3 store is not connected yet (its `start` checks it). `catalog`
+    False: a directory store reads and checks every export, trusting no catalog (`check`)."""
     if spec.startswith(S3_SCHEME):
         from relay.storage.s3 import LEASE_SECONDS, S3Location, S3Store  # aiobotocore loads only here
 
@@ -28,7 +33,7 @@ def open_store(
             raise StoreConfigError(f"--store {spec}: cannot create the directory ({e.strerror})") from None
     elif not path.is_dir():
         raise StoreConfigError(f"--store {spec}: no such directory")
-    return DiskStore(path, background_parse_bytes=background_parse_bytes)
+    return DiskStore(path, background_parse_bytes=background_parse_bytes, catalog=catalog)
 
 
 async def check_store(store: Store) -> None:

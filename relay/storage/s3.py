@@ -31,7 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator, Mapping
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -46,7 +46,7 @@ from botocore.exceptions import (
 
 from relay.storage.bucket import Bucket, S3Location, error_code, http_status, missing, precondition_failed
 from relay.storage.leases import LEASES, Lease
-from relay.contract import MANIFEST, ContractError, Export, parse_manifest, read_export
+from relay.contract import MANIFEST, ContractError, DistTable, Export, parse_manifest, read_export
 from relay.storage.store import (
     CHUNK_BYTES,
     TOUCH_INTERVAL_SECONDS,
@@ -80,6 +80,10 @@ DELETES_PER_CHECK = 100
 PUBLISH_WAIT_LEASES = 10
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 PRESIGN_SECONDS = 300
+# A replica lists the manifests every scan interval but makes at most one LIST request (a page of
+# 1,000 manifests) per this many seconds on average: 1,500 exports, 2 requests per 5 s; 20,000
+# exports, 20 requests per 20 s.
+LIST_PAGE_SECONDS = 1.0
 
 
 @functools.lru_cache(maxsize=1)
@@ -99,6 +103,14 @@ def _session() -> Any:
 class _Listed:
     etag: str
     modified: float
+
+
+def listing_interval(scan_interval: float, pages: int) -> float:
+    """Seconds between two listings of the manifests: `scan_interval`, stretched once they take more
+    than one LIST request (1,000 manifests) so that a replica makes at most one per LIST_PAGE_SECONDS
+    on average. Only new or changed manifests (by ETag) are read and parsed; the listing itself grows
+    with the exports."""
+    return scan_interval if pages <= 1 else max(scan_interval, pages * LIST_PAGE_SECONDS)
 
 
 class S3Store(Store):
@@ -135,6 +147,11 @@ class S3Store(Store):
         # The file objects (sha256 -> size) as last listed; listed again when a manifest names one
         # that is not in it.
         self._objects: dict[str, int] = {}
+        # Dists shared by content across exports: memory follows distinct dists, not exports x dists.
+        self._table = DistTable()
+        # LIST requests made, and how many the last listing of the manifests took.
+        self._pages_listed = 0
+        self._manifest_pages = 1
 
     # Keys in the bucket.
 
@@ -236,7 +253,8 @@ class S3Store(Store):
         await self.move_legacy_files()
         await self.refresh()
         self._tasks = [
-            asyncio.ensure_future(self._every(self.scan_interval, self.refresh)),
+            asyncio.ensure_future(self._every(lambda: listing_interval(self.scan_interval, self._manifest_pages),
+                                              self.refresh)),
             asyncio.ensure_future(self._every(TOUCH_INTERVAL_SECONDS, self.flush_last_use)),
         ]
 
@@ -283,9 +301,9 @@ class S3Store(Store):
                 Bucket=self.location.bucket, Delete={"Objects": batch, "Quiet": True}))
         return len(legacy)
 
-    async def _every(self, interval: float, work: Any) -> None:
+    async def _every(self, interval: float | Callable[[], float], work: Any) -> None:
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(interval() if callable(interval) else interval)
             try:
                 await work()
             except StoreUnavailable:
@@ -332,6 +350,7 @@ class S3Store(Store):
             if token:
                 kwargs["ContinuationToken"] = token
             page = await self.bucket.call(f"listing {prefix}", self.bucket.client.list_objects_v2(**kwargs))
+            self._pages_listed += 1
             for item in page.get("Contents", ()):
                 yield item
             token = page.get("NextContinuationToken")
@@ -342,10 +361,12 @@ class S3Store(Store):
         """List the manifests; read the new or changed ones and check their files are all there."""
         prefix = f"{self.location.prefix}manifests/"
         listed: dict[str, _Listed] = {}
+        pages_before = self._pages_listed
         async for item in self._list(prefix):
             name = item["Key"][len(prefix):]
             if name.endswith(".json") and "/" not in name and not name.startswith("."):
                 listed[name[: -len(".json")]] = _Listed(item["ETag"], item["LastModified"].timestamp())
+        self._manifest_pages = self._pages_listed - pages_before
         found: dict[str, StoredExport] = {}
         fresh = [False]  # the file objects were listed in this round
         for key, entry in listed.items():
@@ -393,7 +414,7 @@ class S3Store(Store):
         if raw is None:
             return None  # evicted between the listing and now
         try:
-            export = parse_manifest(raw, where)
+            export = parse_manifest(raw, where, self._table)
             if export.key != key:
                 raise ContractError(f"{where}: names commit {export.key!r} but is stored as {key!r}")
             if any(self._objects.get(sha256) != size for sha256, size in export.files.values()):

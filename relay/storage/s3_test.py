@@ -18,7 +18,7 @@ from relay import cli
 from relay.web.app import create_app
 from relay.web.keys import Settings
 from relay.contract import MANIFEST
-from relay.storage.s3 import S3Location, S3Store
+from relay.storage.s3 import S3Location, S3Store, listing_interval
 from relay_testing.seaweedfs import SeaweedFS
 from relay.storage.store import PublishConflict, StoreConfigError
 from relay_testing.exports import fake_sha, write_export
@@ -238,3 +238,11 @@ def test_check_lists_a_bucket(s3_url: str, tmp_path: Path, capsys: pytest.Captur
     assert cli.main(["publish", str(tmp_path / export.key), "--store", s3_url]) == 0
     assert cli.main(["check", s3_url]) == 0
     assert f"ok    {export.key}" in capsys.readouterr().out
+
+
+def test_the_listing_interval_bounds_list_requests_per_second() -> None:
+    assert listing_interval(5.0, 1) == 5.0
+    assert listing_interval(5.0, 2) == 5.0  # 1,500 exports: two pages every 5 s
+    assert listing_interval(5.0, 20) == 20.0  # 20,000 exports: one page a second on average
+    assert listing_interval(0.5, 1) == 0.5  # one page: as configured
+    assert listing_interval(0.5, 3) == 3.0

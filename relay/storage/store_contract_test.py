@@ -205,3 +205,17 @@ async def test_eviction_by_size_takes_the_least_recently_used(backend: Backend, 
     evicted = await store.evict(EvictionPolicy(max_age_seconds=None, max_size_bytes=cap))
     assert evicted == [exports[1].key]
     assert sorted(store.exports()) == sorted([exports[0].key, exports[2].key])
+
+
+async def test_unchanged_dists_are_one_object_across_exports(backend: Backend, tmp_path: Path) -> None:
+    # Content versions: the chain keeps the first commit's bytes, monorepo.tools changes each time.
+    same = {name: (fake_sha(1), 1) for name in ("monorepo.chain.a", "monorepo.chain.b", "monorepo.chain.c")}
+    for n in (1, 2, 3):
+        out = tmp_path / f"content-{n}"
+        export = write_export(out, fake_sha(n), n, origins=same)
+        await backend.store.publish(out / export.key)
+    await backend.store.refresh()
+    listed = sorted((s.export for s in backend.store.exports().values()), key=lambda e: e.count)
+    assert len(listed) == 3
+    assert listed[0].dist("monorepo-chain-a") is listed[1].dist("monorepo-chain-a") is listed[2].dist("monorepo-chain-a")
+    assert listed[0].dist("monorepo-tools") != listed[1].dist("monorepo-tools")

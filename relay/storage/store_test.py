@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from relay.contract import MANIFEST, ContractError, parse_manifest, read_export
+from relay.storage.catalog import CATALOG
 from relay.storage.store import DiskStore, EvictionPolicy
 from relay_testing.exports import fake_sha, write_export
 
@@ -149,7 +150,7 @@ def test_eviction_by_age_and_size(store_dir: Path) -> None:
         evicted = store.evict_now(EvictionPolicy(max_age_seconds=None, max_size_bytes=cap), now=now)
     assert evicted == [exports[2].key]
     assert sorted(store.exports()) == sorted([exports[1].key, exports[3].key])
-    assert [p.name for p in store_dir.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in store_dir.iterdir() if p.name.startswith(".") and p.name != CATALOG] == []
 
 
 def test_touch_keeps_an_export(store_dir: Path) -> None:
@@ -235,9 +236,9 @@ def test_a_bad_manifest_is_parsed_once_per_change(store_dir: Path, monkeypatch: 
     reads: list[str] = []
     real_read = store_module.read_export
 
-    def counting_read(directory: Path):  # type: ignore[no-untyped-def]
+    def counting_read(directory: Path, *args):  # type: ignore[no-untyped-def]
         reads.append(directory.name)
-        return real_read(directory)
+        return real_read(directory, *args)
 
     monkeypatch.setattr(store_module, "read_export", counting_read)
     store = DiskStore(store_dir, scan_interval=0)
@@ -262,9 +263,9 @@ def test_large_manifests_are_parsed_off_the_calling_thread(store_dir: Path, monk
     threads: list[str] = []
     real_read = store_module.read_export
 
-    def recording_read(directory: Path):  # type: ignore[no-untyped-def]
+    def recording_read(directory: Path, *args):  # type: ignore[no-untyped-def]
         threads.append(threading.current_thread().name)
-        return real_read(directory)
+        return real_read(directory, *args)
 
     monkeypatch.setattr(store_module, "read_export", recording_read)
     store = DiskStore(store_dir, scan_interval=0, background_parse_bytes=1 << 20)
@@ -309,4 +310,4 @@ def test_a_pin_held_by_another_process_keeps_the_export(store_dir: Path) -> None
     finally:
         holder.communicate("", timeout=30)
     assert store.evict_now(EvictionPolicy(max_age_seconds=0), now=time.time() + 10) == [pinned.key]
-    assert [p.name for p in store_dir.iterdir()] == []
+    assert [p.name for p in store_dir.iterdir() if p.name != CATALOG] == []

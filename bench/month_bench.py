@@ -1,0 +1,253 @@
+"""A month of main in one store: the relay's start-up, memory and latency over many exports.
+
+`relay_testing.exports.write_history` writes `exports` content-versioned exports of `dists` dists,
+one dist changed per commit (as `--follow main` produces), unchanged wheels hard-linked. Smaller
+stores are hard-linked copies of its first N exports. Per size, relays are started with `serve
+--store DIR` (push mode: `main` comes from the manifests, so `/main/simple/` is a branch index over
+every export) and measured from the outside:
+
+- start-up: from the process's start to the first 200 of `/main/simple/<project>/`, polled every
+  20 ms; with no catalog (the first start over an existing store: every manifest parsed and
+  checked) and with it (every restart after);
+- resident memory (VmRSS) after that first page and after the latency sweep;
+- latency: one client, one keep-alive connection, `requests` distinct projects of the tip's index
+  (`/<sha>/simple/<project>/`), of the branch index (`/main/simple/<project>/`, each rendered over
+  every export the first time) and of the tip's wheels, then the same again (rendered pages and
+  small files are kept): p50 and p99 of each.
+
+The floor is the relay before the catalog and shared dists (`before`, a git commit of this
+repository, run from a `git archive` of it), at the sizes it can afford (it holds every manifest's
+every dist: about 2.7 MB per 1,000-dist export).
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from procs import OUT, ROOT, BenchError, Server, free_port, proc_rss_mb, summarize
+
+sys.path.insert(0, str(ROOT))
+from relay.storage.catalog import CATALOG  # noqa: E402
+from relay_testing.exports import fake_sha, write_history  # noqa: E402
+
+# The relay before this part's change (shared dists, the catalog): the floor it is measured against.
+BEFORE = "ec5cfff"
+
+
+def _store(work: Path, dists: int, exports: int, log: Callable[[str], None]) -> Path:
+    """The full store, written once and kept between runs (it takes minutes)."""
+    store = work / f"store-{dists}x{exports}"
+    done = store / ".bench-complete"
+    if not done.exists():
+        shutil.rmtree(store, ignore_errors=True)
+        started = time.monotonic()
+        log(f"month: writing {exports} exports of {dists} dists")
+        write_history(store, dists, exports,
+                      progress=lambda n: log(f"month: {n} exports written") if n % 250 == 0 else None)
+        done.write_text(f"{time.monotonic() - started:.1f}\n")
+    return store
+
+
+def _subset(full: Path, keys: list[str], n: int) -> Path:
+    """A store of the first `n` exports, hard-linked (no catalog)."""
+    if n == len(keys):
+        return full
+    store = full.parent / f"{full.name}-first-{n}"
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir()
+    for key in keys[:n]:
+        subprocess.run(["cp", "-al", str(full / key), str(store / key)], check=True)
+    return store
+
+
+def _before(work: Path) -> Path:
+    """A checkout of the relay as it was before (only what `python -m relay` needs)."""
+    tree = work / f"before-{BEFORE}"
+    if not (tree / "relay").is_dir():
+        shutil.rmtree(tree, ignore_errors=True)
+        tree.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", BEFORE, "relay"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, float]:
+    start = time.perf_counter()
+    conn.request("GET", path, headers={"Accept": "text/html"})
+    response = conn.getresponse()
+    response.read()
+    return response.status, time.perf_counter() - start
+
+
+def _serve(name: str, code: Path, store: Path, work: Path, first_path: str,
+           timeout: float) -> tuple[Server, int, float]:
+    port = free_port()
+    argv = [sys.executable, "-m", "relay", "serve", "--store", str(store), "--host", "127.0.0.1",
+            "--port", str(port), "--no-access-log"]
+    log_file = work / f"{name}.log"
+    log_file.unlink(missing_ok=True)
+    started = time.monotonic()
+    server = Server(name, argv, cwd=code, log=log_file, env={"PYTHONPATH": str(code), "PATH": os.environ["PATH"]})
+    while True:
+        if server.process.poll() is not None:
+            raise BenchError(f"{name} exited: {log_file.read_text()[-2000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+            status, _ = _get(conn, first_path)
+            conn.close()
+            if status == 200:
+                return server, port, time.monotonic() - started
+        except OSError:
+            pass
+        if time.monotonic() - started > timeout:
+            server.stop()
+            raise BenchError(f"{name} served no page within {timeout} s")
+        time.sleep(0.02)
+
+
+def _sweep(port: int, tip: str, projects: list[str], wheels: list[str]) -> dict[str, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    routes = {
+        "tip index page": [f"/{tip}/simple/{p}/" for p in projects],
+        "branch index page": [f"/main/simple/{p}/" for p in projects],
+        "wheel": [f"/{tip}/{w}" for w in wheels],
+    }
+    result: dict[str, Any] = {}
+    try:
+        for route, paths in routes.items():
+            for round_name in ("first", "again"):
+                times = []
+                for path in paths:
+                    status, seconds = _get(conn, path)
+                    if status != 200:
+                        raise BenchError(f"GET {path}: {status}")
+                    times.append(seconds * 1000)
+                times.sort()
+                result[f"{route}, {round_name}"] = {
+                    "p50_ms": times[len(times) // 2], "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
+                    "summary": summarize(times),
+                }
+    finally:
+        conn.close()
+    return result
+
+
+def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], requests: int,
+        log: Callable[[str], None]) -> dict[str, Any]:
+    work = OUT / "month"
+    work.mkdir(parents=True, exist_ok=True)
+    full = _store(work, dists, max(sizes), log)
+    keys = [fake_sha(n) for n in range(1, max(sizes) + 1)]  # write_history's commits, oldest first
+    before = _before(work)
+    rng = random.Random(24)
+    rows: list[dict[str, Any]] = []
+    for n in sizes:
+        store = _subset(full, keys, n)
+        tip = keys[n - 1]
+        tip_files = sorted(p.name for p in (store / tip).iterdir() if p.name.endswith(".whl"))
+        wheels = rng.sample(tip_files, min(requests, len(tip_files)))
+        projects = sorted({w.split("-", 1)[0].replace("_", "-") for w in wheels})
+        first_path = f"/main/simple/{projects[0]}/"
+        store_bytes = sum(f.stat().st_size for f in (store / tip).iterdir() if f.is_file())
+        variants = [("no catalog (first start)", ROOT, True), ("catalog (restart)", ROOT, False)]
+        if n in before_sizes:
+            variants.append((f"before ({BEFORE})", before, False))
+        for variant, code, drop_catalog in variants:
+            if drop_catalog:
+                for suffix in ("", "-journal", "-wal", "-shm"):
+                    Path(f"{store / CATALOG}{suffix}").unlink(missing_ok=True)
+            name = f"relay-{n}-{variant.split()[0]}"
+            log(f"month: {n} exports, {variant}: starting")
+            server, port, startup = _serve(name, code, store, work, first_path, timeout=1800)
+            try:
+                rss_first = proc_rss_mb(server.pid)
+                latency = _sweep(port, tip, projects, wheels)
+                rss_after = proc_rss_mb(server.pid)
+            finally:
+                server.stop()
+            row = {"exports": n, "dists": dists, "relay": variant, "startup_s": startup,
+                   "rss_first_page_mb": rss_first["rss"], "rss_after_mb": rss_after["rss"],
+                   "peak_rss_mb": rss_after["peak"], "latency": latency, "export_bytes": store_bytes}
+            rows.append(row)
+            log(f"month: {n} exports, {variant}: first page after {startup:.2f} s, RSS {rss_first['rss']:.0f} MB, "
+                f"{rss_after['rss']:.0f} MB after {len(projects)} projects x 3 routes x 2")
+        if store != full:
+            shutil.rmtree(store, ignore_errors=True)
+    catalog_bytes = (full / CATALOG).stat().st_size if (full / CATALOG).exists() else None
+    return {"dists": dists, "sizes": list(sizes), "before_sizes": list(before_sizes), "requests": requests,
+            "before": BEFORE, "catalog_bytes": catalog_bytes,
+            "write_seconds": float((full / ".bench-complete").read_text()), "rows": rows}
+
+
+def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..., str]) -> list[str]:
+    d = payload["data"]
+    header = ["exports", "relay", "first page (s)", "RSS after it (MB)", "RSS after the sweep (MB)",
+              "tip page p50 / p99 (ms)", "branch page first p50 / p99 (ms)", "branch page again p50 / p99 (ms)",
+              "wheel p50 / p99 (ms)"]
+
+    def lat(row: dict[str, Any], key: str) -> str:
+        entry = row["latency"][key]
+        return f"{entry['p50_ms']:.1f} / {entry['p99_ms']:.1f}"
+
+    rows = [[str(r["exports"]), r["relay"], f"{r['startup_s']:.2f}", f"{r['rss_first_page_mb']:.0f}",
+             f"{r['rss_after_mb']:.0f}", lat(r, "tip index page, again"), lat(r, "branch index page, first"),
+             lat(r, "branch index page, again"), lat(r, "wheel, again")] for r in d["rows"]]
+    catalog = f"{d['catalog_bytes'] / 1e6:.1f} MB" if d.get("catalog_bytes") else "n/a"
+    return [
+        "## A month of main in one store",
+        "",
+        f"Started {payload['started']}. `bench/month_bench.py`: {max(d['sizes'])} content-versioned exports of "
+        f"{d['dists']} dists (`relay_testing.exports.write_history`: one dist changed per commit, unchanged "
+        f"wheels hard-linked; written in {d['write_seconds']:.0f} s), the smaller stores hard-linked copies of "
+        "the first N. One relay at a time, `serve --store DIR` (push mode: `main` from the manifests, so "
+        "`/main/simple/<project>/` lists the project over every export). First page: from the process's start "
+        "to the first 200 of a branch page (polled every 20 ms). Latency: one keep-alive client, "
+        f"{d['requests']} projects of the tip's index, of the branch index (rendered over every export the "
+        "first time) and their wheels, then the same again. The floor is the relay before the catalog and "
+        f"shared dists (`{d['before']}`), at the sizes it can afford. The catalog at "
+        f"{max(d['sizes'])} exports: {catalog}.",
+        "",
+        table(header, rows),
+        "",
+    ]
+
+
+def targets(d: dict[str, Any]) -> list[list[str]]:
+    """Issue 24's targets for the relay, against the floor measured in the same run."""
+    out: list[list[str]] = []
+
+    def add(target: str, measured: str, met: bool) -> None:
+        out.append([target, measured, "**met**" if met else "**missed**"])
+
+    n = max(d["sizes"])
+    rows = [r for r in d["rows"] if r["exports"] == n]
+    restart = next((r for r in rows if r["relay"].startswith("catalog")), None)
+    first = next((r for r in rows if r["relay"].startswith("no catalog")), None)
+    if restart is None or first is None:
+        return out
+    worst_rss = max(r["rss_after_mb"] for r in (restart, first))
+    add(f"relay over {n:,} exports of {d['dists']:,} dists (one changed per export): resident memory <= 300 MB",
+        f"{restart['rss_after_mb']:.0f} MB after a restart, {first['rss_after_mb']:.0f} MB after a first start "
+        "(after the latency sweep)", worst_rss <= 300)
+    add(f"relay over {n:,} exports: start-up (first page served) <= 3 s",
+        f"{restart['startup_s']:.2f} s with the catalog (every restart); {first['startup_s']:.1f} s building it "
+        "(once per store)", restart["startup_s"] <= 3)
+    floor_n = max(d["before_sizes"], default=None)
+    floor = next((r for r in d["rows"] if r["exports"] == floor_n and r["relay"].startswith("before")), None)
+    if floor is not None:
+        keys = ("tip index page, again", "wheel, again")
+        mine = [restart["latency"][k]["p50_ms"] for k in keys]
+        theirs = [floor["latency"][k]["p50_ms"] for k in keys]
+        add(f"relay over {n:,} exports: page and file latency as today (the relay before, {floor_n} exports, "
+            "same run)",
+            f"p50 page {mine[0]:.1f} ms vs {theirs[0]:.1f} ms, wheel {mine[1]:.1f} ms vs {theirs[1]:.1f} ms",
+            all(m <= max(1.25 * t, t + 1.0) for m, t in zip(mine, theirs)))
+    return out

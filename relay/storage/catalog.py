@@ -1,0 +1,221 @@
+"""The disk store's catalog: every valid export's parsed manifest in one SQLite file in the store.
+
+A restart reads this one file instead of parsing every manifest and checking every listed file
+(1,500 exports of 1,000 dists are about a gigabyte of manifests). It is never the source of truth:
+a row is used only while its export's directory and manifest have the stamp the row records (the
+manifest is written last and files are never modified in place, so the export the row describes is
+still the one on disk); anything else is parsed from the manifest again. A missing, damaged or
+older-schema file is rebuilt from the manifests; a crash while writing leaves the last committed
+rows (SQLite's transactions), each of which describes one complete export.
+
+Dists are stored once by content (their manifest entry's canonical text), and each export as a
+list of their ids, so the file, like the store's memory, grows with distinct dists.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from relay.contract import (
+    ContractError, Dist, DistTable, Export, dist_entry, entry_text, export_from_parts, manifest_header,
+)
+
+logger = logging.getLogger("relay.store")
+
+CATALOG = ".relay-catalog.sqlite3"
+# Bumped when the tables change: a file of another schema is rebuilt.
+SCHEMA = 1
+# Another process of this store (`--workers N`) writing: wait this long, else write next time.
+BUSY_SECONDS = 0.5
+
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS dists (id INTEGER PRIMARY KEY, entry TEXT NOT NULL UNIQUE)",
+    # stamp: JSON list of the directory's and manifest's stamp; header: the manifest but `dists`;
+    # dists: their ids, an array of 32-bit unsigned integers (machine byte order).
+    "CREATE TABLE IF NOT EXISTS exports (key TEXT PRIMARY KEY, stamp TEXT NOT NULL, size INTEGER NOT NULL,"
+    " header TEXT NOT NULL, dists BLOB NOT NULL)",
+)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """An export as the catalog recorded it, for the stamp it had then."""
+
+    stamp: tuple[int, ...]
+    export: Export
+    size: int
+
+
+class Catalog:
+    """The catalog file of one store directory (opened on first use)."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / CATALOG
+        self._db: sqlite3.Connection | None = None
+        self._broken = False  # cannot be created or written here (read-only store): run without it
+        self._ids: dict[str, int] = {}  # entry text -> id, for the rows this process read or wrote
+
+    def _connect(self) -> sqlite3.Connection | None:
+        if self._db is not None or self._broken:
+            return self._db
+        for attempt in range(2):
+            try:
+                db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
+                try:
+                    with db:
+                        for statement in _TABLES:
+                            db.execute(statement)
+                    row = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+                    if row is None:
+                        with db:
+                            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA),))
+                    elif row[0] != str(SCHEMA):
+                        raise sqlite3.DatabaseError(f"schema {row[0]}, this relay writes {SCHEMA}")
+                    db.execute("PRAGMA quick_check").fetchone()
+                except BaseException:
+                    db.close()
+                    raise
+                self._db = db
+                return db
+            except sqlite3.OperationalError as e:
+                if "locked" in str(e) or "busy" in str(e):
+                    return None  # another process is creating it: next time
+                self._give_up(e)
+                return None
+            except sqlite3.DatabaseError as e:
+                if attempt:
+                    self._give_up(e)
+                    return None
+                # Damaged or of another schema: it is only a cache of the manifests.
+                logger.warning("rebuilding the store's catalog %s from the manifests: %s", self.path, e)
+                self._remove()
+        return None
+
+    def _give_up(self, e: Exception) -> None:
+        logger.warning("running without the store's catalog %s: %s (every start parses every manifest)", self.path, e)
+        self._broken = True
+
+    def _remove(self) -> None:
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            try:
+                os.unlink(f"{self.path}{suffix}")
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                logger.warning("cannot remove %s%s: %s", self.path, suffix, e.strerror)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def load(self, table: DistTable) -> dict[str, Recorded]:
+        """Every recorded export, its dists shared through `table`. Rows that no longer pass the
+        contract's checks are left out (their exports are parsed from their manifests)."""
+        db = self._connect()
+        if db is None:
+            return {}
+        try:
+            entries = dict(db.execute("SELECT id, entry FROM dists").fetchall())
+            rows = db.execute("SELECT key, stamp, size, header, dists FROM exports").fetchall()
+        except sqlite3.DatabaseError as e:
+            logger.warning("rebuilding the store's catalog %s from the manifests: %s", self.path, e)
+            self.close()
+            self._remove()
+            return {}
+        self._ids = {text: id_ for id_, text in entries.items()}
+        # Per (format, export version if format 1, which checks each dist against it): id -> Dist,
+        # so each distinct dist is parsed once however many exports list it.
+        dists: dict[tuple[int, str], dict[int, Dist]] = {}
+        recorded: dict[str, Recorded] = {}
+        for key, stamp, size, header_text, blob in rows:
+            where = f"{self.path} ({key})"
+            try:
+                header = json.loads(header_text)
+                fmt, version = header.get("format"), header.get("version")
+                if not isinstance(fmt, int) or not isinstance(version, str):
+                    raise ContractError(f"{where}: no format or version")
+                ids = array.array("I")
+                ids.frombytes(blob)
+                by_id = dists.setdefault((fmt, version if fmt == 1 else ""), {})
+                for id_ in set(ids).difference(by_id):
+                    text = entries.get(id_)
+                    if text is None:
+                        raise ContractError(f"{where}: dist {id_} is not recorded")
+                    by_id[id_] = table.dist(text, None, version, fmt, where)
+                listed = list(map(by_id.__getitem__, ids))
+                export = export_from_parts(header, listed, where)
+                recorded[key] = Recorded(stamp=tuple(json.loads(stamp)), export=export, size=int(size))
+            except (ContractError, ValueError, TypeError) as e:
+                logger.info("the store's catalog has a row it cannot use (%s): its manifest is read", e)
+        return recorded
+
+    def write(self, records: Mapping[str, Recorded], removed: Iterable[str] = ()) -> bool:
+        """Record exports (replacing their rows) and forget others, in one transaction. False when
+        another process holds the file or it cannot be written: the caller tries again later."""
+        db = self._connect()
+        if db is None:
+            return False
+        try:
+            with db:  # one transaction: all of it or nothing
+                db.execute("BEGIN IMMEDIATE")
+                for key in removed:
+                    db.execute("DELETE FROM exports WHERE key = ?", (key,))
+                for key, record in records.items():
+                    ids = array.array("I", self._dist_ids(db, record.export))
+                    db.execute(
+                        "INSERT OR REPLACE INTO exports VALUES (?, ?, ?, ?, ?)",
+                        (key, json.dumps(list(record.stamp)), record.size,
+                         json.dumps(manifest_header(record.export)), ids.tobytes()),
+                    )
+            return True
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                return False
+            self._give_up(e)
+            self.close()
+            return False
+        except sqlite3.DatabaseError as e:
+            logger.warning("rebuilding the store's catalog %s from the manifests: %s", self.path, e)
+            self.close()
+            self._remove()
+            return False
+
+    def _dist_ids(self, db: sqlite3.Connection, export: Export) -> Sequence[int]:
+        ids = []
+        for dist in export.dists:
+            text = entry_text(dist_entry(dist, export.format))
+            id_ = self._ids.get(text)
+            if id_ is None:
+                db.execute("INSERT OR IGNORE INTO dists (entry) VALUES (?)", (text,))
+                id_ = db.execute("SELECT id FROM dists WHERE entry = ?", (text,)).fetchone()[0]
+                self._ids[text] = id_
+            ids.append(id_)
+        return ids
+
+    def forget_unlisted_dists(self) -> None:
+        """Drop dists no export row lists (after evictions); cheap enough to run with eviction."""
+        db = self._connect()
+        if db is None:
+            return
+        try:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                listed: set[int] = set()
+                for (blob,) in db.execute("SELECT dists FROM exports"):
+                    ids = array.array("I")
+                    ids.frombytes(blob)
+                    listed.update(ids)
+                unlisted = [(id_,) for (id_,) in db.execute("SELECT id FROM dists") if id_ not in listed]
+                db.executemany("DELETE FROM dists WHERE id = ?", unlisted)
+            self._ids = {}
+        except sqlite3.DatabaseError:
+            pass  # another process holds it, or it is rebuilt at the next write
