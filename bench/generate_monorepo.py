@@ -31,6 +31,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -316,3 +317,30 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def fast_import_history(repo: GeneratedRepo, files: list[str], commits: int) -> float:
+    """`commits` first-parent commits on main, the n-th appending a line to one of `files` (a fixed
+    stride over them), written with one `git fast-import`; the work tree follows main. Returns the
+    seconds of the import and the reset (not of building its input)."""
+    contents = {path: (repo.path / path).read_text() for path in files}
+    stride = 7 if len(files) % 7 else 11
+    when = int(git(repo.path, "show", "-s", "--format=%ct", "HEAD"))
+    chunks: list[bytes] = []
+    for n in range(commits):
+        path = files[(n * stride) % len(files)]
+        contents[path] += f"HISTORY_{n} = {n}\n"
+        message = f"history {n}: {path}".encode()
+        data = contents[path].encode()
+        chunks.append(
+            b"commit refs/heads/main\n"
+            + f"committer Bench <bench@export-dists.invalid> {when + n + 1} +0000\n".encode()
+            + f"data {len(message)}\n".encode() + message + b"\n"
+            + (b"from refs/heads/main^0\n" if n == 0 else b"")
+            + f"M 100644 inline {path}\n".encode()
+            + f"data {len(data)}\n".encode() + data + b"\n"
+        )
+    started = time.monotonic()
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=repo.path, input=b"".join(chunks), check=True)
+    git(repo.path, "reset", "--quiet", "--hard", "main")
+    return time.monotonic() - started

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from generate_monorepo import GeneratedRepo, Shape, edit_and_commit, generate, git, plan_targets
+from generate_monorepo import GeneratedRepo, Shape, edit_and_commit, fast_import_history, generate, git, plan_targets
 from procs import OUT, ROOT, summarize
 
 sys.path[:0] = [str(ROOT / "core"), str(ROOT / "pants-plugins")]
@@ -55,27 +55,7 @@ def add_history(repo: GeneratedRepo, commits: int, log: Callable[[str], None]) -
     """`commits` first-parent commits on main, each editing one module of every other target in turn,
     written with one `git fast-import`; the seconds it took."""
     files = [f"{t.directory}/m0.py" for t in repo.targets[::2]]
-    contents = {path: (repo.path / path).read_text() for path in files}
-    stride = 7 if len(files) % 7 else 11
-    when = int(git(repo.path, "show", "-s", "--format=%ct", "HEAD"))
-    chunks: list[bytes] = []
-    for n in range(commits):
-        path = files[(n * stride) % len(files)]
-        contents[path] += f"HISTORY_{n} = {n}\n"
-        message = f"history {n}: {path}".encode()
-        data = contents[path].encode()
-        chunks.append(
-            b"commit refs/heads/main\n"
-            + f"committer Bench <bench@export-dists.invalid> {when + n + 1} +0000\n".encode()
-            + f"data {len(message)}\n".encode() + message + b"\n"
-            + (b"from refs/heads/main^0\n" if n == 0 else b"")
-            + f"M 100644 inline {path}\n".encode()
-            + f"data {len(data)}\n".encode() + data + b"\n"
-        )
-    started = time.monotonic()
-    subprocess.run(["git", "fast-import", "--quiet"], cwd=repo.path, input=b"".join(chunks), check=True)
-    git(repo.path, "reset", "--quiet", "--hard", "main")
-    seconds = time.monotonic() - started
+    seconds = fast_import_history(repo, files, commits)
     log(f"added {commits} commits of history with git fast-import in {seconds:.1f} s")
     return seconds
 
