@@ -442,7 +442,8 @@ class DiskStore(Store):
             exports = dict(self._exports)
             stamps = dict(self._stamps)
             for name in gone:
-                del exports[name], stamps[name]
+                exports.pop(name, None)
+                stamps.pop(name, None)
             for name, update in updates.items():
                 if update is None:
                     exports.pop(name, None)
@@ -489,7 +490,7 @@ class DiskStore(Store):
             return []
         share = elapsed / (FULL_PASS_INTERVALS * max(self.scan_interval, 1e-9))
         count = len(names) if share >= 1 else max(1, math.ceil(len(names) * share))
-        start = int(self._cursor) % len(names)
+        start = self._cursor % len(names)
         self._cursor = start + count
         return names[start:start + count] + names[: max(0, start + count - len(names))]
 
