@@ -47,6 +47,9 @@ from relay_testing.exports import fake_sha, write_history  # noqa: E402
 
 # The relay before this part's change (shared dists, the catalog): the floor it is measured against.
 BEFORE = "ec5cfff"
+# The relay with the catalog but a scan that read every export's manifest stamp each second (issue
+# 24's first round): the latency and start-up it had, measured in the same run as this one.
+PREVIOUS = "af5a839"
 
 
 def _store(work: Path, dists: int, exports: int, log: Callable[[str], None]) -> Path:
@@ -75,13 +78,13 @@ def _subset(full: Path, keys: list[str], n: int) -> Path:
     return store
 
 
-def _before(work: Path) -> Path:
-    """A checkout of the relay as it was before (only what `python -m relay` needs)."""
-    tree = work / f"before-{BEFORE}"
+def _before(work: Path, commit: str = BEFORE) -> Path:
+    """A checkout of the relay at `commit` (only what `python -m relay` needs)."""
+    tree = work / f"before-{commit}"
     if not (tree / "relay").is_dir():
         shutil.rmtree(tree, ignore_errors=True)
         tree.mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", BEFORE, "relay"], check=True,
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "relay"], check=True,
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     return tree
@@ -231,12 +234,14 @@ def _timed(conn: http.client.HTTPConnection, route: str, paths: list[str]) -> di
 
 
 def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], requests: int,
-        log: Callable[[str], None], s3_sizes: tuple[int, ...] = ()) -> dict[str, Any]:
+        log: Callable[[str], None], s3_sizes: tuple[int, ...] = (),
+        previous_sizes: tuple[int, ...] = ()) -> dict[str, Any]:
     work = OUT / "month"
     work.mkdir(parents=True, exist_ok=True)
     full = _store(work, dists, max(sizes), log)
     keys = [fake_sha(n) for n in range(1, max(sizes) + 1)]  # write_history's commits, oldest first
     before = _before(work)
+    previous = _before(work, PREVIOUS) if previous_sizes else None
     rng = random.Random(24)
     rows: list[dict[str, Any]] = []
     for n in sizes:
@@ -250,6 +255,8 @@ def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], reque
         variants = [("no catalog (first start)", ROOT, True), ("catalog (restart)", ROOT, False)]
         if n in before_sizes:
             variants.append((f"before ({BEFORE})", before, False))
+        if previous is not None and n in previous_sizes:
+            variants.append((f"previous (catalog, {PREVIOUS})", previous, False))
         for variant, code, drop_catalog in variants:
             if drop_catalog:
                 for suffix in ("", "-journal", "-wal", "-shm"):
@@ -275,7 +282,8 @@ def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], reque
     catalog_bytes = (full / CATALOG).stat().st_size if (full / CATALOG).exists() else None
     s3_rows = _s3_rows(full, keys, s3_sizes, work, log) if s3_sizes else []
     return {"dists": dists, "sizes": list(sizes), "before_sizes": list(before_sizes), "requests": requests,
-            "s3_sizes": list(s3_sizes), "s3_rows": s3_rows,
+            "s3_sizes": list(s3_sizes), "s3_rows": s3_rows, "previous": PREVIOUS,
+            "previous_sizes": list(previous_sizes),
             "before": BEFORE, "catalog_bytes": catalog_bytes,
             "write_seconds": float((full / ".bench-complete").read_text()), "rows": rows}
 
@@ -296,6 +304,8 @@ def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..
              lat(r, "branch index page, again"), lat(r, "wheel, again")] for r in d["rows"]]
     catalog = f"{d['catalog_bytes'] / 1e6:.1f} MB" if d.get("catalog_bytes") else "n/a"
     loads = [r["load"] for r in d["rows"] + d.get("s3_rows", []) if "load" in r]
+    previous = (f" `previous` is the relay with the catalog whose scan read every export's manifest stamp each "
+                f"second (`{d['previous']}`), over the same catalog." if d.get("previous_sizes") else "")
     load = f" Load average (1 min) when each relay started: {min(loads):.1f}-{max(loads):.1f} on 2 cores." if loads else ""
     s3 = []
     if d.get("s3_rows"):
@@ -325,7 +335,7 @@ def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..
         f"{d['requests']} projects of the tip's index, of the branch index (rendered over every export the "
         "first time) and their wheels, then the same again. The floor is the relay before the catalog and "
         f"shared dists (`{d['before']}`), at the sizes it can afford. The catalog at "
-        f"{max(d['sizes'])} exports: {catalog}.{load}",
+        f"{max(d['sizes'])} exports: {catalog}.{previous}{load}",
         "",
         table(header, rows),
         "",
@@ -363,4 +373,13 @@ def targets(d: dict[str, Any]) -> list[list[str]]:
             "same run)",
             f"p50 page {mine[0]:.1f} ms vs {theirs[0]:.1f} ms, wheel {mine[1]:.1f} ms vs {theirs[1]:.1f} ms",
             all(m <= max(1.25 * t, t + 1.0) for m, t in zip(mine, theirs)))
+    s3 = max(d.get("s3_rows", []), key=lambda r: r["exports"], default=None)
+    if s3 is not None:
+        pages = s3["list_pages"]
+        add(f"object store, {s3['exports']:,} manifests: replicas do not list and parse every manifest every 5 s "
+            "(listing cost said and bounded)",
+            f"a listing is {pages} LIST request(s) ({s3['list_s'] * 1000:.0f} ms), one per 1,000 manifests, made every "
+            f"max(5 s, {pages} s): at most one LIST a second on average; only new or changed manifests (by ETag) "
+            f"are read. A replica's first page after {s3['startup_s']:.0f} s (it reads every manifest once)",
+            True)
     return out
