@@ -313,7 +313,7 @@ class PasswordChecks:
         # other names to wipe its own record): new pairs are refused until entries expire. The
         # slack above MAX_FAILING_CLIENTS holds the checks under way, so nothing is ever evicted.
         self._failures: TTLCache[tuple[str, str], deque[float]] = TTLCache(
-            maxsize=MAX_FAILING_CLIENTS + max_pending, ttl=FAILURE_WINDOW_SECONDS, timer=time.monotonic
+            maxsize=MAX_FAILING_CLIENTS + max_pending, ttl=FAILURE_WINDOW_SECONDS
         )
 
     async def check(self, credentials: Credentials, client: str | None) -> str | None:
