@@ -7,6 +7,7 @@ import base64
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from relay.web.keys import Settings
 from relay.auth.credentials import (
@@ -28,6 +29,13 @@ from relay.contract import Export
 
 def _basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+async def _client_for(make_client: MakeClient, auth_file: Path, settings: Settings = Settings(), **passwords: str) -> TestClient:
+    """A relay whose auth file has these users and passwords (cheap hashes: tests, not attacks)."""
+    for user, password in passwords.items():
+        add_entry(auth_file, password_entry(user, password, iterations=1000))
+    return await make_client(auth=Authenticator(auth_file), settings=settings)
 
 
 @pytest.mark.asyncio
@@ -62,10 +70,7 @@ async def test_auth_on(make_client: MakeClient, exports: list[Export], tmp_path:
 async def test_malformed_authorization_headers_are_asked_for_credentials(
     make_client: MakeClient, exports: list[Export], tmp_path: Path
 ) -> None:
-    auth_file = tmp_path / "relay.auth"
-    add_entry(auth_file, password_entry("alice", "s3cret", iterations=1000))
-    add_entry(auth_file, password_entry("jose", "p\u00e4ss", iterations=1000))
-    client = await make_client(auth=Authenticator(auth_file))
+    client = await _client_for(make_client, tmp_path / "relay.auth", alice="s3cret", jose="p\u00e4ss")
 
     def b64(raw: bytes) -> str:
         return base64.b64encode(raw).decode()
@@ -309,12 +314,9 @@ async def test_behind_a_proxy_one_users_wrong_passwords_lock_out_nobody_else(
 ) -> None:
     from relay.web.forwarded import ProxySettings, parse_trusted_proxies
 
-    auth_file = tmp_path / "relay.auth"
-    add_entry(auth_file, password_entry("alice", "s3cret", iterations=1000))
-    add_entry(auth_file, password_entry("bob", "hunter2", iterations=1000))
     # Every request comes from the proxy (the test client, 127.0.0.1), which names the client.
     proxy = ProxySettings(trusted_proxies=parse_trusted_proxies(["127.0.0.1"]))
-    client = await make_client(auth=Authenticator(auth_file), settings=Settings(proxy=proxy))
+    client = await _client_for(make_client, tmp_path / "relay.auth", Settings(proxy=proxy), alice="s3cret", bob="hunter2")
 
     def via(address: str, user: str, password: str) -> dict[str, str]:
         return {**_basic(user, password), "X-Forwarded-For": address}

@@ -6,6 +6,7 @@ import asyncio
 import io
 import logging
 import time
+from typing import TextIO
 
 import pytest
 from aiohttp import web
@@ -17,7 +18,7 @@ from relay.web.forwarded_test import _request
 @pytest.mark.asyncio
 async def test_the_stream_writer_writes_byte_for_byte_what_logging_would(monkeypatch: pytest.MonkeyPatch) -> None:
     stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
+    handler: logging.StreamHandler[TextIO] = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logger = logging.getLogger("relay.access.writer_test")
     logger.propagate = False
