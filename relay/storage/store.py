@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncContextManager, AsyncIterator, BinaryIO, Callable, Iterable, Iterator, Mapping
 
+from cachetools import LRUCache
+
 from relay import resources
 from relay.contract import MANIFEST, ContractError, DistTable, Export, read_export
 from relay.locks import file_lock
 from relay.resources import is_resource_error
 from relay.storage.catalog import Catalog, Recorded
+from relay.upkeep import Problems
 
 logger = logging.getLogger("relay.store")
 
@@ -323,8 +326,8 @@ class DiskStore(Store):
         self._exports: dict[str, StoredExport] = {}
         # key -> stamp of the directory and its manifest: a changed or replaced export is read again.
         self._stamps: dict[str, tuple[int, ...]] = {}
-        # Problems already logged, so a corrupt export is reported once, not per request.
-        self._reported: dict[str, str] = {}
+        # Problems by entry ("" for the root), each logged once: a corrupt export once, not per scan.
+        self._reported = Problems(logger)
         self._generation = 0
         self._scanned_at = float("-inf")
         # The root's entries (but dot-names) as last listed, and the root's stamp then (None: list
@@ -343,8 +346,10 @@ class DiskStore(Store):
         self._touched_at: dict[str, float] = {}
         self._pins: dict[str, int] = {}
         self._pin_files: dict[str, int | None] = {}
-        # (key, filename) -> the file's stamp when its sha256 was last found right.
-        self._digests_checked: dict[tuple[str, str], tuple[int, ...]] = {}
+        # (key, filename) -> the file's stamp when its sha256 was last found right; the least recently
+        # checked forgotten first (a forgotten file is hashed once more when next served).
+        self._digests_checked: LRUCache[tuple[str, str], tuple[int, ...]] = LRUCache(maxsize=4096)
+        self._digests_lock = threading.Lock()  # files are checked on the executor's threads
         # Dists shared by content across exports: memory follows distinct dists, not exports x dists.
         self._table = DistTable()
         self._catalog = Catalog(self.root) if catalog else None
@@ -433,8 +438,7 @@ class DiskStore(Store):
         gone = self._exports.keys() - entries.keys() if listed else set()
         if listed:
             self._invalid &= entries.keys()
-            for name in set(self._reported) - entries.keys() - {""}:
-                del self._reported[name]
+            self._reported.keep_only(entries.keys() | {""})
             for name in set(self._parsed) - entries.keys():
                 del self._parsed[name]
         self._recorded = {}
@@ -563,7 +567,7 @@ class DiskStore(Store):
             # Not remembered: the files of a half-copied export may still arrive.
             self._report(name, f"skipping export: {e}")
             return None
-        self._reported.pop(name, None)
+        self._reported.resolve(name)
         stamps[name] = stamp
         if self._catalog is not None:
             self._unrecorded[name] = Recorded(stamp=stamp, export=export, size=size)
@@ -654,9 +658,7 @@ class DiskStore(Store):
         return dict(self._reported)
 
     def _report(self, name: str, message: str) -> None:
-        if self._reported.get(name) != message:
-            self._reported[name] = message
-            logger.warning("%s", message)
+        self._reported.report(message, name)
 
     # Files.
 
@@ -742,8 +744,9 @@ class DiskStore(Store):
         st = os.fstat(file.fileno())
         stamp = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
         memo = (key, filename)
-        if self._digests_checked.get(memo) == stamp:
-            return
+        with self._digests_lock:
+            if self._digests_checked.get(memo) == stamp:
+                return
         h = hashlib.sha256()
         file.seek(0)
         for chunk in iter(lambda: file.read(1024 * 1024), b""):
@@ -751,9 +754,8 @@ class DiskStore(Store):
         file.seek(0)
         if h.hexdigest() != digest[0]:
             raise ContractError(f"{key}/{filename} does not match the sha256 its manifest records")
-        if len(self._digests_checked) >= 4096:
-            self._digests_checked.clear()
-        self._digests_checked[memo] = stamp
+        with self._digests_lock:
+            self._digests_checked[memo] = stamp
 
     # Use, pins and eviction.
 
