@@ -14,12 +14,12 @@ from typing import TextIO
 from relay.auth.credentials import AuthFileError, Authenticator
 from relay.building import BuildSystemError, build_systems
 from relay.building.builders import ExportCommand, WarmLimits
-from relay.building.materialize import Limits, Materializer, WorkDirInUse, claim_work_dir
+from relay.building.materialize import Limits, Materializer, WorkDirInUse, claim_work_dir, default_work_dir
 from relay.cli.parser import PROG
 from relay.cli.workers import Workers, fork, listen
 from relay.git import Git
 from relay.index.refs import Refs
-from relay.storage.factory import check_store, open_store
+from relay.storage.factory import check_store, open_store, store_identity
 from relay.storage.store import EvictionPolicy, StoreConfigError
 from relay.web.access_log import LOG_FORMAT, AccessLogger
 from relay.web.app import create_app
@@ -68,7 +68,12 @@ def serve_command(args: argparse.Namespace) -> int:
         args.store = os.path.abspath(os.path.expanduser(args.store))
     try:
         # Manifests over 1 MiB are parsed on a directory store's own thread: requests never wait.
-        store = open_store(args.store, lease_seconds=args.build_lease, background_parse_bytes=1 << 20)
+        # An object store's catalog in the work directory: --work-dir, else the store's default one
+        # (shared by the replicas of this host, whichever work directory each claims for builds).
+        store = open_store(
+            args.store, lease_seconds=args.build_lease, background_parse_bytes=1 << 20,
+            work_dir=args.work_dir or default_work_dir(store_identity(args.store)),
+        )
         asyncio.run(check_store(store))
     except StoreConfigError as e:
         raise SystemExit(f"{PROG}: {e}") from None

@@ -49,7 +49,9 @@ _TABLES = (
 class Recorded:
     """An export as the catalog recorded it, for the stamp it had then."""
 
-    stamp: tuple[int, ...]
+    # The disk store's: integers (directory and manifest); the S3 store's: the listed ETag, size
+    # and write time of the manifest.
+    stamp: tuple[int | str, ...]
     export: Export
     size: int
 

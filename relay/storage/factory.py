@@ -16,13 +16,19 @@ def open_store(
     lease_seconds: float | None = None,
     background_parse_bytes: int | None = None,
     catalog: bool = True,
+    work_dir: Path | None = None,
 ) -> Store:
     """The store `spec` names; the S3 store is not connected yet (its `start` checks it). `catalog`
-    False: a directory store reads and checks every export, trusting no catalog (`check`)."""
+    False: the store reads and checks every export, trusting no catalog (`check`). `work_dir`: where
+    an object store's replica keeps its catalog (a directory store keeps its own in the store; None:
+    an object store has none, and every start reads every manifest)."""
     if spec.startswith(S3_SCHEME):
         from relay.storage.s3 import LEASE_SECONDS, S3Location, S3Store  # aiobotocore loads only here
 
-        return S3Store(S3Location.parse(spec), lease_seconds=lease_seconds or LEASE_SECONDS)
+        return S3Store(
+            S3Location.parse(spec), lease_seconds=lease_seconds or LEASE_SECONDS,
+            catalog_dir=work_dir if catalog else None,
+        )
     if "://" in spec:
         raise StoreConfigError(f"--store {spec!r}: only directories and s3://BUCKET/PREFIX are supported")
     path = Path(spec)
@@ -34,6 +40,16 @@ def open_store(
     elif not path.is_dir():
         raise StoreConfigError(f"--store {spec}: no such directory")
     return DiskStore(path, background_parse_bytes=background_parse_bytes, catalog=catalog)
+
+
+def store_identity(spec: str) -> str:
+    """`Store.identity` of the store `spec` names, without making it: what its default work
+    directory is named after."""
+    if spec.startswith(S3_SCHEME):
+        from relay.storage.s3 import S3Location
+
+        return str(S3Location.parse(spec))
+    return spec
 
 
 async def check_store(store: Store) -> None:

@@ -48,6 +48,7 @@ from cachetools import TTLCache
 from relay.storage.bucket import Bucket, S3Location, error_code, http_status, missing, precondition_failed
 from relay.storage.leases import LEASES, Lease
 from relay.contract import MANIFEST, ContractError, DistTable, Export, parse_manifest, read_export
+from relay.storage.catalog import Catalog, Recorded
 from relay.storage.store import (
     CHUNK_BYTES,
     TOUCH_INTERVAL_SECONDS,
@@ -107,6 +108,16 @@ def _session() -> Any:
 class _Listed:
     etag: str
     modified: float
+    size: int
+
+    @property
+    def stamp(self) -> tuple[int | str, ...]:
+        """What the catalog keeps of a listed manifest: a row is used only while the listing still
+        says this. The relay writes a manifest with one PUT (never multipart), whose ETag is the MD5
+        of its bytes (on stores and encryption modes where it is not, a rewrite still gets a new
+        LastModified); the size and write time make a different object with an equal ETag count as
+        changed all the same. A manifest is never rewritten with other bytes (`_put_once`)."""
+        return (self.etag, self.size, round(self.modified * 1000))
 
 
 def listing_interval(scan_interval: float, pages: int) -> float:
@@ -129,6 +140,7 @@ class S3Store(Store):
         grace_seconds: float = EVICTION_GRACE_SECONDS,
         timeout_seconds: float = 10.0,
         poll_seconds: float = 1.0,
+        catalog_dir: Path | None = None,
     ) -> None:
         self.location = location
         self.scan_interval = scan_interval
@@ -160,6 +172,18 @@ class S3Store(Store):
         # LIST requests made, and how many the last listing of the manifests took.
         self._pages_listed = 0
         self._manifest_pages = 1
+        # This replica's catalog of parsed manifests (relay/storage/catalog.py) in its work directory,
+        # so a restart reads only the manifests that are new or changed (by `_Listed.stamp`). Never
+        # the source of truth: a row's export is served only once its files are checked as a
+        # manifest read from the bucket is. None: every start reads every manifest (`check`).
+        self._catalog = None if catalog_dir is None else Catalog(catalog_dir)
+        self._catalog_lock: asyncio.Lock | None = None
+        # The rows read at the first listing (then dropped), rows not written yet, keys written.
+        self._recorded: dict[str, Recorded] | None = None if catalog_dir is not None else {}
+        self._unrecorded: dict[str, Recorded] = {}
+        self._catalog_keys: set[str] = set()
+        # Manifests read (GET) and parsed since the store was made.
+        self.manifests_read = 0
 
     # Keys in the bucket.
 
@@ -325,6 +349,8 @@ class S3Store(Store):
             await self._stack.aclose()
         self.bucket.client = None
         self._stack = None
+        if self._catalog is not None:
+            self._catalog.close()
 
     def unavailable(self) -> str | None:
         # Set by the last request that failed (a listing runs every scan_interval), cleared by the
@@ -367,17 +393,26 @@ class S3Store(Store):
         async for item in self._list(prefix):
             name = item["Key"][len(prefix):]
             if name.endswith(".json") and "/" not in name and not name.startswith("."):
-                listed[name[: -len(".json")]] = _Listed(item["ETag"], item["LastModified"].timestamp())
+                listed[name[: -len(".json")]] = _Listed(
+                    item["ETag"], item["LastModified"].timestamp(), int(item["Size"]))
         self._manifest_pages = self._pages_listed - pages_before
         fresh = [False]  # the file objects were listed in this round
         reads = asyncio.Semaphore(READS_AT_ONCE)
+        recorded = await self._load_catalog()
 
         async def load(key: str, entry: _Listed) -> StoredExport | None:
             previous = self._exports.get(key)
             if previous is not None and self._listed.get(key) == entry:
+                if key not in self._catalog_keys:  # found by `find` (a HEAD), not recorded yet
+                    self._note(key, entry, previous)
                 return previous
+            row = recorded.pop(key, None)
+            if row is not None and row.stamp == entry.stamp:
+                stored = await self._from_catalog(key, row, fresh)
+                if stored is not None:
+                    return stored
             async with reads:
-                return await self._load(key, fresh)
+                return await self._load(key, fresh, entry)
 
         loaded = await asyncio.gather(*(load(key, entry) for key, entry in listed.items()))
         found = {key: stored for key, stored in zip(listed, loaded) if stored is not None}
@@ -386,6 +421,76 @@ class S3Store(Store):
         self._exports = found
         self._listed = {k: v for k, v in listed.items() if k in found}
         self._reported.keep_only(listed)
+        recorded.clear()  # rows of manifests no longer listed: dropped by `_record`
+        await self._record(found)
+
+    # The catalog.
+
+    async def _load_catalog(self) -> dict[str, Recorded]:
+        """The catalog's rows, read once (the first listing takes them; later ones get {})."""
+        if self._recorded is not None or self._catalog is None:
+            return self._recorded or {}
+        catalog = self._catalog
+
+        def load() -> dict[str, Recorded]:
+            try:
+                catalog.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                pass  # the catalog says it cannot be created, once
+            return catalog.load(self._table)
+
+        async with self._catalog_locked():
+            if self._recorded is None:
+                self._recorded = await asyncio.get_running_loop().run_in_executor(None, load)
+                self._catalog_keys = set(self._recorded)
+        recorded, self._recorded = self._recorded, {}
+        return recorded
+
+    def _catalog_locked(self) -> asyncio.Lock:
+        # Made in the running loop (Python 3.9); one connection, used by one thread at a time.
+        if self._catalog_lock is None:
+            self._catalog_lock = asyncio.Lock()
+        return self._catalog_lock
+
+    def _note(self, key: str, entry: _Listed, stored: StoredExport) -> None:
+        if self._catalog is not None:
+            self._unrecorded[key] = Recorded(stamp=entry.stamp, export=stored.export, size=stored.size)
+
+    async def _from_catalog(self, key: str, row: Recorded, fresh: list[bool]) -> StoredExport | None:
+        """The export a catalog row recorded for the manifest as listed now, once its files are
+        checked as `_load` checks a manifest's (the row says nothing of the files' objects now);
+        None: read the manifest instead (which reports what is wrong)."""
+        if row.export.key != key:
+            return None
+        try:
+            await self._check_files(row.export, fresh)
+        except ContractError:
+            return None
+        self._reported.resolve(key)
+        return StoredExport(export=row.export, size=row.size)
+
+    async def _record(self, found: Mapping[str, StoredExport]) -> None:
+        """Bring the catalog in line with this listing: exports read from manifests in, the ones
+        gone out; one transaction (another process of this host writing it: next time)."""
+        catalog = self._catalog
+        if catalog is None:
+            return
+        for key in set(self._unrecorded) - set(found):
+            del self._unrecorded[key]
+        removed = self._catalog_keys - set(found)
+        if not self._unrecorded and not removed:
+            return
+        rows = dict(self._unrecorded)
+        loop = asyncio.get_running_loop()
+        async with self._catalog_locked():
+            if not await loop.run_in_executor(None, catalog.write, rows, removed):
+                return
+            if removed:
+                await loop.run_in_executor(None, catalog.forget_unlisted_dists)
+        self._catalog_keys = (self._catalog_keys - removed) | set(rows)
+        for key, row in rows.items():
+            if self._unrecorded.get(key) is row:
+                del self._unrecorded[key]
 
     async def find(self, key: str) -> StoredExport | None:
         stored = self._exports.get(key)
@@ -400,43 +505,56 @@ class S3Store(Store):
         stored = await self._load(key)
         if stored is not None and key not in self._exports:
             self._exports = {**self._exports, key: stored}
-            self._listed = {**self._listed, key: _Listed(head["ETag"], head["LastModified"].timestamp())}
+            self._listed = {**self._listed, key: _Listed(
+                head["ETag"], head["LastModified"].timestamp(), int(head["ContentLength"]))}
             self._generation += 1
         return self._exports.get(key)
 
-    async def _load(self, key: str, fresh: list[bool] | None = None) -> StoredExport | None:
+    async def _load(self, key: str, fresh: list[bool] | None = None, listed: _Listed | None = None) -> StoredExport | None:
         """The export of a manifest whose files are all there, else None (reported once).
 
         `fresh[0]` says the file objects were listed in this round already: a round lists them at
         most once, however many new manifests it reads. Parsing and checking run on a thread: a
-        replica reading a thousand manifests still answers meanwhile."""
+        replica reading a thousand manifests still answers meanwhile. `listed`: the manifest as listed,
+        recorded in the catalog with the export if the object read is still that one (its ETag)."""
         where = f"{self.location}manifests/{key}.json"
-        raw = await self._read_or_none(self._manifest_key(key))
-        if raw is None:
+        found = await self.bucket.get_or_none(self._manifest_key(key), f"reading {self._manifest_key(key)}")
+        if found is None:
             return None  # evicted between the listing and now
+        raw, etag = found
+        self.manifests_read += 1
         loop = asyncio.get_running_loop()
         try:
             export = await loop.run_in_executor(None, parse_manifest, raw, where, self._table)
             if export.key != key:
                 raise ContractError(f"{where}: names commit {export.key!r} but is stored as {key!r}")
-            problem = await loop.run_in_executor(None, self._unstored, export)
-            if problem is not None and (fresh is None or not fresh[0]):
-                if self._listing_objects is None:
-                    self._listing_objects = asyncio.Lock()
-                async with self._listing_objects:
-                    if fresh is None or not fresh[0]:
-                        await self._list_objects()
-                        if fresh is not None:
-                            fresh[0] = True
-                problem = await loop.run_in_executor(None, self._unstored, export)
-            if problem is not None:
-                message, missing = problem
-                raise ContractError(message + (await self._legacy_hint() if missing else ""))
+            await self._check_files(export, fresh)
         except ContractError as e:
             self._reported.report(f"skipping export: {e}", key)
             return None
         self._reported.resolve(key)
-        return StoredExport(export=export, size=export.size(len(raw)))
+        stored = StoredExport(export=export, size=export.size(len(raw)))
+        if listed is not None and listed.etag == etag:
+            self._note(key, listed, stored)
+        return stored
+
+    async def _check_files(self, export: Export, fresh: list[bool] | None) -> None:
+        """Raise ContractError unless every file the export lists is in the bucket with its size
+        (as listed; listed again, at most once a round, when one looks missing)."""
+        loop = asyncio.get_running_loop()
+        problem = await loop.run_in_executor(None, self._unstored, export)
+        if problem is not None and (fresh is None or not fresh[0]):
+            if self._listing_objects is None:
+                self._listing_objects = asyncio.Lock()
+            async with self._listing_objects:
+                if fresh is None or not fresh[0]:
+                    await self._list_objects()
+                    if fresh is not None:
+                        fresh[0] = True
+            problem = await loop.run_in_executor(None, self._unstored, export)
+        if problem is not None:
+            message, missing = problem
+            raise ContractError(message + (await self._legacy_hint() if missing else ""))
 
     def _unstored(self, export: Export) -> tuple[str, bool] | None:
         """What is wrong with the export's files as last listed (the first file in name order), and
