@@ -22,8 +22,11 @@ every dist: about 2.7 MB per 1,000-dist export).
 The object store (`s3_sizes`): the first N exports put into a SeaweedFS bucket (relay_testing's
 server) as `relay publish` lays them out (`manifests/<key>.json`, `files/<sha256>`; written by
 the bench's own client, many at once, so loading 1.4 GB takes a minute rather than 1,500
-publishes), then a replica (`serve --store s3://...`) timed to its first page as above, and one
-listing of `manifests/` timed from the bench's client (what a replica does every interval).
+publishes), then a replica (`serve --store s3://...`) timed to its first page as above: the relay
+before the replica's catalog (`S3_PREVIOUS`, every start reads every manifest), this relay's first
+start (no catalog in its work directory: it reads every manifest and records them) and its restart
+(the catalog: no manifest read); and one listing of `manifests/` timed from the bench's client
+(what a replica does every interval).
 """
 from __future__ import annotations
 
@@ -50,6 +53,8 @@ BEFORE = "ec5cfff"
 # The relay with the catalog but a scan that read every export's manifest stamp each second (issue
 # 24's first round): the latency and start-up it had, measured in the same run as this one.
 PREVIOUS = "af5a839"
+# The relay before an S3 replica's catalog (every start GETs and parses every manifest).
+S3_PREVIOUS = "45087ab"
 
 
 def _store(work: Path, dists: int, exports: int, log: Callable[[str], None]) -> Path:
@@ -120,6 +125,7 @@ def _s3_rows(full: Path, keys: list[str], sizes: tuple[int, ...], work: Path,
     from relay_testing.seaweedfs import SeaweedFS
 
     bucket = "month"
+    previous = _before(work, S3_PREVIOUS)
     data = work / "seaweedfs" / "data"
     shutil.rmtree(data.parent, ignore_errors=True)
     weed = SeaweedFS(data)
@@ -146,20 +152,30 @@ def _s3_rows(full: Path, keys: list[str], sizes: tuple[int, ...], work: Path,
                     pages += 1
                 listings.append(time.perf_counter() - started)
             first_path = "/main/simple/monorepo-gen-d00000/"
-            name = f"relay-{n}-s3"
-            log(f"month: {n} exports, S3 replica: starting")
-            server, port, startup = _serve(name, ROOT, f"s3://{bucket}/{prefix}", work, first_path, timeout=1800, env=env)
-            try:
-                rss = proc_rss_mb(server.pid)
-                tip = keys[n - 1]
-                latency = _sweep(port, tip, ["monorepo-gen-d00000"] * 20, [], routes=("tip index page",))
-            finally:
-                server.stop()
-            log(f"month: {n} exports, S3 replica: first page after {startup:.2f} s, RSS {rss['rss']:.0f} MB; "
-                f"a listing of manifests/ {min(listings) * 1000:.0f} ms in {pages} LIST request(s)")
-            rows.append({"exports": n, "startup_s": startup, "load": os.getloadavg()[0], "rss_first_page_mb": rss["rss"],
-                         "manifest_bytes": manifest_bytes, "list_pages": pages, "list_s": min(listings),
-                         "latency": latency})
+            # The replica's default work directory (its catalog) is under TMPDIR: empty at the first start.
+            tmp = work / f"s3-tmp-{n}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            variants = [(f"previous ({S3_PREVIOUS})", previous), ("no catalog (first start)", ROOT),
+                        ("catalog (restart)", ROOT)]
+            for variant, code in variants:
+                name = f"relay-{n}-s3-{variant.split()[0]}"
+                log(f"month: {n} exports, S3 replica, {variant}: starting")
+                load = os.getloadavg()[0]
+                server, port, startup = _serve(name, code, f"s3://{bucket}/{prefix}", work, first_path, timeout=1800,
+                                               env={**env, "TMPDIR": str(tmp)})
+                try:
+                    rss = proc_rss_mb(server.pid)
+                    tip = keys[n - 1]
+                    latency = _sweep(port, tip, ["monorepo-gen-d00000"] * 20, [], routes=("tip index page",))
+                finally:
+                    server.stop()
+                log(f"month: {n} exports, S3 replica, {variant}: first page after {startup:.2f} s, RSS {rss['rss']:.0f} MB; "
+                    f"a listing of manifests/ {min(listings) * 1000:.0f} ms in {pages} LIST request(s)")
+                rows.append({"exports": n, "relay": variant, "startup_s": startup, "load": load,
+                             "rss_first_page_mb": rss["rss"], "manifest_bytes": manifest_bytes, "list_pages": pages,
+                             "list_s": min(listings), "latency": latency})
+            shutil.rmtree(tmp, ignore_errors=True)
     finally:
         weed.stop()
         shutil.rmtree(data.parent, ignore_errors=True)
@@ -282,7 +298,7 @@ def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], reque
     catalog_bytes = (full / CATALOG).stat().st_size if (full / CATALOG).exists() else None
     s3_rows = _s3_rows(full, keys, s3_sizes, work, log) if s3_sizes else []
     return {"dists": dists, "sizes": list(sizes), "before_sizes": list(before_sizes), "requests": requests,
-            "s3_sizes": list(s3_sizes), "s3_rows": s3_rows, "previous": PREVIOUS,
+            "s3_sizes": list(s3_sizes), "s3_rows": s3_rows, "s3_previous": S3_PREVIOUS, "previous": PREVIOUS,
             "previous_sizes": list(previous_sizes),
             "before": BEFORE, "catalog_bytes": catalog_bytes,
             "write_seconds": float((full / ".bench-complete").read_text()), "rows": rows}
@@ -311,13 +327,16 @@ def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..
     if d.get("s3_rows"):
         s3 = [
             "The object store: a replica (`serve --store s3://...`, SeaweedFS on 127.0.0.1) over the first N "
-            "exports, from the process's start to its first branch page; one listing of `manifests/` from the "
+            "exports, from the process's start to its first branch page: the relay before the replica's catalog "
+            f"(`{d.get('s3_previous', S3_PREVIOUS)}`: every start reads every manifest), this relay's first start "
+            "(no catalog in its work directory) and its restart (the catalog: only new or changed manifests are "
+            "read); one listing of `manifests/` from the "
             "bench's client (what a replica repeats every `listing_interval`: 5 s up to 1,000 manifests, then "
             "one LIST page a second on average); a tip page again after the first.",
             "",
-            table(["exports", "manifests (MB)", "first page (s)", "RSS after it (MB)", "listing: LIST requests",
+            table(["exports", "relay", "manifests (MB)", "first page (s)", "RSS after it (MB)", "listing: LIST requests",
                    "listing (ms)", "tip page again p50 (ms)", "load"],
-                  [[str(r["exports"]), f"{r['manifest_bytes'] / 1e6:.0f}", f"{r['startup_s']:.2f}",
+                  [[str(r["exports"]), r.get("relay", "n/a"), f"{r['manifest_bytes'] / 1e6:.0f}", f"{r['startup_s']:.2f}",
                     f"{r['rss_first_page_mb']:.0f}", str(r["list_pages"]), f"{r['list_s'] * 1000:.0f}",
                     f"{r['latency']['tip index page, again']['p50_ms']:.1f}", f"{r['load']:.1f}"]
                    for r in d["s3_rows"]]),
@@ -373,13 +392,18 @@ def targets(d: dict[str, Any]) -> list[list[str]]:
             "same run)",
             f"p50 page {mine[0]:.1f} ms vs {theirs[0]:.1f} ms, wheel {mine[1]:.1f} ms vs {theirs[1]:.1f} ms",
             all(m <= max(1.25 * t, t + 1.0) for m, t in zip(mine, theirs)))
-    s3 = max(d.get("s3_rows", []), key=lambda r: r["exports"], default=None)
+    s3_n = max((r["exports"] for r in d.get("s3_rows", [])), default=None)
+    s3_at = {r.get("relay", "no catalog").split()[0]: r for r in d.get("s3_rows", []) if r["exports"] == s3_n}
+    s3 = s3_at.get("no")
     if s3 is not None:
         pages = s3["list_pages"]
+        restarted = s3_at.get("catalog")
+        restart = "" if restarted is None else (
+            f"; a restart's first page after {restarted['startup_s']:.1f} s (its catalog: no manifest read)")
         add(f"object store, {s3['exports']:,} manifests: replicas do not list and parse every manifest every 5 s "
             "(listing cost said and bounded)",
             f"a listing is {pages} LIST request(s) ({s3['list_s'] * 1000:.0f} ms), one per 1,000 manifests, made every "
             f"max(5 s, {pages} s): at most one LIST a second on average; only new or changed manifests (by ETag) "
-            f"are read. A replica's first page after {s3['startup_s']:.0f} s (it reads every manifest once)",
+            f"are read. A new replica's first page after {s3['startup_s']:.0f} s (it reads every manifest once){restart}",
             True)
     return out

@@ -186,13 +186,17 @@ class Catalog:
         db = self._connect()
         if db is None:
             return False
+        # (id(dist), format) -> its id: a dist shared by many exports (one object, `DistTable`) gets
+        # its entry's text made once per write, not once per export that lists it (1.5 M times for
+        # 1,500 exports of 1,000 dists). The records keep every dist alive meanwhile.
+        known: dict[tuple[int, int], int] = {}
         try:
             with db:  # one transaction: all of it or nothing
                 db.execute("BEGIN IMMEDIATE")
                 for key in removed:
                     db.execute("DELETE FROM exports WHERE key = ?", (key,))
                 for key, record in records.items():
-                    ids = array.array("I", self._dist_ids(db, record.export))
+                    ids = array.array("I", self._dist_ids(db, record.export, known))
                     db.execute(
                         "INSERT OR REPLACE INTO exports VALUES (?, ?, ?, ?, ?)",
                         (key, json.dumps(list(record.stamp)), record.size,
@@ -211,15 +215,18 @@ class Catalog:
             self._remove()
             return False
 
-    def _dist_ids(self, db: sqlite3.Connection, export: Export) -> Sequence[int]:
+    def _dist_ids(self, db: sqlite3.Connection, export: Export, known: dict[tuple[int, int], int]) -> Sequence[int]:
         ids = []
         for dist in export.dists:
-            text = entry_text(dist_entry(dist, export.format))
-            id_ = self._ids.get(text)
+            id_ = known.get((id(dist), export.format))
             if id_ is None:
-                db.execute("INSERT OR IGNORE INTO dists (entry) VALUES (?)", (text,))
-                id_ = db.execute("SELECT id FROM dists WHERE entry = ?", (text,)).fetchone()[0]
-                self._ids[text] = id_
+                text = entry_text(dist_entry(dist, export.format))
+                id_ = self._ids.get(text)
+                if id_ is None:
+                    db.execute("INSERT OR IGNORE INTO dists (entry) VALUES (?)", (text,))
+                    id_ = db.execute("SELECT id FROM dists WHERE entry = ?", (text,)).fetchone()[0]
+                    self._ids[text] = id_
+                known[(id(dist), export.format)] = id_
             ids.append(id_)
         return ids
 

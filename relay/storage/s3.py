@@ -182,6 +182,9 @@ class S3Store(Store):
         self._recorded: dict[str, Recorded] | None = None if catalog_dir is not None else {}
         self._unrecorded: dict[str, Recorded] = {}
         self._catalog_keys: set[str] = set()
+        # The rows of a listing being written, on the side; what the last complete listing found.
+        self._recording: asyncio.Future[None] | None = None
+        self._last_found: Mapping[str, StoredExport] | None = None
         # Manifests read (GET) and parsed since the store was made.
         self.manifests_read = 0
 
@@ -350,6 +353,11 @@ class S3Store(Store):
         self.bucket.client = None
         self._stack = None
         if self._catalog is not None:
+            if self._recording is not None:
+                await asyncio.gather(self._recording, return_exceptions=True)
+                self._recording = None
+            if self._last_found is not None:  # rows a busy catalog or a write under way left
+                await self._record(self._last_found)
             self._catalog.close()
 
     def unavailable(self) -> str | None:
@@ -422,7 +430,11 @@ class S3Store(Store):
         self._listed = {k: v for k, v in listed.items() if k in found}
         self._reported.keep_only(listed)
         recorded.clear()  # rows of manifests no longer listed: dropped by `_record`
-        await self._record(found)
+        self._last_found = found
+        if self._catalog is not None and (self._recording is None or self._recording.done()):
+            # On the side: a new replica's first listing records every manifest (seconds at 1,500),
+            # which no page waits for. Rows left while one is written go with the next listing's.
+            self._recording = asyncio.ensure_future(self._record(found))
 
     # The catalog.
 
