@@ -554,8 +554,11 @@ class S3Store(Store):
         """Raise ContractError unless every file the export lists is in the bucket with its size
         (as listed; listed again, at most once a round, when one looks missing)."""
         loop = asyncio.get_running_loop()
+        # Whether the objects were listed this round before this check read them: one that began
+        # before another export's listing ended checks again (it read the objects listed before).
+        listed = fresh is not None and fresh[0]
         problem = await loop.run_in_executor(None, self._unstored, export)
-        if problem is not None and (fresh is None or not fresh[0]):
+        if problem is not None and not listed:
             if self._listing_objects is None:
                 self._listing_objects = asyncio.Lock()
             async with self._listing_objects:
