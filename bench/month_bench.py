@@ -326,7 +326,8 @@ def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..
     s3 = []
     if d.get("s3_rows"):
         s3 = [
-            "The object store: a replica (`serve --store s3://...`, SeaweedFS on 127.0.0.1) over the first N "
+            "The object store" + (f" (measured {d['s3_started']}, by `month_bench._s3_rows` alone)" if d.get("s3_started") else "")
+            + ": a replica (`serve --store s3://...`, SeaweedFS on 127.0.0.1) over the first N "
             "exports, from the process's start to its first branch page: the relay before the replica's catalog "
             f"(`{d.get('s3_previous', S3_PREVIOUS)}`: every start reads every manifest), this relay's first start "
             "(no catalog in its work directory) and its restart (the catalog: only new or changed manifests are "
