@@ -160,6 +160,9 @@ class ColdBuilder(Builder):
 
 
 TREES = ("worktree", "worktree-2")  # a warm builder's two worktrees: one serves, one is warmed
+# Builds may stop a warm-up this many times; then it runs beside them (slower builds, still warm), so
+# builds back to back cannot keep the replacement from ever finishing.
+MAX_INTERRUPTIONS = 3
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,7 @@ class WarmBuilder(Builder):
     commit and its export run there (output thrown away) in the background, which starts and warms a
     second daemon; then the two trade places and the old daemon is stopped. A build that arrives
     meanwhile stops the warm-up (the standby daemon keeps what it computed) and runs on the old daemon;
-    the warm-up resumes after it. In a build the builder restarts (daemon stopped by its pid, the build
+    the warm-up resumes after it (after MAX_INTERRUPTIONS it runs beside the builds). In a build the builder restarts (daemon stopped by its pid, the build
     then cold) only when it must: a commit whose build inputs (BUILDER_INPUTS) differ from those it
     started with, a daemon beyond `max_memory` or twice `max_builds` (the warm-up failed or could not
     finish), a build that timed out, a daemon that died during a build (which is then tried once more).
@@ -295,7 +298,7 @@ class WarmBuilder(Builder):
             return None if pantsd_pid(tree) is None else "a Pants daemon of an earlier relay was running"
         if inputs != state.inputs:
             return "the commit changes the build's own inputs (" + ", ".join(BUILDER_INPUTS[:3]) + ", ...)"
-        if state.builds >= 2 * self.limits.max_builds:
+        if state.builds >= 2 * self.limits.max_builds and not self._warming():
             return f"{state.builds} builds since its start, and no replacement could be warmed meanwhile"
         rss = rss_of(tree)
         if rss is not None and rss > self.limits.max_memory:
@@ -355,14 +358,28 @@ class WarmBuilder(Builder):
         if self._warm_up_task is None or self._warm_up_task.done():
             self._warm_up_task = asyncio.get_running_loop().create_task(self._warm_up(reason))
 
+    def _warming(self) -> bool:
+        """Whether a warm-up runs, in this or another worker process (it holds standby.lock)."""
+        if self._warm_up_task is not None and not self._warm_up_task.done():
+            return True
+        fd = os.open(self.home / "standby.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
     def _interrupt_warm_up(self) -> None:
         """Called holding the build lock: stop a warm-up's export run (of any worker process), so the
         build has the machine; the warm-up resumes after the build."""
         try:
-            pgid, start = json.loads((self.home / "standby.pgid").read_text())
+            pgid, start, interruptible = json.loads((self.home / "standby.pgid").read_text())
         except (OSError, ValueError, TypeError):
             return
-        if alive(pgid, start):
+        if interruptible and alive(pgid, start):
             (self.home / "standby.interrupted").touch()
             kill_group(pgid)
 
@@ -402,7 +419,7 @@ class WarmBuilder(Builder):
                     env=dict(os.environ, RELAY_SHA=state.sha, RELAY_WORKTREE=str(standby), RELAY_OUTPUT_DIR=str(output),
                              PANTS_PANTSD_MAX_MEMORY_USAGE=str(self.limits.max_memory)),
                     log_path=log_path, timeout=self.timeout, records=self.records, owned=(output,),
-                    on_start=lambda pgid: self._record_warm_up(pgid),
+                    on_start=lambda pgid: self._record_warm_up(pgid, interruptible=interruptions < MAX_INTERRUPTIONS),
                 )
             finally:
                 (self.home / "standby.pgid").unlink(missing_ok=True)
@@ -436,10 +453,12 @@ class WarmBuilder(Builder):
             )
             return
 
-    def _record_warm_up(self, pgid: int) -> None:
+    def _record_warm_up(self, pgid: int, *, interruptible: bool) -> None:
         """Make the warm-up's run stoppable by a build; stop it at once if a build already runs (a
         build takes the lock, then reads this file: one of the two sees the other)."""
-        (self.home / "standby.pgid").write_text(json.dumps([pgid, started_at(pgid)]))
+        (self.home / "standby.pgid").write_text(json.dumps([pgid, started_at(pgid), interruptible]))
+        if not interruptible:
+            return
         fd = os.open(self.home / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -14,7 +14,7 @@ from typing import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from relay.building.builders import ExportCommand, WarmBuilder, WarmLimits, pantsd_pid
+from relay.building.builders import MAX_INTERRUPTIONS, ExportCommand, WarmBuilder, WarmLimits, pantsd_pid
 from relay.building.processes import Records, alive
 from relay.git import Git
 
@@ -165,3 +165,30 @@ async def test_close_stops_a_warm_up_and_both_daemons(
     await builder.close()
     assert not any(pid is not None and alive(pid) for pid in daemons)
     assert not (builder.home / "standby.pgid").exists()
+
+
+async def test_builds_back_to_back_stop_a_warm_up_three_times_then_it_runs_beside_them(
+    builder: WarmBuilder, commits: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    repo, shas = commits
+    (tmp_path / "slow").touch()
+    await _build(builder, shas[0], tmp_path)
+    first = builder.pantsd_pid()
+    await _build(builder, shas[1], tmp_path)  # due: the warm-up starts
+    for n in range(1, MAX_INTERRUPTIONS + 1):
+        await _until(lambda: _trees(tmp_path).count("worktree-2") == n)  # the warm-up runs (and waits)
+        (repo / "file.txt").write_text(f"back to back {n}")
+        git(repo, "commit", "-qam", f"back to back {n}")
+        await _build(builder, git(repo, "rev-parse", "HEAD"), tmp_path)
+    # Stopped three times: now it runs beside the next builds, which stay warm (no restart, even past
+    # twice --builder-max-builds while the warm-up runs).
+    await _until(lambda: _trees(tmp_path).count("worktree-2") == MAX_INTERRUPTIONS + 1)
+    for n in range(2):
+        (repo / "file.txt").write_text(f"beside the warm-up {n}")
+        git(repo, "commit", "-qam", f"beside the warm-up {n}")
+        await _build(builder, git(repo, "rev-parse", "HEAD"), tmp_path)
+    assert _trees(tmp_path).count("worktree-2") == MAX_INTERRUPTIONS + 1, "the warm-up was stopped again"
+    assert builder.restarts == 0 and builder.pantsd_pid() == first and builder.status()["warming"]
+    (tmp_path / "slow").unlink()
+    await _until(lambda: not builder.status()["warming"])
+    assert builder.recycles == 1 and builder.tree.name == "worktree-2" and builder.restarts == 0
