@@ -240,6 +240,12 @@ def run_pull_scale(args: argparse.Namespace) -> None:
     )
     parts = tuple(p for p in args.pullscale_parts.split(",") if p)
     data = pull_scale_bench.run(settings, log, parts)
+    # Its two parts take long and may run apart: a part not run keeps its earlier results.
+    try:
+        earlier = json.loads((RESULTS / "pullscale.json").read_text())["data"]
+    except (OSError, ValueError, KeyError):
+        earlier = {}
+    data = {**{k: v for k, v in earlier.items() if k in ("builds", "followed")}, **data}
     _save("pullscale", {**vars(settings), "parts": list(parts)}, data, started)
 
 

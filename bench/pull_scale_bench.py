@@ -17,6 +17,7 @@ Every Pants process tree of the floor is watched against `memory_limit_mb` (scal
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from generate_monorepo import Shape, edit_and_commit, generate
 from procs import OUT, PANTS, ROOT, BenchError, Server, cache_env, free_port, pants_env, proc_rss_mb, remember_pantsd, stop_pantsd, pantsd_pids, summarize
@@ -175,8 +176,87 @@ def run(settings: PullScaleSettings, log: Callable[[str], None], parts: tuple[st
     for directory in (WORK_DIRS,):
         directory.mkdir(parents=True, exist_ok=True)
     result: dict[str, object] = {"settings": vars(settings)}
-    if "builds" in parts:
-        result["builds"] = _builds_at_scale(settings, log)
-    if "followed" in parts:
-        result["followed"] = _followed_with_recycles(settings, log)
+    for part, measure in (("builds", _builds_at_scale), ("followed", _followed_with_recycles)):
+        if part in parts:
+            started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+            result[part] = {"started": f"Started {started}", **measure(settings, log)}
     return result
+
+
+# The report (docs/benchmarks.md): the issue's targets and a section.
+
+def targets(data: dict[str, Any]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    builds = data.get("builds")
+    if builds and builds.get("pull_one_leaf_s") and builds.get("floor_one_leaf_export_s"):
+        pull, floor = statistics.median(builds["pull_one_leaf_s"]), statistics.median(builds["floor_one_leaf_export_s"])
+        ratio = pull / floor
+        rows.append([f"pull mode at {builds['targets']:,} targets: one-leaf commit with the warm builder <= 2x the "
+                     "incremental export with pantsd (same run)",
+                     f"{pull:.1f} s vs {floor:.1f} s = {ratio:.2f}x (first build {builds['pull_first_build_s']:.0f} s)",
+                     "**met**" if ratio <= 2 else "**missed**"])
+    followed = data.get("followed")
+    if followed and followed.get("builds"):
+        rows_ = followed["builds"]
+        rss = [r["rss_mb"] for r in rows_ if r.get("rss_mb")]
+        last = rows_[-1]
+        rows.append([f"pull mode, {followed['targets']:,} targets: the warm builder over {len(rows_) + 1} builds "
+                     "(memory; a daemon replacement never in a client's wait)",
+                     f"serving pantsd {min(rss):,}-{max(rss):,} MB; {last['recycles']} daemons replaced in the "
+                     f"background, {last['restarts']} restarts in a build; commit to served median "
+                     f"{followed['commit_to_served_s']['median']:.1f} s (max {followed['commit_to_served_s']['max']:.1f} s)",
+                     "**met**" if last["restarts"] == 0 and last["recycles"] > 0 else "**missed**"])
+    return rows
+
+
+def _builder_line(builders: Any) -> str:
+    if not builders:
+        return "?"
+    b = builders[0]
+    rss = f"{b['rss'] / 2**20:,.0f} MB" if b.get("rss") else "no daemon"
+    return f"{rss} ({b['builds']} builds, {b['restarts']} restarts in a build, {b['recycles']} replaced in the background)"
+
+
+def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..., str]) -> list[str]:
+    data = payload["data"]
+    out = ["## Pull mode at scale", ""]
+    builds = data.get("builds")
+    if builds:
+        out += [
+            f"{builds.get('started', payload['started'])} (`bench/pull_scale_bench.py`, part builds). One synthetic "
+            f"monorepo of {builds['targets']:,} targets. The floor: `export-dists ::` with pantsd in the repository "
+            "itself, after one-leaf commits. Then a pull-mode relay with the warm builder and its own empty caches, "
+            "asked by sha for the first commit, then for one-leaf commits: the seconds a client waits (checkout, "
+            "export, validation, publish). Load average "
+            f"{builds['load_at_start']} at the start, {builds.get('load_at_end', '?')} at the end.",
+            "",
+            table(["what", "seconds"], [
+                ["floor: first export with pantsd", f"{builds['floor_first_export_s']:.1f}"],
+                ["floor: one-leaf export with pantsd", ", ".join(f"{s:.1f}" for s in builds["floor_one_leaf_export_s"])],
+                ["pull: first build (cold caches, daemon start)", f"{builds['pull_first_build_s']:.1f}"],
+                ["pull: one-leaf commit, warm builder", ", ".join(f"{s:.1f}" for s in builds["pull_one_leaf_s"])],
+            ]),
+            "",
+            f"Pantsd after the floor's exports: {builds.get('floor_pantsd_rss_mb') or '?'} MB; the builder's after "
+            f"its builds: {_builder_line(builds.get('pull_builders'))}.",
+            "",
+        ]
+    followed = data.get("followed")
+    if followed:
+        rows = [[str(r["n"]), f"{r['commit_to_served_s']:.1f}", str(r["rss_mb"]), str(r["builds"]), str(r["recycles"]),
+                 str(r["restarts"]), "yes" if r["warming_before"] else ""] for r in followed["builds"]]
+        out += [
+            f"{followed.get('started', payload['started'])} (part followed). A relay following `main` of a "
+            f"{followed['targets']:,}-target monorepo, `--builder-max-builds {followed['recycle_every']}`: a one-leaf "
+            "commit, then main's page polled until it serves that commit (commit to served; the next commit right "
+            "after, no pause: the worst case for warm-ups), per build the serving daemon's RSS and the builder's "
+            "counts from `/-/health`. \"warm-up ran\" marks builds that began while a replacement was warming "
+            f"(they stop it, three times at most per warm-up). Commit to served: {fmt(followed['commit_to_served_s'], 's', 1)}; "
+            f"while a warm-up ran {fmt(followed['commit_to_served_during_warm_up_s'], 's', 1)}, otherwise "
+            f"{fmt(followed['commit_to_served_otherwise_s'], 's', 1)}.",
+            "",
+            table(["build", "commit to served (s)", "serving pantsd (MB)", "builds since its start", "replaced",
+                   "restarts in a build", "warm-up ran"], rows),
+            "",
+        ]
+    return out
