@@ -287,6 +287,8 @@ class WarmBuilder(Builder):
                         continue
                     raise
                 state = replace(state, inputs=inputs, builds=state.builds + 1, sha=sha)
+                if pantsd_pid(tree) is None:
+                    state = replace(state, builds=0)  # builds count what a daemon has seen
                 self._save(state)
                 due = self._recycle_reason(state, tree)
                 if due is not None:
@@ -307,6 +309,8 @@ class WarmBuilder(Builder):
 
     def _recycle_reason(self, state: WarmState, tree: Path) -> str | None:
         """Why the serving daemon should be replaced in the background now, if it should."""
+        if pantsd_pid(tree) is None:
+            return None  # no daemon (the uv exporter, a command with --no-pantsd): nothing grows
         if state.builds >= self.limits.max_builds:
             return f"{state.builds} builds since its start"
         rss = rss_of(tree)

@@ -192,3 +192,24 @@ async def test_builds_back_to_back_stop_a_warm_up_three_times_then_it_runs_besid
     (tmp_path / "slow").unlink()
     await _until(lambda: not builder.status()["warming"])
     assert builder.recycles == 1 and builder.tree.name == "worktree-2" and builder.restarts == 0
+
+
+async def test_without_a_daemon_nothing_is_warmed_or_restarted(
+    tmp_path: Path, commits: tuple[Path, list[str]]
+) -> None:
+    """The uv exporter (or a command with --no-pantsd) leaves no daemon: builds never warm a
+    replacement nor restart for their count."""
+    repo, shas = commits
+    command = ExportCommand(
+        f"PYTHONPATH={REPO_ROOT} {sys.executable} -m relay_testing.exports --worktree {{worktree}} "
+        f"--output-dir {{output_dir}} --trees-file {tmp_path / 'trees'}"
+    )
+    builder = WarmBuilder(Git(repo), command, 60, tmp_path / "warm-0", Records(tmp_path), WarmLimits(max_builds=1))
+    try:
+        for sha in shas:
+            await _build(builder, sha, tmp_path)
+            assert not builder.status()["warming"]
+        assert _trees(tmp_path) == ["worktree"] * len(shas)
+        assert (builder.restarts, builder.recycles, builder.builds) == (0, 0, 0)
+    finally:
+        await builder.close()
