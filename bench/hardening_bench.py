@@ -23,20 +23,22 @@ from relay_testing.exports import fake_sha, write_export  # noqa: E402
 QUEUE_LOG_LAUNCHER = """\
 import logging, logging.handlers, queue, sys
 from relay import cli
+from relay.cli import serve
 from relay.web.access_log import LOG_FORMAT
 
 # relay serve with logging's standard way off the hot path: every record (access lines included) goes
 # through a QueueHandler; a QueueListener thread formats and writes them.
-def basic_config(level, format, stream):
+def log_to_stderr(level):
     records = queue.SimpleQueue()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter(format))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.handlers.QueueListener(records, handler).start()
     root = logging.getLogger()
     root.addHandler(logging.handlers.QueueHandler(records))
     root.setLevel(level)
+    return None  # no handler for the access log to write to: its lines go through logging
 
-cli.logging.basicConfig = basic_config
+serve.log_to_stderr = log_to_stderr
 sys.exit(cli.main(sys.argv[1:]))
 """
 

@@ -12,8 +12,8 @@ import pytest
 RELAY = Path(__file__).resolve().parent
 PACKAGES = ("auth", "building", "index", "storage", "tools", "web")
 # The shared ground every package may stand on: the export contract, one error type, git, file locks,
-# resource errors.
-SHARED = ("relay.contract", "relay.errors", "relay.git", "relay.locks", "relay.resources")
+# resource errors, upkeep (problems logged once, loops that outlive their failures).
+SHARED = ("relay.contract", "relay.errors", "relay.git", "relay.locks", "relay.resources", "relay.upkeep")
 # What each package may import of the relay besides SHARED (and itself). Only the CLI wires everything.
 MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "storage": (),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from relay.auth.credentials import (
     AuthFileError,
     Authenticator,
+    Credentials,
     PasswordChecks,
     TooManyChecks,
     add_entry,
@@ -15,6 +16,7 @@ from relay.auth.credentials import (
 __all__ = [
     "AuthFileError",
     "Authenticator",
+    "Credentials",
     "PasswordChecks",
     "TooManyChecks",
     "add_entry",

@@ -1,13 +1,13 @@
-"""Credentials: the auth file (hashes only), its entries, and checking a request's Authorization header."""
+"""Credentials: the auth file (hashes only), its entries, and checking the user name and password (or token) a request gave."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
 import logging
-import asyncio
 import os
 import re
 import secrets
@@ -15,8 +15,12 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from cachetools import LRUCache, TTLCache
+
+from relay.upkeep import Problems
 
 logger = logging.getLogger("relay.auth")
 
@@ -24,9 +28,9 @@ PBKDF2 = "pbkdf2_sha256"
 TOKEN = "token_sha256"
 PBKDF2_ITERATIONS = 600_000
 TOKEN_USER = "__token__"
-# Accepted Authorization headers remembered (the memo starts over beyond this many); wrong
+# Accepted credentials remembered (the least recently used are forgotten beyond this many); wrong
 # user/password pairs likewise, so a client retrying one wrong password costs one PBKDF2.
-MAX_ACCEPTED_HEADERS = 1024
+MAX_ACCEPTED_CREDENTIALS = 1024
 MAX_REMEMBERED_FAILURES = 4096
 # What a client without valid credentials can make the relay hash: password checks run on their own
 # threads (never those that read files), at most this many wait or run at once, and a client with
@@ -35,11 +39,31 @@ CHECK_THREADS = 1
 MAX_PENDING_CHECKS = 4
 FAILURES_PER_CLIENT = 10
 FAILURE_WINDOW_SECONDS = 60.0
+# (client, user name) pairs with a failed check in the window that are remembered; beyond them, new
+# pairs are refused (429) rather than any failure forgotten.
+MAX_FAILING_CLIENTS = 10_000
 _USER = re.compile(r"[A-Za-z0-9_.@-]+")
 
 
 class AuthFileError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a request gave (relay.web.guard reads them from its Authorization header): a user name and
+    password, or a token as the password of `__token__` (or of the token's own name)."""
+
+    user: str
+    password: str = field(repr=False)
+
+    @staticmethod
+    def token(token: str) -> Credentials:
+        return Credentials(TOKEN_USER, token)
+
+    def digest(self) -> bytes:
+        """What memos keep instead of the password."""
+        return hashlib.sha256(f"{self.user}\0{self.password}".encode()).digest()
 
 
 @dataclass(frozen=True)
@@ -147,19 +171,22 @@ class Authenticator:
         self._stamp: tuple[int, ...] | None = None
         self._passwords: dict[str, Entry] = {}
         self._tokens: dict[str, Entry] = {}
-        # Digests of credentials already verified, or found wrong: PBKDF2 is slow on purpose, once
-        # per credential.
+        # Digests of passwords already verified, or found wrong: PBKDF2 is slow on purpose, once per
+        # credential. A wrong one forgotten (beyond MAX_REMEMBERED_FAILURES) is hashed again when it
+        # comes back, and counts again as a failure of its client: nothing is let in by forgetting.
         self._verified: set[bytes] = set()
-        self._failed: set[bytes] = set()
+        self._failed: LRUCache[bytes, bool] = LRUCache(maxsize=MAX_REMEMBERED_FAILURES)
         # Checked for users the file does not have, so they cost what a real user costs (no user
         # enumeration by timing); it matches no password.
         self._decoy = _decoy(PBKDF2_ITERATIONS)
-        # Digests of Authorization headers already accepted, and whose: a client sends the same
-        # header every time. Digests, like _verified: no password is kept in memory.
-        self._accepted: dict[bytes, str] = {}
+        # Digests of credentials already accepted, and whose: a client sends the same ones every time.
+        # Digests, like _verified: no password is kept in memory. Credentials forgotten (beyond
+        # MAX_ACCEPTED_CREDENTIALS) are checked again. The memos are shared with the check threads:
+        # every use, a read included (it reorders), holds the lock.
+        self._accepted: LRUCache[bytes, str] = LRUCache(maxsize=MAX_ACCEPTED_CREDENTIALS)
         self._lock = threading.Lock()
-        # The last problem logged, so a bad edit is reported once, not once per request.
-        self._reported: str | None = None
+        # A bad edit or an unreadable file is logged once, not once per request.
+        self._problem = Problems(logger, "auth file ")
         self.reload(strict=True)
 
     def reload(self, strict: bool = False) -> None:
@@ -173,7 +200,10 @@ class Authenticator:
         if problems and strict:
             raise problems[0]
         self._install(entries, stamp)
-        self._log_once("; ".join(str(p) for p in problems) + " (that line grants nothing)" if problems else None)
+        if problems:
+            self._problem.report("; ".join(str(p) for p in problems) + " (that line grants nothing)")
+        else:
+            self._problem.resolve()
 
     def _install(self, entries: list[Entry], stamp: tuple[int, ...] | None) -> None:
         with self._lock:
@@ -182,14 +212,9 @@ class Authenticator:
             costs = [int(e.fields[0]) for e in self._passwords.values()]
             self._decoy = _decoy(max(costs) if costs else PBKDF2_ITERATIONS)
             self._verified = set()
-            self._failed = set()
-            self._accepted = {}
+            self._failed.clear()
+            self._accepted.clear()
             self._stamp = stamp
-
-    def _log_once(self, problem: str | None) -> None:
-        if problem is not None and problem != self._reported:
-            logger.warning("auth file %s", problem)
-        self._reported = problem
 
     def _reload_quietly(self) -> None:
         try:
@@ -198,40 +223,33 @@ class Authenticator:
             # No file, no credentials: nobody gets in until it is back.
             if self._stamp is not None or self._passwords or self._tokens:
                 self._install([], None)
-            self._log_once(f"{self.path} cannot be read ({e.strerror}): every request is refused")
+            self._problem.report(f"{self.path} cannot be read ({e.strerror}): every request is refused")
 
-    def check(self, authorization: str | None, slow: bool = True) -> str | None | bool:
-        """The user a header authenticates, or None.
+    def check(self, credentials: Credentials | None, slow: bool = True) -> str | None | bool:
+        """The user the credentials authenticate, or None (none given, or not good ones).
 
         With slow=False, answers False instead of running PBKDF2 on a password not yet verified, so
         the caller can run the slow check off the event loop.
         """
-        if not authorization:
+        if credentials is None:
             return None
         self._reload_quietly()
-        key = hashlib.sha256(authorization.encode()).digest()
-        accepted = self._accepted.get(key)
+        key = credentials.digest()
+        with self._lock:
+            accepted = self._accepted.get(key)
         if accepted is not None:
             return accepted
         stamp = self._stamp
-        user = self._check(authorization, slow)
+        user = self._check(credentials, key, slow)
         if isinstance(user, str):
             with self._lock:
                 if self._stamp != stamp:
                     return user  # the file changed meanwhile: accepted by the old entries, not remembered
-                if len(self._accepted) >= MAX_ACCEPTED_HEADERS:
-                    self._accepted.clear()
                 self._accepted[key] = user
         return user
 
-    def _check(self, authorization: str, slow: bool) -> str | None | bool:
-        scheme, _, value = authorization.strip().partition(" ")
-        if scheme.lower() == "bearer":
-            return self._check_token(value.strip())
-        credentials = basic_credentials(authorization)
-        if credentials is None:
-            return None
-        user, password = credentials
+    def _check(self, credentials: Credentials, key: bytes, slow: bool) -> str | None | bool:
+        user, password = credentials.user, credentials.password
         token_user = self._check_token(password)
         # A token works as the password of `__token__` or of the token's own name (as PyPI's do).
         if token_user is not None and user in (TOKEN_USER, token_user):
@@ -239,11 +257,11 @@ class Authenticator:
         if user == TOKEN_USER:
             return None  # a wrong token: no password to hash
         entry = self._passwords.get(user)
-        key = hashlib.sha256(f"{user}\0{password}".encode()).digest()
         if key in self._verified:
             return user
-        if key in self._failed:
-            return None
+        with self._lock:
+            if key in self._failed:
+                return None
         if not slow:
             return False
         if (entry or self._decoy).verify(password) and entry is not None:
@@ -251,27 +269,12 @@ class Authenticator:
                 self._verified.add(key)
             return user
         with self._lock:
-            if len(self._failed) >= MAX_REMEMBERED_FAILURES:
-                self._failed.clear()
-            self._failed.add(key)
+            self._failed[key] = True
         return None
 
     def _check_token(self, token: str) -> str | None:
         entry = self._tokens.get(hashlib.sha256(token.encode()).hexdigest())
         return entry.user if entry is not None else None
-
-
-def basic_credentials(authorization: str) -> tuple[str, str] | None:
-    """(user, password) of a basic Authorization header; None for any other header."""
-    scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
 
 
 def _decoy(iterations: int) -> Entry:
@@ -303,14 +306,25 @@ class PasswordChecks:
         self.auth = auth
         self.max_pending = max_pending
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="relay-auth")
-        self._pending: dict[str, asyncio.Future[str | None | bool]] = {}
-        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._pending: dict[Credentials, asyncio.Future[str | None | bool]] = {}
+        # (client, user name) -> when its last failures were. An entry expires with its newest failure
+        # (set again at each one): only then has it no failure in the window, so expiry forgets
+        # nothing that counts. A full table does not forget either (a client could flood it with
+        # other names to wipe its own record): new pairs are refused until entries expire. The
+        # slack above MAX_FAILING_CLIENTS holds the checks under way, so nothing is ever evicted.
+        self._failures: TTLCache[tuple[str, str], deque[float]] = TTLCache(
+            maxsize=MAX_FAILING_CLIENTS + max_pending, ttl=FAILURE_WINDOW_SECONDS
+        )
 
-    async def check(self, header: str, client: str | None) -> str | None:
+    async def check(self, credentials: Credentials, client: str | None) -> str | None:
         now = time.monotonic()
-        credentials = basic_credentials(header)
-        key = (client or "", credentials[0] if credentials else "")
+        key = (client or "", credentials.user)
         failures = self._failures.get(key)
+        if failures is None:
+            self._failures.expire()
+            if len(self._failures) >= MAX_FAILING_CLIENTS:
+                retry = int(FAILURE_WINDOW_SECONDS)
+                raise TooManyChecks(f"too many failed logins from many clients; retry in {retry} s", retry)
         if failures is not None:
             while failures and now - failures[0] > FAILURE_WINDOW_SECONDS:
                 failures.popleft()
@@ -319,16 +333,16 @@ class PasswordChecks:
                 raise TooManyChecks(
                     f"too many failed logins as {key[1]!r} from {key[0]}; retry in {retry} s", retry
                 )
-        check = self._pending.get(header)
+        check = self._pending.get(credentials)
         # Requests sharing a check count as one failure: pip opens several connections at once.
         first = check is None
         if check is None:
             if len(self._pending) >= self.max_pending:
                 raise TooManyChecks("too many logins being checked at once; retry in a second", 1)
             loop = asyncio.get_running_loop()
-            check = asyncio.ensure_future(loop.run_in_executor(self._executor, self.auth.check, header))
-            self._pending[header] = check
-            check.add_done_callback(lambda _: self._pending.pop(header, None))
+            check = asyncio.ensure_future(loop.run_in_executor(self._executor, self.auth.check, credentials))
+            self._pending[credentials] = check
+            check.add_done_callback(lambda _: self._pending.pop(credentials, None))
         result = await asyncio.shield(check)
         if isinstance(result, str):
             return result
@@ -337,9 +351,9 @@ class PasswordChecks:
         return None
 
     def _failed(self, key: tuple[str, str], now: float) -> None:
-        if len(self._failures) >= 10_000:  # many clients: start over rather than grow
-            self._failures.clear()
-        self._failures.setdefault(key, deque(maxlen=FAILURES_PER_CLIENT)).append(now)
+        failures = self._failures.get(key) or deque(maxlen=FAILURES_PER_CLIENT)
+        failures.append(now)
+        self._failures[key] = failures  # set again: the entry lasts the window from its newest failure
 
     def close(self) -> None:
         self._executor.shutdown(wait=False)

@@ -7,12 +7,16 @@ import base64
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from relay.web.keys import Settings
 from relay.auth.credentials import (
     FAILURES_PER_CLIENT,
     MAX_PENDING_CHECKS,
     Authenticator,
+    Credentials,
+    PasswordChecks,
+    TooManyChecks,
     add_entry,
     new_token,
     password_entry,
@@ -25,6 +29,13 @@ from relay.contract import Export
 
 def _basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+async def _client_for(make_client: MakeClient, auth_file: Path, settings: Settings = Settings(), **passwords: str) -> TestClient:
+    """A relay whose auth file has these users and passwords (cheap hashes: tests, not attacks)."""
+    for user, password in passwords.items():
+        add_entry(auth_file, password_entry(user, password, iterations=1000))
+    return await make_client(auth=Authenticator(auth_file), settings=settings)
 
 
 @pytest.mark.asyncio
@@ -56,6 +67,39 @@ async def test_auth_on(make_client: MakeClient, exports: list[Export], tmp_path:
 
 
 @pytest.mark.asyncio
+async def test_malformed_authorization_headers_are_asked_for_credentials(
+    make_client: MakeClient, exports: list[Export], tmp_path: Path
+) -> None:
+    client = await _client_for(make_client, tmp_path / "relay.auth", alice="s3cret", jose="p\u00e4ss")
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    malformed = [
+        "Basic",
+        "Basic ",
+        "Basic !!!not-base64!!!",
+        "Basic " + b64(b"alice"),  # no colon
+        "Basic " + b64(b"\xff\xfe:s3cret"),  # not UTF-8
+        "Basic " + b64(b"alice:s3cret")[:-2],  # cut short
+        "Digest username=alice",
+        "alice:s3cret",
+        "Bearer",
+    ]
+    for header in malformed:
+        response = await client.get("/main/simple/", headers={"Authorization": header})
+        assert response.status == 401, header
+        assert response.headers["WWW-Authenticate"] == 'Basic realm="relay", charset="UTF-8"'
+    # What clients send: any case of the scheme, spaces after it, UTF-8 passwords.
+    for header in (
+        "basic " + b64(b"alice:s3cret"),
+        "BASIC   " + b64(b"alice:s3cret"),
+        "Basic " + b64("jose:p\u00e4ss".encode()),
+    ):
+        assert (await client.get("/main/simple/", headers={"Authorization": header})).status == 200, header
+
+
+@pytest.mark.asyncio
 async def test_concurrent_first_requests_share_one_password_check(
     make_client: MakeClient, exports: list[Export], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -66,10 +110,10 @@ async def test_concurrent_first_requests_share_one_password_check(
     slow_checks = []
     real_check = auth.check
 
-    def counting_check(header: str | None, slow: bool = True) -> str | None | bool:
+    def counting_check(credentials: Credentials | None, slow: bool = True) -> str | None | bool:
         if slow:
-            slow_checks.append(header)
-        return real_check(header, slow)
+            slow_checks.append(credentials)
+        return real_check(credentials, slow)
 
     monkeypatch.setattr(auth, "check", counting_check)
     client = await make_client(auth=auth)
@@ -105,9 +149,9 @@ def test_passwd_and_token_commands(
     assert [e.user for e in entries] == ["alice", "ci"]
     assert oct(auth_file.stat().st_mode & 0o777) == "0o600"
     auth = Authenticator(auth_file)
-    assert auth.check(_basic("alice", "pw2")["Authorization"]) == "alice"
-    assert auth.check(_basic("alice", "pw1")["Authorization"]) is None
-    assert auth.check(f"Bearer {token}") == "ci"
+    assert auth.check(Credentials("alice", "pw2")) == "alice"
+    assert auth.check(Credentials("alice", "pw1")) is None
+    assert auth.check(Credentials.token(token)) == "ci"
     assert main(["passwd", str(auth_file), "bad name", "--password-stdin"]) == 1
 
 
@@ -133,21 +177,21 @@ def test_a_malformed_auth_file_fails_closed_for_the_lines_that_no_longer_parse(
     token, entry = new_token("ci")
     add_entry(auth_file, entry)
     auth = Authenticator(auth_file)
-    assert auth.check(_basic("alice", "pw")["Authorization"]) == "alice"
-    assert auth.check(f"Bearer {token}") == "ci"
+    assert auth.check(Credentials("alice", "pw")) == "alice"
+    assert auth.check(Credentials.token(token)) == "ci"
     # Revoking ci with a typo that breaks its line: the token must stop working, alice keeps hers.
     lines = auth_file.read_text().splitlines()
     auth_file.write_text(lines[0] + "\n" + lines[1].replace("$", "#", 1) + "\n")
     os.utime(auth_file, ns=(1, 1))
     with caplog.at_level(logging.WARNING, logger="relay.auth"):
-        assert auth.check(f"Bearer {token}") is None
-        assert auth.check(f"Bearer {token}") is None
-        assert auth.check(_basic("alice", "pw")["Authorization"]) == "alice"
+        assert auth.check(Credentials.token(token)) is None
+        assert auth.check(Credentials.token(token)) is None
+        assert auth.check(Credentials("alice", "pw")) == "alice"
     problems = [r for r in caplog.records if "relay.auth:2" in r.getMessage()]
     assert len(problems) == 1, [r.getMessage() for r in caplog.records]
     # A file that cannot be read at all keeps nobody in.
     auth_file.unlink()
-    assert auth.check(_basic("alice", "pw")["Authorization"]) is None
+    assert auth.check(Credentials("alice", "pw")) is None
 
 
 def test_an_unknown_user_costs_the_same_pbkdf2_as_a_known_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,15 +210,15 @@ def test_an_unknown_user_costs_the_same_pbkdf2_as_a_known_one(tmp_path: Path, mo
         return real(name, password, salt, iterations, dklen)
 
     monkeypatch.setattr(auth_module.hashlib, "pbkdf2_hmac", counting)
-    assert auth.check(_basic("alice", "wrong")["Authorization"], slow=False) is False
-    assert auth.check(_basic("alice", "wrong")["Authorization"]) is None
+    assert auth.check(Credentials("alice", "wrong"), slow=False) is False
+    assert auth.check(Credentials("alice", "wrong")) is None
     # No user enumeration by timing: an unknown user takes the slow path and one PBKDF2 of equal cost.
-    assert auth.check(_basic("mallory", "wrong")["Authorization"], slow=False) is False
-    assert auth.check(_basic("mallory", "wrong")["Authorization"]) is None
+    assert auth.check(Credentials("mallory", "wrong"), slow=False) is False
+    assert auth.check(Credentials("mallory", "wrong")) is None
     assert calls == [1000, 1000]
     # A failure is remembered: a client retrying one wrong password costs nothing more.
-    assert auth.check(_basic("mallory", "wrong")["Authorization"], slow=False) is None
-    assert auth.check(_basic("alice", "wrong")["Authorization"], slow=False) is None
+    assert auth.check(Credentials("mallory", "wrong"), slow=False) is None
+    assert auth.check(Credentials("alice", "wrong"), slow=False) is None
     assert calls == [1000, 1000]
 
 
@@ -235,17 +279,44 @@ async def test_the_password_work_of_unauthenticated_clients_is_bounded(
 
 
 @pytest.mark.asyncio
+async def test_a_lockout_is_not_forgotten_when_many_other_names_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import relay.auth.credentials as auth_module
+
+    auth_file = tmp_path / "relay.auth"
+    add_entry(auth_file, password_entry("alice", "s3cret", iterations=1))
+    monkeypatch.setattr(auth_module, "MAX_FAILING_CLIENTS", 20)
+    checks = PasswordChecks(Authenticator(auth_file))
+    try:
+        for n in range(FAILURES_PER_CLIENT):
+            assert await checks.check(Credentials("alice", f"guess{n}"), "203.0.113.66") is None
+        with pytest.raises(TooManyChecks):
+            await checks.check(Credentials("alice", "s3cret"), "203.0.113.66")
+        # The same client fails with other names until the table of failing (client, name) pairs is
+        # full: new pairs are then refused, and alice's lockout from that client still holds.
+        refused = 0
+        for n in range(40):
+            try:
+                await checks.check(Credentials(f"user{n}", "guess"), "203.0.113.66")
+            except TooManyChecks:
+                refused += 1
+        assert refused == 40 - (20 - 1)
+        with pytest.raises(TooManyChecks):
+            await checks.check(Credentials("alice", "s3cret"), "203.0.113.66")
+    finally:
+        checks.close()
+
+
+@pytest.mark.asyncio
 async def test_behind_a_proxy_one_users_wrong_passwords_lock_out_nobody_else(
     make_client: MakeClient, exports: list[Export], tmp_path: Path
 ) -> None:
     from relay.web.forwarded import ProxySettings, parse_trusted_proxies
 
-    auth_file = tmp_path / "relay.auth"
-    add_entry(auth_file, password_entry("alice", "s3cret", iterations=1000))
-    add_entry(auth_file, password_entry("bob", "hunter2", iterations=1000))
     # Every request comes from the proxy (the test client, 127.0.0.1), which names the client.
     proxy = ProxySettings(trusted_proxies=parse_trusted_proxies(["127.0.0.1"]))
-    client = await make_client(auth=Authenticator(auth_file), settings=Settings(proxy=proxy))
+    client = await _client_for(make_client, tmp_path / "relay.auth", Settings(proxy=proxy), alice="s3cret", bob="hunter2")
 
     def via(address: str, user: str, password: str) -> dict[str, str]:
         return {**_basic(user, password), "X-Forwarded-For": address}

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from cachetools import TTLCache
+
 from relay.building.queue import BuildQueue
 from relay.building.builders import (
     COLD_EXPORT_COMMAND,
@@ -153,8 +155,12 @@ class Materializer:
         self.command = command
         self.queue: BuildQueue[Export] = BuildQueue(self._build, limits.max_jobs, limits.max_queued)
         self._idle: list[Builder] = list(self.builders)
-        self._unreachable: dict[str, float] = {}
-        self._failed: dict[str, float] = {}  # sha -> until when a failed tip is not built in the background
+        # Commits found on no branch or tag. One forgotten early (a flood of such shas) costs one more
+        # `git branch --contains`, bounded like every git process.
+        self._unreachable: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=UNREACHABLE_SECONDS)
+        # Tips whose build failed, not built again in the background for a while. One forgotten early
+        # (more than 1,024 failed builds within FAILED_TIP_SECONDS) is built again at its next request.
+        self._failed: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=FAILED_TIP_SECONDS)
         self._deadlines: dict[str, float] = {}  # tip sha -> until when branch pages wait for its build
         self.runs = 0
         # Outcomes for /metrics and the page for people; queued and running builds are the queue's.
@@ -220,9 +226,6 @@ class Materializer:
     def building(self, sha: str) -> bool:
         return self.queue.has(sha)
 
-    # Kept for callers of the earlier interface.
-    ensure = export
-
     def unavailable(self) -> str | None:
         """Why this relay cannot build now (None: it can): its repository or work directory is gone."""
         repo = self.git.repo
@@ -268,8 +271,7 @@ class Materializer:
     # Building.
 
     def _failed_lately(self, sha: str) -> bool:
-        failed = self._failed.get(sha)
-        return failed is not None and time.monotonic() < failed
+        return sha in self._failed
 
     async def _check_may_build(self, sha: str, in_repo: Callable[[], Awaitable[bool]] | None) -> None:
         """Raise a 404 unless `sha` may be built: a build of it runs, or it is a commit of the
@@ -288,8 +290,7 @@ class Materializer:
     async def _may_build(self, sha: str) -> bool:
         if self.build_unreachable:
             return True
-        remembered = self._unreachable.get(sha)
-        if remembered is not None and time.monotonic() < remembered:
+        if sha in self._unreachable:
             return False
         try:
             reachable = await self.git.reachable(sha)
@@ -297,9 +298,7 @@ class Materializer:
             logger.warning("cannot tell whether %s is on a branch: %s", sha, e)
             return False
         if not reachable:
-            if len(self._unreachable) > 1024:
-                self._unreachable.clear()
-            self._unreachable[sha] = time.monotonic() + UNREACHABLE_SECONDS
+            self._unreachable[sha] = True
         return reachable
 
     async def _build(self, sha: str) -> Export:
@@ -347,9 +346,7 @@ class Materializer:
             except BuildError as e:
                 logger.error("materializing %s: %s", sha, e.message)
                 self.log.finish(sha, e.message, seconds=time.monotonic() - started)
-                if len(self._failed) > 1024:
-                    self._failed.clear()
-                self._failed[sha] = time.monotonic() + FAILED_TIP_SECONDS
+                self._failed[sha] = True
                 raise
             finally:
                 self._deadlines.pop(sha, None)

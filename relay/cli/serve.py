@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from relay.auth.credentials import AuthFileError, Authenticator
 from relay.building import BuildSystemError, build_systems
@@ -46,10 +47,18 @@ def _git_repo(path: Path) -> Path:
     return path.resolve()
 
 
+def log_to_stderr(level: str) -> logging.StreamHandler[TextIO] | None:
+    """Every log line to stderr in LOG_FORMAT. The handler is returned for the access log to write
+    its lines to directly (None: they go through `logging` like any other)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
+    # basicConfig leaves a logging set up before (a program that runs the command) as it is.
+    return handler if handler in logging.getLogger().handlers else None
+
+
 def serve_command(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level, format=LOG_FORMAT, stream=sys.stderr
-    )
+    log_handler = log_to_stderr(args.log_level)
     # Every path option is made absolute now: builds run git and commands in other directories.
     for option in ("repo", "work_dir", "auth_file"):
         value = getattr(args, option)
@@ -153,7 +162,8 @@ def serve_command(args: argparse.Namespace) -> int:
             sock=sock,
             shutdown_timeout=args.shutdown_timeout,
             access_log=None if args.no_access_log else logging.getLogger("relay.access"),
-            access_log_class=AccessLogger,
+            # The measured writer where the lines go to the stream of our own LOG_FORMAT handler.
+            access_log_class=AccessLogger if log_handler is None else AccessLogger.writing_to(log_handler),
             # Oversized request lines and headers get a 400 before any handler runs (aiohttp's
             # defaults, said here).
             max_line_size=8190,

@@ -9,10 +9,13 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol, Sequence
 
+from cachetools import LRUCache, TLRUCache
+
 from relay.contract import DIRTY_SUFFIX, Export, newest_first
 from relay.errors import RelayError
 from relay.git import FULL_SHA, GIT_TIMEOUT_SECONDS, Git, GitError  # noqa: F401 (re-exported)
 from relay.storage.store import Store
+from relay.upkeep import forever
 
 logger = logging.getLogger("relay.refs")
 
@@ -31,6 +34,8 @@ LISTING_SECONDS = 10.0
 # gets), and at most this old in any case (refs that live in no file, e.g. a reftable repository).
 BRANCH_REFS_SECONDS = 1.0
 REF_TIME_SLACK = 0.05
+# Not looked up yet (None is a commit git does not have).
+_UNKNOWN = ""
 
 
 class RefError(RelayError):
@@ -141,13 +146,19 @@ class Refs:
         self._refs_read_since = float("-inf")
         self._fetch_task: asyncio.Future[None] | None = None
         self._fetch_started_at = float("-inf")
-        # Short shas and commits git does not have: name -> (expiry, sha or None).
-        self._revs: dict[str, tuple[float, str | None]] = {}
-        self._history: dict[str, tuple[str, ...]] = {}
+        # Short shas and full ones -> the commit, or None for one git does not have: a found commit
+        # never changes but is asked again after a refresh interval, a miss after MISS_SECONDS (the
+        # commit may be pushed soon). Emptied at each refresh. Forgetting one early (a flood of
+        # made-up shas) costs one more git process for it (git runs at most MAX_GIT_PROCESSES at once).
+        self._revs: TLRUCache[str, str | None] = TLRUCache(
+            maxsize=4096, ttu=lambda _rev, sha, now: now + (self.refresh_interval if sha else MISS_SECONDS)
+        )
+        # A tip's first-parent history; a tip forgotten costs one more `git rev-list`.
+        self._history: LRUCache[str, tuple[str, ...]] = LRUCache(maxsize=16)
         self._views: dict[tuple[str, str, int], View] = {}
         # branch -> (its tip, the store's generation, the view built for them): a stale view is built
-        # (and logged) once per tip and listing, not once a request.
-        self._branch_views: dict[str, tuple[str, int, View]] = {}
+        # (and logged) once per tip and listing, not once a request; a branch forgotten is built again.
+        self._branch_views: LRUCache[str, tuple[str, int, View]] = LRUCache(maxsize=1024)
         self._remote: str | None = None
 
     # Periodic refresh (git mode).
@@ -166,9 +177,8 @@ class Refs:
                     self.builds.tip(branch, tip)
 
     async def refresh_forever(self) -> None:
-        while True:
-            await self.refresh()
-            await asyncio.sleep(self.refresh_interval)
+        """Refresh every `refresh_interval` until cancelled; a refresh that fails is logged, the next goes on."""
+        await forever("refreshing refs", self.refresh, self.refresh_interval, logger)
 
     async def _fetch(self) -> None:
         """One `git fetch` for everyone: a caller joins one that started after it asked, or starts one."""
@@ -295,18 +305,14 @@ class Refs:
     async def _commit(self, rev: str) -> str | None:
         """The commit of a sha or short sha, fetching once if it is missing; misses are remembered."""
         assert self.git is not None
-        now = time.monotonic()
-        cached = self._revs.get(rev)
-        if cached is not None and now < cached[0]:
-            return cached[1]
+        cached = self._revs.get(rev, _UNKNOWN)
+        if cached != _UNKNOWN:
+            return cached
         sha = await self.git.commit(rev)
         if sha is None and self._remote is not None and FULL_SHA.fullmatch(rev):
             await self._fetch()
             sha = await self.git.commit(rev)
-        if len(self._revs) > 4096:
-            self._revs.clear()
-        # A found commit never changes; a miss is kept briefly (the commit may be pushed soon).
-        self._revs[rev] = (now + (self.refresh_interval if sha else MISS_SECONDS), sha)
+        self._revs[rev] = sha
         return sha
 
     def _branch_tip(self, branch: str) -> str | None:
@@ -360,8 +366,6 @@ class Refs:
                 "branch %s: serving %s, not its tip %s (%s)", branch, view.sha, tip,
                 f"still building after {self.tip_wait:g} s" if building else "its build failed or is not running",
             )
-        if len(self._branch_views) >= 1024:
-            self._branch_views.clear()
         self._branch_views[branch] = (tip, generation, view)
         return view
 
@@ -373,8 +377,6 @@ class Refs:
                 history = await self.git.first_parents(tip)
             except GitError as e:
                 raise RefError(502, f"branch {branch!r}: {e}") from None
-            if len(self._history) >= 16:
-                self._history.clear()
             self._history[tip] = history
         return history
 

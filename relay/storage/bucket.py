@@ -17,6 +17,7 @@ import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
 
 from relay.storage.store import StoreConfigError, StoreUnavailable
+from relay.upkeep import Problems
 
 logger = logging.getLogger("relay.s3store")
 
@@ -72,7 +73,13 @@ class Bucket:
     def __init__(self, location: S3Location) -> None:
         self.location = location
         self.client: Any = None
-        self.outage: str | None = None
+        # Logged when it starts: its later failures are the same outage.
+        self._outage = Problems(logger, f"{location}: the store is unavailable: ", again_when_changed=False)
+
+    @property
+    def outage(self) -> str | None:
+        """What the last request that failed for an outage said, until a request succeeds."""
+        return self._outage.get("")
 
     def key(self, name: str) -> str:
         """The object key of `name` (e.g. `leases/evictor`) under the prefix."""
@@ -90,15 +97,12 @@ class Bucket:
             raise
         except (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             self._down(f"{what}: {e or type(e).__name__}")
-        if self.outage is not None:
+        if self._outage.resolve() is not None:
             logger.warning("%s: the store answers again", self.location)
-            self.outage = None
         return result
 
     def _down(self, message: str) -> None:
-        if self.outage is None:
-            logger.warning("%s: the store is unavailable: %s", self.location, message)
-        self.outage = message
+        self._outage.report(message)
         raise StoreUnavailable(message)
 
     async def head_or_none(self, object_key: str, what: str) -> dict[str, Any] | None:

@@ -43,6 +43,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     PartialCredentialsError,
 )
+from cachetools import TTLCache
 
 from relay.storage.bucket import Bucket, S3Location, error_code, http_status, missing, precondition_failed
 from relay.storage.leases import LEASES, Lease
@@ -61,6 +62,7 @@ from relay.storage.store import (
     check_listed_files,
     to_evict,
 )
+from relay.upkeep import Problems, forever
 
 logger = logging.getLogger("relay.s3store")
 
@@ -138,12 +140,14 @@ class S3Store(Store):
         self._tasks: list[asyncio.Task[None]] = []
         self._exports: dict[str, StoredExport] = {}
         self._listed: dict[str, _Listed] = {}
-        self._reported: dict[str, str] = {}
+        self._reported = Problems(logger)
         self._generation = 0
         self._last_used: dict[str, float] = {}
         self._used_dirty = False
         self._pins: dict[str, int] = {}
-        self._missed: dict[str, float] = {}
+        # Commits looked for and not found. Forgetting one early (a flood of made-up commits fills
+        # it) costs one more HEAD request for it, nothing else.
+        self._missed: TTLCache[str, bool] = TTLCache(maxsize=4096, ttl=MISS_SECONDS)
         # The file objects (sha256 -> size) as last listed; listed again when a manifest names one
         # that is not in it.
         self._objects: dict[str, int] = {}
@@ -252,10 +256,14 @@ class S3Store(Store):
         await self.connect()
         await self.move_legacy_files()
         await self.refresh()
+        # An outage is logged by the bucket, once; the next round retries.
+        work = f"{self.location}: background work"
         self._tasks = [
-            asyncio.ensure_future(self._every(lambda: listing_interval(self.scan_interval, self._manifest_pages),
-                                              self.refresh)),
-            asyncio.ensure_future(self._every(TOUCH_INTERVAL_SECONDS, self.flush_last_use)),
+            asyncio.ensure_future(forever(
+                work, self.refresh, lambda: listing_interval(self.scan_interval, self._manifest_pages), logger,
+                wait_first=True, reported=(StoreUnavailable,))),
+            asyncio.ensure_future(forever(
+                work, self.flush_last_use, TOUCH_INTERVAL_SECONDS, logger, wait_first=True, reported=(StoreUnavailable,))),
         ]
 
     async def move_legacy_files(self) -> int:
@@ -300,16 +308,6 @@ class S3Store(Store):
             await self.bucket.call("removing moved files", self.bucket.client.delete_objects(
                 Bucket=self.location.bucket, Delete={"Objects": batch, "Quiet": True}))
         return len(legacy)
-
-    async def _every(self, interval: float | Callable[[], float], work: Any) -> None:
-        while True:
-            await asyncio.sleep(interval() if callable(interval) else interval)
-            try:
-                await work()
-            except StoreUnavailable:
-                pass  # reported by _call; the next round retries
-            except Exception:  # noqa: BLE001 - background work must not stop
-                logger.exception("%s: background work failed", self.location)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -381,19 +379,15 @@ class S3Store(Store):
             self._generation += 1
         self._exports = found
         self._listed = {k: v for k, v in listed.items() if k in found}
-        for gone in set(self._reported) - set(listed):
-            del self._reported[gone]
+        self._reported.keep_only(listed)
 
     async def find(self, key: str) -> StoredExport | None:
         stored = self._exports.get(key)
         if stored is not None or not _KEY.fullmatch(key):
             return stored
-        now = time.monotonic()
-        if now - self._missed.get(key, float("-inf")) < MISS_SECONDS:
+        if key in self._missed:
             return None
-        self._missed[key] = now
-        if len(self._missed) > 4096:  # a flood of made-up commits must not grow this without end
-            self._missed = {k: t for k, t in self._missed.items() if now - t < MISS_SECONDS}
+        self._missed[key] = True
         head = await self.bucket.head_or_none(self._manifest_key(key), f"checking the manifest of {key}")
         if head is None:
             return None
@@ -434,9 +428,9 @@ class S3Store(Store):
                         f"{self.location}files/{sha256} ({filename}): {stored_size} bytes, the manifest says {size}"
                     )
         except ContractError as e:
-            self._report(key, f"skipping export: {e}")
+            self._reported.report(f"skipping export: {e}", key)
             return None
-        self._reported.pop(key, None)
+        self._reported.resolve(key)
         return StoredExport(export=export, size=export.size(len(raw)))
 
     async def _list_objects(self) -> None:
@@ -458,11 +452,6 @@ class S3Store(Store):
                 "CI's `relay publish`"
             )
         return ""
-
-    def _report(self, key: str, message: str) -> None:
-        if self._reported.get(key) != message:
-            self._reported[key] = message
-            logger.warning("%s", message)
 
     # Files.
 

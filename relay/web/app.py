@@ -16,6 +16,7 @@ from relay.index.history import Commits, Histories
 from relay.index.refs import Refs
 from relay.index.wheel_contents import Contents
 from relay.storage.store import FileCache, Store
+from relay.upkeep import forever
 from relay.web import metrics, page_render
 from relay.web.access_log import ServerLog
 from relay.web.files import dist_file
@@ -64,24 +65,19 @@ def add_routes(app: web.Application) -> None:
 # Background work.
 
 
-async def _evict_forever(app: web.Application) -> None:
-    settings = app[SETTINGS]
-    while True:
-        try:
-            evicted = await app[STORE].evict(settings.policy)
-            app[metrics.METRICS].evictions.inc(len(evicted))
-            if evicted:
-                logger.info("evicted %d export(s): %s", len(evicted), ", ".join(evicted))
-        except Exception:  # noqa: BLE001 - eviction must not stop; the next round retries.
-            logger.exception("eviction failed")
-        await asyncio.sleep(settings.evict_interval)
+async def _evict(app: web.Application) -> None:
+    evicted = await app[STORE].evict(app[SETTINGS].policy)
+    app[metrics.METRICS].evictions.inc(len(evicted))
+    if evicted:
+        logger.info("evicted %d export(s): %s", len(evicted), ", ".join(evicted))
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     await app[STORE].start()
     # Counted after the first listing (an object store lists only now, not at the start-up check).
     logger.info("%s: %d exports", app[STORE].description, len(app[STORE].exports()))
-    tasks = [asyncio.ensure_future(_evict_forever(app))]
+    # Eviction must not stop at an error: the next round retries.
+    tasks = [asyncio.ensure_future(forever("eviction", lambda: _evict(app), app[SETTINGS].evict_interval, logger))]
     if app[REFS].git is not None:
         tasks.append(asyncio.ensure_future(app[REFS].refresh_forever()))
     yield

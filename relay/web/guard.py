@@ -6,9 +6,9 @@ import functools
 import re
 from urllib.parse import unquote
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 
-from relay.auth.credentials import TooManyChecks
+from relay.auth.credentials import Credentials, TooManyChecks
 from relay.errors import RelayError
 from relay.storage.store import StoreUnavailable
 from relay.web.forwarded import client_address
@@ -28,12 +28,12 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(400, refusal)
     auth = request.app.get(AUTH)
     if auth is not None and request.path not in OPEN_PATHS:
-        header = request.headers.get("Authorization")
-        user = auth.check(header, slow=False)
+        credentials = _credentials(request.headers.get("Authorization"))
+        user = auth.check(credentials, slow=False)
         if user is False:
-            assert header is not None
+            assert credentials is not None
             try:
-                user = await request.app[PASSWORD_CHECKS].check(header, client_address(request))
+                user = await request.app[PASSWORD_CHECKS].check(credentials, client_address(request))
             except TooManyChecks as e:
                 response = error_response(429, str(e))
                 response.headers["Retry-After"] = str(e.retry_after)
@@ -50,6 +50,22 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = error_response(e.status, e.message)
         response.headers.update(e.headers)
         return response
+
+
+def _credentials(authorization: str | None) -> Credentials | None:
+    """What an Authorization header gives: Basic user and password (UTF-8, as the challenge says), or a
+    Bearer token; None for no header, another scheme or a malformed one (which is then a 401)."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        return Credentials.token(value.strip())
+    try:
+        # aiohttp takes one space after the scheme; RFC 7235 allows several, as the relay always did.
+        basic = BasicAuth.decode(f"{scheme} {value.strip()}", encoding="utf-8")
+    except ValueError:  # not Basic, not base64, no colon, not UTF-8
+        return None
+    return Credentials(basic.login, basic.password)
 
 
 @functools.lru_cache(maxsize=4096)

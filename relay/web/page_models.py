@@ -1,4 +1,4 @@
-"""What the pages for people show, as plain data: a ref's dists and search, and one dist's page.
+"""What the pages for people show, as plain data: the home page, a ref's dists and search, and one dist's page.
 
 Built from the manifests (relay.contract), the View a ref resolves to (relay.index.refs), the wheels'
 contents and git history; rendering is the templates' job, so each page is tested here without HTTP.
@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 from urllib.parse import quote
 
+from relay.building.log import BuildLog
 from relay.index.constraints import url_requirements
-from relay.contract import Dist, Export
+from relay.contract import Dist, Export, recency
 from relay.index.history import (
     Commit,
     RequirementChange,
@@ -25,6 +26,7 @@ from relay.index.refs import View
 from relay.index.render import file_url
 from relay.index.search import Hit, search, search_text
 from relay.index.wheel_contents import WheelContents
+from relay.storage.store import StoredExport
 
 # A name for the install lines where no dist is chosen.
 PLACEHOLDER = "NAME"
@@ -247,4 +249,78 @@ def dist_page_model(
         lines=install_lines(where, view.ref, view.sha, (dist.name,), url_requirements=bool(urls)),
         url_requirements=urls,
         upstream=where.upstream,
+    )
+
+
+# The home page (`/`): refs, builds, exports; its refs table is also the 404 page's.
+
+# Failed builds shown with the end of their log, and how many of its lines.
+SHOWN_FAILURES = 5
+SHOWN_LOG_LINES = 15
+
+
+@dataclass(frozen=True)
+class RefRow:
+    """One line of the refs table: a branch or tag and the export it shows (None: none in the store)."""
+
+    name: str
+    kind: str  # "branch", "tag" or "default"
+    sha: str | None
+    export: Export | None
+
+
+@dataclass(frozen=True)
+class ActiveBuild:
+    sha: str
+    state: str  # "building" or "queued"
+    seconds: float  # since it started, or was asked for
+
+
+@dataclass(frozen=True)
+class FailedBuild:
+    sha: str
+    ago: float  # seconds since it ended
+    seconds: float  # how long it ran
+    head: str  # the first line of what it answered
+    tail: str  # the last SHOWN_LOG_LINES lines of the rest (its log's end)
+
+
+@dataclass(frozen=True)
+class Builds:
+    active: tuple[ActiveBuild, ...]
+    failures: tuple[FailedBuild, ...]
+
+
+def builds_model(builds: BuildLog, now: float) -> Builds:
+    active = [ActiveBuild(sha, "building", now - t) for sha, t in builds.running.items()]
+    active += [ActiveBuild(sha, "queued", now - t) for sha, t in builds.queued.items()]
+    failures = []
+    for failure in list(builds.failures)[:SHOWN_FAILURES]:
+        lines = failure.message.splitlines()
+        failures.append(FailedBuild(
+            sha=failure.sha,
+            ago=now - failure.finished,
+            seconds=failure.seconds,
+            head=lines[0] if lines else "",
+            tail="\n".join(lines[1:][-SHOWN_LOG_LINES:]),
+        ))
+    return Builds(tuple(active), tuple(failures))
+
+
+@dataclass(frozen=True)
+class HomePage:
+    default_ref: str
+    rows: tuple[RefRow, ...]
+    builds: Builds | None  # None: no pull mode
+    exports: tuple[StoredExport, ...]  # most recent first
+
+
+def home_page_model(
+    default_ref: str, rows: Sequence[RefRow], builds: BuildLog | None, exports: Sequence[StoredExport], now: float
+) -> HomePage:
+    return HomePage(
+        default_ref=default_ref,
+        rows=tuple(rows),
+        builds=None if builds is None else builds_model(builds, now),
+        exports=tuple(sorted(exports, key=lambda s: recency(s.export), reverse=True)),
     )

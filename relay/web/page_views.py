@@ -14,7 +14,7 @@ from relay.web.views import PROJECT_NAME, base_path, page_context, resolve_view,
 
 async def home(request: web.Request) -> web.Response:
     context = page_context(request)
-    return pages.respond(pages.home_page(context, await pages.ref_rows(context)))
+    return pages.respond(page_render.home_html(pages.home_page_model(context, await pages.ref_rows(context))))
 
 
 async def ref_home(request: web.Request) -> web.Response:
@@ -53,7 +53,7 @@ async def dist_home(request: web.Request) -> web.Response:
     dist = tip.dist(project)
     if dist is None:
         message = f"{view.ref} ({view.sha[:12]}) has no dist {project!r}" + url_requirement_hint(request, view, project)
-        return pages.respond(pages.error_page(ref, message, base, title=f"No dist {project} here"), status=404)
+        return pages.respond(page_render.error_html(ref, message, base, title=f"No dist {project} here"), status=404)
     where = where_of(request)
     key = ("dist", context.store.generation, view.ref, view.keys, view.building, project, base, where)
     body = request.app[RENDERED].get(key)

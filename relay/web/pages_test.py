@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import time
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +17,8 @@ from relay.auth.credentials import Authenticator, add_entry, password_entry
 from relay.building.log import BuildLog
 from relay.conftest import MakeClient, build_jobs
 from relay.contract import Export
-from relay.web.pages import _builds
+from relay.web.page_models import home_page_model
+from relay.web.page_render import home_html
 from relay_testing.exports import fake_sha, write_export
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
@@ -169,7 +171,7 @@ def test_builds_show_their_age_and_a_failed_build_its_last_log_lines() -> None:
     builds = BuildLog(jobs=build_jobs(queued=["a" * 40], running=["b" * 40]))
     log = "\n".join(f"log line {n}" for n in range(100))
     builds.finish("c" * 40, f"building the export of {'c' * 40} failed (exit status 3)\n<tail>\n{log}", seconds=1.0)
-    text = "\n".join(_builds(builds, ""))
+    text = home_html(home_page_model("main", [], builds, [], time.time()))
     assert "<code>bbbbbbbbbbbb</code></td><td>building</td><td>0 s</td>" in text
     assert "<code>aaaaaaaaaaaa</code></td><td>queued</td>" in text
     assert "failed</b> <code>cccccccccccc</code>" in text and "exit status 3" in text
