@@ -59,6 +59,7 @@ FULL = {
     "history_targets": 10000, "history_commits": 50000, "history_new_commits": 5,
     "layout_dists": 10000, "layout_reps": 5,
     "month_dists": 1000, "month_sizes": "50,300,1500", "month_before_sizes": "50,300", "month_requests": 100,
+    "month_s3_sizes": "300,1500", "month_previous_sizes": "1500",
     "pullscale_targets": 10000, "pullscale_leaf_commits": 3, "pullscale_max_memory": "14GiB",
     "pullscale_recycle_targets": 1000, "pullscale_followed_builds": 50, "pullscale_recycle_every": 20,
     "pullscale_parts": "builds,followed",
@@ -81,6 +82,7 @@ QUICK = {
     "history_targets": 200, "history_commits": 2000, "history_new_commits": 2,
     "layout_dists": 300, "layout_reps": 2,
     "month_dists": 100, "month_sizes": "10,50", "month_before_sizes": "10", "month_requests": 20,
+    "month_s3_sizes": "50", "month_previous_sizes": "50",
     "pullscale_targets": 50, "pullscale_leaf_commits": 1, "pullscale_max_memory": "4GiB",
     "pullscale_recycle_targets": 50, "pullscale_followed_builds": 5, "pullscale_recycle_every": 2,
     "pullscale_parts": "builds,followed",
@@ -340,9 +342,10 @@ def run_layout(args: argparse.Namespace) -> None:
 def run_month(args: argparse.Namespace) -> None:
     started = time.time()
     data = month_bench.run(args.month_dists, _sizes(args.month_sizes), _sizes(args.month_before_sizes),
-                           args.month_requests, log)
+                           args.month_requests, log, _sizes(args.month_s3_sizes), _sizes(args.month_previous_sizes))
     _save("month", {"dists": args.month_dists, "sizes": args.month_sizes, "before_sizes": args.month_before_sizes,
-                    "requests": args.month_requests}, data, started)
+                    "requests": args.month_requests, "s3_sizes": args.month_s3_sizes,
+                    "previous_sizes": args.month_previous_sizes}, data, started)
 
 
 def main(argv: list[str]) -> int:

@@ -18,16 +18,24 @@ every export) and measured from the outside:
 The floor is the relay before the catalog and shared dists (`before`, a git commit of this
 repository, run from a `git archive` of it), at the sizes it can afford (it holds every manifest's
 every dist: about 2.7 MB per 1,000-dist export).
+
+The object store (`s3_sizes`): the first N exports put into a SeaweedFS bucket (relay_testing's
+server) as `relay publish` lays them out (`manifests/<key>.json`, `files/<sha256>`; written by
+the bench's own client, many at once, so loading 1.4 GB takes a minute rather than 1,500
+publishes), then a replica (`serve --store s3://...`) timed to its first page as above, and one
+listing of `manifests/` timed from the bench's client (what a replica does every interval).
 """
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import random
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,6 +47,9 @@ from relay_testing.exports import fake_sha, write_history  # noqa: E402
 
 # The relay before this part's change (shared dists, the catalog): the floor it is measured against.
 BEFORE = "ec5cfff"
+# The relay with the catalog but a scan that read every export's manifest stamp each second (issue
+# 24's first round): the latency and start-up it had, measured in the same run as this one.
+PREVIOUS = "af5a839"
 
 
 def _store(work: Path, dists: int, exports: int, log: Callable[[str], None]) -> Path:
@@ -67,16 +78,92 @@ def _subset(full: Path, keys: list[str], n: int) -> Path:
     return store
 
 
-def _before(work: Path) -> Path:
-    """A checkout of the relay as it was before (only what `python -m relay` needs)."""
-    tree = work / f"before-{BEFORE}"
+def _before(work: Path, commit: str = BEFORE) -> Path:
+    """A checkout of the relay at `commit` (only what `python -m relay` needs)."""
+    tree = work / f"before-{commit}"
     if not (tree / "relay").is_dir():
         shutil.rmtree(tree, ignore_errors=True)
         tree.mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", BEFORE, "relay"], check=True,
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "relay"], check=True,
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     return tree
+
+
+def _fill_bucket(client: Any, bucket: str, prefix: str, store: Path, keys: list[str]) -> int:
+    """Put the exports `keys` of `store` under `prefix` as `relay publish` lays them out; returns the
+    bytes of their manifests."""
+    files: dict[str, Path] = {}
+    manifests: list[tuple[str, Path]] = []
+    for key in keys:
+        manifest = store / key / "manifest.json"
+        for d in json.loads(manifest.read_bytes())["dists"]:
+            files.setdefault(d["sha256"], store / key / d["filename"])
+            files.setdefault(d["metadata_sha256"], store / key / (d["filename"] + ".metadata"))
+        manifests.append((f"{prefix}manifests/{key}.json", manifest))
+
+    def put(item: tuple[str, Path]) -> int:
+        body = item[1].read_bytes()
+        client.put_object(Bucket=bucket, Key=item[0], Body=body)
+        return len(body)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(put, [(f"{prefix}files/{sha256}", path) for sha256, path in files.items()]))
+        return sum(pool.map(put, manifests))  # manifests last, as a publish writes them
+
+
+def _s3_rows(full: Path, keys: list[str], sizes: tuple[int, ...], work: Path,
+             log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Per size: a replica's first page over a bucket of that many manifests, and one listing."""
+    import botocore.config  # comes with aiobotocore
+    import botocore.session
+    from relay_testing.seaweedfs import SeaweedFS
+
+    bucket = "month"
+    data = work / "seaweedfs" / "data"
+    shutil.rmtree(data.parent, ignore_errors=True)
+    weed = SeaweedFS(data)
+    weed.start()
+    rows: list[dict[str, Any]] = []
+    try:
+        env = {**weed.env, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+        client = botocore.session.get_session().create_client(
+            "s3", endpoint_url=weed.endpoint, region_name="us-east-1",
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            config=botocore.config.Config(max_pool_connections=32),
+        )
+        client.create_bucket(Bucket=bucket)
+        for n in sizes:
+            prefix = f"m{n}/"
+            started = time.monotonic()
+            manifest_bytes = _fill_bucket(client, bucket, prefix, full, keys[:n])
+            log(f"month: {n} exports put in the bucket in {time.monotonic() - started:.0f} s")
+            listings = []
+            for _ in range(3):
+                started = time.perf_counter()
+                pages = 0
+                for _page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}manifests/"):
+                    pages += 1
+                listings.append(time.perf_counter() - started)
+            first_path = "/main/simple/monorepo-gen-d00000/"
+            name = f"relay-{n}-s3"
+            log(f"month: {n} exports, S3 replica: starting")
+            server, port, startup = _serve(name, ROOT, f"s3://{bucket}/{prefix}", work, first_path, timeout=1800, env=env)
+            try:
+                rss = proc_rss_mb(server.pid)
+                tip = keys[n - 1]
+                latency = _sweep(port, tip, ["monorepo-gen-d00000"] * 20, [], routes=("tip index page",))
+            finally:
+                server.stop()
+            log(f"month: {n} exports, S3 replica: first page after {startup:.2f} s, RSS {rss['rss']:.0f} MB; "
+                f"a listing of manifests/ {min(listings) * 1000:.0f} ms in {pages} LIST request(s)")
+            rows.append({"exports": n, "startup_s": startup, "load": os.getloadavg()[0], "rss_first_page_mb": rss["rss"],
+                         "manifest_bytes": manifest_bytes, "list_pages": pages, "list_s": min(listings),
+                         "latency": latency})
+    finally:
+        weed.stop()
+        shutil.rmtree(data.parent, ignore_errors=True)
+    return rows
 
 
 def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, float]:
@@ -87,15 +174,16 @@ def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, float]:
     return response.status, time.perf_counter() - start
 
 
-def _serve(name: str, code: Path, store: Path, work: Path, first_path: str,
-           timeout: float) -> tuple[Server, int, float]:
+def _serve(name: str, code: Path, store: Path | str, work: Path, first_path: str,
+           timeout: float, env: dict[str, str] | None = None) -> tuple[Server, int, float]:
     port = free_port()
     argv = [sys.executable, "-m", "relay", "serve", "--store", str(store), "--host", "127.0.0.1",
             "--port", str(port), "--no-access-log"]
     log_file = work / f"{name}.log"
     log_file.unlink(missing_ok=True)
     started = time.monotonic()
-    server = Server(name, argv, cwd=code, log=log_file, env={"PYTHONPATH": str(code), "PATH": os.environ["PATH"]})
+    server = Server(name, argv, cwd=code, log=log_file,
+                    env={"PYTHONPATH": str(code), "PATH": os.environ["PATH"], **(env or {})})
     while True:
         if server.process.poll() is not None:
             raise BenchError(f"{name} exited: {log_file.read_text()[-2000:]}")
@@ -113,40 +201,47 @@ def _serve(name: str, code: Path, store: Path, work: Path, first_path: str,
         time.sleep(0.02)
 
 
-def _sweep(port: int, tip: str, projects: list[str], wheels: list[str]) -> dict[str, Any]:
+def _sweep(port: int, tip: str, projects: list[str], wheels: list[str],
+           routes: tuple[str, ...] = ("tip index page", "branch index page", "wheel")) -> dict[str, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    routes = {
+    paths = {
         "tip index page": [f"/{tip}/simple/{p}/" for p in projects],
         "branch index page": [f"/main/simple/{p}/" for p in projects],
         "wheel": [f"/{tip}/{w}" for w in wheels],
     }
     result: dict[str, Any] = {}
-    try:
-        for route, paths in routes.items():
-            for round_name in ("first", "again"):
-                times = []
-                for path in paths:
-                    status, seconds = _get(conn, path)
-                    if status != 200:
-                        raise BenchError(f"GET {path}: {status}")
-                    times.append(seconds * 1000)
-                times.sort()
-                result[f"{route}, {round_name}"] = {
-                    "p50_ms": times[len(times) // 2], "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
-                    "summary": summarize(times),
-                }
-    finally:
-        conn.close()
+    for route in routes:
+        result.update(_timed(conn, route, paths[route]))
+    conn.close()
+    return result
+
+
+def _timed(conn: http.client.HTTPConnection, route: str, paths: list[str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for round_name in ("first", "again"):
+        times = []
+        for path in paths:
+            status, seconds = _get(conn, path)
+            if status != 200:
+                raise BenchError(f"GET {path}: {status}")
+            times.append(seconds * 1000)
+        times.sort()
+        result[f"{route}, {round_name}"] = {
+            "p50_ms": times[len(times) // 2], "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
+            "summary": summarize(times),
+        }
     return result
 
 
 def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], requests: int,
-        log: Callable[[str], None]) -> dict[str, Any]:
+        log: Callable[[str], None], s3_sizes: tuple[int, ...] = (),
+        previous_sizes: tuple[int, ...] = ()) -> dict[str, Any]:
     work = OUT / "month"
     work.mkdir(parents=True, exist_ok=True)
     full = _store(work, dists, max(sizes), log)
     keys = [fake_sha(n) for n in range(1, max(sizes) + 1)]  # write_history's commits, oldest first
     before = _before(work)
+    previous = _before(work, PREVIOUS) if previous_sizes else None
     rng = random.Random(24)
     rows: list[dict[str, Any]] = []
     for n in sizes:
@@ -160,12 +255,15 @@ def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], reque
         variants = [("no catalog (first start)", ROOT, True), ("catalog (restart)", ROOT, False)]
         if n in before_sizes:
             variants.append((f"before ({BEFORE})", before, False))
+        if previous is not None and n in previous_sizes:
+            variants.append((f"previous (catalog, {PREVIOUS})", previous, False))
         for variant, code, drop_catalog in variants:
             if drop_catalog:
                 for suffix in ("", "-journal", "-wal", "-shm"):
                     Path(f"{store / CATALOG}{suffix}").unlink(missing_ok=True)
             name = f"relay-{n}-{variant.split()[0]}"
             log(f"month: {n} exports, {variant}: starting")
+            load = os.getloadavg()[0]
             server, port, startup = _serve(name, code, store, work, first_path, timeout=1800)
             try:
                 rss_first = proc_rss_mb(server.pid)
@@ -173,7 +271,7 @@ def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], reque
                 rss_after = proc_rss_mb(server.pid)
             finally:
                 server.stop()
-            row = {"exports": n, "dists": dists, "relay": variant, "startup_s": startup,
+            row = {"exports": n, "dists": dists, "relay": variant, "startup_s": startup, "load": load,
                    "rss_first_page_mb": rss_first["rss"], "rss_after_mb": rss_after["rss"],
                    "peak_rss_mb": rss_after["peak"], "latency": latency, "export_bytes": store_bytes}
             rows.append(row)
@@ -182,7 +280,10 @@ def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], reque
         if store != full:
             shutil.rmtree(store, ignore_errors=True)
     catalog_bytes = (full / CATALOG).stat().st_size if (full / CATALOG).exists() else None
+    s3_rows = _s3_rows(full, keys, s3_sizes, work, log) if s3_sizes else []
     return {"dists": dists, "sizes": list(sizes), "before_sizes": list(before_sizes), "requests": requests,
+            "s3_sizes": list(s3_sizes), "s3_rows": s3_rows, "previous": PREVIOUS,
+            "previous_sizes": list(previous_sizes),
             "before": BEFORE, "catalog_bytes": catalog_bytes,
             "write_seconds": float((full / ".bench-complete").read_text()), "rows": rows}
 
@@ -197,10 +298,31 @@ def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..
         entry = row["latency"][key]
         return f"{entry['p50_ms']:.1f} / {entry['p99_ms']:.1f}"
 
-    rows = [[str(r["exports"]), r["relay"], f"{r['startup_s']:.2f}", f"{r['rss_first_page_mb']:.0f}",
+    rows = [[str(r["exports"]), r["relay"] + (f" (load {r['load']:.1f})" if "load" in r else ""),
+             f"{r['startup_s']:.2f}", f"{r['rss_first_page_mb']:.0f}",
              f"{r['rss_after_mb']:.0f}", lat(r, "tip index page, again"), lat(r, "branch index page, first"),
              lat(r, "branch index page, again"), lat(r, "wheel, again")] for r in d["rows"]]
     catalog = f"{d['catalog_bytes'] / 1e6:.1f} MB" if d.get("catalog_bytes") else "n/a"
+    loads = [r["load"] for r in d["rows"] + d.get("s3_rows", []) if "load" in r]
+    previous = (f" `previous` is the relay with the catalog whose scan read every export's manifest stamp each "
+                f"second (`{d['previous']}`), over the same catalog." if d.get("previous_sizes") else "")
+    load = f" Load average (1 min) when each relay started: {min(loads):.1f}-{max(loads):.1f} on 2 cores." if loads else ""
+    s3 = []
+    if d.get("s3_rows"):
+        s3 = [
+            "The object store: a replica (`serve --store s3://...`, SeaweedFS on 127.0.0.1) over the first N "
+            "exports, from the process's start to its first branch page; one listing of `manifests/` from the "
+            "bench's client (what a replica repeats every `listing_interval`: 5 s up to 1,000 manifests, then "
+            "one LIST page a second on average); a tip page again after the first.",
+            "",
+            table(["exports", "manifests (MB)", "first page (s)", "RSS after it (MB)", "listing: LIST requests",
+                   "listing (ms)", "tip page again p50 (ms)", "load"],
+                  [[str(r["exports"]), f"{r['manifest_bytes'] / 1e6:.0f}", f"{r['startup_s']:.2f}",
+                    f"{r['rss_first_page_mb']:.0f}", str(r["list_pages"]), f"{r['list_s'] * 1000:.0f}",
+                    f"{r['latency']['tip index page, again']['p50_ms']:.1f}", f"{r['load']:.1f}"]
+                   for r in d["s3_rows"]]),
+            "",
+        ]
     return [
         "## A month of main in one store",
         "",
@@ -213,10 +335,11 @@ def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..
         f"{d['requests']} projects of the tip's index, of the branch index (rendered over every export the "
         "first time) and their wheels, then the same again. The floor is the relay before the catalog and "
         f"shared dists (`{d['before']}`), at the sizes it can afford. The catalog at "
-        f"{max(d['sizes'])} exports: {catalog}.",
+        f"{max(d['sizes'])} exports: {catalog}.{previous}{load}",
         "",
         table(header, rows),
         "",
+        *s3,
     ]
 
 
@@ -250,4 +373,13 @@ def targets(d: dict[str, Any]) -> list[list[str]]:
             "same run)",
             f"p50 page {mine[0]:.1f} ms vs {theirs[0]:.1f} ms, wheel {mine[1]:.1f} ms vs {theirs[1]:.1f} ms",
             all(m <= max(1.25 * t, t + 1.0) for m, t in zip(mine, theirs)))
+    s3 = max(d.get("s3_rows", []), key=lambda r: r["exports"], default=None)
+    if s3 is not None:
+        pages = s3["list_pages"]
+        add(f"object store, {s3['exports']:,} manifests: replicas do not list and parse every manifest every 5 s "
+            "(listing cost said and bounded)",
+            f"a listing is {pages} LIST request(s) ({s3['list_s'] * 1000:.0f} ms), one per 1,000 manifests, made every "
+            f"max(5 s, {pages} s): at most one LIST a second on average; only new or changed manifests (by ETag) "
+            f"are read. A replica's first page after {s3['startup_s']:.0f} s (it reads every manifest once)",
+            True)
     return out

@@ -21,7 +21,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Dict, Iterable, Mapping, Sequence
 
 from relay.contract import (
     ContractError, Dist, DistTable, Export, dist_entry, entry_text, export_from_parts, manifest_header,
@@ -52,6 +52,26 @@ class Recorded:
     stamp: tuple[int, ...]
     export: Export
     size: int
+
+
+class _Parsed(Dict[int, Dist]):
+    """Dist ids -> Dists of one (format, version) group of a catalog being loaded: a dist is parsed
+    the first time an export lists it."""
+
+    def __init__(self, entries: Mapping[int, str], table: DistTable, fmt: int, version: str) -> None:
+        super().__init__()
+        self.entries = entries
+        self.table = table
+        self.fmt = fmt
+        self.version = version
+        self.where = ""  # the row being read, for messages
+
+    def __missing__(self, id_: int) -> Dist:
+        text = self.entries.get(id_)
+        if text is None:
+            raise ContractError(f"{self.where}: dist {id_} is not recorded")
+        dist = self[id_] = self.table.dist(text, None, self.version, self.fmt, self.where)
+        return dist
 
 
 class Catalog:
@@ -134,7 +154,7 @@ class Catalog:
         self._ids = {text: id_ for id_, text in entries.items()}
         # Per (format, export version if format 1, which checks each dist against it): id -> Dist,
         # so each distinct dist is parsed once however many exports list it.
-        dists: dict[tuple[int, str], dict[int, Dist]] = {}
+        dists: dict[tuple[int, str], _Parsed] = {}
         recorded: dict[str, Recorded] = {}
         for key, stamp, size, header_text, blob in rows:
             where = f"{self.path} ({key})"
@@ -145,12 +165,12 @@ class Catalog:
                     raise ContractError(f"{where}: no format or version")
                 ids = array.array("I")
                 ids.frombytes(blob)
-                by_id = dists.setdefault((fmt, version if fmt == 1 else ""), {})
-                for id_ in set(ids).difference(by_id):
-                    text = entries.get(id_)
-                    if text is None:
-                        raise ContractError(f"{where}: dist {id_} is not recorded")
-                    by_id[id_] = table.dist(text, None, version, fmt, where)
+                group = (fmt, version if fmt == 1 else "")
+                by_id = dists.get(group)
+                if by_id is None:
+                    by_id = dists[group] = _Parsed(entries, table, fmt, version)
+                by_id.where = where
+                # At C speed for the dists parsed already: most of an export's are (one changed per commit).
                 listed = list(map(by_id.__getitem__, ids))
                 export = export_from_parts(header, listed, where)
                 recorded[key] = Recorded(stamp=tuple(json.loads(stamp)), export=export, size=int(size))

@@ -86,6 +86,8 @@ PRESIGN_SECONDS = 300
 # 1,000 manifests) per this many seconds on average: 1,500 exports, 2 requests per 5 s; 20,000
 # exports, 20 requests per 20 s.
 LIST_PAGE_SECONDS = 1.0
+# New or changed manifests read at once (a replica's start reads them all): their transfers overlap.
+READS_AT_ONCE = 8
 
 
 @functools.lru_cache(maxsize=1)
@@ -151,6 +153,8 @@ class S3Store(Store):
         # The file objects (sha256 -> size) as last listed; listed again when a manifest names one
         # that is not in it.
         self._objects: dict[str, int] = {}
+        # Made in the running loop (an asyncio.Lock of Python 3.9 binds to the loop at creation).
+        self._listing_objects: asyncio.Lock | None = None
         # Dists shared by content across exports: memory follows distinct dists, not exports x dists.
         self._table = DistTable()
         # LIST requests made, and how many the last listing of the manifests took.
@@ -365,16 +369,18 @@ class S3Store(Store):
             if name.endswith(".json") and "/" not in name and not name.startswith("."):
                 listed[name[: -len(".json")]] = _Listed(item["ETag"], item["LastModified"].timestamp())
         self._manifest_pages = self._pages_listed - pages_before
-        found: dict[str, StoredExport] = {}
         fresh = [False]  # the file objects were listed in this round
-        for key, entry in listed.items():
+        reads = asyncio.Semaphore(READS_AT_ONCE)
+
+        async def load(key: str, entry: _Listed) -> StoredExport | None:
             previous = self._exports.get(key)
             if previous is not None and self._listed.get(key) == entry:
-                found[key] = previous
-                continue
-            stored = await self._load(key, fresh)
-            if stored is not None:
-                found[key] = stored
+                return previous
+            async with reads:
+                return await self._load(key, fresh)
+
+        loaded = await asyncio.gather(*(load(key, entry) for key, entry in listed.items()))
+        found = {key: stored for key, stored in zip(listed, loaded) if stored is not None}
         if found.keys() != self._exports.keys() or any(found[k] is not self._exports[k] for k in found):
             self._generation += 1
         self._exports = found
@@ -402,36 +408,50 @@ class S3Store(Store):
         """The export of a manifest whose files are all there, else None (reported once).
 
         `fresh[0]` says the file objects were listed in this round already: a round lists them at
-        most once, however many new manifests it reads."""
+        most once, however many new manifests it reads. Parsing and checking run on a thread: a
+        replica reading a thousand manifests still answers meanwhile."""
         where = f"{self.location}manifests/{key}.json"
         raw = await self._read_or_none(self._manifest_key(key))
         if raw is None:
             return None  # evicted between the listing and now
+        loop = asyncio.get_running_loop()
         try:
-            export = parse_manifest(raw, where, self._table)
+            export = await loop.run_in_executor(None, parse_manifest, raw, where, self._table)
             if export.key != key:
                 raise ContractError(f"{where}: names commit {export.key!r} but is stored as {key!r}")
-            if any(self._objects.get(sha256) != size for sha256, size in export.files.values()):
-                if fresh is None or not fresh[0]:
-                    await self._list_objects()
-                    if fresh is not None:
-                        fresh[0] = True
-            for filename, (sha256, size) in sorted(export.files.items()):
-                stored_size = self._objects.get(sha256)
-                if stored_size is None:
-                    raise ContractError(
-                        f"{self.location}files/{sha256} ({filename}): listed in the manifest but missing"
-                        + await self._legacy_hint()
-                    )
-                if stored_size != size:
-                    raise ContractError(
-                        f"{self.location}files/{sha256} ({filename}): {stored_size} bytes, the manifest says {size}"
-                    )
+            problem = await loop.run_in_executor(None, self._unstored, export)
+            if problem is not None and (fresh is None or not fresh[0]):
+                if self._listing_objects is None:
+                    self._listing_objects = asyncio.Lock()
+                async with self._listing_objects:
+                    if fresh is None or not fresh[0]:
+                        await self._list_objects()
+                        if fresh is not None:
+                            fresh[0] = True
+                problem = await loop.run_in_executor(None, self._unstored, export)
+            if problem is not None:
+                message, missing = problem
+                raise ContractError(message + (await self._legacy_hint() if missing else ""))
         except ContractError as e:
             self._reported.report(f"skipping export: {e}", key)
             return None
         self._reported.resolve(key)
         return StoredExport(export=export, size=export.size(len(raw)))
+
+    def _unstored(self, export: Export) -> tuple[str, bool] | None:
+        """What is wrong with the export's files as last listed (the first file in name order), and
+        whether it is missing; None when all are there."""
+        objects = self._objects
+        files = export.files
+        if all(objects.get(sha256) == size for sha256, size in files.values()):
+            return None
+        for filename, (sha256, size) in sorted(files.items()):
+            stored_size = objects.get(sha256)
+            if stored_size is None:
+                return f"{self.location}files/{sha256} ({filename}): listed in the manifest but missing", True
+            if stored_size != size:
+                return f"{self.location}files/{sha256} ({filename}): {stored_size} bytes, the manifest says {size}", False
+        return None
 
     async def _list_objects(self) -> None:
         prefix = f"{self.location.prefix}files/"

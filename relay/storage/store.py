@@ -8,6 +8,7 @@ import errno
 import fcntl
 import hashlib
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -21,11 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncContextManager, AsyncIterator, BinaryIO, Callable, Iterable, Iterator, Mapping
 
+from cachetools import LRUCache
+
 from relay import resources
 from relay.contract import MANIFEST, ContractError, DistTable, Export, read_export
 from relay.locks import file_lock
 from relay.resources import is_resource_error
 from relay.storage.catalog import Catalog, Recorded
+from relay.upkeep import Problems
 
 logger = logging.getLogger("relay.store")
 
@@ -44,6 +48,12 @@ STALE_STAGING_SECONDS = 24 * 3600
 TOUCH_INTERVAL_SECONDS = 60.0
 # Large files are sent in pieces of this size (where the store has no local file to send).
 CHUNK_BYTES = 256 * 1024
+# The disk store checks every export's manifest for a change in place once per this many scan
+# intervals, a slice of the exports at each scan (docs/relay.md, "How soon the relay sees a change").
+FULL_PASS_INTERVALS = 30
+# A store root changed this recently is listed again at the next scan too: a second change within
+# the file system's timestamp granularity can leave its mtime as it was.
+SETTLE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -316,16 +326,30 @@ class DiskStore(Store):
         self._exports: dict[str, StoredExport] = {}
         # key -> stamp of the directory and its manifest: a changed or replaced export is read again.
         self._stamps: dict[str, tuple[int, ...]] = {}
-        # Problems already logged, so a corrupt export is reported once, not per request.
-        self._reported: dict[str, str] = {}
+        # Problems by entry ("" for the root), each logged once: a corrupt export once, not per scan.
+        self._reported = Problems(logger)
         self._generation = 0
         self._scanned_at = float("-inf")
+        # The root's entries (but dot-names) as last listed, and the root's stamp then (None: list
+        # it again at the next scan).
+        self._entries: dict[str, os.DirEntry[str]] = {}
+        self._root_stamp: tuple[int, ...] | None = None
+        # Entries that are no valid export (yet): looked at on every scan.
+        self._invalid: set[str] = set()
+        # The full pass: the names it goes through and where it is; entries the next scan checks
+        # whatever the pass (an export from the catalog whose files turned out missing).
+        self._rotation: list[str] = []
+        self._cursor = 0
+        self._sliced_at = float("-inf")
+        self._recheck: set[str] = set()
         self._last_used: dict[str, float] = {}
         self._touched_at: dict[str, float] = {}
         self._pins: dict[str, int] = {}
         self._pin_files: dict[str, int | None] = {}
-        # (key, filename) -> the file's stamp when its sha256 was last found right.
-        self._digests_checked: dict[tuple[str, str], tuple[int, ...]] = {}
+        # (key, filename) -> the file's stamp when its sha256 was last found right; the least recently
+        # checked forgotten first (a forgotten file is hashed once more when next served).
+        self._digests_checked: LRUCache[tuple[str, str], tuple[int, ...]] = LRUCache(maxsize=4096)
+        self._digests_lock = threading.Lock()  # files are checked on the executor's threads
         # Dists shared by content across exports: memory follows distinct dists, not exports x dists.
         self._table = DistTable()
         self._catalog = Catalog(self.root) if catalog else None
@@ -347,10 +371,10 @@ class DiskStore(Store):
         return self._exports
 
     def rescan(self) -> None:
-        """Scan now (after a publish or an eviction) instead of at the next interval."""
+        """Scan now, every export (after a publish or an eviction), instead of at the next interval."""
         with self._lock:
-            self._scanned_at = float("-inf")
-        self._refresh()
+            self._scanned_at = time.monotonic()
+            self._scan(full=True, elapsed=0.0)
 
     def _refresh(self) -> None:
         now = time.monotonic()
@@ -360,53 +384,119 @@ class DiskStore(Store):
             if now - self._scanned_at < self.scan_interval:
                 return
             self._scanned_at = now
-            self._scan()
+            self._scan(full=self.scan_interval <= 0, elapsed=now - self._sliced_at)
+            self._sliced_at = now
 
-    def _scan(self) -> None:
+    def _scan(self, full: bool, elapsed: float) -> None:
+        """Bring the listing in line with the store root. A scan costs what changed, not one `stat`
+        per export: the root is listed again only when its stamp changed (an export published,
+        removed or replaced is a rename in the root), and only new or replaced directories are read;
+        a manifest changed in place is found by the full pass, a slice of the exports per scan over
+        FULL_PASS_INTERVALS; entries that are no valid export yet are looked at on every scan.
+        `full`: check every export's manifest now."""
         if self._recorded is None and self._catalog is not None:
             self._recorded = self._catalog.load(self._table)
             self._catalog_keys = set(self._recorded)
-        found: dict[str, StoredExport] = {}
-        stamps: dict[str, tuple[int, ...]] = {}
+        listed = self._list_root(force=full)
+        if listed is None:
+            return  # the last listing stands
+        entries = self._entries
+        if full:
+            due: Iterable[str] = list(entries)
+        else:
+            changed_dirs = (
+                [n for n, e in entries.items() if self._stamps.get(n, ())[:1] != (e.inode(),)]
+                if listed else []
+            )
+            due = dict.fromkeys([*changed_dirs, *self._invalid, *self._recheck, *self._next_slice(elapsed)])
+        self._recheck = set()
+        updates: dict[str, tuple[StoredExport, tuple[int, ...]] | None] = {}
+        for name in due:
+            entry = entries.get(name)
+            if entry is None:
+                continue
+            previous = self._exports.get(name)
+            stamps: dict[str, tuple[int, ...]] = {}
+            try:
+                stored = self._load(entry, stamps)
+            except OSError as e:
+                if is_resource_error(e) and previous is not None:
+                    resources.report(f"scanning the store {self.root}", e)
+                    continue  # kept as it was
+                # Replaced or removed while it was being read, or a file system error: this entry
+                # is skipped, the others are still listed.
+                self._report(name, f"skipping {entry.path}: {e.strerror} ({e.filename})")
+                stored = None
+            if stored is None:
+                self._invalid.add(name)
+                if previous is not None:
+                    updates[name] = None
+            else:
+                self._invalid.discard(name)
+                if stored is not previous or self._stamps.get(name) != stamps[name]:
+                    updates[name] = (stored, stamps[name])
+        gone = self._exports.keys() - entries.keys() if listed else set()
+        if listed:
+            self._invalid &= entries.keys()
+            self._reported.keep_only(entries.keys() | {""})
+            for name in set(self._parsed) - entries.keys():
+                del self._parsed[name]
+        self._recorded = {}
+        if updates or gone:
+            exports = dict(self._exports)
+            stamps = dict(self._stamps)
+            for name in gone:
+                exports.pop(name, None)
+                stamps.pop(name, None)
+            for name, update in updates.items():
+                if update is None:
+                    exports.pop(name, None)
+                    stamps.pop(name, None)
+                else:
+                    exports[name], stamps[name] = update
+            self._exports = exports
+            self._stamps = stamps
+            self._generation += 1
+        if updates or gone or self._unrecorded:
+            self._record(self._exports)
+
+    def _list_root(self, force: bool) -> bool | None:
+        """List the store root if it changed since the last listing (or `force`): True if listed,
+        False if the last listing still stands, None if the root cannot be listed for a moment."""
         try:
-            entries = list(os.scandir(self.root))
+            st = os.stat(self.root)
+            stamp: tuple[int, ...] | None = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        except OSError:
+            st, stamp = None, None
+        if not force and stamp is not None and stamp == self._root_stamp:
+            return False
+        try:
+            with os.scandir(self.root) as found:
+                entries = [e for e in found if not e.name.startswith(".")]
         except OSError as e:
             if is_resource_error(e):
                 # Out of file descriptors for a moment: the last listing stands.
                 resources.report(f"scanning the store {self.root}", e)
-                return
+                return None
             self._report("", f"store {self.root} cannot be read: {e.strerror}")
-            entries = []
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            try:
-                stored = self._load(entry, stamps)
-            except OSError as e:
-                if is_resource_error(e) and entry.name in self._exports:
-                    resources.report(f"scanning the store {self.root}", e)
-                    found[entry.name] = self._exports[entry.name]
-                    stamps[entry.name] = self._stamps[entry.name]
-                    continue
-                # Replaced or removed while it was being read, or a file system error: this entry
-                # is skipped, the others are still listed.
-                self._report(entry.name, f"skipping {entry.path}: {e.strerror} ({e.filename})")
-                stored = None
-            if stored is not None:
-                found[entry.name] = stored
-        if found.keys() != self._exports.keys() or any(
-            found[k] is not self._exports[k] for k in found
-        ):
-            self._generation += 1
-        self._exports = found
-        self._stamps = stamps
-        names = {e.name for e in entries}
-        for gone in set(self._reported) - names - {""}:
-            del self._reported[gone]
-        for gone in set(self._parsed) - names:
-            del self._parsed[gone]
-        self._recorded = {}
-        self._record(found)
+            entries, stamp = [], None
+        self._entries = {e.name: e for e in entries}
+        self._rotation = list(self._entries)
+        settled = st is not None and time.time() - st.st_mtime > SETTLE_SECONDS
+        self._root_stamp = stamp if settled else None
+        return True
+
+    def _next_slice(self, elapsed: float) -> list[str]:
+        """The names the full pass checks at this scan: its share of FULL_PASS_INTERVALS scan
+        intervals for the time since the last scan (all of them after a long quiet)."""
+        names = self._rotation
+        if not names:
+            return []
+        share = elapsed / (FULL_PASS_INTERVALS * max(self.scan_interval, 1e-9))
+        count = len(names) if share >= 1 else max(1, math.ceil(len(names) * share))
+        start = self._cursor % len(names)
+        self._cursor = start + count
+        return names[start:start + count] + names[: max(0, start + count - len(names))]
 
     def _record(self, found: Mapping[str, StoredExport]) -> None:
         """Bring the catalog in line with this scan: the exports parsed from their manifests in,
@@ -477,7 +567,7 @@ class DiskStore(Store):
             # Not remembered: the files of a half-copied export may still arrive.
             self._report(name, f"skipping export: {e}")
             return None
-        self._reported.pop(name, None)
+        self._reported.resolve(name)
         stamps[name] = stamp
         if self._catalog is not None:
             self._unrecorded[name] = Recorded(stamp=stamp, export=export, size=size)
@@ -520,6 +610,7 @@ class DiskStore(Store):
             with self._lock:
                 if self._stamps.get(name) == stamp:
                     self._stamps[name] = ()
+                    self._recheck.add(name)
             self._rescan_soon()
 
     def _rescan_soon(self) -> None:
@@ -567,9 +658,7 @@ class DiskStore(Store):
         return dict(self._reported)
 
     def _report(self, name: str, message: str) -> None:
-        if self._reported.get(name) != message:
-            self._reported[name] = message
-            logger.warning("%s", message)
+        self._reported.report(message, name)
 
     # Files.
 
@@ -655,8 +744,9 @@ class DiskStore(Store):
         st = os.fstat(file.fileno())
         stamp = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
         memo = (key, filename)
-        if self._digests_checked.get(memo) == stamp:
-            return
+        with self._digests_lock:
+            if self._digests_checked.get(memo) == stamp:
+                return
         h = hashlib.sha256()
         file.seek(0)
         for chunk in iter(lambda: file.read(1024 * 1024), b""):
@@ -664,9 +754,8 @@ class DiskStore(Store):
         file.seek(0)
         if h.hexdigest() != digest[0]:
             raise ContractError(f"{key}/{filename} does not match the sha256 its manifest records")
-        if len(self._digests_checked) >= 4096:
-            self._digests_checked.clear()
-        self._digests_checked[memo] = stamp
+        with self._digests_lock:
+            self._digests_checked[memo] = stamp
 
     # Use, pins and eviction.
 

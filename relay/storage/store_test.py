@@ -311,3 +311,74 @@ def test_a_pin_held_by_another_process_keeps_the_export(store_dir: Path) -> None
         holder.communicate("", timeout=30)
     assert store.evict_now(EvictionPolicy(max_age_seconds=0), now=time.time() + 10) == [pinned.key]
     assert [p.name for p in store_dir.iterdir() if p.name != CATALOG] == []
+
+
+def _scans(store: DiskStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names each later scan reads the manifest stamp of (a `stat` each)."""
+    visited: list[str] = []
+    load = store._load
+
+    def spy(entry: os.DirEntry[str], stamps: dict[str, tuple[int, ...]]) -> object:
+        visited.append(entry.name)
+        return load(entry, stamps)
+
+    monkeypatch.setattr(store, "_load", spy)
+    return visited
+
+
+def _next_scan(store: DiskStore, seconds: float = 1.0) -> None:
+    """Run the scan the next request after `seconds` would run."""
+    store._scanned_at -= seconds
+    store._sliced_at -= seconds
+    store.exports()
+
+
+def test_a_scan_reads_what_changed_not_every_export(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from relay.storage.store import SETTLE_SECONDS
+
+    for n in range(1, 61):
+        write_export(store_dir, fake_sha(n), n)
+    old = time.time() - 10 * SETTLE_SECONDS
+    os.utime(store_dir, (old, old))
+    store = DiskStore(store_dir, scan_interval=1.0, catalog=False)
+    assert len(store.exports()) == 60
+    visited = _scans(store, monkeypatch)
+    _next_scan(store)
+    assert len(visited) <= 3  # the root unchanged: its share of the full pass (60 / 30 a second)
+    # Published: a rename into the root. The next scan reads the new export only.
+    visited.clear()
+    new = write_export(store_dir.parent / "staging", fake_sha(61), 61)
+    os.rename(store_dir.parent / "staging" / new.key, store_dir / new.key)
+    _next_scan(store)
+    assert new.key in store.exports()
+    assert new.key in visited and len(visited) <= 1 + 3
+    # Removed: gone at the next scan, no manifest read.
+    visited.clear()
+    shutil.rmtree(store_dir / fake_sha(5))
+    _next_scan(store)
+    assert fake_sha(5) not in store.exports()
+    assert len(visited) <= 3
+
+
+def test_a_manifest_changed_in_place_shows_within_the_full_pass(store_dir: Path) -> None:
+    from relay.storage.store import FULL_PASS_INTERVALS, SETTLE_SECONDS
+
+    for n in range(1, 61):
+        write_export(store_dir, fake_sha(n), n, branches=("main",))
+    old = time.time() - 10 * SETTLE_SECONDS
+    os.utime(store_dir, (old, old))
+    store = DiskStore(store_dir, scan_interval=1.0, catalog=False)
+    assert len(store.exports()) == 60
+    manifest = store_dir / fake_sha(7) / MANIFEST
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "branches": ["release"]}))
+    seen_after = None
+    for scan in range(1, FULL_PASS_INTERVALS + 1):
+        _next_scan(store)
+        if store.exports()[fake_sha(7)].export.branches == ("release",):
+            seen_after = scan
+            break
+    assert seen_after is not None
+    manifest = store_dir / fake_sha(8) / MANIFEST
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "branches": ["release"]}))
+    store.rescan()  # an explicit rescan (after a publish, an eviction) checks every manifest
+    assert store.exports()[fake_sha(8)].export.branches == ("release",)
