@@ -202,8 +202,8 @@ def targets(data: dict[str, Any]) -> list[list[str]]:
         last = rows_[-1]
         rows.append([f"pull mode, {followed['targets']:,} targets: the warm builder over {len(rows_) + 1} builds "
                      "(memory; a daemon replacement never in a client's wait)",
-                     f"serving pantsd {min(rss):,}-{max(rss):,} MB; {last['recycles']} daemons replaced in the "
-                     f"background, {last['restarts']} restarts in a build; commit to served median "
+                     f"serving pantsd {min(rss):,}-{max(rss):,} MB; daemons replaced in the background: "
+                     f"{last['recycles']}, restarts in a build: {last['restarts']}; commit to served median "
                      f"{followed['commit_to_served_s']['median']:.1f} s (max {followed['commit_to_served_s']['max']:.1f} s)",
                      "**met**" if last["restarts"] == 0 and last["recycles"] > 0 else "**missed**"])
     return rows
