@@ -28,6 +28,7 @@ import objectstore_bench
 import pages_bench
 import profile_bench
 import pull_bench
+import pull_scale_bench
 import month_bench
 import report
 import scale_bench
@@ -37,7 +38,7 @@ import uv_workspace_bench
 import versions_bench
 
 PARTS = ("export", "serve", "install", "pull", "profile", "hardening", "versions", "cycles", "objectstore",
-         "environments", "pages", "uv", "scale", "history", "layout", "month")
+         "environments", "pages", "uv", "scale", "history", "layout", "month", "pullscale")
 RESULTS = BENCH / "results"  # tracked: a partial run re-renders the other parts from here
 
 FULL = {
@@ -59,6 +60,9 @@ FULL = {
     "layout_dists": 10000, "layout_reps": 5,
     "month_dists": 1000, "month_sizes": "50,300,1500", "month_before_sizes": "50,300", "month_requests": 100,
     "month_s3_sizes": "300,1500", "month_previous_sizes": "1500",
+    "pullscale_targets": 10000, "pullscale_leaf_commits": 3, "pullscale_max_memory": "14GiB",
+    "pullscale_recycle_targets": 1000, "pullscale_followed_builds": 50, "pullscale_recycle_every": 20,
+    "pullscale_parts": "builds,followed",
 }
 QUICK = {
     "sizes": "50,100", "package_sizes": "20", "pip_wheel_sizes": "10",
@@ -79,6 +83,9 @@ QUICK = {
     "layout_dists": 300, "layout_reps": 2,
     "month_dists": 100, "month_sizes": "10,50", "month_before_sizes": "10", "month_requests": 20,
     "month_s3_sizes": "50", "month_previous_sizes": "50",
+    "pullscale_targets": 50, "pullscale_leaf_commits": 1, "pullscale_max_memory": "4GiB",
+    "pullscale_recycle_targets": 50, "pullscale_followed_builds": 5, "pullscale_recycle_every": 2,
+    "pullscale_parts": "builds,followed",
 }
 
 
@@ -226,6 +233,24 @@ def run_pull(args: argparse.Namespace) -> None:
     _save("pull", vars(settings), data, started)
 
 
+def run_pull_scale(args: argparse.Namespace) -> None:
+    started = time.time()
+    settings = pull_scale_bench.PullScaleSettings(
+        targets=args.pullscale_targets, leaf_commits=args.pullscale_leaf_commits,
+        pantsd_max_memory=args.pullscale_max_memory, recycle_targets=args.pullscale_recycle_targets,
+        followed_builds=args.pullscale_followed_builds, recycle_every=args.pullscale_recycle_every,
+    )
+    parts = tuple(p for p in args.pullscale_parts.split(",") if p)
+    data = pull_scale_bench.run(settings, log, parts)
+    # Its two parts take long and may run apart: a part not run keeps its earlier results.
+    try:
+        earlier = json.loads((RESULTS / "pullscale.json").read_text())["data"]
+    except (OSError, ValueError, KeyError):
+        earlier = {}
+    data = {**{k: v for k, v in earlier.items() if k in ("builds", "followed")}, **data}
+    _save("pullscale", {**vars(settings), "parts": list(parts)}, data, started)
+
+
 def run_objectstore(args: argparse.Namespace) -> None:
     started = time.time()
     load = serve_bench.LoadSettings(threads=2, connections=args.wrk_connections, duration_s=args.wrk_duration,
@@ -338,6 +363,8 @@ def main(argv: list[str]) -> int:
             run_servers(args, parts)
         if "pull" in parts:
             run_pull(args)
+        if "pullscale" in parts:
+            run_pull_scale(args)
         if "profile" in parts:
             run_profiles(args, time.time())
         if "objectstore" in parts:

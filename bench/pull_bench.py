@@ -22,9 +22,12 @@ sys.path.insert(0, str(ROOT))
 WORK_DIRS = Path(tempfile.gettempdir()) / "export-dists-bench-pull"
 
 # The generated monorepo has no ./pants of its own: this checkout's bootstrap finds the build root.
+# The core's place on Pants' pythonpath comes from the generated repository's .pants.rc, which git
+# ignores, so a builder's worktree has none: the command says it (and drops the relay's PYTHONPATH).
+EXPORT_PREFIX = f"env -u PYTHONPATH \"PANTS_PYTHONPATH=+['{ROOT}/core']\""
 COMMANDS = {
-    "warm": f"{PANTS} export-dists --export-dists-output-dir={{output_dir}} ::",
-    "cold": f"{PANTS} --no-pantsd export-dists --export-dists-output-dir={{output_dir}} ::",
+    "warm": f"{EXPORT_PREFIX} {PANTS} export-dists --export-dists-output-dir={{output_dir}} ::",
+    "cold": f"{EXPORT_PREFIX} {PANTS} --no-pantsd export-dists --export-dists-output-dir={{output_dir}} ::",
 }
 
 

@@ -15,6 +15,7 @@ import hardening_bench
 import environment_bench
 import pages_bench
 import month_bench
+import pull_scale_bench
 import uv_workspace_bench
 from procs import BENCH, ROOT
 
@@ -46,6 +47,7 @@ PART_SECTIONS = {
     "history": ("History at scale",),
     "layout": ("Writing an export directory",),
     "month": ("A month of main in one store",),
+    "pullscale": ("Pull mode at scale",),
 }
 EARLIER_ROW = " (an earlier run)"
 CARRIED = "*Kept from an earlier run of this page: this run has no `bench/results/{part}.json`.*"
@@ -360,6 +362,9 @@ def targets(results: dict[str, dict[str, Any]]) -> list[list[str]]:
     month = results.get("month", {}).get("data")
     if month:
         rows += month_bench.targets(month)
+    pullscale = results.get("pullscale", {}).get("data")
+    if pullscale:
+        rows += pull_scale_bench.targets(pullscale)
     return rows
 
 
@@ -853,6 +858,10 @@ def write(results_dir: Path) -> Path:
         out += month_bench.section(results["month"], fmt, table)
     if part_missing(results, "month"):
         out += carried("month", earlier)
+    if "pullscale" in results:
+        out += pull_scale_bench.section(results["pullscale"], fmt, table)
+    if part_missing(results, "pullscale"):
+        out += carried("pullscale", earlier)
     if NOTES.exists():
         out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))

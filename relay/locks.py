@@ -11,24 +11,34 @@ from typing import AsyncIterator
 
 
 @contextlib.asynccontextmanager
-async def file_lock(path: Path, *, remove: bool = False) -> AsyncIterator[None]:
+async def file_lock(path: Path, *, remove: bool = False, wait: bool = True) -> AsyncIterator[bool]:
     """An exclusive lock across processes (flock on `path`), waited for off the event loop; the
-    kernel drops it when its process dies.
+    kernel drops it when its process dies. Yields whether it is held: always, unless `wait` is
+    False and another holds it (then it is not waited for).
 
     With `remove`, the file is unlinked while still held (a lock per commit must not pile up): a
     process already waiting on it re-checks what the lock guards once it gets it.
     """
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        await asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
+        if wait:
+            await asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
+            held = True
+        else:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+            except BlockingIOError:
+                held = False
     except BaseException:
         os.close(fd)
         raise
     try:
-        yield
+        yield held
     finally:
-        if remove:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        if held:
+            if remove:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

@@ -245,6 +245,25 @@ def fake_sha(n: int) -> str:
     return hashlib.sha1(str(n).encode()).hexdigest()
 
 
+def start_stand_in_daemon(worktree: Path) -> None:
+    """A process that the warm builder takes for the worktree's Pants daemon: its command line says
+    pantsd and its pid is in .pids/<id>/pantsd/pid; it outlives the build (its own session), as pantsd."""
+    pid_file = worktree / ".pids" / "stand-in" / "pantsd" / "pid"
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)
+        if b"pantsd" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return
+    except (OSError, ValueError):
+        pass
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)", "pantsd"], start_new_session=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    pid_file.write_text(str(daemon.pid))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """A stand-in for `pants export-dists` in pull-mode tests: writes CHAIN for the worktree's commit."""
     parser = argparse.ArgumentParser(prog="python -m relay_testing.exports")
@@ -253,10 +272,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs-file", type=Path, help="append one line per run (tests count runs)")
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--fail", action="store_true")
+    parser.add_argument("--pantsd", action="store_true",
+                        help="start a stand-in Pants daemon for the worktree unless one runs (warm builder tests)")
+    parser.add_argument("--trees-file", type=Path, help="append the worktree's name per run")
+    parser.add_argument("--wait-while", type=Path, metavar="FILE",
+                        help="in a worktree named worktree-2 (a warm-up), wait while FILE exists")
     args = parser.parse_args(argv)
     if args.runs_file:
         with open(args.runs_file, "a") as f:
             f.write("run\n")
+    if args.trees_file:
+        with open(args.trees_file, "a") as f:
+            f.write(args.worktree.name + "\n")
+    if args.pantsd:
+        start_stand_in_daemon(args.worktree)
+    while args.wait_while and args.worktree.name == "worktree-2" and args.wait_while.exists():
+        time.sleep(0.05)
     time.sleep(args.sleep)
     if args.fail:
         print("building failed: this is the failure the test expects", file=sys.stderr)

@@ -11,11 +11,11 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import pytest
 
-from relay.building.builders import ExportCommand, WarmBuilder, WarmLimits
+from relay.building.builders import ExportCommand, WarmBuilder, WarmLimits, pantsd_pid
 from relay.git import Git
 from relay.building.materialize import Limits, Materializer
 from relay.building.processes import alive
@@ -63,11 +63,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     try:
         yield setup
     finally:
-        daemon = setup.builder.pantsd_pid()
+        daemons = [pantsd_pid(setup.builder.home / name) for name in ("worktree", "worktree-2")]
         loop.run_until_complete(warm.close())
         loop.close()
-        # Nothing outlives the module: the daemon was stopped by its pid.
-        assert daemon is None or not alive(daemon)
+        # Nothing outlives the module: the daemons were stopped by their pids.
+        assert not any(daemon is not None and alive(daemon) for daemon in daemons)
 
 
 def _same_tree(a: Path, b: Path) -> None:
@@ -115,3 +115,38 @@ def test_a_killed_daemon_is_replaced(setup: Setup) -> None:
     export = setup.run(setup.warm.export(sha))
     assert export.sha == sha
     assert setup.builder.pantsd_pid() not in (None, daemon)
+
+
+def test_a_daemon_is_replaced_in_the_background_and_a_build_interrupts_the_warm_up(setup: Setup) -> None:
+    """With real Pants: the replacement daemon is warmed beside the serving one; a build that arrives
+    meanwhile stops the warm-up's run (the standby daemon survives it) and is served by the old
+    daemon; then the warm-up finishes and the daemons trade places."""
+    builder = setup.builder
+    builder.limits = WarmLimits(max_builds=builder.builds + 1)  # the next build makes it due
+    restarts = builder.restarts
+    module = (setup.repo.path / HISTORY_MODULE).read_text()
+    first = setup.repo.commit("before a recycle", {HISTORY_MODULE: module + "\n# before a recycle\n"})
+    setup.run(setup.warm.export(first))  # builds >= 1: a warm-up starts in the background
+    serving = builder.pantsd_pid()
+    assert serving is not None and builder.status()["warming"]
+    standby = builder.home / "worktree-2"
+
+    async def until(predicate: Callable[[], bool], seconds: float) -> None:
+        for _ in range(int(seconds / 0.1)):
+            if predicate():
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"not within {seconds} s")
+
+    setup.run(until(lambda: pantsd_pid(standby) is not None, 600))
+    warming = pantsd_pid(standby)
+    second = setup.repo.commit("during the warm-up", {HISTORY_MODULE: module + "\n# during the warm-up\n"})
+    assert setup.run(setup.warm.export(second)).sha == second
+    assert builder.restarts == restarts and builder.pantsd_pid() == serving
+    assert warming is not None and alive(warming), "stopping the warm-up's run stopped the standby daemon"
+    setup.run(until(lambda: not builder.status()["warming"], 900))
+    assert builder.recycles == 1 and builder.tree == standby
+    assert builder.pantsd_pid() == warming and not alive(serving)
+    third = setup.repo.commit("after the recycle", {HISTORY_MODULE: module + "\n# after the recycle\n"})
+    assert setup.run(setup.warm.export(third)).sha == third
+    assert builder.pantsd_pid() == warming and builder.restarts == restarts

@@ -4,8 +4,11 @@ per build) or warm (one long-lived worktree per builder, with a Pants daemon kep
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import fnmatch
 import hashlib
+import json
 import logging
 import os
 import shlex
@@ -13,14 +16,17 @@ import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Mapping
+from typing import AsyncIterator, Mapping
 
 from relay.building import worktree
 from relay.errors import RelayError
 from relay.git import Git, GitError
-from relay.building.processes import Records, alive, log_tail_off_loop, run_logged, stop_process
+from relay.building.processes import (
+    Records, alive, kill_group, log_tail_off_loop, run_logged, stop_process,
+)
+from relay.building.processes import started as started_at
 from relay.locks import file_lock
 
 logger = logging.getLogger("relay.builder")
@@ -67,10 +73,13 @@ class BuildError(RelayError):
 
 @dataclass(frozen=True)
 class WarmLimits:
-    """When a warm builder restarts: after `max_builds` builds, or when its daemon outgrows `max_memory`."""
+    """When a warm builder's Pants daemon is replaced: after `max_builds` builds, or when it grows
+    beyond `recycle_share` of `max_memory`, by a daemon warmed in the background; in a build only
+    when that could not happen in time (twice `max_builds`, or beyond `max_memory`)."""
 
     max_builds: int = 50
     max_memory: int = 4 * 1024**3
+    recycle_share: float = 0.75
 
 
 class Builder(ABC):
@@ -150,15 +159,42 @@ class ColdBuilder(Builder):
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-class WarmBuilder(Builder):
-    """One long-lived worktree under `home` and the Pants daemon its builds start; one build at a time.
+TREES = ("worktree", "worktree-2")  # a warm builder's two worktrees: one serves, one is warmed
+# Builds may stop a warm-up this many times; then it runs beside them (slower builds, still warm), so
+# builds back to back cannot keep the replacement from ever finishing.
+MAX_INTERRUPTIONS = 3
 
-    Each build checks the commit out (detached, clean but for Pants' own directories) and runs the
-    export command there, so Pants' daemon keeps its graph between builds and a new commit costs
-    about an incremental export. The builder restarts (daemon stopped by its pid) when a commit's
-    build inputs (BUILDER_INPUTS) differ from those it started with, after `max_builds` builds, when
-    the daemon outgrows `max_memory`, when a build times out, and when the daemon dies during a build
-    (which is then tried once more).
+
+@dataclass(frozen=True)
+class WarmState:
+    """A warm builder's state, shared by the relay's worker processes (a file under the build lock)."""
+
+    tree: str = TREES[0]  # the worktree that builds
+    inputs: str | None = None  # the build inputs its daemon started with; None: no daemon of ours yet
+    builds: int = 0  # builds since that daemon started
+    sha: str | None = None  # the commit it built last
+
+    @property
+    def standby(self) -> str:
+        return TREES[1 - TREES.index(self.tree)]
+
+
+class WarmBuilder(Builder):
+    """Long-lived worktrees under `home` and the Pants daemons their builds start; one build at a time.
+
+    Each build checks the commit out (detached, clean but for Pants' own directories) in the serving
+    worktree and runs the export command there, so Pants' daemon keeps its graph between builds and a
+    new commit costs about an incremental export.
+
+    A daemon that has built `max_builds` commits or grown beyond `recycle_share` of `max_memory` is
+    replaced without a client waiting for it: the other worktree is checked out at the last built
+    commit and its export run there (output thrown away) in the background, which starts and warms a
+    second daemon; then the two trade places and the old daemon is stopped. A build that arrives
+    meanwhile stops the warm-up (the standby daemon keeps what it computed) and runs on the old daemon;
+    the warm-up resumes after it (after MAX_INTERRUPTIONS it runs beside the builds). In a build the builder restarts (daemon stopped by its pid, the build
+    then cold) only when it must: a commit whose build inputs (BUILDER_INPUTS) differ from those it
+    started with, a daemon beyond `max_memory` or twice `max_builds` (the warm-up failed or could not
+    finish), a build that timed out, a daemon that died during a build (which is then tried once more).
     """
 
     kind = "warm"
@@ -176,58 +212,120 @@ class WarmBuilder(Builder):
         self.command = command
         self.timeout = timeout
         self.home = home
-        self.tree = home / "worktree"
         self.records = records
         self.limits = limits
         self._lock: asyncio.Lock | None = None
-        self._inputs: str | None = None  # what the daemon started with; None: no daemon of ours yet
-        self.builds = 0  # since the last restart
-        self.restarts = 0
+        self._warm_up_task: asyncio.Task[None] | None = None
+        self.restarts = 0  # in a build (its client waited for a cold start)
+        self.recycles = 0  # daemons replaced by one warmed in the background
 
-    async def build(self, sha: str, output_dir: Path, log_path: Path) -> None:
+    # State shared across worker processes.
+
+    @property
+    def _state_file(self) -> Path:
+        return self.home / "state.json"
+
+    def state(self) -> WarmState:
+        try:
+            data = json.loads(self._state_file.read_text())
+            state = WarmState(**data)
+        except (OSError, ValueError, TypeError):
+            return WarmState()
+        return state if state.tree in TREES else WarmState()
+
+    def _save(self, state: WarmState) -> None:
+        temporary = self.home / f".state.json.{os.getpid()}"
+        temporary.write_text(json.dumps(asdict(state)))
+        os.replace(temporary, self._state_file)
+
+    @property
+    def tree(self) -> Path:
+        """The worktree that builds."""
+        return self.home / self.state().tree
+
+    @property
+    def builds(self) -> int:
+        return self.state().builds
+
+    @contextlib.asynccontextmanager
+    async def _building(self) -> AsyncIterator[None]:
+        """One build (or state change) at a time: in this process and across worker processes."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         self.home.mkdir(parents=True, exist_ok=True)
-        # One build per worktree: in this process (the asyncio lock) and across worker processes.
         async with self._lock, file_lock(self.home / "lock"):
+            yield
+
+    # Building.
+
+    async def build(self, sha: str, output_dir: Path, log_path: Path) -> None:
+        async with self._building():
+            self._interrupt_warm_up()
+            state = self.state()
+            tree = self.home / state.tree
             inputs = await self._inputs_of(sha)
-            reason = self._restart_reason(inputs)
+            reason = self._restart_reason(state, inputs, tree)
             if reason is not None:
-                await self.restart(reason)
-            await self._checkout(sha)
-            self._inputs = inputs
+                state = await self._restart(state, reason)
+            await self._checkout(tree, sha)
             for attempt in (1, 2):
-                daemon = self.pantsd_pid()
+                daemon = pantsd_pid(tree)
                 try:
                     await run_export(
-                        self.command, self.tree, output_dir, sha, log_path,
+                        self.command, tree, output_dir, sha, log_path,
                         timeout=self.timeout, records=self.records, owned=(output_dir,),
                         extra_env={"PANTS_PANTSD_MAX_MEMORY_USAGE": str(self.limits.max_memory)},
                     )
                 except BuildError as e:
                     if e.status == 504:
-                        await self.restart("a build timed out")
+                        await self._restart(state, "a build timed out")
                         raise
                     if attempt == 1 and daemon is not None and not alive(daemon):
-                        await self.restart("its Pants daemon died during the build")
+                        state = await self._restart(state, "its Pants daemon died during the build")
                         shutil.rmtree(output_dir, ignore_errors=True)
                         output_dir.mkdir()
                         continue
                     raise
-                self.builds += 1
+                state = replace(state, inputs=inputs, builds=state.builds + 1, sha=sha)
+                if pantsd_pid(tree) is None:
+                    state = replace(state, builds=0)  # builds count what a daemon has seen
+                self._save(state)
+                due = self._recycle_reason(state, tree)
+                if due is not None:
+                    self._start_warm_up(due)
                 return
 
-    def _restart_reason(self, inputs: str) -> str | None:
-        if self._inputs is None:
-            return None if self.pantsd_pid() is None else "a Pants daemon of an earlier relay was running"
-        if inputs != self._inputs:
+    def _restart_reason(self, state: WarmState, inputs: str, tree: Path) -> str | None:
+        if state.inputs is None:
+            return None if pantsd_pid(tree) is None else "a Pants daemon of an earlier relay was running"
+        if inputs != state.inputs:
             return "the commit changes the build's own inputs (" + ", ".join(BUILDER_INPUTS[:3]) + ", ...)"
-        if self.builds >= self.limits.max_builds:
-            return f"{self.builds} builds since its start"
-        rss = self.rss()
+        if state.builds >= 2 * self.limits.max_builds and not self._warming():
+            return f"{state.builds} builds since its start, and no replacement could be warmed meanwhile"
+        rss = rss_of(tree)
         if rss is not None and rss > self.limits.max_memory:
             return f"its Pants daemon uses {rss // 2**20} MiB"
         return None
+
+    def _recycle_reason(self, state: WarmState, tree: Path) -> str | None:
+        """Why the serving daemon should be replaced in the background now, if it should."""
+        if pantsd_pid(tree) is None:
+            return None  # no daemon (the uv exporter, a command with --no-pantsd): nothing grows
+        if state.builds >= self.limits.max_builds:
+            return f"{state.builds} builds since its start"
+        rss = rss_of(tree)
+        if rss is not None and rss > self.limits.recycle_share * self.limits.max_memory:
+            return f"its Pants daemon uses {rss // 2**20} MiB"
+        return None
+
+    async def _restart(self, state: WarmState, reason: str) -> WarmState:
+        """In a build (its client waits): stop the serving daemon; the build starts a new one."""
+        logger.info("restarting warm builder %s: %s", self.home, reason)
+        await asyncio.get_running_loop().run_in_executor(None, stop_daemon, self.home / state.tree)
+        state = WarmState(tree=state.tree)
+        self._save(state)
+        self.restarts += 1
+        return state
 
     async def _inputs_of(self, sha: str) -> str:
         """A hash of the commit's build inputs and of the command: equal hashes, same builder."""
@@ -243,64 +341,203 @@ class WarmBuilder(Builder):
                 digest.update(line.encode() + b"\n")
         return digest.hexdigest()
 
-    async def _checkout(self, sha: str) -> None:
-        if (self.tree / ".git").is_file():
+    async def _checkout(self, tree: Path, sha: str) -> None:
+        if (tree / ".git").is_file():
             try:
-                await worktree.checkout(self.git, self.tree, sha)
+                await worktree.checkout(self.git, tree, sha)
                 return
             except GitError as e:
                 # E.g. an index.lock left by a killed git: start over with a new worktree.
-                await self.restart(f"its worktree cannot be checked out ({e})")
-        await worktree.remove(self.git, self.tree)
+                logger.warning("worktree %s cannot be checked out (%s): adding it anew", tree, e)
+                await asyncio.get_running_loop().run_in_executor(None, stop_daemon, tree)
+        await worktree.remove(self.git, tree)
         try:
-            await worktree.add(self.git, self.tree, sha)
+            await worktree.add(self.git, tree, sha)
         except GitError as e:
             raise BuildError(502, f"cannot check out commit {sha}: {e}") from None
 
-    def pantsd_pid(self) -> int | None:
-        """The pid of the live Pants daemon of the worktree, if any."""
-        for pid_file in self.tree.glob(".pids/*/pantsd/pid"):
+    # The replacement daemon, warmed in the background.
+
+    def _start_warm_up(self, reason: str) -> None:
+        if self._warm_up_task is None or self._warm_up_task.done():
+            self._warm_up_task = asyncio.get_running_loop().create_task(self._warm_up(reason))
+
+    def _warming(self) -> bool:
+        """Whether a warm-up runs, in this or another worker process (it holds standby.lock)."""
+        if self._warm_up_task is not None and not self._warm_up_task.done():
+            return True
+        fd = os.open(self.home / "standby.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def _interrupt_warm_up(self) -> None:
+        """Called holding the build lock: stop a warm-up's export run (of any worker process), so the
+        build has the machine; the warm-up resumes after the build."""
+        try:
+            pgid, start, interruptible = json.loads((self.home / "standby.pgid").read_text())
+        except (OSError, ValueError, TypeError):
+            return
+        if interruptible and alive(pgid, start):
+            (self.home / "standby.interrupted").touch()
+            kill_group(pgid)
+
+    async def _warm_up(self, reason: str) -> None:
+        try:
+            async with file_lock(self.home / "standby.lock", wait=False) as held:
+                if held:  # else another worker process is warming one
+                    await self._warm_up_held(reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a warm-up is an optimisation: its failure must not go unnoticed, nor stop builds
+            logger.exception("warming a replacement for warm builder %s failed", self.home)
+
+    async def _warm_up_held(self, reason: str) -> None:
+        started = time.monotonic()
+        logger.info("warm builder %s: warming a replacement daemon in the background: %s", self.home, reason)
+        interruptions = 0
+        while True:
+            async with self._building():
+                state = self.state()
+            standby = self.home / state.standby
+            loop = asyncio.get_running_loop()
+            if state.sha is None or state.inputs is None or self._recycle_reason(state, self.home / state.tree) is None:
+                # Restarted in a build meanwhile (new build inputs, say): nothing to replace.
+                await loop.run_in_executor(None, stop_daemon, standby)
+                return
+            await self._checkout(standby, state.sha)
+            output = self.home / "standby-output"
+            shutil.rmtree(output, ignore_errors=True)
+            output.mkdir()
+            (self.home / "standby.interrupted").unlink(missing_ok=True)
+            log_path = self.home / "standby.log"
             try:
-                pid = int(pid_file.read_text().strip())
-                command = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except (OSError, ValueError):
-                continue
-            if b"pantsd" in command and alive(pid):
-                return pid
-        return None
+                code = await run_logged(
+                    self.command.render(standby, output, state.sha),
+                    cwd=standby,
+                    env=dict(os.environ, RELAY_SHA=state.sha, RELAY_WORKTREE=str(standby), RELAY_OUTPUT_DIR=str(output),
+                             PANTS_PANTSD_MAX_MEMORY_USAGE=str(self.limits.max_memory)),
+                    log_path=log_path, timeout=self.timeout, records=self.records, owned=(output,),
+                    on_start=lambda pgid: self._record_warm_up(pgid, interruptible=interruptions < MAX_INTERRUPTIONS),
+                )
+            finally:
+                (self.home / "standby.pgid").unlink(missing_ok=True)
+                shutil.rmtree(output, ignore_errors=True)
+            if (self.home / "standby.interrupted").exists():
+                interruptions += 1
+                logger.info("warm builder %s: a build stopped the warm-up; it resumes after the build", self.home)
+                continue  # the loop's first step waits for the build
+            if code != 0:
+                logger.warning(
+                    "warm builder %s: warming a replacement daemon %s; the serving daemon stays\n%s",
+                    self.home, "timed out" if code is None else f"failed (exit status {code})",
+                    await log_tail_off_loop(log_path),
+                )
+                await loop.run_in_executor(None, stop_daemon, standby)
+                return
+            async with self._building():
+                now = self.state()
+                if now.tree != state.tree or now.inputs != state.inputs:
+                    old = standby  # the serving builder restarted meanwhile: the warmed daemon is not needed
+                else:
+                    self._save(WarmState(tree=state.standby, inputs=state.inputs, builds=0, sha=state.sha))
+                    old = self.home / state.tree
+            await loop.run_in_executor(None, stop_daemon, old)
+            if old == standby:
+                return
+            self.recycles += 1
+            logger.info(
+                "warm builder %s: replaced its Pants daemon by one warmed in the background in %.1f s "
+                "(builds that interrupted the warm-up: %d)", self.home, time.monotonic() - started, interruptions,
+            )
+            return
+
+    def _record_warm_up(self, pgid: int, *, interruptible: bool) -> None:
+        """Make the warm-up's run stoppable by a build; stop it at once if a build already runs (a
+        build takes the lock, then reads this file: one of the two sees the other)."""
+        (self.home / "standby.pgid").write_text(json.dumps([pgid, started_at(pgid), interruptible]))
+        if not interruptible:
+            return
+        fd = os.open(self.home / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            (self.home / "standby.interrupted").touch()
+            kill_group(pgid)
+        finally:
+            os.close(fd)
+
+    # Life cycle.
+
+    def pantsd_pid(self) -> int | None:
+        """The pid of the live Pants daemon of the serving worktree, if any."""
+        return pantsd_pid(self.tree)
 
     def rss(self) -> int | None:
-        pid = self.pantsd_pid()
-        if pid is None:
-            return None
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return None
-
-    async def restart(self, reason: str) -> None:
-        logger.info("restarting warm builder %s: %s", self.home, reason)
-        await asyncio.get_running_loop().run_in_executor(None, self._stop_daemon)
-        self._inputs = None
-        self.builds = 0
-        self.restarts += 1
-
-    def _stop_daemon(self) -> None:
-        pid = self.pantsd_pid()
-        if pid is not None:
-            started = time.monotonic()
-            stop_process(pid)
-            logger.info("stopped Pants daemon %d of %s in %.1f s", pid, self.tree, time.monotonic() - started)
+        return rss_of(self.tree)
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._stop_daemon)
-        self._inputs = None
+        task, self._warm_up_task = self._warm_up_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.get_running_loop().run_in_executor(None, self.clean_up)
 
     def clean_up(self) -> None:
-        self._stop_daemon()
+        """Stop the daemons of both worktrees (this relay's, or one that died) and forget them."""
+        for name in TREES:
+            stop_daemon(self.home / name)
+        for name in ("state.json", "standby.pgid", "standby.interrupted"):
+            (self.home / name).unlink(missing_ok=True)
+        shutil.rmtree(self.home / "standby-output", ignore_errors=True)
 
     def status(self) -> dict[str, object]:
-        return {"kind": self.kind, "builds": self.builds, "restarts": self.restarts, "rss": self.rss()}
+        state = self.state()
+        return {
+            "kind": self.kind, "builds": state.builds, "restarts": self.restarts, "recycles": self.recycles,
+            "rss": rss_of(self.home / state.tree),
+            "warming": self._warm_up_task is not None and not self._warm_up_task.done(),
+        }
+
+
+def pantsd_pid(tree: Path) -> int | None:
+    """The pid of the live Pants daemon of a worktree, if any."""
+    for pid_file in tree.glob(".pids/*/pantsd/pid"):
+        try:
+            pid = int(pid_file.read_text().strip())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if b"pantsd" in command and alive(pid):
+            return pid
+    return None
+
+
+def rss_of(tree: Path) -> int | None:
+    """The resident memory of a worktree's Pants daemon, if it runs."""
+    pid = pantsd_pid(tree)
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def stop_daemon(tree: Path) -> None:
+    """Stop a worktree's Pants daemon by its pid (blocking: run it off the event loop)."""
+    pid = pantsd_pid(tree)
+    if pid is not None:
+        begun = time.monotonic()
+        stop_process(pid)
+        logger.info("stopped Pants daemon %d of %s in %.1f s", pid, tree, time.monotonic() - begun)

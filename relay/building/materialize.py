@@ -235,6 +235,10 @@ class Materializer:
             return f"the work directory {self.work_dir} is missing or not writable"
         return None
 
+    def builder_status(self) -> list[dict[str, object]]:
+        """Per builder: its kind and, for a warm one, builds, restarts, daemons replaced, memory."""
+        return [builder.status() for builder in self.builders]
+
     def status(self) -> list[dict[str, object]]:
         now = time.monotonic()
         return [

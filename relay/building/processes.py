@@ -14,7 +14,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 logger = logging.getLogger("relay.processes")
 
@@ -141,10 +141,12 @@ async def run_logged(
     timeout: float,
     records: Records,
     owned: tuple[Path, ...],
+    on_start: Callable[[int], None] | None = None,
 ) -> int | None:
     """Run a shell command in its own process group, output to `log_path`; None if it timed out.
 
     On timeout or cancellation the whole group is killed (the build tool's children too).
+    `on_start` is told the group's id once the command runs.
     """
     with open(log_path, "wb") as log:
         process = await asyncio.create_subprocess_shell(
@@ -157,6 +159,8 @@ async def run_logged(
             start_new_session=True,
         )
         with records.running(process.pid, owned):
+            if on_start is not None:
+                on_start(process.pid)
             try:
                 return await asyncio.wait_for(process.wait(), timeout)
             except asyncio.TimeoutError:

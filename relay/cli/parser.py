@@ -170,10 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "renews its lease on the build; one that stops (it died) for this long is "
                            "replaced by another (default: %(default)s)")
     pull.add_argument("--builder-max-builds", type=_positive(int), default=50, metavar="N",
-                      help="a warm builder restarts after N builds (default: %(default)s)")
+                      help="a warm builder's Pants daemon is replaced after N builds, by one warmed in "
+                           "the background (default: %(default)s)")
     pull.add_argument("--builder-max-memory", type=parse_size, default=4 * 1024**3, metavar="SIZE",
                       help="a warm builder's Pants daemon memory limit ([GLOBAL].pantsd_max_memory_usage); "
-                           "the builder restarts beyond it (default: 4G, as Pants)")
+                           "beyond 3/4 of it the daemon is replaced by one warmed in the background, "
+                           "beyond it in the next build (default: 4G, as Pants)")
     pull.add_argument("--refresh-interval", type=_positive(float), default=60.0, metavar="SECONDS",
                       help="how often branches are re-resolved (and fetched when the repository "
                            "has a remote) (default: %(default)s)")

@@ -19,12 +19,14 @@ async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
     materializer = request.app.get(MATERIALIZER)
     builds = materializer.status() if materializer else []
-    body = {
+    body: dict[str, object] = {
         "status": "ok",
         "exports": len(request.app[STORE].exports()),
         "building": [b["sha"] for b in builds],
         "builds": builds,
     }
+    if materializer is not None:
+        body["builders"] = materializer.builder_status()
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 

@@ -1,0 +1,262 @@
+"""Pull mode at scale (issue 24, item 3), against its floor in the same run.
+
+Two parts, each on its own generated monorepo:
+
+- **builds at `targets`** (default 10,000): the floor first, an incremental export with pantsd in
+  the repository itself (its first export, then `leaf_commits` one-leaf commits, each exported);
+  then a pull-mode relay with the warm builder (its own empty caches) asked for the first commit by
+  sha (the first build: worktree, daemon start, export, publish), then for `leaf_commits` one-leaf
+  commits by sha: the seconds a client waits. Goal: one-leaf pull <= 2x the one-leaf export.
+- **a followed branch over `followed_builds` builds at `recycle_targets`** (default 1,000), with
+  `--builder-max-builds recycle_every`: commit, then poll main's page until it serves the commit
+  (commit to served, every build); the serving daemon's RSS, builds and replaced daemons from
+  `/-/health` after each build. The daemon is replaced in the background every `recycle_every`
+  builds: the builds right after a replacement show whether any client waited for it.
+
+Every Pants process tree of the floor is watched against `memory_limit_mb` (scale_bench.run_watched).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from generate_monorepo import Shape, edit_and_commit, generate
+from procs import OUT, PANTS, ROOT, BenchError, Server, cache_env, free_port, pants_env, proc_rss_mb, remember_pantsd, stop_pantsd, pantsd_pids, summarize
+from pull_bench import EXPORT_PREFIX, WORK_DIRS, _get
+from scale_bench import _checked, run_watched
+
+
+@dataclass(frozen=True)
+class PullScaleSettings:
+    targets: int = 10000
+    leaf_commits: int = 3
+    pantsd_max_memory: str = "14GiB"  # the builder's --builder-max-memory and the floor's pantsd limit
+    memory_limit_mb: int = 16000  # a floor Pants process tree above this is stopped
+    recycle_targets: int = 1000
+    followed_builds: int = 50
+    recycle_every: int = 20
+
+
+def _relay(work: Path, name: str, repo: Path, *extra: str) -> tuple[Server, str]:
+    port = free_port()
+    env = pants_env(cache_env(work / f"pants-cache-{name}"))  # empty: the first build is cold
+    env["PYTHONPATH"] = str(ROOT)
+    command = f"{EXPORT_PREFIX} {PANTS} export-dists --export-dists-output-dir={{output_dir}} ::"
+    server = Server(
+        f"relay (pull mode, {name})",
+        [sys.executable, "-m", "relay", "serve", "--store", str(work / f"store-{name}"), "--repo", str(repo),
+         "--host", "127.0.0.1", "--port", str(port), "--builder", "warm", "--export-command", command,
+         "--work-dir", str(WORK_DIRS / f"work-{name}"), "--build-timeout", "3600", *extra],
+        cwd=ROOT, log=work / f"relay-{name}.log", env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    server.wait_http(f"{base}/-/health")
+    return server, base
+
+
+def _health(base: str) -> dict[str, object]:
+    with urllib.request.urlopen(f"{base}/-/health", timeout=30) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def _builds_at_scale(settings: PullScaleSettings, log: Callable[[str], None]) -> dict[str, object]:
+    work = OUT / "pull-scale"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    started = time.monotonic()
+    generated = generate(work / "monorepo", Shape(targets=settings.targets))
+    repo = generated.path
+    log(f"pull at scale: generated {settings.targets} targets in {time.monotonic() - started:.0f} s")
+    result: dict[str, object] = {"targets": settings.targets, "load_at_start": round(os.getloadavg()[0], 1)}
+
+    # The floor: incremental export with pantsd in the repository itself.
+    env = pants_env({**cache_env(work / "floor-cache"), "PANTS_PANTSD_MAX_MEMORY_USAGE": settings.pantsd_max_memory})
+    out = work / "floor-out"
+    export = [str(PANTS), "export-dists", f"--export-dists-output-dir={out}", "::"]
+    remember_pantsd(repo)
+    floor: list[float] = []
+    try:
+        first = _checked(run_watched(export, cwd=repo, env=env, limit_mb=settings.memory_limit_mb), "first export with pantsd")
+        remember_pantsd(repo)
+        result["floor_first_export_s"] = round(first.seconds, 1)
+        log(f"pull at scale: floor first export with pantsd {first.seconds:.1f} s")
+        for n in range(settings.leaf_commits):
+            edit_and_commit(repo, generated.leaf_file, f"floor_{n}_{time.monotonic_ns()}")
+            timed = _checked(run_watched(export, cwd=repo, env=env, limit_mb=settings.memory_limit_mb), "one-leaf export")
+            floor.append(timed.seconds)
+            log(f"pull at scale: floor one-leaf export {timed.seconds:.1f} s")
+        pids = pantsd_pids(repo)
+        result["floor_pantsd_rss_mb"] = round(proc_rss_mb(pids[0])["rss"]) if pids else None
+    finally:
+        stop_pantsd(repo)
+        shutil.rmtree(out, ignore_errors=True)
+    result["floor_one_leaf_export_s"] = [round(s, 2) for s in floor]
+
+    # Pull mode: the warm builder, asked by sha; a leaf commit each time.
+    server, base = _relay(work, "scale", repo, "--default-ref", "none", "--builder-max-memory", settings.pantsd_max_memory)
+    pulls: list[float] = []
+    try:
+        sha = generated.sha
+        seconds = _get(f"{base}/{sha}/simple/", timeout=3600)[0]
+        result["pull_first_build_s"] = round(seconds, 1)
+        log(f"pull at scale: first build {seconds:.1f} s")
+        for n in range(settings.leaf_commits):
+            sha = edit_and_commit(repo, generated.leaf_file, f"pull_{n}_{time.monotonic_ns()}")
+            pulls.append(_get(f"{base}/{sha}/simple/", timeout=3600)[0])
+            log(f"pull at scale: one-leaf pull build {pulls[-1]:.1f} s")
+        builders = _health(base).get("builders")
+        result["pull_builders"] = builders
+    finally:
+        server.stop()
+    result["pull_one_leaf_s"] = [round(s, 2) for s in pulls]
+    if floor and pulls:
+        result["pull_over_floor"] = round(statistics.median(pulls) / statistics.median(floor), 2)
+    result["load_at_end"] = round(os.getloadavg()[0], 1)
+    return result
+
+
+def _followed_with_recycles(settings: PullScaleSettings, log: Callable[[str], None]) -> dict[str, object]:
+    work = OUT / "pull-recycle"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    generated = generate(work / "monorepo", Shape(targets=settings.recycle_targets))
+    repo = generated.path
+    server, base = _relay(work, "recycle", repo, "--default-ref", "main", "--refresh-interval", "1",
+                          "--builder-max-builds", str(settings.recycle_every))
+    builds: list[dict[str, object]] = []
+    try:
+        _get(f"{base}/main/simple/", timeout=3600)  # the tip's first build (starts the daemon)
+        for n in range(settings.followed_builds):
+            before = _health(base)["builders"][0]  # type: ignore[index]
+            sha = edit_and_commit(repo, generated.leaf_file, f"followed_{n}_{time.monotonic_ns()}")
+            committed = time.perf_counter()
+            for _ in range(72000):
+                headers = _get(f"{base}/main/simple/", timeout=60)[1]
+                if headers["X-Relay-Commit"] == sha:
+                    break
+                time.sleep(0.05)
+            else:
+                raise BenchError(f"main never served {sha}")
+            served = time.perf_counter() - committed
+            after = _health(base)["builders"][0]  # type: ignore[index]
+            row = {
+                "n": n + 2, "commit_to_served_s": round(served, 2),
+                "rss_mb": round(after["rss"] / 2**20) if after.get("rss") else None,  # type: ignore[operator,union-attr]
+                "builds": after["builds"], "recycles": after["recycles"], "restarts": after["restarts"],
+                "warming_before": before["warming"], "warming_after": after["warming"],
+            }
+            builds.append(row)
+            log(f"pull followed #{n + 2}: {served:.1f} s, pantsd {row['rss_mb']} MB, recycles {row['recycles']}, "
+                f"warming {before['warming']}->{after['warming']}")
+    finally:
+        server.stop()
+    seconds = [float(b["commit_to_served_s"]) for b in builds]  # type: ignore[arg-type]
+    during = [float(b["commit_to_served_s"]) for b in builds if b["warming_before"]]  # type: ignore[arg-type]
+    quiet = [float(b["commit_to_served_s"]) for b in builds if not b["warming_before"]]  # type: ignore[arg-type]
+    return {
+        "targets": settings.recycle_targets, "recycle_every": settings.recycle_every, "builds": builds,
+        "commit_to_served_s": summarize(seconds),
+        "commit_to_served_during_warm_up_s": summarize(during) if during else None,
+        "commit_to_served_otherwise_s": summarize(quiet) if quiet else None,
+        "restarts_in_builds": builds[-1]["restarts"] if builds else None,
+        "recycles": builds[-1]["recycles"] if builds else None,
+    }
+
+
+def run(settings: PullScaleSettings, log: Callable[[str], None], parts: tuple[str, ...] = ("builds", "followed")) -> dict[str, object]:
+    for directory in (WORK_DIRS,):
+        directory.mkdir(parents=True, exist_ok=True)
+    result: dict[str, object] = {"settings": vars(settings)}
+    for part, measure in (("builds", _builds_at_scale), ("followed", _followed_with_recycles)):
+        if part in parts:
+            started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+            result[part] = {"started": f"Started {started}", **measure(settings, log)}
+    return result
+
+
+# The report (docs/benchmarks.md): the issue's targets and a section.
+
+def targets(data: dict[str, Any]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    builds = data.get("builds")
+    if builds and builds.get("pull_one_leaf_s") and builds.get("floor_one_leaf_export_s"):
+        pull, floor = statistics.median(builds["pull_one_leaf_s"]), statistics.median(builds["floor_one_leaf_export_s"])
+        ratio = pull / floor
+        rows.append([f"pull mode at {builds['targets']:,} targets: one-leaf commit with the warm builder <= 2x the "
+                     "incremental export with pantsd (same run)",
+                     f"{pull:.1f} s vs {floor:.1f} s = {ratio:.2f}x (first build {builds['pull_first_build_s']:.0f} s)",
+                     "**met**" if ratio <= 2 else "**missed**"])
+    followed = data.get("followed")
+    if followed and followed.get("builds"):
+        rows_ = followed["builds"]
+        rss = [r["rss_mb"] for r in rows_ if r.get("rss_mb")]
+        last = rows_[-1]
+        rows.append([f"pull mode, {followed['targets']:,} targets: the warm builder over {len(rows_) + 1} builds "
+                     "(memory; a daemon replacement never in a client's wait)",
+                     f"serving pantsd {min(rss):,}-{max(rss):,} MB; daemons replaced in the background: "
+                     f"{last['recycles']}, restarts in a build: {last['restarts']}; commit to served median "
+                     f"{followed['commit_to_served_s']['median']:.1f} s (max {followed['commit_to_served_s']['max']:.1f} s)",
+                     "**met**" if last["restarts"] == 0 and last["recycles"] > 0 else "**missed**"])
+    return rows
+
+
+def _builder_line(builders: Any) -> str:
+    if not builders:
+        return "?"
+    b = builders[0]
+    rss = f"{b['rss'] / 2**20:,.0f} MB" if b.get("rss") else "no daemon"
+    return f"{rss} ({b['builds']} builds, {b['restarts']} restarts in a build, {b['recycles']} replaced in the background)"
+
+
+def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..., str]) -> list[str]:
+    data = payload["data"]
+    out = ["## Pull mode at scale", ""]
+    builds = data.get("builds")
+    if builds:
+        out += [
+            f"{builds.get('started', payload['started'])} (`bench/pull_scale_bench.py`, part builds). One synthetic "
+            f"monorepo of {builds['targets']:,} targets. The floor: `export-dists ::` with pantsd in the repository "
+            "itself, after one-leaf commits. Then a pull-mode relay with the warm builder and its own empty caches, "
+            "asked by sha for the first commit, then for one-leaf commits: the seconds a client waits (checkout, "
+            "export, validation, publish). Load average "
+            f"{builds['load_at_start']} at the start, {builds.get('load_at_end', '?')} at the end.",
+            "",
+            table(["what", "seconds"], [
+                ["floor: first export with pantsd", f"{builds['floor_first_export_s']:.1f}"],
+                ["floor: one-leaf export with pantsd", ", ".join(f"{s:.1f}" for s in builds["floor_one_leaf_export_s"])],
+                ["pull: first build (cold caches, daemon start)", f"{builds['pull_first_build_s']:.1f}"],
+                ["pull: one-leaf commit, warm builder", ", ".join(f"{s:.1f}" for s in builds["pull_one_leaf_s"])],
+            ]),
+            "",
+            f"Pantsd after the floor's exports: {builds.get('floor_pantsd_rss_mb') or '?'} MB; the builder's after "
+            f"its builds: {_builder_line(builds.get('pull_builders'))}.",
+            "",
+        ]
+    followed = data.get("followed")
+    if followed:
+        rows = [[str(r["n"]), f"{r['commit_to_served_s']:.1f}", str(r["rss_mb"]), str(r["builds"]), str(r["recycles"]),
+                 str(r["restarts"]), "yes" if r["warming_before"] else ""] for r in followed["builds"]]
+        out += [
+            f"{followed.get('started', payload['started'])} (part followed). A relay following `main` of a "
+            f"{followed['targets']:,}-target monorepo, `--builder-max-builds {followed['recycle_every']}`: a one-leaf "
+            "commit, then main's page polled until it serves that commit (commit to served; the next commit right "
+            "after, no pause: the worst case for warm-ups), per build the serving daemon's RSS and the builder's "
+            "counts from `/-/health`. \"warm-up ran\" marks builds that began while a replacement was warming "
+            f"(they stop it, three times at most per warm-up). Commit to served: {fmt(followed['commit_to_served_s'], 's', 1)}; "
+            f"while a warm-up ran {fmt(followed['commit_to_served_during_warm_up_s'], 's', 1)}, otherwise "
+            f"{fmt(followed['commit_to_served_otherwise_s'], 's', 1)}.",
+            "",
+            table(["build", "commit to served (s)", "serving pantsd (MB)", "builds since its start", "replaced",
+                   "restarts in a build", "warm-up ran"], rows),
+            "",
+        ]
+    return out
