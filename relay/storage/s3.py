@@ -407,6 +407,11 @@ class S3Store(Store):
         fresh = [False]  # the file objects were listed in this round
         reads = asyncio.Semaphore(READS_AT_ONCE)
         recorded = await self._load_catalog()
+        if recorded:
+            # A restart checks every catalog row's files: list the file objects once, first, rather
+            # than let every row's check fail on an empty listing and run again after it.
+            await self._list_objects()
+            fresh[0] = True
 
         async def load(key: str, entry: _Listed) -> StoredExport | None:
             previous = self._exports.get(key)
@@ -575,10 +580,11 @@ class S3Store(Store):
         """What is wrong with the export's files as last listed (the first file in name order), and
         whether it is missing; None when all are there."""
         objects = self._objects
-        files = export.files
-        if all(objects.get(sha256) == size for sha256, size in files.values()):
+        # The common case, without building the export's file table (a restart checks 1,500 exports).
+        if all(objects.get(d.sha256) == d.size and objects.get(d.metadata_sha256) == d.metadata_size
+               for d in export.dists):
             return None
-        for filename, (sha256, size) in sorted(files.items()):
+        for filename, (sha256, size) in sorted(export.files.items()):
             stored_size = objects.get(sha256)
             if stored_size is None:
                 return f"{self.location}files/{sha256} ({filename}): listed in the manifest but missing", True
