@@ -5,8 +5,6 @@ warm-up and the warm-up resumes after it, nothing is left running."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import AsyncIterator
@@ -14,6 +12,7 @@ from typing import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from relay.building.materialize_test import git
 from relay.building.builders import MAX_INTERRUPTIONS, ExportCommand, WarmBuilder, WarmLimits, pantsd_pid
 from relay.building.processes import Records, alive
 from relay.git import Git
@@ -21,17 +20,6 @@ from relay.git import Git
 pytestmark = pytest.mark.asyncio
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def git(repo: Path, *args: str) -> str:
-    env = dict(
-        os.environ,
-        GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
-        GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com",
-    )
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
-    ).stdout.strip()
 
 
 @pytest.fixture
