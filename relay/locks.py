@@ -42,3 +42,17 @@ async def file_lock(path: Path, *, remove: bool = False, wait: bool = True) -> A
                     os.unlink(path)
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def is_locked(path: Path) -> bool:
+    """Whether a `file_lock` on `path` is held now (by any process, this one included); never waits."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)

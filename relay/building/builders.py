@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import fnmatch
 import hashlib
 import json
@@ -27,7 +26,7 @@ from relay.building.processes import (
     Records, alive, kill_group, log_tail_off_loop, run_logged, stop_process,
 )
 from relay.building.processes import started as started_at
-from relay.locks import file_lock
+from relay.locks import file_lock, is_locked
 
 logger = logging.getLogger("relay.builder")
 
@@ -366,15 +365,7 @@ class WarmBuilder(Builder):
         """Whether a warm-up runs, in this or another worker process (it holds standby.lock)."""
         if self._warm_up_task is not None and not self._warm_up_task.done():
             return True
-        fd = os.open(self.home / "standby.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
+        return is_locked(self.home / "standby.lock")
 
     def _interrupt_warm_up(self) -> None:
         """Called holding the build lock: stop a warm-up's export run (of any worker process), so the
@@ -463,15 +454,9 @@ class WarmBuilder(Builder):
         (self.home / "standby.pgid").write_text(json.dumps([pgid, started_at(pgid), interruptible]))
         if not interruptible:
             return
-        fd = os.open(self.home / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        except BlockingIOError:
+        if is_locked(self.home / "lock"):
             (self.home / "standby.interrupted").touch()
             kill_group(pgid)
-        finally:
-            os.close(fd)
 
     # Life cycle.
 
