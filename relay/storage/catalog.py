@@ -56,6 +56,38 @@ class Recorded:
     size: int
 
 
+class Unwritten:
+    """A store's bookkeeping beside its catalog: the rows parsed from manifests and not written
+    yet, and the keys the catalog holds. `due` says what a write should do to match a listing,
+    `written` takes in a write that succeeded (rows noted again meanwhile stay due)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Recorded] = {}
+        self.keys: set[str] = set()
+
+    def loaded(self, recorded: Mapping[str, Recorded]) -> None:
+        self.keys = set(recorded)
+
+    def note(self, key: str, row: Recorded) -> None:
+        self.rows[key] = row
+
+    def due(self, listed: Iterable[str]) -> tuple[dict[str, Recorded], set[str]] | None:
+        """The rows to write and the keys to remove so the catalog matches `listed`; None: it does."""
+        listed = set(listed)
+        for key in set(self.rows) - listed:
+            del self.rows[key]
+        removed = self.keys - listed
+        if not self.rows and not removed:
+            return None
+        return dict(self.rows), removed
+
+    def written(self, rows: Mapping[str, Recorded], removed: Iterable[str]) -> None:
+        self.keys = (self.keys - set(removed)) | set(rows)
+        for key, row in rows.items():
+            if self.rows.get(key) is row:
+                del self.rows[key]
+
+
 class _Parsed(Dict[int, Dist]):
     """Dist ids -> Dists of one (format, version) group of a catalog being loaded: a dist is parsed
     the first time an export lists it."""

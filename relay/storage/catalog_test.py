@@ -248,3 +248,23 @@ def test_lookups_without_a_table_per_export(tmp_path: Path) -> None:
     for dist in odd.dists:
         assert odd.digest(dist.filename) == (dist.sha256, dist.size)
         assert odd.digest(dist.metadata_filename) == (dist.metadata_sha256, dist.metadata_size)
+
+
+def test_a_row_noted_again_while_it_was_written_is_still_due(tmp_path: Path) -> None:
+    from relay.storage.catalog import Recorded, Unwritten
+
+    first, second = _content_exports(tmp_path, 2)
+    unwritten = Unwritten()
+    unwritten.loaded({"gone": Recorded(stamp=(0,), export=first, size=0)})
+    row = Recorded(stamp=(1,), export=first, size=1)
+    unwritten.note(first.key, row)
+    unwritten.note("not-listed", row)
+    due = unwritten.due([first.key, second.key])
+    assert due == ({first.key: row}, {"gone"})  # rows of manifests no longer listed are not written
+    newer = Recorded(stamp=(2,), export=first, size=2)
+    unwritten.note(first.key, newer)  # the manifest read again while the write ran
+    unwritten.written(*due)
+    assert unwritten.keys == {first.key}
+    assert unwritten.due([first.key, second.key]) == ({first.key: newer}, set())
+    unwritten.written({first.key: newer}, set())
+    assert unwritten.due([first.key, second.key]) is None

@@ -48,7 +48,7 @@ from cachetools import TTLCache
 from relay.storage.bucket import Bucket, S3Location, error_code, http_status, missing, precondition_failed
 from relay.storage.leases import LEASES, Lease
 from relay.contract import MANIFEST, ContractError, DistTable, Export, parse_manifest, read_export
-from relay.storage.catalog import Catalog, Recorded
+from relay.storage.catalog import Catalog, Recorded, Unwritten
 from relay.storage.store import (
     CHUNK_BYTES,
     TOUCH_INTERVAL_SECONDS,
@@ -178,10 +178,9 @@ class S3Store(Store):
         # manifest read from the bucket is. None: every start reads every manifest (`check`).
         self._catalog = None if catalog_dir is None else Catalog(catalog_dir)
         self._catalog_lock: asyncio.Lock | None = None
-        # The rows read at the first listing (then dropped), rows not written yet, keys written.
+        # The rows read at the first listing (then dropped); rows not written yet, keys written.
         self._recorded: dict[str, Recorded] | None = None if catalog_dir is not None else {}
-        self._unrecorded: dict[str, Recorded] = {}
-        self._catalog_keys: set[str] = set()
+        self._unwritten = Unwritten()
         # The rows of a listing being written, on the side; what the last complete listing found.
         self._recording: asyncio.Future[None] | None = None
         self._last_found: Mapping[str, StoredExport] | None = None
@@ -416,7 +415,7 @@ class S3Store(Store):
         async def load(key: str, entry: _Listed) -> StoredExport | None:
             previous = self._exports.get(key)
             if previous is not None and self._listed.get(key) == entry:
-                if key not in self._catalog_keys:  # found by `find` (a HEAD), not recorded yet
+                if key not in self._unwritten.keys:  # found by `find` (a HEAD), not recorded yet
                     self._note(key, entry, previous)
                 return previous
             row = recorded.pop(key, None)
@@ -459,7 +458,7 @@ class S3Store(Store):
         async with self._catalog_locked():
             if self._recorded is None:
                 self._recorded = await asyncio.get_running_loop().run_in_executor(None, load)
-                self._catalog_keys = set(self._recorded)
+                self._unwritten.loaded(self._recorded)
         recorded, self._recorded = self._recorded, {}
         return recorded
 
@@ -471,7 +470,7 @@ class S3Store(Store):
 
     def _note(self, key: str, entry: _Listed, stored: StoredExport) -> None:
         if self._catalog is not None:
-            self._unrecorded[key] = Recorded(stamp=entry.stamp, export=stored.export, size=stored.size)
+            self._unwritten.note(key, Recorded(stamp=entry.stamp, export=stored.export, size=stored.size))
 
     async def _from_catalog(self, key: str, row: Recorded, fresh: list[bool]) -> StoredExport | None:
         """The export a catalog row recorded for the manifest as listed now, once its files are
@@ -492,22 +491,17 @@ class S3Store(Store):
         catalog = self._catalog
         if catalog is None:
             return
-        for key in set(self._unrecorded) - set(found):
-            del self._unrecorded[key]
-        removed = self._catalog_keys - set(found)
-        if not self._unrecorded and not removed:
+        due = self._unwritten.due(found)
+        if due is None:
             return
-        rows = dict(self._unrecorded)
+        rows, removed = due
         loop = asyncio.get_running_loop()
         async with self._catalog_locked():
             if not await loop.run_in_executor(None, catalog.write, rows, removed):
                 return
             if removed:
                 await loop.run_in_executor(None, catalog.forget_unlisted_dists)
-        self._catalog_keys = (self._catalog_keys - removed) | set(rows)
-        for key, row in rows.items():
-            if self._unrecorded.get(key) is row:
-                del self._unrecorded[key]
+        self._unwritten.written(rows, removed)
 
     async def find(self, key: str) -> StoredExport | None:
         stored = self._exports.get(key)

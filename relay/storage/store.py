@@ -28,7 +28,7 @@ from relay import resources
 from relay.contract import MANIFEST, ContractError, DistTable, Export, read_export
 from relay.locks import file_lock
 from relay.resources import is_resource_error
-from relay.storage.catalog import Catalog, Recorded
+from relay.storage.catalog import Catalog, Recorded, Unwritten
 from relay.upkeep import Problems
 
 logger = logging.getLogger("relay.store")
@@ -356,8 +356,7 @@ class DiskStore(Store):
         # What the catalog recorded, read by the first scan (then dropped: the exports hold it).
         self._recorded: dict[str, Recorded] | None = None if catalog else {}
         # Exports parsed from their manifests and not yet in the catalog; keys the catalog has.
-        self._unrecorded: dict[str, Recorded] = {}
-        self._catalog_keys: set[str] = set()
+        self._unwritten = Unwritten()
 
     # Listing.
 
@@ -396,7 +395,7 @@ class DiskStore(Store):
         `full`: check every export's manifest now."""
         if self._recorded is None and self._catalog is not None:
             self._recorded = self._catalog.load(self._table)
-            self._catalog_keys = set(self._recorded)
+            self._unwritten.loaded(self._recorded)
         listed = self._list_root(force=full)
         if listed is None:
             return  # the last listing stands
@@ -457,7 +456,7 @@ class DiskStore(Store):
             self._exports = exports
             self._stamps = stamps
             self._generation += 1
-        if updates or gone or self._unrecorded:
+        if updates or gone or self._unwritten.rows:
             self._record(self._exports)
 
     def _list_root(self, force: bool) -> bool | None:
@@ -503,14 +502,9 @@ class DiskStore(Store):
         the ones gone out. One transaction; another process writing it means next time."""
         if self._catalog is None:
             return
-        for key in set(self._unrecorded) - set(found):
-            del self._unrecorded[key]
-        removed = self._catalog_keys - set(found)
-        if not self._unrecorded and not removed:
-            return
-        if self._catalog.write(self._unrecorded, removed):
-            self._catalog_keys = (self._catalog_keys - removed) | set(self._unrecorded)
-            self._unrecorded = {}
+        due = self._unwritten.due(found)
+        if due is not None and self._catalog.write(*due):
+            self._unwritten.written(*due)
 
     def _load(self, entry: os.DirEntry[str], stamps: dict[str, tuple[int, ...]]) -> StoredExport | None:
         name = entry.name
@@ -570,7 +564,7 @@ class DiskStore(Store):
         self._reported.resolve(name)
         stamps[name] = stamp
         if self._catalog is not None:
-            self._unrecorded[name] = Recorded(stamp=stamp, export=export, size=size)
+            self._unwritten.note(name, Recorded(stamp=stamp, export=export, size=size))
         return StoredExport(export=export, size=size)
 
     def _parse(self, name: str, directory: Path, stamp: tuple[int, ...], size: int) -> Export | None:
