@@ -48,7 +48,9 @@ def _get(url: str, timeout: float) -> tuple[float, dict[str, str]]:
         return time.perf_counter() - start, dict(response.headers)
 
 
-def _relay(python: str, work: Path, name: str, repo: Path, builder: str, *extra: str) -> tuple[Server, str]:
+def relay_in_pull_mode(python: str, work: Path, name: str, repo: Path, builder: str, *extra: str,
+                       build_timeout: int = 1800) -> tuple[Server, str]:
+    """A relay serving `repo` in pull mode with `builder` (COMMANDS), its Pants caches empty."""
     port = free_port()
     env = pants_env(cache_env(work / f"pants-cache-{name}"))  # empty: the first build is cold
     env["PYTHONPATH"] = str(ROOT)
@@ -56,7 +58,7 @@ def _relay(python: str, work: Path, name: str, repo: Path, builder: str, *extra:
         f"relay (pull mode, {name})",
         [python, "-m", "relay", "serve", "--store", str(work / f"store-{name}"), "--repo", str(repo),
          "--host", "127.0.0.1", "--port", str(port), "--builder", builder, "--export-command", COMMANDS[builder],
-         "--work-dir", str(WORK_DIRS / f"work-{name}"), "--build-timeout", "1800", *extra],
+         "--work-dir", str(WORK_DIRS / f"work-{name}"), "--build-timeout", str(build_timeout), *extra],
         cwd=ROOT, log=work / f"relay-{name}.log", env=env,
     )
     base = f"http://127.0.0.1:{port}"
@@ -88,7 +90,7 @@ def run(settings: PullSettings, python: str, log) -> dict[str, object]:
 
     # 1. A first commit, then one-leaf commits, each asked for by sha: cold vs warm builder.
     for builder in ("cold", "warm"):
-        server, base = _relay(python, work, builder, repo, builder, "--default-ref", "none")
+        server, base = relay_in_pull_mode(python, work, builder, repo, builder, "--default-ref", "none")
         try:
             seconds = [_get(f"{base}/{first}/simple/", timeout=1800)[0]]
             log(f"pull mode {builder}: first commit {seconds[0]:.1f} s")
@@ -101,7 +103,7 @@ def run(settings: PullSettings, python: str, log) -> dict[str, object]:
 
     # 2. A followed branch (main, the default ref): commit, then poll its page until it serves the
     #    commit. Pages answered meanwhile (from the previous commit) give the latency while the tip builds.
-    server, base = _relay(python, work, "followed", repo, "warm", "--default-ref", "main", "--refresh-interval", "1")
+    server, base = relay_in_pull_mode(python, work, "followed", repo, "warm", "--default-ref", "main", "--refresh-interval", "1")
     try:
         # The branch has no export yet: this first request waits for its tip (and starts the daemon).
         head = _get(f"{base}/main/simple/", timeout=1800)[1]["X-Relay-Commit"]

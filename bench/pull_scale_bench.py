@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from generate_monorepo import Shape, edit_and_commit, generate
-from procs import OUT, PANTS, ROOT, BenchError, Server, cache_env, free_port, pants_env, proc_rss_mb, remember_pantsd, stop_pantsd, pantsd_pids, summarize
-from pull_bench import EXPORT_PREFIX, WORK_DIRS, _get
+from procs import OUT, PANTS, BenchError, cache_env, pants_env, proc_rss_mb, remember_pantsd, stop_pantsd, pantsd_pids, summarize
+from pull_bench import WORK_DIRS, _get, relay_in_pull_mode
 from scale_bench import _checked, run_watched
 
 
@@ -44,23 +44,6 @@ class PullScaleSettings:
     recycle_targets: int = 1000
     followed_builds: int = 50
     recycle_every: int = 20
-
-
-def _relay(work: Path, name: str, repo: Path, *extra: str) -> tuple[Server, str]:
-    port = free_port()
-    env = pants_env(cache_env(work / f"pants-cache-{name}"))  # empty: the first build is cold
-    env["PYTHONPATH"] = str(ROOT)
-    command = f"{EXPORT_PREFIX} {PANTS} export-dists --export-dists-output-dir={{output_dir}} ::"
-    server = Server(
-        f"relay (pull mode, {name})",
-        [sys.executable, "-m", "relay", "serve", "--store", str(work / f"store-{name}"), "--repo", str(repo),
-         "--host", "127.0.0.1", "--port", str(port), "--builder", "warm", "--export-command", command,
-         "--work-dir", str(WORK_DIRS / f"work-{name}"), "--build-timeout", "3600", *extra],
-        cwd=ROOT, log=work / f"relay-{name}.log", env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    server.wait_http(f"{base}/-/health")
-    return server, base
 
 
 def _health(base: str) -> dict[str, object]:
@@ -102,7 +85,8 @@ def _builds_at_scale(settings: PullScaleSettings, log: Callable[[str], None]) ->
     result["floor_one_leaf_export_s"] = [round(s, 2) for s in floor]
 
     # Pull mode: the warm builder, asked by sha; a leaf commit each time.
-    server, base = _relay(work, "scale", repo, "--default-ref", "none", "--builder-max-memory", settings.pantsd_max_memory)
+    server, base = relay_in_pull_mode(sys.executable, work, "scale", repo, "warm", "--default-ref", "none",
+                                      "--builder-max-memory", settings.pantsd_max_memory, build_timeout=3600)
     pulls: list[float] = []
     try:
         sha = generated.sha
@@ -130,8 +114,9 @@ def _followed_with_recycles(settings: PullScaleSettings, log: Callable[[str], No
     work.mkdir(parents=True)
     generated = generate(work / "monorepo", Shape(targets=settings.recycle_targets))
     repo = generated.path
-    server, base = _relay(work, "recycle", repo, "--default-ref", "main", "--refresh-interval", "1",
-                          "--builder-max-builds", str(settings.recycle_every))
+    server, base = relay_in_pull_mode(sys.executable, work, "recycle", repo, "warm", "--default-ref", "main",
+                                      "--refresh-interval", "1", "--builder-max-builds", str(settings.recycle_every),
+                                      build_timeout=3600)
     builds: list[dict[str, object]] = []
     try:
         _get(f"{base}/main/simple/", timeout=3600)  # the tip's first build (starts the daemon)
