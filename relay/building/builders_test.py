@@ -36,15 +36,23 @@ def commits(tmp_path: Path) -> tuple[Path, list[str]]:
     return path, shas
 
 
+def _stand_in(tmp_path: Path, pantsd: bool) -> ExportCommand:
+    """relay_testing.exports as the export command: it writes which worktree each run used to
+    tmp_path/trees; with `pantsd` it starts a stand-in daemon and, while tmp_path/slow exists, a
+    warm-up (a run in worktree-2) waits."""
+    daemon = f"--pantsd --wait-while {tmp_path / 'slow'}" if pantsd else ""
+    return ExportCommand(
+        f"PYTHONPATH={REPO_ROOT} {sys.executable} -m relay_testing.exports --worktree {{worktree}} "
+        f"--output-dir {{output_dir}} --trees-file {tmp_path / 'trees'} {daemon}"
+    )
+
+
 @pytest_asyncio.fixture
 async def builder(tmp_path: Path, commits: tuple[Path, list[str]]) -> AsyncIterator[WarmBuilder]:
-    command = ExportCommand(
-        f"PYTHONPATH={REPO_ROOT} {sys.executable} -m relay_testing.exports --worktree {{worktree}} "
-        f"--output-dir {{output_dir}} --pantsd --trees-file {tmp_path / 'trees'} --wait-while {tmp_path / 'slow'}"
-    )
     work = tmp_path / "work"
     work.mkdir()
-    builder = WarmBuilder(Git(commits[0]), command, 60, work / "warm-0", Records(work), WarmLimits(max_builds=2))
+    builder = WarmBuilder(Git(commits[0]), _stand_in(tmp_path, pantsd=True), 60, work / "warm-0", Records(work),
+                          WarmLimits(max_builds=2))
     try:
         yield builder
     finally:
@@ -59,6 +67,22 @@ async def _build(builder: WarmBuilder, sha: str, tmp_path: Path) -> None:
     output.mkdir()
     await builder.build(sha, output, tmp_path / f"{sha}.log")
     assert (output / sha / "manifest.json").is_file() or any(output.rglob("manifest.json"))
+
+
+async def _commit_and_build(builder: WarmBuilder, repo: Path, text: str, tmp_path: Path) -> None:
+    (repo / "file.txt").write_text(text)
+    git(repo, "commit", "-qam", text)
+    await _build(builder, git(repo, "rev-parse", "HEAD"), tmp_path)
+
+
+async def _a_waiting_warm_up(builder: WarmBuilder, shas: list[str], tmp_path: Path) -> int | None:
+    """Two builds (max_builds reached), then a warm-up that waits with its daemon up: that daemon's pid."""
+    (tmp_path / "slow").touch()
+    await _build(builder, shas[0], tmp_path)
+    await _build(builder, shas[1], tmp_path)
+    standby = builder.home / "worktree-2"
+    await _until(lambda: pantsd_pid(standby) is not None)
+    return pantsd_pid(standby)
 
 
 async def _until(predicate: object, seconds: float = 60) -> None:
@@ -123,12 +147,7 @@ async def test_new_build_inputs_restart_in_the_build_and_drop_the_warm_up(
     builder: WarmBuilder, commits: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
     repo, shas = commits
-    (tmp_path / "slow").touch()
-    await _build(builder, shas[0], tmp_path)
-    await _build(builder, shas[1], tmp_path)
-    standby = builder.home / "worktree-2"
-    await _until(lambda: pantsd_pid(standby) is not None)
-    warming = pantsd_pid(standby)
+    warming = await _a_waiting_warm_up(builder, shas, tmp_path)
     (repo / "pants.toml").write_text("[GLOBAL]\n")
     git(repo, "add", "pants.toml")
     git(repo, "commit", "-q", "-m", "a build input changes")
@@ -144,12 +163,7 @@ async def test_close_stops_a_warm_up_and_both_daemons(
     builder: WarmBuilder, commits: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
     _, shas = commits
-    (tmp_path / "slow").touch()
-    await _build(builder, shas[0], tmp_path)
-    await _build(builder, shas[1], tmp_path)
-    standby = builder.home / "worktree-2"
-    await _until(lambda: pantsd_pid(standby) is not None)
-    daemons = [builder.pantsd_pid(), pantsd_pid(standby)]
+    daemons = [await _a_waiting_warm_up(builder, shas, tmp_path), builder.pantsd_pid()]
     await builder.close()
     assert not any(pid is not None and alive(pid) for pid in daemons)
     assert not (builder.home / "standby.pgid").exists()
@@ -165,16 +179,12 @@ async def test_builds_back_to_back_stop_a_warm_up_three_times_then_it_runs_besid
     await _build(builder, shas[1], tmp_path)  # due: the warm-up starts
     for n in range(1, MAX_INTERRUPTIONS + 1):
         await _until(lambda: _trees(tmp_path).count("worktree-2") == n)  # the warm-up runs (and waits)
-        (repo / "file.txt").write_text(f"back to back {n}")
-        git(repo, "commit", "-qam", f"back to back {n}")
-        await _build(builder, git(repo, "rev-parse", "HEAD"), tmp_path)
+        await _commit_and_build(builder, repo, f"back to back {n}", tmp_path)
     # Stopped three times: now it runs beside the next builds, which stay warm (no restart, even past
     # twice --builder-max-builds while the warm-up runs).
     await _until(lambda: _trees(tmp_path).count("worktree-2") == MAX_INTERRUPTIONS + 1)
     for n in range(2):
-        (repo / "file.txt").write_text(f"beside the warm-up {n}")
-        git(repo, "commit", "-qam", f"beside the warm-up {n}")
-        await _build(builder, git(repo, "rev-parse", "HEAD"), tmp_path)
+        await _commit_and_build(builder, repo, f"beside the warm-up {n}", tmp_path)
     assert _trees(tmp_path).count("worktree-2") == MAX_INTERRUPTIONS + 1, "the warm-up was stopped again"
     assert builder.restarts == 0 and builder.pantsd_pid() == first and builder.status()["warming"]
     (tmp_path / "slow").unlink()
@@ -188,11 +198,8 @@ async def test_without_a_daemon_nothing_is_warmed_or_restarted(
     """The uv exporter (or a command with --no-pantsd) leaves no daemon: builds never warm a
     replacement nor restart for their count."""
     repo, shas = commits
-    command = ExportCommand(
-        f"PYTHONPATH={REPO_ROOT} {sys.executable} -m relay_testing.exports --worktree {{worktree}} "
-        f"--output-dir {{output_dir}} --trees-file {tmp_path / 'trees'}"
-    )
-    builder = WarmBuilder(Git(repo), command, 60, tmp_path / "warm-0", Records(tmp_path), WarmLimits(max_builds=1))
+    builder = WarmBuilder(Git(repo), _stand_in(tmp_path, pantsd=False), 60, tmp_path / "warm-0", Records(tmp_path),
+                          WarmLimits(max_builds=1))
     try:
         for sha in shas:
             await _build(builder, sha, tmp_path)
