@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import functools
 import hashlib
 import json
@@ -36,6 +37,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.utils import parse_timestamp
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -96,11 +98,27 @@ def _loader() -> Any:
     return get_session().get_component("data_loader")
 
 
+def _timestamp(value: Any) -> datetime.datetime:
+    """botocore's timestamp parser, with the ISO 8601 form S3 lists objects with read by the standard
+    library: botocore reads every timestamp with dateutil, which took more than half of a replica's
+    restart (two listings of 6,500 objects)."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                return parsed
+    return parse_timestamp(value)  # type: ignore[no-any-return]
+
+
 def _session() -> Any:
     # A new session reads credentials afresh; the model loader is shared, as it caches the S3 service
     # model, which takes ~1 s to load.
     session = get_session()
     session.register_component("data_loader", _loader())
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
     return session
 
 

@@ -246,3 +246,29 @@ def test_the_listing_interval_bounds_list_requests_per_second() -> None:
     assert listing_interval(5.0, 20) == 20.0  # 20,000 exports: one page a second on average
     assert listing_interval(0.5, 1) == 0.5  # one page: as configured
     assert listing_interval(0.5, 3) == 3.0
+
+
+@pytest.mark.parametrize("value", [
+    "2026-12-06T15:23:55.123Z",  # how S3 (and SeaweedFS) list an object's LastModified
+    "2026-12-06T15:23:55Z",
+    "2026-12-06T15:23:55.123456Z",
+    "2026-12-06T15:23:55+02:00",
+    "Sun, 06 Dec 2026 15:23:55 GMT",  # a HEAD's Last-Modified header
+    "2026-12-06T15:23:55",  # no zone: botocore's own reading
+    "1765000000",
+    1765000000,
+])
+def test_timestamps_read_as_botocore_reads_them(value: object) -> None:
+    from botocore.utils import parse_timestamp
+
+    from relay.storage.s3 import _timestamp
+
+    ours, botocores = _timestamp(value), parse_timestamp(value)
+    assert (ours, ours.tzinfo is None, ours.timestamp()) == (botocores, botocores.tzinfo is None, botocores.timestamp())
+
+
+def test_the_client_reads_timestamps_with_the_fast_parser() -> None:
+    from relay.storage.s3 import _session, _timestamp
+
+    parser = _session().get_component("response_parser_factory").create_parser("rest-xml")
+    assert parser._timestamp_parser is _timestamp
