@@ -301,8 +301,14 @@ class S3Store(Store):
             raise StoreConfigError(f"{where}: a test write to the bucket failed: {e}") from None
 
     async def start(self) -> None:
-        await self.connect()
-        await self.move_legacy_files()
+        # A restart's catalog is read on a thread while the client connects and lists the bucket.
+        reading = asyncio.ensure_future(self._read_catalog())
+        try:
+            await self.connect()
+            await self.move_legacy_files()
+        except BaseException:
+            await asyncio.gather(reading, return_exceptions=True)
+            raise
         await self.refresh()
         # An outage is logged by the bucket, once; the next round retries.
         work = f"{self.location}: background work"
@@ -423,12 +429,13 @@ class S3Store(Store):
         self._manifest_pages = self._pages_listed - pages_before
         fresh = [False]  # the file objects were listed in this round
         reads = asyncio.Semaphore(READS_AT_ONCE)
-        recorded = await self._load_catalog()
-        if recorded:
-            # A restart checks every catalog row's files: list the file objects once, first, rather
-            # than let every row's check fail on an empty listing and run again after it.
-            await self._list_objects()
+        if self._catalog is not None and self._last_found is None:
+            # A restart checks every catalog row's files: list the file objects once, while the
+            # rows are read, rather than let every row's check fail on an empty listing and run
+            # again after it. Only now: every manifest listed above has its files written by now.
+            await asyncio.gather(self._read_catalog(), self._list_objects())
             fresh[0] = True
+        recorded, self._recorded = self._recorded or {}, {}
 
         async def load(key: str, entry: _Listed) -> StoredExport | None:
             previous = self._exports.get(key)
@@ -460,10 +467,10 @@ class S3Store(Store):
 
     # The catalog.
 
-    async def _load_catalog(self) -> dict[str, Recorded]:
-        """The catalog's rows, read once (the first listing takes them; later ones get {})."""
+    async def _read_catalog(self) -> None:
+        """Read the catalog's rows, once, into `_recorded` (the first listing takes them)."""
         if self._recorded is not None or self._catalog is None:
-            return self._recorded or {}
+            return
         catalog = self._catalog
 
         def load() -> dict[str, Recorded]:
@@ -477,8 +484,6 @@ class S3Store(Store):
             if self._recorded is None:
                 self._recorded = await asyncio.get_running_loop().run_in_executor(None, load)
                 self._unwritten.loaded(self._recorded)
-        recorded, self._recorded = self._recorded, {}
-        return recorded
 
     def _catalog_locked(self) -> asyncio.Lock:
         # Made in the running loop (Python 3.9); one connection, used by one thread at a time.
