@@ -394,6 +394,8 @@ def _carried_rows(results: dict[str, dict[str, Any]], earlier_rows: list[str]) -
             continue
         if "pull" in results and cells[0][2:].startswith("pull mode"):
             continue  # rows of an earlier shape of the pull part, replaced by this run's
+        if "scale" in results and cells[0][2:].startswith(f"{results['scale']['data']['targets']:,} targets"):
+            continue  # the scale part's rows name its settings (how many exports), replaced by this run's
         if len(cells) > 1 and not cells[1].endswith(EARLIER_ROW):
             cells[1] += EARLIER_ROW
         rows.append(" | ".join(cells))
