@@ -314,7 +314,7 @@ def targets(results: dict[str, dict[str, Any]]) -> list[list[str]]:
         floor = median(versions["incremental_dependencies_s"])
         add(f"versions by content, {n:,} targets, {history:,} commits of history, pantsd up, one leaf committed: "
             "within 0.2 s of `dependencies ::` (same run)",
-            f"{content:.2f} s vs {floor:.2f} s: +{content - floor:.2f} s (commit scheme {commit:.2f} s)",
+            f"{content:.2f} s vs {floor:.2f} s: {content - floor:+.2f} s (commit scheme {commit:.2f} s)",
             content - floor <= 0.2)
         cold_content, cold_commit = versions["cold_content_s"], versions["cold_commit_s"]
         add(f"versions by content, {n:,} targets: cold export cost against the commit scheme (same run)",
@@ -420,9 +420,10 @@ def _versions_section(versions: dict[str, Any]) -> list[str]:
         f"{s['commits']} one-leaf commits, each exported with both version schemes into their own output "
         "directory (pantsd up; the first of the two runs of a commit is timed, alternating the order, so "
         f"neither gains from the other), then {s['floor_reps']} one-leaf commits with `dependencies ::` "
-        "(Pants' floor) in the same daemon. Compare within the run: other work shares the 2 cores "
-        "(load average 11-15 during the run), so the seconds are several times an idle machine's. "
-        f"The last content-scheme export said: `{d.get('last_summary', '')}`.",
+        "(Pants' floor) in the same daemon. Compare within the run: other work may share the 2 cores ("
+        + (f"load average {d['load_at_start']} at the start, {d['load_at_end']} at the end). "
+           if "load_at_end" in d else "the load was not recorded in this run). ")
+        + f"The last content-scheme export said: `{d.get('last_summary', '')}`.",
         "",
         table(["measure", "content scheme", "commit scheme"], [
             ["cold export, no pantsd, empty caches (1 run each)", f"{d['cold_content_s']:.1f} s",

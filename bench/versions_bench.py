@@ -58,7 +58,8 @@ def run(settings: VersionSettings, log: Callable[[str], None]) -> dict[str, obje
         shutil.rmtree(dest)
     repo = generate(dest, shape)
     add_history(repo, settings.history, log)
-    result: dict[str, object] = {"targets": settings.targets, "history": settings.history}
+    result: dict[str, object] = {"targets": settings.targets, "history": settings.history,
+                                 "load_at_start": round(os.getloadavg()[0], 1)}
     result["history_walk_s"] = summarize([_walk_seconds(repo.path) for _ in range(3)])
     log(f"git log over {settings.history} commits: {result['history_walk_s']}")
 
@@ -121,6 +122,7 @@ def run(settings: VersionSettings, log: Callable[[str], None]) -> dict[str, obje
     for key, values in timings.items():
         result[f"incremental_{key}_s"] = summarize(values)
         log(f"incremental {key}: " + ", ".join(f"{v:.2f}" for v in values) + " s")
+    result["load_at_end"] = round(os.getloadavg()[0], 1)
     result["store"] = {scheme: store_bytes(out) for scheme, out in outs.items()}
     log(f"store bytes: {result['store']}")
     shutil.rmtree(work, ignore_errors=True)
