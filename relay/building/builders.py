@@ -17,7 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import AsyncIterator, Mapping
+from typing import AsyncIterator, Callable, Mapping
 
 from relay.building import worktree
 from relay.errors import RelayError
@@ -109,11 +109,13 @@ async def run_export(
     records: Records,
     owned: tuple[Path, ...],
     extra_env: Mapping[str, str] = {},
+    on_start: Callable[[int], None] | None = None,
 ) -> None:
     rendered = command.render(tree, output_dir, sha)
     env = dict(os.environ, RELAY_SHA=sha, RELAY_WORKTREE=str(tree), RELAY_OUTPUT_DIR=str(output_dir), **extra_env)
     code = await run_logged(
-        rendered, cwd=tree, env=env, log_path=log_path, timeout=timeout, records=records, owned=owned
+        rendered, cwd=tree, env=env, log_path=log_path, timeout=timeout, records=records, owned=owned,
+        on_start=on_start,
     )
     if code is None:
         raise BuildError(
@@ -218,6 +220,11 @@ class WarmBuilder(Builder):
         self.restarts = 0  # in a build (its client waited for a cold start)
         self.recycles = 0  # daemons replaced by one warmed in the background
 
+    @property
+    def _daemon_env(self) -> dict[str, str]:
+        """What every export run of this builder is given: its daemon's memory limit."""
+        return {"PANTS_PANTSD_MAX_MEMORY_USAGE": str(self.limits.max_memory)}
+
     # State shared across worker processes.
 
     @property
@@ -272,8 +279,7 @@ class WarmBuilder(Builder):
                 try:
                     await run_export(
                         self.command, tree, output_dir, sha, log_path,
-                        timeout=self.timeout, records=self.records, owned=(output_dir,),
-                        extra_env={"PANTS_PANTSD_MAX_MEMORY_USAGE": str(self.limits.max_memory)},
+                        timeout=self.timeout, records=self.records, owned=(output_dir,), extra_env=self._daemon_env,
                     )
                 except BuildError as e:
                     if e.status == 504:
@@ -406,16 +412,15 @@ class WarmBuilder(Builder):
             shutil.rmtree(output, ignore_errors=True)
             output.mkdir()
             (self.home / "standby.interrupted").unlink(missing_ok=True)
-            log_path = self.home / "standby.log"
+            failure: BuildError | None = None
             try:
-                code = await run_logged(
-                    self.command.render(standby, output, state.sha),
-                    cwd=standby,
-                    env=dict(os.environ, RELAY_SHA=state.sha, RELAY_WORKTREE=str(standby), RELAY_OUTPUT_DIR=str(output),
-                             PANTS_PANTSD_MAX_MEMORY_USAGE=str(self.limits.max_memory)),
-                    log_path=log_path, timeout=self.timeout, records=self.records, owned=(output,),
+                await run_export(
+                    self.command, standby, output, state.sha, self.home / "standby.log",
+                    timeout=self.timeout, records=self.records, owned=(output,), extra_env=self._daemon_env,
                     on_start=lambda pgid: self._record_warm_up(pgid, interruptible=interruptions < MAX_INTERRUPTIONS),
                 )
+            except BuildError as e:
+                failure = e
             finally:
                 (self.home / "standby.pgid").unlink(missing_ok=True)
                 shutil.rmtree(output, ignore_errors=True)
@@ -423,12 +428,9 @@ class WarmBuilder(Builder):
                 interruptions += 1
                 logger.info("warm builder %s: a build stopped the warm-up; it resumes after the build", self.home)
                 continue  # the loop's first step waits for the build
-            if code != 0:
-                logger.warning(
-                    "warm builder %s: warming a replacement daemon %s; the serving daemon stays\n%s",
-                    self.home, "timed out" if code is None else f"failed (exit status {code})",
-                    await log_tail_off_loop(log_path),
-                )
+            if failure is not None:
+                logger.warning("warm builder %s: warming a replacement daemon failed; the serving daemon stays: %s",
+                               self.home, failure.message)
                 await loop.run_in_executor(None, stop_daemon, standby)
                 return
             async with self._building():

@@ -192,6 +192,32 @@ async def test_builds_back_to_back_stop_a_warm_up_three_times_then_it_runs_besid
     assert builder.recycles == 1 and builder.tree.name == "worktree-2" and builder.restarts == 0
 
 
+async def test_a_failed_warm_up_leaves_the_serving_daemon_and_stops_its_own(
+    tmp_path: Path, commits: tuple[Path, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    repo, shas = commits
+    # The stand-in export fails in the second worktree only (after starting its daemon).
+    failing = ExportCommand(
+        _stand_in(tmp_path, pantsd=True).template + ' $(test "$(basename {worktree})" = worktree-2 && echo --fail)'
+    )
+    builder = WarmBuilder(Git(repo), failing, 60, tmp_path / "warm-0", Records(tmp_path), WarmLimits(max_builds=2))
+    try:
+        await _build(builder, shas[0], tmp_path)
+        serving = builder.pantsd_pid()
+        await _build(builder, shas[1], tmp_path)  # due: the warm-up starts, and fails
+        await _until(lambda: not builder.status()["warming"])
+        assert "worktree-2" in _trees(tmp_path)
+        assert pantsd_pid(builder.home / "worktree-2") is None, "the failed warm-up's daemon was left running"
+        assert builder.pantsd_pid() == serving and builder.tree.name == "worktree"
+        assert (builder.recycles, builder.restarts) == (0, 0)
+        warned = [r.getMessage() for r in caplog.records if "warming a replacement daemon failed" in r.getMessage()]
+        assert len(warned) == 1 and "exit status 3" in warned[0] and "the failure the test expects" in warned[0]
+        await _build(builder, shas[2], tmp_path)  # builds go on, warm, on the serving daemon
+        assert builder.pantsd_pid() == serving and builder.restarts == 0
+    finally:
+        await builder.close()
+
+
 async def test_without_a_daemon_nothing_is_warmed_or_restarted(
     tmp_path: Path, commits: tuple[Path, list[str]]
 ) -> None:
