@@ -12,6 +12,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from generate_monorepo import Shape, edit_and_commit, generate
 from procs import OUT, PANTS, ROOT, BenchError, Server, cache_env, free_port, pants_env, proc_rss_mb, summarize
@@ -46,6 +47,12 @@ def _get(url: str, timeout: float) -> tuple[float, dict[str, str]]:
         if response.status != 200:
             raise BenchError(f"{url} answered {response.status}")
         return time.perf_counter() - start, dict(response.headers)
+
+
+def relay_health(base: str, timeout: float = 30) -> dict[str, Any]:
+    """The relay's /-/health document."""
+    with urllib.request.urlopen(f"{base}/-/health", timeout=timeout) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
 
 
 def relay_in_pull_mode(python: str, work: Path, name: str, repo: Path, builder: str, *extra: str,
@@ -132,7 +139,7 @@ def run(settings: PullSettings, python: str, log) -> dict[str, object]:
             if builds in (5, 10, 20) or n == total - 1:
                 rss[builds] = _pantsd_rss_mb(work, "followed")
             head = sha
-        health = json.loads(urllib.request.urlopen(f"{base}/-/health", timeout=10).read())
+        health = relay_health(base, timeout=10)
         results["followed"] = {
             "commit_to_served_s": summarize(to_served),
             "branch_page_while_building_ms": {

@@ -18,20 +18,18 @@ Every Pants process tree of the floor is watched against `memory_limit_mb` (scal
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import shutil
 import statistics
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from generate_monorepo import Shape, edit_and_commit, generate
 from procs import OUT, PANTS, BenchError, cache_env, pants_env, proc_rss_mb, remember_pantsd, stop_pantsd, pantsd_pids, summarize
-from pull_bench import WORK_DIRS, _get, relay_in_pull_mode
+from pull_bench import WORK_DIRS, _get, relay_health, relay_in_pull_mode
 from scale_bench import _checked, run_watched
 
 
@@ -44,11 +42,6 @@ class PullScaleSettings:
     recycle_targets: int = 1000
     followed_builds: int = 50
     recycle_every: int = 20
-
-
-def _health(base: str) -> dict[str, object]:
-    with urllib.request.urlopen(f"{base}/-/health", timeout=30) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
 
 
 def _builds_at_scale(settings: PullScaleSettings, log: Callable[[str], None]) -> dict[str, object]:
@@ -97,7 +90,7 @@ def _builds_at_scale(settings: PullScaleSettings, log: Callable[[str], None]) ->
             sha = edit_and_commit(repo, generated.leaf_file, f"pull_{n}_{time.monotonic_ns()}")
             pulls.append(_get(f"{base}/{sha}/simple/", timeout=3600)[0])
             log(f"pull at scale: one-leaf pull build {pulls[-1]:.1f} s")
-        builders = _health(base).get("builders")
+        builders = relay_health(base).get("builders")
         result["pull_builders"] = builders
     finally:
         server.stop()
@@ -121,7 +114,7 @@ def _followed_with_recycles(settings: PullScaleSettings, log: Callable[[str], No
     try:
         _get(f"{base}/main/simple/", timeout=3600)  # the tip's first build (starts the daemon)
         for n in range(settings.followed_builds):
-            before = _health(base)["builders"][0]  # type: ignore[index]
+            before = relay_health(base)["builders"][0]  # type: ignore[index]
             sha = edit_and_commit(repo, generated.leaf_file, f"followed_{n}_{time.monotonic_ns()}")
             committed = time.perf_counter()
             for _ in range(72000):
@@ -132,7 +125,7 @@ def _followed_with_recycles(settings: PullScaleSettings, log: Callable[[str], No
             else:
                 raise BenchError(f"main never served {sha}")
             served = time.perf_counter() - committed
-            after = _health(base)["builders"][0]  # type: ignore[index]
+            after = relay_health(base)["builders"][0]  # type: ignore[index]
             row = {
                 "n": n + 2, "commit_to_served_s": round(served, 2),
                 "rss_mb": round(after["rss"] / 2**20) if after.get("rss") else None,  # type: ignore[operator,union-attr]
