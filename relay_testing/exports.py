@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from packaging.utils import canonicalize_name
 
+from relay.building.builders import pantsd_pid
 from relay.index import render
 from relay.contract import CONTENT_FORMAT, FORMAT, MANIFEST, Dist, Export, manifest_json
 
@@ -248,14 +249,9 @@ def fake_sha(n: int) -> str:
 def start_stand_in_daemon(worktree: Path) -> None:
     """A process that the warm builder takes for the worktree's Pants daemon: its command line says
     pantsd and its pid is in .pids/<id>/pantsd/pid; it outlives the build (its own session), as pantsd."""
+    if pantsd_pid(worktree) is not None:
+        return
     pid_file = worktree / ".pids" / "stand-in" / "pantsd" / "pid"
-    try:
-        pid = int(pid_file.read_text())
-        os.kill(pid, 0)
-        if b"pantsd" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return
-    except (OSError, ValueError):
-        pass
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     daemon = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(600)", "pantsd"], start_new_session=True,
