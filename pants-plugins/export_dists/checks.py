@@ -1,6 +1,13 @@
 """What an export refuses or warns about once every dist is planned: name collisions, shared files,
-split packages, unexportable dependencies, URL requirements."""
+split packages, unexportable dependencies, URL requirements.
+
+Every check runs over every dist of every export, so what it needs of one plan (its project name,
+its files' parents, its unimportable files) is derived once per plan (per_plan.py): after a one-leaf
+commit in pantsd the checks are a few dictionary passes over 10,000 dists, not string work on each.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from pants.engine.addresses import Address
 from pants.util.strutil import softwrap
@@ -11,6 +18,7 @@ from export_dists.findings import Cause, Finding
 from export_dists.importable import UNIMPORTABLE, unimportable_files
 from export_dists.export_types import PlannedDist
 from export_dists_core.naming import normalize
+from export_dists.per_plan import PerPlan
 from export_dists.subsystem import UnexportableDependencies
 from export_dists.url_requirements import url_of, url_requirement_findings
 
@@ -21,6 +29,37 @@ class DistNameCollision(Exception):
 
 class UnexportableDependencyError(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class _PlanFacts:
+    """What the checks read of one plan, derived once per plan (per_plan.py)."""
+
+    project: str  # the normalized dist name
+    wheel_paths: tuple[str, ...]
+    packages: tuple[str, ...]  # directories in which the dist installs an `__init__.py` ("." at the top)
+    parents: frozenset[str]  # every directory its files are in, with theirs ("." included)
+    unimportable: Finding | None
+
+
+def _facts_of(plan: DistPlan) -> _PlanFacts:
+    assert plan.identity.name is not None
+    wheel_paths = tuple(f.wheel_path for f in plan.files)
+    packages = []
+    for wheel_path in wheel_paths:
+        parent, _, name = wheel_path.rpartition("/")
+        if name == "__init__.py":
+            packages.append(parent or ".")
+    return _PlanFacts(
+        project=normalize(plan.identity.name),
+        wheel_paths=wheel_paths,
+        packages=tuple(packages),
+        parents=frozenset(parent for wheel_path in wheel_paths for parent in _parents(wheel_path)),
+        unimportable=_unimportable_finding(plan),
+    )
+
+
+_FACTS: PerPlan[DistPlan, _PlanFacts] = PerPlan(_facts_of)
 
 
 def check_plans(plans: dict[Address, DistPlan], unexportable: UnexportableDependencies) -> list[Finding]:
@@ -38,8 +77,7 @@ def check_plans(plans: dict[Address, DistPlan], unexportable: UnexportableDepend
 def check_collisions(plans: dict[Address, DistPlan]) -> None:
     seen: dict[str, Address] = {}
     for address, plan in sorted(plans.items()):
-        assert plan.identity.name is not None
-        project = normalize(plan.identity.name)
+        project = _FACTS(plan).project
         if project in seen:
             raise DistNameCollision(
                 softwrap(
@@ -70,8 +108,8 @@ def _shared_files(plans: dict[Address, DistPlan]) -> list[Finding]:
     """Two dists that install the same path overwrite each other, and uninstalling one breaks both."""
     owners: dict[str, list[Address]] = {}
     for address, plan in sorted(plans.items()):
-        for owned in plan.files:
-            owners.setdefault(owned.wheel_path, []).append(address)
+        for wheel_path in _FACTS(plan).wheel_paths:
+            owners.setdefault(wheel_path, []).append(address)
     return [
         Finding(SHARED_FILES, f"{path} would be installed by {len(addresses)} dists ({', '.join(a.spec for a in addresses)})")
         for path, addresses in sorted(owners.items())
@@ -109,17 +147,14 @@ def _packages_split_across_dists(plans: dict[Address, DistPlan]) -> list[Finding
     """A regular package (one with `__init__.py`) whose files other dists also install."""
     init_owner: dict[str, Address] = {}
     for address, plan in plans.items():
-        for owned in plan.files:
-            parent, _, name = owned.wheel_path.rpartition("/")
-            if name == "__init__.py":
-                init_owner.setdefault(parent or ".", address)
+        for package in _FACTS(plan).packages:
+            init_owner.setdefault(package, address)
     inside: dict[str, set[Address]] = {}
     for address, plan in plans.items():
-        for owned in plan.files:
-            for parent in _parents(owned.wheel_path):
-                owner = init_owner.get(parent)
-                if owner is not None and owner != address:
-                    inside.setdefault(parent, set()).add(address)
+        for parent in _FACTS(plan).parents:
+            owner = init_owner.get(parent)
+            if owner is not None and owner != address:
+                inside.setdefault(parent, set()).add(address)
     findings = []
     for package, addresses in sorted(inside.items()):
         owner_plan = plans[init_owner[package]]
@@ -181,13 +216,16 @@ def url_requirement_findings_of(planned: list[PlannedDist]) -> list[Finding]:
 
 
 def _unimportable(plans: dict[Address, DistPlan]) -> list[Finding]:
-    findings = []
-    for address, plan in sorted(plans.items()):
-        if plan.identity.kind != DistKind.PYTHON:
-            continue  # a resources dist's files are read by path, not imported
-        found = unimportable_files(f.wheel_path for f in plan.files)
-        if found:
-            shown = ", ".join(f"{u.wheel_path} ({u.why})" for u in found[:3])
-            more = f" and {len(found) - 3} more" if len(found) > 3 else ""
-            findings.append(Finding(UNIMPORTABLE, f"{plan.identity.name} ({address.spec}): {shown}{more}"))
-    return findings
+    found = (_FACTS(plan).unimportable for _, plan in sorted(plans.items()))
+    return [finding for finding in found if finding is not None]
+
+
+def _unimportable_finding(plan: DistPlan) -> Finding | None:
+    if plan.identity.kind != DistKind.PYTHON:
+        return None  # a resources dist's files are read by path, not imported
+    found = unimportable_files(f.wheel_path for f in plan.files)
+    if not found:
+        return None
+    shown = ", ".join(f"{u.wheel_path} ({u.why})" for u in found[:3])
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return Finding(UNIMPORTABLE, f"{plan.identity.name} ({plan.identity.address.spec}): {shown}{more}")

@@ -14,11 +14,14 @@ from pants.base.build_root import BuildRoot
 from pants.engine.addresses import Address
 from pants.engine.internals.build_files import BuildFileOptions
 from pants.engine.internals.native_engine import FilespecMatcher
+from pants.engine.target import Target
 
 import export_dists_core
+from export_dists.cycles import condensed_dependencies
 from export_dists.dists import DistPlan
 from export_dists.engine import all_targets, concurrently, implicitly
 from export_dists.export_types import DistOrigin, ExportRequest, PlannedDist
+from export_dists.per_plan import PerPlan
 from export_dists_core.graphs import Condensed, closure_fingerprints, condense
 from export_dists_core.inputs import DistInputs, InputIndex
 from export_dists_core.origins import Walk, find_origins, origin_commits
@@ -73,6 +76,39 @@ class _LastWalk:
     walk: Walk | None
 
 
+def _inputs_of(plan: DistPlan) -> DistInputs:
+    return DistInputs(
+        files=tuple(f.path for f in plan.files),
+        includes=plan.includes,
+        excludes=plan.excludes,
+        directories=plan.directories,
+        imports=plan.imports,
+    )
+
+
+# Kept per plan so that an unchanged dist's inputs are the same object as last export's: comparing
+# 10,000 of them with the last walk's is then mostly identity checks.
+_INPUTS: PerPlan[DistPlan, DistInputs] = PerPlan(_inputs_of)
+_DEPENDENCY_KEYS: PerPlan[DistPlan, tuple[str, ...]] = PerPlan(
+    lambda plan: tuple(_key(dep.identity.address) for dep in plan.first_party)
+)
+
+
+def _requirement_directories(targets: Sequence[Target]) -> tuple[str, ...]:
+    return tuple(sorted({t.address.spec_path for t in targets if t.has_field(PythonRequirementsField)}))
+
+
+# The directories of the last target set seen: pantsd hands every run the same AllTargets object
+# until a BUILD file changes, and looking at every target's fields costs 0.2 s at 10,000 targets.
+_LAST_TARGETS: list[tuple[Sequence[Target], tuple[str, ...]]] = []
+
+
+def _requirement_directories_of(targets: Sequence[Target]) -> tuple[str, ...]:
+    if not _LAST_TARGETS or _LAST_TARGETS[0][0] is not targets:
+        _LAST_TARGETS[:] = [(targets, _requirement_directories(targets))]
+    return _LAST_TARGETS[0][1]
+
+
 # The newest walk per build root in this process (pantsd keeps it between runs): the next export
 # of the same dists reads only the commits above it, instead of the whole history again (one leaf
 # commit: one commit). A cache, never a source of truth: find_origins gives what a full walk gives.
@@ -91,16 +127,7 @@ async def content_origins(
     history, targets = await concurrently(
         first_parent_history(HistoryRequest(commit.sha), **implicitly()), all_targets()
     )
-    inputs = {
-        _key(plan.identity.address): DistInputs(
-            files=tuple(f.path for f in plan.files),
-            includes=plan.includes,
-            excludes=plan.excludes,
-            directories=plan.directories,
-            imports=plan.imports,
-        )
-        for plan in plans
-    }
+    inputs = {_key(plan.identity.address): _INPUTS(plan) for plan in plans}
     lockfiles = set(python_setup.resolves.values()) if python_setup.enable_resolves else set()
     # The plugin's own code, and the core it shares with other exporters, shape every wheel when
     # they live in the repository (pants-plugins/, core/).
@@ -114,16 +141,11 @@ async def content_origins(
         repository_wide=tuple(sorted(lockfiles)) if pin_from_lockfiles else (),
         # Where third-party requirements are defined (BUILD, requirements.txt, pyproject.toml):
         # a removed requirement changes Requires-Dist of dists that no longer list it.
-        repository_wide_directories=tuple(
-            sorted({t.address.spec_path for t in targets if t.has_field(PythonRequirementsField)})
-        ),
+        repository_wide_directories=_requirement_directories_of(targets),
         repository_wide_trees=tuple(tree for tree in own_code if not tree.startswith("..")),
         excluded=tuple(sorted(lockfiles)) if not pin_from_lockfiles else (),
     )
-    graph = {
-        _key(plan.identity.address): tuple(_key(dep.identity.address) for dep in plan.first_party)
-        for plan in plans
-    }
+    graph = {_key(plan.identity.address): _DEPENDENCY_KEYS(plan) for plan in plans}
     last = _LAST_WALK.get(build_root.path)
     if last is not None and (last.arguments, last.graph) == (arguments, graph):
         # The same dists with the same inputs as the export before (one leaf commit, say): its
@@ -161,28 +183,36 @@ async def content_origins(
 WHEEL_LAYOUT = "export-dists wheel layout 1"
 
 
+def _own_fingerprint(plan: DistPlan, third_party: tuple[str, ...], namespace: str) -> str:
+    document = {
+        "layout": WHEEL_LAYOUT,
+        "name": plan.identity.name,
+        "address": plan.identity.address.spec,
+        "namespace": namespace,
+        "files": [[f.path, f.wheel_path] for f in plan.files],
+        "digest": plan.digest.fingerprint,
+        "requires_python": plan.requires_python,
+        "first_party": sorted(d.identity.name or "" for d in plan.first_party),
+        "third_party": list(third_party),
+        # Only when there are some: the fingerprints (and versions) of untyped dists stay as they were.
+        **({"markers": list(plan.markers)} if plan.markers else {}),
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+_OWN_FINGERPRINTS: PerPlan[DistPlan, str] = PerPlan(_own_fingerprint)
+
+
 def with_fingerprints(planned: list[PlannedDist], request: ExportRequest) -> list[PlannedDist]:
     """Each dist's content fingerprint: its own content and that of its first-party closure."""
-    own: dict[Address, str] = {}
-    for p in planned:
-        plan = p.plan
-        document = {
-            "layout": WHEEL_LAYOUT,
-            "name": plan.identity.name,
-            "address": plan.identity.address.spec,
-            "namespace": request.settings.namespace,
-            "files": [[f.path, f.wheel_path] for f in plan.files],
-            "digest": plan.digest.fingerprint,
-            "requires_python": plan.requires_python,
-            "first_party": sorted(d.identity.name or "" for d in plan.first_party),
-            "third_party": [line.text for line in p.requirements if not line.first_party],
-            # Only when there are some: the fingerprints (and versions) of untyped dists stay as they were.
-            **({"markers": list(p.plan.markers)} if p.plan.markers else {}),
-        }
-        own[plan.identity.address] = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+    own: dict[Address, str] = {
+        p.plan.identity.address: _OWN_FINGERPRINTS(
+            p.plan, tuple(line.text for line in p.requirements if not line.first_party), request.settings.namespace
+        )
+        for p in planned
+    }
     # A Merkle hash over the dependency graph (a cycle's members hashed together): linear in its size.
-    graph = condense({p.plan.identity.address: [d.identity.address for d in p.plan.first_party] for p in planned})
-    fingerprints = closure_fingerprints(own, graph)
+    fingerprints = closure_fingerprints(own, condensed_dependencies(p.plan for p in planned))
     result = []
     for p in planned:
         address = p.plan.identity.address

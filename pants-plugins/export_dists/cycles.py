@@ -8,7 +8,8 @@ from pants.engine.addresses import Address
 
 from export_dists.dists import DependencyEdge, DistPlan
 from export_dists.findings import Cause, Finding
-from export_dists_core.graphs import condense
+from export_dists.per_plan import PerPlan
+from export_dists_core.graphs import Condensed, condense
 
 # Above this size a cycle is reported with the pip versions that stall on it (docs/benchmarks.md).
 LARGE_CYCLE = 10
@@ -32,10 +33,25 @@ def strongly_connected(graph: Mapping[Address, Iterable[Address]]) -> list[tuple
     return condense(graph).cycles()
 
 
+_DEPENDENCIES: PerPlan[DistPlan, tuple[Address, ...]] = PerPlan(
+    lambda plan: tuple(dep.identity.address for dep in plan.first_party)
+)
+# The dependency graph of the last export in this process, condensed: the graph rarely changes
+# between two exports (never after an edit of a module's body), and equal graphs condense equally.
+_LAST: list[tuple[dict[Address, tuple[Address, ...]], Condensed[Address]]] = []
+
+
+def condensed_dependencies(plans: Iterable[DistPlan]) -> Condensed[Address]:
+    """The first-party dependency graph of `plans`, its cycles condensed (graphs.py)."""
+    graph = {plan.identity.address: _DEPENDENCIES(plan) for plan in plans}
+    if not _LAST or _LAST[0][0] != graph:
+        _LAST[:] = [(graph, condense(graph))]
+    return _LAST[0][1]
+
+
 def dist_cycles(plans: Mapping[Address, DistPlan]) -> tuple[DistCycle, ...]:
-    graph = {address: [dep.identity.address for dep in plan.first_party] for address, plan in plans.items()}
     cycles = []
-    for members in strongly_connected(graph):
+    for members in condensed_dependencies(plans.values()).cycles():
         inside = set(members)
         edges = []
         for member in members:

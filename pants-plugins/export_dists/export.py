@@ -6,6 +6,7 @@ versions and wheels, and returns the typed result. Each step lives in its own mo
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 from pants.backend.python.subsystems.setup import PythonSetup
@@ -23,15 +24,18 @@ from export_dists.environments import check_conflicts, flatten_environments, is_
 from export_dists.export_types import DistOrigin, Export, ExportRequest, PlannedDist
 from export_dists.findings import report
 from export_dists_core.layout import ExportInfo
+from export_dists.per_plan import PerPlan
 from export_dists.requirements import (
     LockfileVersions,
+    RequirementLine,
     LockfileVersionsRequest,
     lockfile_versions,
     requires_dist,
     resolves_used,
 )
+from export_dists.requirements import logger as requirements_logger
 from export_dists.subsystem import VersionScheme
-from export_dists.toplevel import TopLevelCheckRequest, check_top_level, top_level_findings
+from export_dists.toplevel import TopLevelCheckRequest, check_top_level, stray_top_level_of, top_level_findings
 from export_dists.url_requirements import UrlRequirementMap
 from export_dists.versioning import ExportCommitRequest, export_commit, render_version
 from export_dists.wheels import exported_dists
@@ -94,6 +98,31 @@ async def _lockfiles(request: ExportRequest, ordered: list[DistPlan]) -> dict[st
     return {lock.resolve: lock for lock in found_locks}
 
 
+def _requirements_of(
+    plan: DistPlan,
+    pins: tuple[tuple[Address, str], ...],
+    fallback: str,
+    lockfiles: dict[str, LockfileVersions] | None,
+    url_map: UrlRequirementMap,
+) -> tuple[tuple[RequirementLine, ...], tuple[str, ...]]:
+    warnings: list[str] = []
+    lines = requires_dist(
+        plan, version=fallback, versions=dict(pins), lockfiles=lockfiles, url_map=url_map, warn=warnings.append
+    )
+    return lines, tuple(warnings)
+
+
+# Each dist's Requires-Dist lines and what they warned about, per plan and the pins they name: after a
+# one-leaf commit only the changed dists and those whose pins moved are worked out again. The
+# warnings are given again on every export, as if worked out anew.
+_REQUIREMENTS: PerPlan[DistPlan, tuple[tuple[RequirementLine, ...], tuple[str, ...]]] = PerPlan(_requirements_of)
+
+
+# One parsed map per setting, the same object each export: it is part of _REQUIREMENTS' context, and
+# parsed requirements (packaging 21.3) compare by identity.
+_url_map = functools.lru_cache(maxsize=4)(UrlRequirementMap.parse)
+
+
 def _planned(
     ordered: list[DistPlan],
     version: str,
@@ -103,11 +132,16 @@ def _planned(
     request: ExportRequest,
 ) -> list[PlannedDist]:
     """Each dist with its Requires-Dist lines, version and origin (environments checked for conflicts)."""
-    url_map = UrlRequirementMap.parse(request.url_requirement_map)
+    url_map = _url_map(request.url_requirement_map)
     planned = []
     for plan in ordered:
-        dist_versions = {a: versions[a] for a in [plan.identity.address, *(d.identity.address for d in plan.first_party)] if a in versions}
-        lines = requires_dist(plan, version=version, versions=dist_versions, lockfiles=lockfiles, url_map=url_map)
+        dependencies = [d.identity.address for d in plan.first_party]
+        pins = tuple((a, versions[a]) for a in dependencies if a in versions)
+        # The export's own version pins a dependency with no version of its own (none, in practice).
+        fallback = version if len(pins) < len(dependencies) else ""
+        lines, warnings = _REQUIREMENTS(plan, pins, fallback, lockfiles, url_map)
+        for warning in warnings:
+            requirements_logger.warning(warning)
         if is_environment(plan):
             check_conflicts(plan, lines)
         planned.append(PlannedDist(plan, lines, versions[plan.identity.address], origins[plan.identity.address]))
@@ -129,14 +163,14 @@ async def build_export(
     # An environment pins its whole closure and the union of its third party (environments.py).
     plans = flatten_environments(plans)
     findings = check_plans(plans, request.unexportable)
+    ordered = [plans[a] for a in sorted(plans)]
     top_level = await check_top_level(
-        TopLevelCheckRequest(tuple(plans[a] for a in sorted(plans)), request.refuse_top_level), **implicitly()
+        TopLevelCheckRequest(stray_top_level_of(ordered), request.refuse_top_level), **implicitly()
     )
     findings.extend(top_level_findings(top_level.stray))
 
     commit = await export_commit(ExportCommitRequest(request.allow_dirty, request.output_dir), **implicitly())
     version = render_version(request.version_template, commit)
-    ordered = [plans[a] for a in sorted(plans)]
     lockfiles = await _lockfiles(request, ordered)
 
     head = DistOrigin(commit.sha, commit.count, commit.commit_epoch, commit.commit_time, commit.dirty)

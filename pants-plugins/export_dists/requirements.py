@@ -5,7 +5,7 @@ import functools
 import json
 import logging
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from export_dists_core.compat import InvalidRequirement, Requirement, Specifier, canonicalize_name
 
@@ -130,12 +130,13 @@ def requires_dist(
     lockfiles: Mapping[str, LockfileVersions] | None = None,
     versions: Mapping[Address, str] | None = None,
     url_map: UrlRequirementMap | None = None,
+    warn: Callable[[str], None] = logger.warning,
 ) -> tuple[RequirementLine, ...]:
     """The Requires-Dist lines of one dist, deduplicated, in a stable order.
 
     First-party dependencies come first (sorted by name), pinned `==` to their entry in `versions`
     (else to `version`); third-party ones follow (sorted), as written or pinned to the lockfile
-    version when `lockfiles` is given.
+    version when `lockfiles` is given. What the user should fix goes to `warn`.
     """
     first: dict[str, list[DependencyEdge]] = {}
     project_of: dict[str, str] = {}
@@ -164,14 +165,14 @@ def requires_dist(
                 if pinned:
                     text = pin_to_version(text, pinned)
                 else:
-                    logger.warning(
+                    warn(
                         f"{req.address}: {req.requirement!r} is not in the lockfile of resolve "
                         f"{req.resolve!r}; it is exported as written. Run `pants generate-lockfiles`."
                     )
         except InvalidRequirement:
             pass  # Pants accepted it; export it exactly as written.
         if not is_pep508_requirement(text):
-            logger.warning(
+            warn(
                 f"{req.address}: the requirement {req.requirement!r} (a dependency of the dist "
                 f"{plan.identity.name}) is not valid PEP 508 / PEP 440; pip >= 24.1 and uv refuse "
                 "to install a dist that declares it. Write it with a valid version specifier."

@@ -255,3 +255,44 @@ def test_lockfile_pins_leave_tools_alone_unless_imported() -> None:
     )
     texts = [line.text for line in requires_dist(plan, version=VERSION, lockfiles={"python-default": lock})]
     assert texts == ["pip>=21", "requests==2.31.0", "setuptools==65.0.0", "virtualenv", "wheel"]
+
+
+def test_an_export_worked_out_again_from_kept_plans_warns_again(caplog: pytest.LogCaptureFixture) -> None:
+    # pantsd hands the next export the same plan object: its lines are kept (export.py's
+    # _REQUIREMENTS), and what they warned about is said again on every export, as the first time.
+    from export_dists.dists import NamingSettings
+    from export_dists.export import _REQUIREMENTS, _planned
+    from export_dists.export_types import DistOrigin, ExportRequest
+    from export_dists.subsystem import UnexportableDependencies
+
+    lock = LockfileVersions("python-default", "lock.txt", FrozenDict({"requests": "2.31.0"}))
+    request = ExportRequest(
+        roots=(A,),
+        settings=NamingSettings("monorepo", True, False),
+        version_template="0.{count}",
+        allow_dirty=False,
+        pin_from_lockfiles=True,
+        unexportable=UnexportableDependencies.WARN,
+    )
+    origin = DistOrigin("abc", 1, 0, "", False)
+    plan = _plan(
+        first_party=[FirstPartyDependency(_identity(D, "monorepo.libs.d"), (_edge(D),))],
+        third_party=[_req("requests>=2"), _req("attrs")],
+    )
+    texts = []
+    derived_before = _REQUIREMENTS.derived
+    for d_version in ["0.1", "0.1", "0.2"]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            planned = _planned([plan], "0.9", {A: "0.5", D: d_version}, {A: origin}, {"python-default": lock}, request)
+        texts.append([line.text for line in planned[0].requirements])
+        assert [r.getMessage() for r in caplog.records if "not in the lockfile" in r.getMessage()] == [
+            f"{REQ}: 'attrs' is not in the lockfile of resolve 'python-default'; it is exported as written. "
+            "Run `pants generate-lockfiles`."
+        ]
+    assert texts == [
+        ["monorepo.libs.d==0.1", "attrs", "requests==2.31.0"],
+        ["monorepo.libs.d==0.1", "attrs", "requests==2.31.0"],
+        ["monorepo.libs.d==0.2", "attrs", "requests==2.31.0"],  # a pin moved: worked out again
+    ]
+    assert _REQUIREMENTS.derived - derived_before == 2  # the second export found the first's lines

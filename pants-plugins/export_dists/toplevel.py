@@ -12,6 +12,7 @@ from pants.util.strutil import softwrap
 from export_dists.dists import DistPlan, OwnedFile
 from export_dists.engine import by_name, concurrently, wrapped_target
 from export_dists.findings import Cause, Finding
+from export_dists.per_plan import PerPlan
 from export_dists.target_types import ExportDistAllowTopLevelField
 
 # Never right at the top of site-packages: `__init__.py` belongs to no package there (every dist that
@@ -62,6 +63,15 @@ def stray_top_level(plan: DistPlan) -> StrayTopLevel | None:
     return StrayTopLevel(plan, stray, refused)
 
 
+_STRAY: PerPlan[DistPlan, StrayTopLevel | None] = PerPlan(stray_top_level)
+
+
+def stray_top_level_of(plans: Iterable[DistPlan]) -> tuple[StrayTopLevel, ...]:
+    """The dists among `plans` with stray files at the top of site-packages (each plan looked at
+    once while pantsd keeps it: this runs over every dist of every export)."""
+    return tuple(s for s in (_STRAY(plan) for plan in plans) if s is not None)
+
+
 _FIX = softwrap(
     """
     Files at the top of site-packages belong to no package: two dists that ship the same name
@@ -84,7 +94,9 @@ def top_level_findings(stray: Iterable[StrayTopLevel]) -> list[Finding]:
 
 @dataclass(frozen=True)
 class TopLevelCheckRequest:
-    plans: tuple[DistPlan, ...]
+    # The dists with stray names only (stray_top_level_of): a request holding every plan would be
+    # hashed whole by the engine on every export.
+    stray: tuple[StrayTopLevel, ...]
     refuse: bool  # False while explaining: show the names rather than stop
 
 
@@ -96,7 +108,7 @@ class TopLevelCheck:
 @by_name
 @rule(desc="Check what dists install at the top of site-packages")
 async def check_top_level(request: TopLevelCheckRequest) -> TopLevelCheck:
-    stray = tuple(s for s in (stray_top_level(plan) for plan in request.plans) if s is not None)
+    stray = request.stray
     if not stray:
         return TopLevelCheck(())
     candidates = [s for s in stray if s.refused]
