@@ -181,7 +181,12 @@ async def build_export(
     else:
         origins = {plan.identity.address: head for plan in ordered}
     versions = versions_of(request.version_template, origins)
+    derived = _REQUIREMENTS.derived
     planned = _planned(ordered, version, versions, origins, lockfiles, request)
+    logger.debug(
+        f"Requires-Dist of {_REQUIREMENTS.derived - derived} of {len(ordered)} dists worked out anew; the "
+        "others' kept from an earlier export in this process (their plans and pins are the same)."
+    )
     findings.extend(url_requirement_findings_of(planned))
     report(findings, request.warning_examples)
     planned = with_fingerprints(planned, request)
