@@ -27,8 +27,8 @@ from export_dists_core.layout import ExportInfo
 from export_dists.per_plan import PerPlan
 from export_dists.requirements import (
     LockfileVersions,
-    RequirementLine,
     LockfileVersionsRequest,
+    RequirementLine,
     lockfile_versions,
     requires_dist,
     resolves_used,
