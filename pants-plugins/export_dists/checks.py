@@ -106,14 +106,17 @@ SHARED_FILES = Cause(
 
 def _shared_files(plans: dict[Address, DistPlan]) -> list[Finding]:
     """Two dists that install the same path overwrite each other, and uninstalling one breaks both."""
-    owners: dict[str, list[Address]] = {}
+    # One owner per path and a list only for a path shared: no list per file of every dist per run.
+    owner: dict[str, Address] = {}
+    shared: dict[str, list[Address]] = {}
     for address, plan in sorted(plans.items()):
         for wheel_path in _FACTS(plan).wheel_paths:
-            owners.setdefault(wheel_path, []).append(address)
+            first = owner.setdefault(wheel_path, address)
+            if first != address:
+                shared.setdefault(wheel_path, [first]).append(address)
     return [
         Finding(SHARED_FILES, f"{path} would be installed by {len(addresses)} dists ({', '.join(a.spec for a in addresses)})")
-        for path, addresses in sorted(owners.items())
-        if len(addresses) > 1
+        for path, addresses in sorted(shared.items())
     ]
 
 
