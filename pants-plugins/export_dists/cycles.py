@@ -28,11 +28,6 @@ class DistCycle:
         return len(self.members)
 
 
-def strongly_connected(graph: Mapping[Address, Iterable[Address]]) -> list[tuple[Address, ...]]:
-    """The components of two or more dists (each sorted), in a stable order (graphs.py's Tarjan)."""
-    return condense(graph).cycles()
-
-
 _DEPENDENCIES: PerPlan[DistPlan, tuple[Address, ...]] = PerPlan(
     lambda plan: tuple(dep.identity.address for dep in plan.first_party)
 )
