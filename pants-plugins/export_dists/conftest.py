@@ -29,10 +29,11 @@ from pants.core.target_types import (
     ResourceTarget,
 )
 from pants.core.util_rules import distdir, source_files, system_binaries
-from pants.engine.addresses import Address
+from pants.base.specs import RawSpecs
+from pants.engine.addresses import Address, Addresses
 from pants.engine.internals.parametrize import Parametrize
 from pants.engine.rules import QueryRule
-from pants.engine.target import Target
+from pants.engine.target import DependenciesRequest, Target, Targets
 from pants.testutil.rule_runner import RuleRunner
 from pants.util.frozendict import FrozenDict
 
@@ -78,6 +79,9 @@ def make_rule_runner(extra_target_types: Iterable[type[Target]] = ()) -> RuleRun
             QueryRule(DistPlan, [DistPlanRequest]),
             QueryRule(DistIdentity, [DistIdentityRequest]),
             QueryRule(ExportCommit, [ExportCommitRequest]),
+            # What `pants dependencies ::` asks, to compare an export's engine work with it.
+            QueryRule(Targets, [RawSpecs]),
+            QueryRule(Addresses, [DependenciesRequest]),
         ],
         target_types=[
             *register.target_types(),

@@ -18,14 +18,15 @@ from pants.backend.python.target_types import (
     PythonTestUtilsGeneratingSourcesField,
 )
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
-from pants.base.specs import AddressLiteralSpec, RawSpecs
 from pants.core.target_types import (
     ResourceSourceField,
     ResourcesGeneratingSourcesField,
 )
 from pants.core.util_rules.source_files import SourceFilesRequest
-from pants.engine.addresses import Address, Addresses
+from pants.engine.addresses import Address
+from pants.engine.environment import ChosenLocalEnvironmentName, EnvironmentName
 from pants.engine.fs import Digest
+from pants.engine.internals.parametrize import _TargetParametrizationsRequest
 from pants.engine.rules import collect_rules, rule
 from pants.engine.target import (
     Dependencies,
@@ -49,8 +50,7 @@ from export_dists.engine import (
     source_files,
     source_root,
     source_roots,
-    targets_of_addresses,
-    targets_of_specs,
+    target_parametrizations,
     wrapped_target,
 )
 from export_dists_core.naming import InvalidDistName, dist_name_for
@@ -295,22 +295,24 @@ def requires_python_for(constraints: InterpreterConstraints | None) -> str | Non
     return specifier or None
 
 
-async def _members(target: Target) -> tuple[Target, ...]:
-    """The file-level targets a generator owns (none when its globs match nothing), or the target."""
+async def _members(target: Target, environment: EnvironmentName) -> tuple[Target, ...]:
+    """The file-level targets a generator owns (none when its globs match nothing), or the target.
+
+    Read from the generator's parametrizations, as Pants itself expands a generator (and as the
+    WrappedTarget of the generator already asked): no engine node of our own per dist. Expanding
+    it as a spec instead cost seven nodes per dist, which pantsd checks again on every run. The
+    types are private to Pants but the same from 2.17 to 2.34.0.dev3 (build-support/pants_api/).
+    """
     if not isinstance(target, TargetGenerator):
         return (target,)
     address = target.address
-    if not address.spec_path or address.parameters:
-        # A generator at the build root has no name a spec can give, nor has a parametrized one in
-        # every case: rare, so one Addresses param each costs nothing here.
-        found = await targets_of_addresses(Addresses([address]))
-    else:
-        # Expanded as a spec (RawSpecs hashes by value), not as Addresses([...]): see above.
-        spec = AddressLiteralSpec(address.spec_path, address.target_name)
-        found = await targets_of_specs(RawSpecs(address_literals=(spec,), description_of_origin=_ORIGIN))
+    parametrizations = await target_parametrizations(
+        _TargetParametrizationsRequest(address.maybe_convert_to_target_generator(), description_of_origin=_ORIGIN),
+        environment,
+    )
     # The generator itself is never a member: in Pants 2.17 it has no `dependencies` field of its
     # own (its generated targets do), and a generator that generates nothing owns no files.
-    return tuple(t for t in found if t.address != address)
+    return tuple(t for t in parametrizations.generated_or_generator(address) if t.address != address)
 
 
 def _constraints_of(member: Target, python_setup: PythonSetup) -> InterpreterConstraints:
@@ -337,18 +339,23 @@ def _globs(sources: SourcesField | None) -> tuple[tuple[str, ...], tuple[str, ..
 
 @by_name
 @rule(desc="Plan a dist")
-async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> DistPlan:
+async def dist_plan(
+    request: DistPlanRequest, python_setup: PythonSetup, local_environment: ChosenLocalEnvironmentName
+) -> DistPlan:
     identity, wrapped = await concurrently(
         dist_identity(DistIdentityRequest(request.address, request.settings), **implicitly()),
         wrapped_target(WrappedTargetRequest(request.address, description_of_origin=_ORIGIN)),
     )
-    members = await _members(wrapped.target)
+    members = await _members(wrapped.target, local_environment.val)
     member_sources = [m[SourcesField] for m in members if m.has_field(SourcesField)]
     owned = await source_files(SourceFilesRequest(member_sources))
     resolved = await concurrently(dependencies(DependenciesRequest(m[Dependencies])) for m in members)
     explicit = await concurrently(explicit_dependencies(DependenciesRequest(m[Dependencies])) for m in members)
-    roots = await source_roots(SourceRootsRequest.for_files(owned.files))
-    rootless = sorted(p for p in owned.files if roots.path_to_optional_root[PurePath(p)].source_root is None)
+    # One request per file, as stripping each file for dependency inference asks: the engine
+    # answers from memory, where one request for the dist's files would be a node of our own.
+    found_roots = await concurrently(source_roots(SourceRootsRequest.for_files((p,))) for p in owned.files)
+    root_of = {p: found.path_to_optional_root[PurePath(p)].source_root for p, found in zip(owned.files, found_roots)}
+    rootless = sorted(p for p, root in root_of.items() if root is None)
     if rootless:
         raise _no_source_root(request.address, rootless)
     owner_by_file = {
@@ -358,7 +365,7 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
     }
     files = []
     for path in owned.files:
-        root = roots.path_to_optional_root[PurePath(path)].source_root.path  # type: ignore[union-attr]
+        root = root_of[path].path  # type: ignore[union-attr]
         wheel_path = path if root in ("", ".") else os.path.relpath(path, root)
         files.append(OwnedFile(path, wheel_path, owner_by_file.get(path, request.address)))
 
@@ -385,7 +392,7 @@ async def dist_plan(request: DistPlanRequest, python_setup: PythonSetup) -> Dist
     generators = [
         t for t in dependency_targets if isinstance(t, TargetGenerator) and not t.has_field(PythonRequirementsField)
     ]
-    generated = [await _members(t) for t in generators]
+    generated = [await _members(t, local_environment.val) for t in generators]
     requirement_targets: dict[Address, tuple[Target, ...]] = {
         t.address: requirements
         for t, found in zip(generators, generated)

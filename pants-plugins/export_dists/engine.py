@@ -29,8 +29,10 @@ from pants.backend.python.util_rules.interpreter_constraints import InterpreterC
 from pants.base.specs import RawSpecs
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.addresses import Addresses
+from pants.engine.environment import EnvironmentName
 from pants.engine.fs import Digest, DigestContents, MergeDigests, Paths, PathGlobs
 from pants.engine.internals.graph import Owners, OwnersRequest
+from pants.engine.internals.parametrize import _TargetParametrizations, _TargetParametrizationsRequest
 from pants.engine.process import FallibleProcessResult, Process, ProcessResult
 from pants.engine.target import (
     AllTargets,
@@ -72,6 +74,7 @@ if PANTS_2_23:
         find_owners,
         resolve_dependencies,
         resolve_target,
+        resolve_target_parametrizations,
         resolve_targets,
     )
     from pants.engine.intrinsics import (
@@ -97,6 +100,13 @@ if PANTS_2_23:
 
     async def targets_of_specs(specs: RawSpecs) -> Targets:
         return await resolve_targets(**implicitly({specs: RawSpecs}))
+
+    async def target_parametrizations(
+        request: _TargetParametrizationsRequest, environment: EnvironmentName
+    ) -> _TargetParametrizations:
+        return await resolve_target_parametrizations(
+            **implicitly({request: _TargetParametrizationsRequest, environment: EnvironmentName})
+        )
 
     async def dependencies(request: DependenciesRequest) -> Addresses:
         return await resolve_dependencies(request, **implicitly())
@@ -195,6 +205,9 @@ else:
     def targets_of_specs(specs: RawSpecs) -> Get:
         return Get(Targets, RawSpecs, specs)
 
+    def target_parametrizations(request: _TargetParametrizationsRequest, environment: EnvironmentName) -> Get:
+        return Get(_TargetParametrizations, {request: _TargetParametrizationsRequest, environment: EnvironmentName})
+
     def dependencies(request: DependenciesRequest) -> Get:
         return Get(Addresses, DependenciesRequest, request)
 
@@ -263,6 +276,7 @@ __all__ = [
     "source_files",
     "source_root",
     "source_roots",
+    "target_parametrizations",
     "targets_of_addresses",
     "targets_of_specs",
     "wrapped_target",

@@ -10,8 +10,10 @@ from export_dists.conftest import Repo, make_rule_runner
 from export_dists.export import Export
 from export_dists.subsystem import UnexportableDependencies
 from pants.base.build_root import BuildRoot
-from pants.engine.addresses import Address
+from pants.base.specs import RawSpecs, RecursiveGlobSpec
+from pants.engine.addresses import Address, Addresses
 from pants.engine.internals.scheduler import ExecutionError
+from pants.engine.target import Dependencies, DependenciesRequest, Targets
 
 
 def requires(export: Export) -> dict[str, tuple[str, ...]]:
@@ -381,3 +383,28 @@ def test_defaults_keep_a_fixture_tree_out_of_the_export(repo: Repo) -> None:
         "src/python/tests/fixtures:fixtures",
     ]
     assert all("skip_export_dist=True" in (s.not_exportable_because or "") for s in export.skipped)
+
+
+def test_an_export_adds_few_engine_nodes_per_dist_to_what_dependency_resolution_made(repo: Repo) -> None:
+    # pantsd checks every engine node an export made again on each run (Pants 2.17 parses every
+    # BUILD file again), so nodes per dist are time per dist at 10,000 targets. What `pants
+    # dependencies ::` made is shared; an export adds its plan, the dist's name, and the files of
+    # its several members (three per dist), and a few per export. Expanding each generator as a
+    # spec, and the dist's source roots in one request, added eight more per dist.
+    dists = 40
+    files = {}
+    for i in range(dists):
+        files[f"src/python/gen/t{i}/BUILD"] = "python_sources()"
+        files[f"src/python/gen/t{i}/a.py"] = f"import gen.t{i - 1}.a\n" if i else ""
+        files[f"src/python/gen/t{i}/b.py"] = "import requests\n"
+    files["3rdparty/BUILD"] = 'python_requirement(name="requests", requirements=["requests"])'
+    repo.commit(files)
+    rule_runner = repo.rule_runner
+    specs = RawSpecs(recursive_globs=(RecursiveGlobSpec(""),), description_of_origin="the test")
+    for target in rule_runner.request(Targets, [specs]):
+        rule_runner.request(Addresses, [DependenciesRequest(target[Dependencies])])
+    before = rule_runner.scheduler.scheduler.graph_len()
+    export = repo.export(*(Address(f"src/python/gen/t{i}") for i in range(dists)))
+    added = rule_runner.scheduler.scheduler.graph_len() - before
+    assert len(export.dists) == dists
+    assert added <= 3 * dists + 40, f"{added} engine nodes for {dists} dists"
