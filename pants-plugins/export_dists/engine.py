@@ -26,7 +26,6 @@ from typing import Any, Callable, Mapping, Protocol, TypeVar
 from pants.backend.python.dependency_inference.parse_python_dependencies import ParsePythonDependenciesRequest
 from pants.backend.python.target_types import PythonSourceField
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
-from pants.base.specs import RawSpecs
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.addresses import Addresses
 from pants.engine.environment import EnvironmentName
@@ -38,7 +37,6 @@ from pants.engine.target import (
     AllTargets,
     DependenciesRequest,
     ExplicitlyProvidedDependencies,
-    Targets,
     WrappedTarget,
     WrappedTargetRequest,
 )
@@ -75,7 +73,6 @@ if PANTS_2_23:
         resolve_dependencies,
         resolve_target,
         resolve_target_parametrizations,
-        resolve_targets,
     )
     from pants.engine.intrinsics import (
         execute_process,
@@ -94,12 +91,6 @@ if PANTS_2_23:
 
     async def wrapped_target(request: WrappedTargetRequest) -> WrappedTarget:
         return await resolve_target(request, **implicitly())
-
-    async def targets_of_addresses(addresses: Addresses) -> Targets:
-        return await resolve_targets(**implicitly({addresses: Addresses}))
-
-    async def targets_of_specs(specs: RawSpecs) -> Targets:
-        return await resolve_targets(**implicitly({specs: RawSpecs}))
 
     async def target_parametrizations(
         request: _TargetParametrizationsRequest, environment: EnvironmentName
@@ -199,12 +190,6 @@ else:
     def wrapped_target(request: WrappedTargetRequest) -> Get:
         return Get(WrappedTarget, WrappedTargetRequest, request)
 
-    def targets_of_addresses(addresses: Addresses) -> Get:
-        return Get(Targets, Addresses, addresses)
-
-    def targets_of_specs(specs: RawSpecs) -> Get:
-        return Get(Targets, RawSpecs, specs)
-
     def target_parametrizations(request: _TargetParametrizationsRequest, environment: EnvironmentName) -> Get:
         return Get(_TargetParametrizations, {request: _TargetParametrizationsRequest, environment: EnvironmentName})
 
@@ -277,7 +262,5 @@ __all__ = [
     "source_root",
     "source_roots",
     "target_parametrizations",
-    "targets_of_addresses",
-    "targets_of_specs",
     "wrapped_target",
 ]
