@@ -172,11 +172,12 @@ def run(settings: ScaleSettings, log: Callable[[str], None]) -> dict[str, object
         result["pantsd_first_s"] = first.seconds
         result["pantsd_rss_after_first_mb"] = proc_rss_mb(pantsd)["rss"]
         log(f"first export with pantsd: {first.seconds:.1f} s, pantsd {result['pantsd_rss_after_first_mb']:.0f} MB")
-        warm_floor = _checked(run_watched([str(PANTS), *floor_args], cwd=repo.path, env=env,
-                                          limit_mb=settings.memory_limit_mb), f"first {settings.floor_goal} with pantsd")
-        result["pantsd_first_floor_s"] = warm_floor.seconds
-        result["pantsd_rss_after_floor_mb"] = proc_rss_mb(pantsd)["rss"]
-        log(f"first {settings.floor_goal} with pantsd: {warm_floor.seconds:.1f} s, pantsd {result['pantsd_rss_after_floor_mb']:.0f} MB")
+        if settings.floor_every:
+            warm_floor = _checked(run_watched([str(PANTS), *floor_args], cwd=repo.path, env=env,
+                                              limit_mb=settings.memory_limit_mb), f"first {settings.floor_goal} with pantsd")
+            result["pantsd_first_floor_s"] = warm_floor.seconds
+            result["pantsd_rss_after_floor_mb"] = proc_rss_mb(pantsd)["rss"]
+            log(f"first {settings.floor_goal} with pantsd: {warm_floor.seconds:.1f} s, pantsd {result['pantsd_rss_after_floor_mb']:.0f} MB")
         for n in range(1, settings.exports + 1):
             edit_and_commit(repo.path, repo.leaf_file, f"scale_{n}_{time.time_ns()}")
             timed = _checked(run_watched([str(PANTS), *export_args], cwd=repo.path, env=env,
@@ -185,7 +186,7 @@ def run(settings: ScaleSettings, log: Callable[[str], None]) -> dict[str, object
             rss_after[n] = proc_rss_mb(pantsd)["rss"]
             result["last_summary"] = _summary_line(timed.output)
             log(f"one-leaf export #{n}: {timed.seconds:.2f} s, pantsd {rss_after[n]:.0f} MB")
-            if n % settings.floor_every == 0:
+            if settings.floor_every and n % settings.floor_every == 0:
                 edit_and_commit(repo.path, repo.leaf_file, f"scale_floor_{n}_{time.time_ns()}")
                 floor = _checked(run_watched([str(PANTS), *floor_args], cwd=repo.path, env=env,
                                              limit_mb=settings.memory_limit_mb), f"{settings.floor_goal} #{n}")
@@ -231,7 +232,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", type=int, default=10000)
     parser.add_argument("--exports", type=int, default=20)
-    parser.add_argument("--floor-every", type=int, default=4)
+    parser.add_argument("--floor-every", type=int, default=4, help="0: no floor runs in the daemon")
     parser.add_argument("--profile-exports", type=int, default=3)
     parser.add_argument("--memory-limit-mb", type=int, default=14000)
     parser.add_argument("--pantsd-max-memory", default="12GiB")
