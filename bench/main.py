@@ -305,6 +305,10 @@ def run_uv(args: argparse.Namespace) -> None:
 
 
 def run_scale(args: argparse.Namespace) -> None:
+    if args.scale_floor_every < 1:
+        # The report's rows compare the exports with floors measured in the same daemon.
+        raise SystemExit("--scale-floor-every must be at least 1 here: the report needs the floor runs. "
+                         "For a daemon of exports only, run bench/scale_bench.py --floor-every 0 --output FILE.")
     started = time.time()
     py_spy = OUT / "venv" / "bin" / "py-spy"
     settings = scale_bench.ScaleSettings(
