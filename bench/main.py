@@ -247,7 +247,8 @@ def run_pull_scale(args: argparse.Namespace) -> None:
         earlier = json.loads((RESULTS / "pullscale.json").read_text())["data"]
     except (OSError, ValueError, KeyError):
         earlier = {}
-    data = {**{k: v for k, v in earlier.items() if k in ("builds", "followed")}, **data}
+    # A followed run is kept per size (followed_<targets>; "followed" is an older run at its own size).
+    data = {**{k: v for k, v in earlier.items() if k == "builds" or k.startswith("followed")}, **data}
     _save("pullscale", {**vars(settings), "parts": list(parts)}, data, started)
 
 

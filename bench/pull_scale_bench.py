@@ -22,6 +22,7 @@ import os
 import shutil
 import statistics
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,52 +102,131 @@ def _builds_at_scale(settings: PullScaleSettings, log: Callable[[str], None]) ->
     return result
 
 
+def _mem_available_mb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class DaemonMemory:
+    """Samples, once a second, the resident memory of every Pants daemon under a warm builder's home
+    (the serving one and, during a warm-up, its replacement) and the host's MemAvailable; `take()`
+    returns the peaks since the last take: what a host must have room for."""
+
+    def __init__(self, home: Path, interval: float = 1.0) -> None:
+        self.home = home
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reset()
+        self._thread = threading.Thread(target=self._run, name="daemon-memory", daemon=True)
+
+    def _reset(self) -> None:
+        self.peak_total_mb = 0.0
+        self.most_daemons = 0
+        self.least_available_mb: float | None = None
+
+    def sample(self) -> None:
+        total, daemons = 0.0, 0
+        for pid_file in self.home.glob("warm-*/worktree*/.pids/*/pantsd/pid"):
+            try:
+                rss = proc_rss_mb(int(pid_file.read_text().strip()))["rss"]
+            except (OSError, ValueError):
+                continue
+            if rss == rss:  # not NaN: the process is alive
+                total += rss
+                daemons += 1
+        available = _mem_available_mb()
+        with self._lock:
+            self.peak_total_mb = max(self.peak_total_mb, total)
+            self.most_daemons = max(self.most_daemons, daemons)
+            if available is not None:
+                least = self.least_available_mb
+                self.least_available_mb = available if least is None else min(least, available)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> "DaemonMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def take(self) -> dict[str, float | int | None]:
+        self.sample()
+        with self._lock:
+            peaks = {"daemons_peak_mb": round(self.peak_total_mb), "daemons_most": self.most_daemons,
+                     "host_available_min_mb": None if self.least_available_mb is None else round(self.least_available_mb)}
+            self._reset()
+        return peaks
+
+
 def _followed_with_recycles(settings: PullScaleSettings, log: Callable[[str], None]) -> dict[str, object]:
     work = OUT / "pull-recycle"
     shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(WORK_DIRS / "work-recycle", ignore_errors=True)
     work.mkdir(parents=True)
+    started = time.monotonic()
     generated = generate(work / "monorepo", Shape(targets=settings.recycle_targets))
     repo = generated.path
+    log(f"pull followed: generated {settings.recycle_targets} targets in {time.monotonic() - started:.0f} s")
     server, base = relay_in_pull_mode(sys.executable, work, "recycle", repo, "warm", "--default-ref", "main",
                                       "--refresh-interval", "1", "--builder-max-builds", str(settings.recycle_every),
-                                      build_timeout=3600)
+                                      "--builder-max-memory", settings.pantsd_max_memory, build_timeout=3600)
     builds: list[dict[str, object]] = []
+    first: dict[str, object] = {}
+    memory = DaemonMemory(WORK_DIRS / "work-recycle")
     try:
-        _get(f"{base}/main/simple/", timeout=3600)  # the tip's first build (starts the daemon)
-        for n in range(settings.followed_builds):
-            before = relay_health(base)["builders"][0]  # type: ignore[index]
-            sha = edit_and_commit(repo, generated.leaf_file, f"followed_{n}_{time.monotonic_ns()}")
-            committed = time.perf_counter()
-            for _ in range(72000):
-                headers = _get(f"{base}/main/simple/", timeout=60)[1]
-                if headers["X-Relay-Commit"] == sha:
-                    break
-                time.sleep(0.05)
-            else:
-                raise BenchError(f"main never served {sha}")
-            served = time.perf_counter() - committed
-            after = relay_health(base)["builders"][0]  # type: ignore[index]
-            row = {
-                "n": n + 2, "commit_to_served_s": round(served, 2),
-                "rss_mb": round(after["rss"] / 2**20) if after.get("rss") else None,  # type: ignore[operator,union-attr]
-                "builds": after["builds"], "recycles": after["recycles"], "restarts": after["restarts"],
-                "warming_before": before["warming"], "warming_after": after["warming"],
-            }
-            builds.append(row)
-            log(f"pull followed #{n + 2}: {served:.1f} s, pantsd {row['rss_mb']} MB, recycles {row['recycles']}, "
-                f"warming {before['warming']}->{after['warming']}")
+        with memory:
+            seconds_first = _get(f"{base}/main/simple/", timeout=3600)[0]  # the tip's first build (starts the daemon)
+            first = {"first_build_s": round(seconds_first, 1), **memory.take()}
+            log(f"pull followed: first build {seconds_first:.1f} s, {first}")
+            for n in range(settings.followed_builds):
+                before = relay_health(base)["builders"][0]  # type: ignore[index]
+                sha = edit_and_commit(repo, generated.leaf_file, f"followed_{n}_{time.monotonic_ns()}")
+                committed = time.perf_counter()
+                for _ in range(72000):
+                    headers = _get(f"{base}/main/simple/", timeout=60)[1]
+                    if headers["X-Relay-Commit"] == sha:
+                        break
+                    time.sleep(0.05)
+                else:
+                    raise BenchError(f"main never served {sha}")
+                served = time.perf_counter() - committed
+                after = relay_health(base)["builders"][0]  # type: ignore[index]
+                row = {
+                    "n": n + 2, "commit_to_served_s": round(served, 2),
+                    "rss_mb": round(after["rss"] / 2**20) if after.get("rss") else None,  # type: ignore[operator,union-attr]
+                    "builds": after["builds"], "recycles": after["recycles"], "restarts": after["restarts"],
+                    "warming_before": before["warming"], "warming_after": after["warming"],
+                    **memory.take(),
+                }
+                builds.append(row)
+                log(f"pull followed #{n + 2}: {served:.1f} s, pantsd {row['rss_mb']} MB (daemons {row['daemons_most']}, "
+                    f"{row['daemons_peak_mb']} MB at most; host available {row['host_available_min_mb']} MB at least), "
+                    f"recycles {row['recycles']}, warming {before['warming']}->{after['warming']}")
     finally:
         server.stop()
     seconds = [float(b["commit_to_served_s"]) for b in builds]  # type: ignore[arg-type]
     during = [float(b["commit_to_served_s"]) for b in builds if b["warming_before"]]  # type: ignore[arg-type]
     quiet = [float(b["commit_to_served_s"]) for b in builds if not b["warming_before"]]  # type: ignore[arg-type]
     return {
-        "targets": settings.recycle_targets, "recycle_every": settings.recycle_every, "builds": builds,
+        "targets": settings.recycle_targets, "recycle_every": settings.recycle_every,
+        "max_memory": settings.pantsd_max_memory, "first": first, "builds": builds,
         "commit_to_served_s": summarize(seconds),
         "commit_to_served_during_warm_up_s": summarize(during) if during else None,
         "commit_to_served_otherwise_s": summarize(quiet) if quiet else None,
         "restarts_in_builds": builds[-1]["restarts"] if builds else None,
         "recycles": builds[-1]["recycles"] if builds else None,
+        "load_at_end": round(os.getloadavg()[0], 1),
     }
 
 
@@ -157,7 +237,8 @@ def run(settings: PullScaleSettings, log: Callable[[str], None], parts: tuple[st
     for part, measure in (("builds", _builds_at_scale), ("followed", _followed_with_recycles)):
         if part in parts:
             started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-            result[part] = {"started": f"Started {started}", **measure(settings, log)}
+            key = part if part == "builds" else f"followed_{settings.recycle_targets}"
+            result[key] = {"started": f"Started {started}", **measure(settings, log)}
     return result
 
 
@@ -173,8 +254,7 @@ def targets(data: dict[str, Any]) -> list[list[str]]:
                      "incremental export with pantsd (same run)",
                      f"{pull:.1f} s vs {floor:.1f} s = {ratio:.2f}x (first build {builds['pull_first_build_s']:.0f} s)",
                      "**met**" if ratio <= 2 else "**missed**"])
-    followed = data.get("followed")
-    if followed and followed.get("builds"):
+    for followed in _followed_runs(data):
         rows_ = followed["builds"]
         rss = [r["rss_mb"] for r in rows_ if r.get("rss_mb")]
         last = rows_[-1]
@@ -185,6 +265,12 @@ def targets(data: dict[str, Any]) -> list[list[str]]:
                      f"{followed['commit_to_served_s']['median']:.1f} s (max {followed['commit_to_served_s']['max']:.1f} s)",
                      "**met**" if last["restarts"] == 0 and last["recycles"] > 0 else "**missed**"])
     return rows
+
+
+def _followed_runs(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The followed runs with builds, smallest monorepo first."""
+    runs = [v for k, v in data.items() if k.startswith("followed") and isinstance(v, dict) and v.get("builds")]
+    return sorted(runs, key=lambda run: run["targets"])
 
 
 def _builder_line(builders: Any) -> str:
@@ -219,10 +305,21 @@ def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..
             f"its builds: {_builder_line(builds.get('pull_builders'))}.",
             "",
         ]
-    followed = data.get("followed")
-    if followed:
+    for followed in _followed_runs(data):
+        sampled = "daemons_peak_mb" in followed["builds"][0]
         rows = [[str(r["n"]), f"{r['commit_to_served_s']:.1f}", str(r["rss_mb"]), str(r["builds"]), str(r["recycles"]),
-                 str(r["restarts"]), "yes" if r["warming_before"] else ""] for r in followed["builds"]]
+                 str(r["restarts"]), "yes" if r["warming_before"] else ""]
+                + ([f"{r['daemons_most']}: {r['daemons_peak_mb']:,}", f"{r['host_available_min_mb']:,}"] if sampled else [])
+                for r in followed["builds"]]
+        first = followed.get("first") or {}
+        memory_line = [
+            f"Sampled once a second: every Pants daemon of the builder (the serving one and, during a warm-up, its "
+            f"replacement) and the host's MemAvailable. The tip's first build took {first.get('first_build_s', '?')} s "
+            f"(daemons {first.get('daemons_peak_mb', '?')} MB at most). Largest sum of the daemons in one build: "
+            f"{max(r['daemons_peak_mb'] for r in followed['builds']):,} MB; least MemAvailable: "
+            f"{min(r['host_available_min_mb'] for r in followed['builds'] if r['host_available_min_mb'] is not None):,} MB "
+            f"(builder memory limit {followed.get('max_memory', '?')}; load average {followed.get('load_at_end', '?')} "
+            "at the end).", ""] if sampled else []
         out += [
             f"{followed.get('started', payload['started'])} (part followed). A relay following `main` of a "
             f"{followed['targets']:,}-target monorepo, `--builder-max-builds {followed['recycle_every']}`: a one-leaf "
@@ -234,7 +331,9 @@ def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..
             f"{fmt(followed['commit_to_served_otherwise_s'], 's', 1)}.",
             "",
             table(["build", "commit to served (s)", "serving pantsd (MB)", "builds since its start", "replaced",
-                   "restarts in a build", "warm-up ran"], rows),
+                   "restarts in a build", "warm-up ran"]
+                  + (["daemons: their peak sum (MB)", "host MemAvailable, least (MB)"] if sampled else []), rows),
             "",
+            *memory_line,
         ]
     return out
