@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import AsyncIterator, Callable, Mapping
 
 from relay.building import worktree
+from relay.building.memory import available_memory
 from relay.errors import RelayError
 from relay.git import Git, GitError
 from relay.building.processes import (
@@ -164,6 +165,9 @@ TREES = ("worktree", "worktree-2")  # a warm builder's two worktrees: one serves
 # Builds may stop a warm-up this many times; then it runs beside them (slower builds, still warm), so
 # builds back to back cannot keep the replacement from ever finishing.
 MAX_INTERRUPTIONS = 3
+# A replacement daemon warms up to about the serving daemon's size: a warm-up starts only while the
+# host (or the relay's cgroup) has that much available, and a tenth more.
+WARM_UP_ROOM = 1.1
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,7 @@ class WarmBuilder(Builder):
         home: Path,
         records: Records,
         limits: WarmLimits = WarmLimits(),
+        available: Callable[[], int | None] = available_memory,
     ) -> None:
         self.git = git
         self.command = command
@@ -215,6 +220,8 @@ class WarmBuilder(Builder):
         self.home = home
         self.records = records
         self.limits = limits
+        self.available = available
+        self.postponed: str | None = None  # why the last warm-up did not start, while it has not since
         self._lock: asyncio.Lock | None = None
         self._warm_up_task: asyncio.Task[None] | None = None
         self.restarts = 0  # in a build (its client waited for a cold start)
@@ -407,6 +414,22 @@ class WarmBuilder(Builder):
                 # Restarted in a build meanwhile (new build inputs, say): nothing to replace.
                 await loop.run_in_executor(None, stop_daemon, standby)
                 return
+            short = self._short_of_memory(state, standby)
+            if short is not None:
+                if self.postponed is None:
+                    logger.warning(
+                        "warm builder %s: not warming a replacement daemon now: %s. Tried again after the next "
+                        "build; meanwhile the serving daemon builds on, and is replaced in a build (its client "
+                        "waits for a cold start) once it built twice --builder-max-builds commits or outgrew "
+                        "--builder-max-memory. Give the host room for two daemons (docs/deployment.md), or raise "
+                        "--builder-max-builds", self.home, short,
+                    )
+                self.postponed = short
+                await loop.run_in_executor(None, stop_daemon, standby)  # what an interrupted warm-up had
+                return
+            if self.postponed is not None:
+                logger.info("warm builder %s: there is room for a replacement daemon again", self.home)
+                self.postponed = None
             await self._checkout(standby, state.sha)
             output = self.home / "standby-output"
             shutil.rmtree(output, ignore_errors=True)
@@ -450,6 +473,19 @@ class WarmBuilder(Builder):
             )
             return
 
+    def _short_of_memory(self, state: WarmState, standby: Path) -> str | None:
+        """Why a replacement daemon would not fit beside the serving one now, or None if it would (or
+        if memory cannot be told)."""
+        serving = rss_of(self.home / state.tree)
+        available = self.available()
+        if serving is None or available is None:
+            return None
+        needed = int(serving * WARM_UP_ROOM) - (rss_of(standby) or 0)  # an interrupted warm-up's daemon has part
+        if available >= needed:
+            return None
+        return (f"{available // 2**20} MiB of memory available, and a replacement grows to about the serving "
+                f"daemon's {serving // 2**20} MiB")
+
     def _record_warm_up(self, pgid: int, *, interruptible: bool) -> None:
         """Make the warm-up's run stoppable by a build; stop it at once if a build already runs (a
         build takes the lock, then reads this file: one of the two sees the other)."""
@@ -491,6 +527,7 @@ class WarmBuilder(Builder):
             "kind": self.kind, "builds": state.builds, "restarts": self.restarts, "recycles": self.recycles,
             "rss": rss_of(self.home / state.tree),
             "warming": self._warm_up_task is not None and not self._warm_up_task.done(),
+            "warm_up_postponed": self.postponed,
         }
 
 

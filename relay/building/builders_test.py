@@ -234,3 +234,48 @@ async def test_without_a_daemon_nothing_is_warmed_or_restarted(
         assert (builder.restarts, builder.recycles, builder.builds) == (0, 0, 0)
     finally:
         await builder.close()
+
+
+async def test_a_warm_up_starts_only_when_a_second_daemon_fits(
+    builder: WarmBuilder, commits: tuple[Path, list[str]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a host without room for a second daemon the serving one builds on (warm) and the warm-up
+    is tried again after each build, once the host has room."""
+    _, shas = commits
+    room = [0]
+    builder.available = lambda: room[0]
+    await _build(builder, shas[0], tmp_path)
+    serving = builder.pantsd_pid()
+    await _build(builder, shas[1], tmp_path)  # due, but nothing fits
+    await _until(lambda: not builder.status()["warming"])
+    postponed = builder.status()["warm_up_postponed"]
+    assert isinstance(postponed, str) and postponed.startswith("0 MiB of memory available")
+    assert _trees(tmp_path) == ["worktree", "worktree"], "the warm-up ran without room"
+    assert pantsd_pid(builder.home / "worktree-2") is None
+    await _build(builder, shas[2], tmp_path)  # still no room: warm, on the serving daemon
+    await _until(lambda: not builder.status()["warming"])
+    assert builder.pantsd_pid() == serving and (builder.restarts, builder.recycles) == (0, 0)
+    warned = [r.getMessage() for r in caplog.records if "not warming a replacement daemon now" in r.getMessage()]
+    assert len(warned) == 1 and "--builder-max-builds" in warned[0], "said once per time without room"
+    room[0] = 1 << 40
+    await _build(builder, shas[3], tmp_path)  # room now: the warm-up runs and takes over
+    await _until(lambda: not builder.status()["warming"])
+    assert (builder.recycles, builder.restarts) == (1, 0) and builder.tree.name == "worktree-2"
+    assert builder.status()["warm_up_postponed"] is None
+    assert serving is not None and not alive(serving)
+
+
+async def test_a_warm_up_that_loses_its_room_stops_its_daemon(
+    builder: WarmBuilder, commits: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    _, shas = commits
+    room = [1 << 40]
+    builder.available = lambda: room[0]
+    warming = await _a_waiting_warm_up(builder, shas, tmp_path)
+    serving = builder.pantsd_pid()
+    room[0] = 0
+    await _build(builder, shas[2], tmp_path)  # stops the warm-up, which then finds no room
+    await _until(lambda: not builder.status()["warming"])
+    assert warming is not None and not alive(warming), "the half-warmed daemon was left holding memory"
+    assert builder.pantsd_pid() == serving and (builder.restarts, builder.recycles) == (0, 0)
+    assert builder.status()["warm_up_postponed"]
