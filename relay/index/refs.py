@@ -7,14 +7,14 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol, Sequence
+from typing import Awaitable, Callable, Mapping, Protocol, Sequence
 
 from cachetools import LRUCache, TLRUCache
 
 from relay.contract import DIRTY_SUFFIX, Export, newest_first
 from relay.errors import RelayError
 from relay.git import FULL_SHA, GIT_TIMEOUT_SECONDS, Git, GitError  # noqa: F401 (re-exported)
-from relay.storage.store import Store
+from relay.storage.store import Store, StoredExport
 from relay.upkeep import forever
 
 logger = logging.getLogger("relay.refs")
@@ -340,15 +340,23 @@ class Refs:
         if tip is None:
             return None
         history = await self._first_parents(branch, tip)
-        exports = self.store.exports()
+        exports: Mapping[str, StoredExport] = self.store.exports()
         building = None
+        built: Export | None = None
         if tip not in exports and self.builds is not None:
             if self.wait_for_tip or not any(sha in exports for sha in history):
-                await self._materialize(branch, tip)
-            elif await self.builds.export_within(branch, tip, self.tip_wait) is None:
-                # Past the bound: the page answers from what is built; the tip follows.
-                building = tip if self.builds.building(tip) else None
+                built = await self._materialize(branch, tip)
+            else:
+                built = await self.builds.export_within(branch, tip, self.tip_wait)
+                if built is None:
+                    # Past the bound: the page answers from what is built; the tip follows.
+                    building = tip if self.builds.building(tip) else None
             exports = self.store.exports()
+            if built is not None and tip not in exports:
+                # Published, but the store's listing may lag it (a large manifest is parsed on the
+                # store's thread; an object store lists it at its next listing): the tip's own
+                # export, as its build returned it, is what the page must show.
+                exports = {**exports, tip: StoredExport(export=built, size=0)}
         generation = self.store.generation
         cached = self._branch_views.get(branch)
         if cached is not None and cached[:2] == (tip, generation) and cached[2].building == building:

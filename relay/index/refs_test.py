@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from relay.web.keys import Settings
 from relay.conftest import MakeClient
 from relay.building.materialize_test import git
 from relay.index import refs as refs_module
+from relay.contract import Export
 from relay.index.refs import Git, Refs
 from relay.storage.store import DiskStore
 from relay_testing.exports import write_export
@@ -94,3 +96,71 @@ async def test_a_branch_page_right_after_a_commit_resolves_the_new_tip(
     for _ in range(5):
         assert (await client.get("/main/simple/")).headers["X-Relay-Commit"] == third
     assert refs.git is not None and refs.git.processes == started
+
+
+class _BuildsIntoTheStore:
+    """Pull mode's stand-in: building a commit writes its export into the store directory and returns it."""
+
+    def __init__(self, store_dir: Path) -> None:
+        self.store_dir = store_dir
+        self.built: list[str] = []
+
+    async def export(self, sha: str, in_repo: object = None) -> Export:
+        return self._build(sha)
+
+    async def export_within(self, branch: str, sha: str, seconds: float) -> Export | None:
+        return self._build(sha)
+
+    def tip(self, branch: str, sha: str) -> None:
+        pass
+
+    def building(self, sha: str) -> bool:
+        return False
+
+    def _build(self, sha: str) -> Export:
+        self.built.append(sha)
+        return write_export(self.store_dir, sha, len(self.built), branches=())
+
+
+async def test_a_branch_page_shows_its_tip_as_soon_as_it_is_built_while_the_listing_lags(
+    make_client: MakeClient, store_dir: Path, tmp_path: Path
+) -> None:
+    """A large manifest is parsed on the store's thread, after its build returned: the page asked for
+    during that build shows the tip the build made, not a 404 (first build) or the commit before."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "file.txt").write_text("0")
+    git(repo, "add", "file.txt")
+    git(repo, "commit", "-q", "-m", "first")
+    first = git(repo, "rev-parse", "HEAD")
+    store = DiskStore(store_dir, scan_interval=0, background_parse_bytes=0)  # every manifest on its thread
+    builds = _BuildsIntoTheStore(store_dir)
+    refs = Refs(store, Git(repo), builds=builds, refresh_interval=3600)
+    client = await make_client(Settings(), refs=refs)
+    parsing = threading.Event()
+    assert store._background is not None
+    try:
+        store._background.submit(parsing.wait)  # the store's thread is busy: its listing lags
+        # The first build: nothing older to show.
+        response = await client.get("/main/simple/")
+        assert response.status == 200 and response.headers["X-Relay-Commit"] == first
+        parsing.set()
+        for _ in range(200):
+            if first in store.exports():
+                break
+            await asyncio.sleep(0.05)
+        assert first in store.exports()
+        # The next tip, built while the listing lags again: the page shows it, not `first`.
+        parsing.clear()
+        store._background.submit(parsing.wait)
+        (repo / "file.txt").write_text("1")
+        git(repo, "commit", "-qam", "second")
+        second = git(repo, "rev-parse", "HEAD")
+        response = await client.get("/main/simple/")
+        assert response.status == 200 and response.headers["X-Relay-Commit"] == second
+        assert second not in store.exports(), "the listing did not lag: the test shows nothing"
+        assert builds.built == [first, second]
+    finally:
+        parsing.set()
+        store.close_parser()

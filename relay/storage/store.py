@@ -527,7 +527,7 @@ class DiskStore(Store):
             return None
         # Inodes and ctime too: an export replaced by a copy that kept the manifest's mtime and size
         # (cp -p, rsync -a) is still another export.
-        stamp = (entry.inode(), st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        stamp = (entry.inode(), *_stat_stamp(st))
         previous = self._exports.get(name)
         if previous is not None and self._stamps.get(name) == stamp:
             stamps[name] = stamp
@@ -839,7 +839,26 @@ class DiskStore(Store):
         # and later requests find the export there first.
         async with file_lock(self.root / f"{BUILD_LOCK_PREFIX}{key}.lock", remove=True):
             self.rescan()
-            yield self.exports().get(key)
+            yield await self._listed(key)
+
+    async def find(self, key: str) -> StoredExport | None:
+        return await self._listed(key)
+
+    async def _listed(self, key: str) -> StoredExport | None:
+        """The export if listed, waiting for its manifest's parse when the store's thread has it (a
+        large manifest another worker process published): a commit in the store is never built again
+        for want of a parse."""
+        found = self.exports().get(key)
+        if found is not None:
+            return found
+        with self._lock:
+            remembered = self._parsed.get(key)
+        if remembered is None or not isinstance(remembered[1], Future):
+            return None
+        with contextlib.suppress(Exception):  # the scan reports a bad manifest
+            await asyncio.wrap_future(remembered[1])
+        self._rescan_soon()
+        return self.exports().get(key)
 
     def staging_dir(self) -> Path:
         path = self.root / (STAGING_PREFIX + secrets.token_hex(8))
@@ -851,12 +870,13 @@ class DiskStore(Store):
 
     def publish_now(self, directory: Path) -> StoredExport:
         """`publish` for callers without an event loop (the directory is renamed into the root)."""
-        export = read_export(directory)
+        export = read_export(directory, self._table)
         self._share_unchanged(directory, export)
         size = self._check_files(directory, export)
         target = self.root / export.key
         try:
             os.rename(directory, target)
+            self._parsed_already(target, export)
         except OSError:
             self.rescan()
             if export.key not in self._exports:
@@ -874,6 +894,17 @@ class DiskStore(Store):
         self.touch(export.key)
         self.rescan()
         return self._exports.get(export.key) or StoredExport(export=export, size=size)
+
+    def _parsed_already(self, directory: Path, export: Export) -> None:
+        """Remember the manifest just parsed by its stamp, so the rescan after a publish lists the
+        export at once: a large manifest would otherwise be parsed again on the store's thread, and
+        a branch page asked right after its tip's build would not find the tip yet."""
+        try:
+            stamp = (os.lstat(directory).st_ino, *_manifest_stamp(directory / MANIFEST))
+        except OSError:
+            return
+        with self._lock:
+            self._parsed[export.key] = (stamp, export)
 
     def _share_unchanged(self, directory: Path, export: Export) -> None:
         """Replace each file an export already in the store holds (same name and sha256) by a hard
@@ -1000,3 +1031,11 @@ class FileCache:
             _, evicted = self._entries.popitem(last=False)
             self._bytes -= len(evicted)
 
+
+def _stat_stamp(st: os.stat_result) -> tuple[int, ...]:
+    """What identifies one version of a manifest file (with its directory's inode, one export)."""
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+
+
+def _manifest_stamp(manifest: Path) -> tuple[int, ...]:
+    return _stat_stamp(manifest.lstat())

@@ -382,3 +382,53 @@ def test_a_manifest_changed_in_place_shows_within_the_full_pass(store_dir: Path)
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "branches": ["release"]}))
     store.rescan()  # an explicit rescan (after a publish, an eviction) checks every manifest
     assert store.exports()[fake_sha(8)].export.branches == ("release",)
+
+
+def test_a_published_large_manifest_is_listed_at_once_and_parsed_once(
+    store_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pull build's publish has parsed the manifest: the store lists the export as publish returns
+    (a branch page asked right after shows it), without parsing it again on its thread."""
+    import relay.storage.store as store_module
+
+    reads: list[str] = []
+    real_read = store_module.read_export
+
+    def counting_read(directory: Path, *args):  # type: ignore[no-untyped-def]
+        reads.append(directory.name)
+        return real_read(directory, *args)
+
+    monkeypatch.setattr(store_module, "read_export", counting_read)
+    store = DiskStore(store_dir, scan_interval=0, background_parse_bytes=1 << 20)
+    try:
+        assert store.exports() == {}
+        export = write_export(tmp_path / "built", fake_sha(7), 7)
+        _big_manifest(tmp_path / "built" / export.key, valid=True)
+        store.publish_now(tmp_path / "built" / export.key)
+        assert export.key in store.exports()
+        time.sleep(0.2)  # a parse on the store's thread, if one had been started, would be done
+        assert reads == [export.key], "parsed again after its publish"
+    finally:
+        store.close_parser()
+
+
+@pytest.mark.asyncio
+async def test_a_commit_another_worker_published_is_found_while_its_manifest_is_parsed(
+    store_dir: Path, tmp_path: Path
+) -> None:
+    """Another worker process published a large manifest: this worker's store, asked for that
+    commit (before building it), waits for the parse on its thread rather than answer "missing"."""
+    this_worker = DiskStore(store_dir, scan_interval=0, background_parse_bytes=1 << 20)
+    other_worker = DiskStore(store_dir, scan_interval=0)
+    try:
+        assert this_worker.exports() == {}
+        export = write_export(tmp_path / "built", fake_sha(8), 8)
+        _big_manifest(tmp_path / "built" / export.key, valid=True)
+        other_worker.publish_now(tmp_path / "built" / export.key)
+        found = await this_worker.find(export.key)
+        assert found is not None and found.export.sha == export.sha
+        async with this_worker.build_claim(export.key) as claimed:
+            assert claimed is not None, "a build would start for a commit in the store"
+    finally:
+        this_worker.close_parser()
+        other_worker.close_parser()
