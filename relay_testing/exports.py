@@ -271,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pantsd", action="store_true",
                         help="start a stand-in Pants daemon for the worktree unless one runs (warm builder tests)")
     parser.add_argument("--trees-file", type=Path, help="append the worktree's name per run")
+    parser.add_argument("--shas-file", type=Path, help="append the commit (RELAY_SHA) per run")
     parser.add_argument("--wait-while", type=Path, metavar="FILE",
                         help="in a worktree named worktree-2 (a warm-up), wait while FILE exists")
     args = parser.parse_args(argv)
@@ -280,6 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.trees_file:
         with open(args.trees_file, "a") as f:
             f.write(args.worktree.name + "\n")
+    if args.shas_file:
+        with open(args.shas_file, "a") as f:
+            f.write(os.environ.get("RELAY_SHA", "?") + "\n")
     if args.pantsd:
         start_stand_in_daemon(args.worktree)
     while args.wait_while and args.worktree.name == "worktree-2" and args.wait_while.exists():

@@ -405,6 +405,11 @@ class WarmBuilder(Builder):
         started = time.monotonic()
         logger.info("warm builder %s: warming a replacement daemon in the background: %s", self.home, reason)
         interruptions = 0
+        # The commit the standby daemon last finished a run at. Pants' first run after a commit
+        # changed files re-validates most of its graph (at 10,000 targets, 4-7x a later one-leaf
+        # run): so the warm-up runs at the last built commit's parent first, then at that commit,
+        # and the client's next build is the daemon's second edit, not its first.
+        warmed_at: str | None = None
         while True:
             async with self._building():
                 state = self.state()
@@ -430,7 +435,8 @@ class WarmBuilder(Builder):
             if self.postponed is not None:
                 logger.info("warm builder %s: there is room for a replacement daemon again", self.home)
                 self.postponed = None
-            await self._checkout(standby, state.sha)
+            commit = state.sha if warmed_at is not None else await self._warm_up_start(state.sha, state.inputs)
+            await self._checkout(standby, commit)
             output = self.home / "standby-output"
             shutil.rmtree(output, ignore_errors=True)
             output.mkdir()
@@ -438,7 +444,7 @@ class WarmBuilder(Builder):
             failure: BuildError | None = None
             try:
                 await run_export(
-                    self.command, standby, output, state.sha, self.home / "standby.log",
+                    self.command, standby, output, commit, self.home / "standby.log",
                     timeout=self.timeout, records=self.records, owned=(output,), extra_env=self._daemon_env,
                     on_start=lambda pgid: self._record_warm_up(pgid, interruptible=interruptions < MAX_INTERRUPTIONS),
                 )
@@ -456,6 +462,9 @@ class WarmBuilder(Builder):
                                self.home, failure.message)
                 await loop.run_in_executor(None, stop_daemon, standby)
                 return
+            if commit != state.sha:
+                warmed_at = commit
+                continue  # now the last built commit: the daemon's first edit, in the background
             async with self._building():
                 now = self.state()
                 if now.tree != state.tree or now.inputs != state.inputs:
@@ -472,6 +481,17 @@ class WarmBuilder(Builder):
                 "(builds that interrupted the warm-up: %d)", self.home, time.monotonic() - started, interruptions,
             )
             return
+
+    async def _warm_up_start(self, sha: str, inputs: str) -> str:
+        """Where a warm-up's first run goes: the parent of `sha` when it has the same build inputs
+        (a daemon started there is not restarted by the run at `sha`), else `sha` itself."""
+        try:
+            parent = (await self.git.run("rev-parse", "--verify", "--quiet", f"{sha}^")).strip()
+            if parent and await self._inputs_of(parent) == inputs:
+                return parent
+        except (GitError, BuildError):
+            pass  # a root commit, say
+        return sha
 
     def _short_of_memory(self, state: WarmState, standby: Path) -> str | None:
         """Why a replacement daemon would not fit beside the serving one now, or None if it would (or

@@ -43,7 +43,7 @@ def _stand_in(tmp_path: Path, pantsd: bool) -> ExportCommand:
     daemon = f"--pantsd --wait-while {tmp_path / 'slow'}" if pantsd else ""
     return ExportCommand(
         f"PYTHONPATH={REPO_ROOT} {sys.executable} -m relay_testing.exports --worktree {{worktree}} "
-        f"--output-dir {{output_dir}} --trees-file {tmp_path / 'trees'} {daemon}"
+        f"--output-dir {{output_dir}} --trees-file {tmp_path / 'trees'} --shas-file {tmp_path / 'shas'} {daemon}"
     )
 
 
@@ -107,8 +107,10 @@ async def test_the_daemon_is_replaced_in_the_background(
     await _build(builder, shas[1], tmp_path)  # the second build: max_builds reached, a warm-up starts
     assert builder.status()["warming"]
     await _until(lambda: not builder.status()["warming"])
-    # The warm-up ran the export of the last built commit in the other worktree, then they traded places.
-    assert _trees(tmp_path) == ["worktree", "worktree", "worktree-2"]
+    # The warm-up ran the export of the last built commit's parent, then of that commit (the new
+    # daemon's first edit, which Pants makes slow) in the other worktree, then they traded places.
+    assert _trees(tmp_path) == ["worktree", "worktree", "worktree-2", "worktree-2"]
+    assert (tmp_path / "shas").read_text().split() == [shas[0], shas[1], shas[0], shas[1]]
     assert builder.tree.name == "worktree-2" and builder.builds == 0
     assert not alive(first), "the replaced daemon was not stopped"
     second = builder.pantsd_pid()
@@ -279,3 +281,18 @@ async def test_a_warm_up_that_loses_its_room_stops_its_daemon(
     assert warming is not None and not alive(warming), "the half-warmed daemon was left holding memory"
     assert builder.pantsd_pid() == serving and (builder.restarts, builder.recycles) == (0, 0)
     assert builder.status()["warm_up_postponed"]
+
+
+async def test_a_warm_up_starts_at_the_parent_only_when_it_has_the_same_build_inputs(
+    builder: WarmBuilder, commits: tuple[Path, list[str]]
+) -> None:
+    repo, shas = commits
+    inputs = await builder._inputs_of(shas[1])
+    assert await builder._warm_up_start(shas[1], inputs) == shas[0]
+    assert await builder._warm_up_start(shas[0], inputs) == shas[0], "a root commit has no parent"
+    (repo / "pants.toml").write_text("[GLOBAL]\n")
+    git(repo, "add", "pants.toml")
+    git(repo, "commit", "-q", "-m", "a build input changes")
+    changed = git(repo, "rev-parse", "HEAD")
+    # A daemon started at the parent would be restarted by the run at the commit: no gain.
+    assert await builder._warm_up_start(changed, await builder._inputs_of(changed)) == changed
