@@ -248,7 +248,7 @@ def run_pull_scale(args: argparse.Namespace) -> None:
     except (OSError, ValueError, KeyError):
         earlier = {}
     # A followed run is kept per size (followed_<targets>; "followed" is an older run at its own size).
-    data = {**{k: v for k, v in earlier.items() if k == "builds" or k.startswith("followed")}, **data}
+    data = {**{k: v for k, v in earlier.items() if k == "builds" or k.startswith(("followed", "replaced"))}, **data}
     _save("pullscale", {**vars(settings), "parts": list(parts)}, data, started)
 
 

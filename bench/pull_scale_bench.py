@@ -13,6 +13,9 @@ Two parts, each on its own generated monorepo:
   `/-/health` after each build. The daemon is replaced in the background every `recycle_every`
   builds: the builds right after a replacement show whether any client waited for it.
 
+- **replaced** (only when asked: `--pullscale-parts replaced`), at `recycle_targets`: the first client
+  build on a daemon warmed in the background, and the builds after it.
+
 Every Pants process tree of the floor is watched against `memory_limit_mb` (scale_bench.run_watched).
 """
 from __future__ import annotations
@@ -230,14 +233,70 @@ def _followed_with_recycles(settings: PullScaleSettings, log: Callable[[str], No
     }
 
 
+def _first_build_on_a_replacement(settings: PullScaleSettings, log: Callable[[str], None]) -> dict[str, object]:
+    """The first client build on a daemon warmed in the background, against the daemon's own first
+    edit (Pants' slow re-validation) and a build after it. A relay following `main` with
+    `--builder-max-builds 1`: a one-leaf commit so the tip has a parent, the tip's first build
+    (due at once: the warm-up starts), nothing asked until the replacement took over (its warm-up
+    undisturbed), then one-leaf commits, each until main serves it: the first on the new daemon,
+    then the ones after it (each makes the next warm-up due; a build stops it, as in real use)."""
+    work = OUT / "pull-replaced"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(WORK_DIRS / "work-replaced", ignore_errors=True)
+    work.mkdir(parents=True)
+    generated = generate(work / "monorepo", Shape(targets=settings.recycle_targets))
+    repo = generated.path
+    edit_and_commit(repo, generated.leaf_file, f"replaced_parent_{time.monotonic_ns()}")
+    server, base = relay_in_pull_mode(sys.executable, work, "replaced", repo, "warm", "--default-ref", "main",
+                                      "--refresh-interval", "1", "--builder-max-builds", "1",
+                                      "--builder-max-memory", settings.pantsd_max_memory, build_timeout=3600)
+    result: dict[str, object] = {"targets": settings.recycle_targets, "load_at_start": round(os.getloadavg()[0], 1)}
+    memory = DaemonMemory(WORK_DIRS / "work-replaced")
+    try:
+        with memory:
+            result["first_build_s"] = round(_get(f"{base}/main/simple/", timeout=3600)[0], 1)
+            log(f"pull replaced: first build {result['first_build_s']} s")
+            waited = time.perf_counter()
+            for _ in range(36000):
+                builder = relay_health(base)["builders"][0]
+                if builder["recycles"] >= 1 and not builder["warming"]:
+                    break
+                time.sleep(0.1)
+            else:
+                raise BenchError("the daemon was never replaced")
+            result["warm_up_s"] = round(time.perf_counter() - waited, 1)
+            result["warm_up_memory"] = memory.take()
+            log(f"pull replaced: replaced in the background after {result['warm_up_s']} s, {result['warm_up_memory']}")
+            builds: list[dict[str, object]] = []
+            for n in range(3):
+                sha = edit_and_commit(repo, generated.leaf_file, f"replaced_{n}_{time.monotonic_ns()}")
+                committed = time.perf_counter()
+                for _ in range(72000):
+                    if _get(f"{base}/main/simple/", timeout=60)[1]["X-Relay-Commit"] == sha:
+                        break
+                    time.sleep(0.05)
+                else:
+                    raise BenchError(f"main never served {sha}")
+                after = relay_health(base)["builders"][0]
+                builds.append({"commit_to_served_s": round(time.perf_counter() - committed, 2),
+                               "recycles": after["recycles"], "restarts": after["restarts"], **memory.take()})
+                log(f"pull replaced: build {n + 1} on the replacement: {builds[-1]}")
+            result["builds"] = builds
+    finally:
+        server.stop()
+    result["load_at_end"] = round(os.getloadavg()[0], 1)
+    return result
+
+
 def run(settings: PullScaleSettings, log: Callable[[str], None], parts: tuple[str, ...] = ("builds", "followed")) -> dict[str, object]:
     for directory in (WORK_DIRS,):
         directory.mkdir(parents=True, exist_ok=True)
     result: dict[str, object] = {"settings": vars(settings)}
-    for part, measure in (("builds", _builds_at_scale), ("followed", _followed_with_recycles)):
+    for part, measure in (("builds", _builds_at_scale), ("followed", _followed_with_recycles),
+                          ("replaced", _first_build_on_a_replacement)):
         if part in parts:
             started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-            key = part if part == "builds" else f"followed_{settings.recycle_targets}"
+            key = part if part == "builds" else f"{part}_{settings.recycle_targets}"
             result[key] = {"started": f"Started {started}", **measure(settings, log)}
     return result
 
@@ -254,6 +313,14 @@ def targets(data: dict[str, Any]) -> list[list[str]]:
                      "incremental export with pantsd (same run)",
                      f"{pull:.1f} s vs {floor:.1f} s = {ratio:.2f}x (first build {builds['pull_first_build_s']:.0f} s)",
                      "**met**" if ratio <= 2 else "**missed**"])
+    for replaced in _replaced_runs(data):
+        first = replaced["builds"][0]
+        rows.append([f"pull mode, {replaced['targets']:,} targets: the first client build on a daemon replaced in the "
+                     "background (its warm-up ran the daemon's first edit)",
+                     f"{first['commit_to_served_s']:.1f} s, then "
+                     + ", ".join(f"{b['commit_to_served_s']:.1f}" for b in replaced["builds"][1:])
+                     + f" s; restarts in a build: {replaced['builds'][-1]['restarts']}",
+                     "see the section"])
     for followed in _followed_runs(data):
         rows_ = followed["builds"]
         rss = [r["rss_mb"] for r in rows_ if r.get("rss_mb")]
@@ -265,6 +332,11 @@ def targets(data: dict[str, Any]) -> list[list[str]]:
                      f"{followed['commit_to_served_s']['median']:.1f} s (max {followed['commit_to_served_s']['max']:.1f} s)",
                      "**met**" if last["restarts"] == 0 and last["recycles"] > 0 else "**missed**"])
     return rows
+
+
+def _replaced_runs(data: dict[str, Any]) -> list[dict[str, Any]]:
+    runs = [v for k, v in data.items() if k.startswith("replaced") and isinstance(v, dict) and v.get("builds")]
+    return sorted(runs, key=lambda run: run["targets"])
 
 
 def _followed_runs(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -335,5 +407,22 @@ def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..
                   + (["daemons: their peak sum (MB)", "host MemAvailable, least (MB)"] if sampled else []), rows),
             "",
             *memory_line,
+        ]
+    for replaced in _replaced_runs(data):
+        memory = replaced.get("warm_up_memory") or {}
+        out += [
+            f"{replaced.get('started', payload['started'])} (part replaced). A relay following `main` of a "
+            f"{replaced['targets']:,}-target monorepo with `--builder-max-builds 1`: the tip's first build "
+            f"({replaced['first_build_s']:.1f} s) makes a replacement due at once; nothing was asked until it took "
+            f"over ({replaced['warm_up_s']:.1f} s later: its warm-up ran at the tip's parent, then at the tip; two "
+            f"daemons {memory.get('daemons_peak_mb', '?')} MB at most, host MemAvailable "
+            f"{memory.get('host_available_min_mb', '?')} MB at least). Then one-leaf commits, each until main "
+            "served it (each build makes the next warm-up due, and stops it, as in use). Load average "
+            f"{replaced['load_at_start']} at the start, {replaced['load_at_end']} at the end.",
+            "",
+            table(["build on the replacement", "commit to served (s)", "restarts in a build", "replaced so far"],
+                  [[str(n), f"{b['commit_to_served_s']:.1f}", str(b["restarts"]), str(b["recycles"])]
+                   for n, b in enumerate(replaced["builds"], 1)]),
+            "",
         ]
     return out
