@@ -337,6 +337,7 @@ class WarmBuilder(Builder):
         state = WarmState(tree=state.tree)
         self._save(state)
         self.restarts += 1
+        self.postponed = None  # a new daemon: nothing to replace yet
         return state
 
     async def _inputs_of(self, sha: str) -> str:
@@ -406,9 +407,10 @@ class WarmBuilder(Builder):
         logger.info("warm builder %s: warming a replacement daemon in the background: %s", self.home, reason)
         interruptions = 0
         # The commit the standby daemon last finished a run at. Pants' first run after a commit
-        # changed files re-validates most of its graph (at 10,000 targets, 4-7x a later one-leaf
-        # run): so the warm-up runs at the last built commit's parent first, then at that commit,
-        # and the client's next build is the daemon's second edit, not its first.
+        # changed files re-validates most of its graph (at 10,000 targets 396 and 446 s against a
+        # median of 84 s for later one-leaf builds, docs/benchmarks.md): so the warm-up runs at the
+        # last built commit's parent first, then at that commit, and the client's next build is the
+        # daemon's second edit, not its first.
         warmed_at: str | None = None
         while True:
             async with self._building():
