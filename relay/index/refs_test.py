@@ -59,16 +59,21 @@ async def test_pages_and_resolution_name_one_commit_when_the_local_branch_lags_i
     assert [(r.kind, r.name, r.sha) for r in await refs.listing()] == [("branch", "main", ahead)]
 
 
-async def test_a_branch_page_right_after_a_commit_resolves_the_new_tip(
-    make_client: MakeClient, store_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _repo_with_a_commit(tmp_path: Path) -> tuple[Path, str]:
+    """A repository whose main has one commit (file.txt "0"), and that commit."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     (repo / "file.txt").write_text("0")
     git(repo, "add", "file.txt")
     git(repo, "commit", "-q", "-m", "first")
-    first = git(repo, "rev-parse", "HEAD")
+    return repo, git(repo, "rev-parse", "HEAD")
+
+
+async def test_a_branch_page_right_after_a_commit_resolves_the_new_tip(
+    make_client: MakeClient, store_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, first = _repo_with_a_commit(tmp_path)
     write_export(store_dir, first, 1, branches=())
     refs = Refs(DiskStore(store_dir, scan_interval=0), Git(repo), refresh_interval=3600)
     client = await make_client(Settings(), refs=refs)
@@ -127,13 +132,7 @@ async def test_a_branch_page_shows_its_tip_as_soon_as_it_is_built_while_the_list
 ) -> None:
     """A large manifest is parsed on the store's thread, after its build returned: the page asked for
     during that build shows the tip the build made, not a 404 (first build) or the commit before."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    (repo / "file.txt").write_text("0")
-    git(repo, "add", "file.txt")
-    git(repo, "commit", "-q", "-m", "first")
-    first = git(repo, "rev-parse", "HEAD")
+    repo, first = _repo_with_a_commit(tmp_path)
     store = DiskStore(store_dir, scan_interval=0, background_parse_bytes=0)  # every manifest on its thread
     builds = _BuildsIntoTheStore(store_dir)
     refs = Refs(store, Git(repo), builds=builds, refresh_interval=3600)

@@ -16,6 +16,7 @@ from relay.index import render
 from relay.storage import store as store_module
 from relay.storage.catalog import CATALOG, Catalog
 from relay.storage.store import DiskStore
+from relay.storage.store_test import counted_reads
 from relay_testing.exports import CHAIN, fake_sha, write_export
 
 
@@ -59,25 +60,13 @@ def _served(store: DiskStore) -> dict[str, object]:
     }
 
 
-def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    reads: list[str] = []
-    real_read = store_module.read_export
-
-    def counting_read(directory: Path, *args):  # type: ignore[no-untyped-def]
-        reads.append(directory.name)
-        return real_read(directory, *args)
-
-    monkeypatch.setattr(store_module, "read_export", counting_read)
-    return reads
-
-
 def test_a_restart_serves_the_same_pages_and_files_from_the_catalog_without_parsing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _content_exports(tmp_path, 4)
     before = _served(DiskStore(tmp_path, scan_interval=0))
     assert (tmp_path / CATALOG).is_file()
-    reads = _reads(monkeypatch)
+    reads = counted_reads(monkeypatch)
     after = DiskStore(tmp_path, scan_interval=0)
     assert _served(after) == before
     assert reads == []  # every export came from the catalog
@@ -109,7 +98,7 @@ def test_an_export_replaced_or_removed_while_down_is_seen(tmp_path: Path, monkey
     shutil.rmtree(tmp_path / replaced.key)
     bigger = write_export(tmp_path, replaced.sha, replaced.count, CHAIN + (CHAIN[0].__class__("monorepo.extra"),))
     shutil.rmtree(tmp_path / exports[2].key)
-    reads = _reads(monkeypatch)
+    reads = counted_reads(monkeypatch)
     store = DiskStore(tmp_path, scan_interval=0)
     assert sorted(store.exports()) == sorted([exports[0].key, bigger.key])
     assert store.exports()[bigger.key].export.dist("monorepo-extra") is not None
@@ -139,7 +128,7 @@ def test_a_missing_or_damaged_catalog_is_rebuilt(tmp_path: Path, monkeypatch: py
     assert (tmp_path / CATALOG).is_file()  # rebuilt from the manifests
     (tmp_path / CATALOG).write_bytes(b"not a database at all" * 100)
     assert _served(DiskStore(tmp_path, scan_interval=0)) == expected
-    reads = _reads(monkeypatch)
+    reads = counted_reads(monkeypatch)
     assert _served(DiskStore(tmp_path, scan_interval=0)) == expected
     assert reads == []  # the rebuilt catalog serves the next start
 
@@ -174,6 +163,7 @@ from pathlib import Path
 from relay.contract import DistTable
 from relay.storage.catalog import Catalog, Recorded
 from relay.storage.store import DiskStore
+from relay.storage.store_test import counted_reads
 root = Path(sys.argv[1])
 store = DiskStore(root, scan_interval=0, catalog=False)
 records = {k: Recorded(stamp=(1, 2, 3), export=s.export, size=s.size) for k, s in store.exports().items()}
@@ -211,7 +201,7 @@ def test_rows_that_do_not_pass_the_contract_are_read_from_their_manifests(
         db.execute("UPDATE exports SET header = '{\"format\": 2, \"version\": \"not a version\"}' WHERE key = ?",
                    (exports[0].key,))
     db.close()
-    reads = _reads(monkeypatch)
+    reads = counted_reads(monkeypatch)
     assert _served(DiskStore(tmp_path, scan_interval=0)) == expected
     assert reads == [exports[0].key]
 

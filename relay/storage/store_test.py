@@ -228,11 +228,10 @@ def _big_manifest(directory: Path, valid: bool) -> None:
     manifest.write_text(json.dumps(data))
 
 
-def test_a_bad_manifest_is_parsed_once_per_change(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The export directories the store reads a manifest of (`read_export`), in order, from now on."""
     import relay.storage.store as store_module
 
-    bad = write_export(store_dir, fake_sha(1), 1)
-    _big_manifest(store_dir / bad.key, valid=False)
     reads: list[str] = []
     real_read = store_module.read_export
 
@@ -241,6 +240,13 @@ def test_a_bad_manifest_is_parsed_once_per_change(store_dir: Path, monkeypatch: 
         return real_read(directory, *args)
 
     monkeypatch.setattr(store_module, "read_export", counting_read)
+    return reads
+
+
+def test_a_bad_manifest_is_parsed_once_per_change(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = write_export(store_dir, fake_sha(1), 1)
+    _big_manifest(store_dir / bad.key, valid=False)
+    reads = counted_reads(monkeypatch)
     store = DiskStore(store_dir, scan_interval=0)
     for _ in range(5):
         assert dict(store.exports()) == {}
@@ -389,16 +395,7 @@ def test_a_published_large_manifest_is_listed_at_once_and_parsed_once(
 ) -> None:
     """A pull build's publish has parsed the manifest: the store lists the export as publish returns
     (a branch page asked right after shows it), without parsing it again on its thread."""
-    import relay.storage.store as store_module
-
-    reads: list[str] = []
-    real_read = store_module.read_export
-
-    def counting_read(directory: Path, *args):  # type: ignore[no-untyped-def]
-        reads.append(directory.name)
-        return real_read(directory, *args)
-
-    monkeypatch.setattr(store_module, "read_export", counting_read)
+    reads = counted_reads(monkeypatch)
     store = DiskStore(store_dir, scan_interval=0, background_parse_bytes=1 << 20)
     try:
         assert store.exports() == {}
