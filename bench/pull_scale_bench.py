@@ -36,6 +36,8 @@ from procs import OUT, PANTS, BenchError, cache_env, pants_env, proc_rss_mb, rem
 from pull_bench import WORK_DIRS, _get, relay_health, relay_in_pull_mode
 from scale_bench import _checked, run_watched
 
+from relay.building.memory import host_available  # the relay's own reader (pull_bench put the repository on sys.path)
+
 
 @dataclass(frozen=True)
 class PullScaleSettings:
@@ -105,16 +107,6 @@ def _builds_at_scale(settings: PullScaleSettings, log: Callable[[str], None]) ->
     return result
 
 
-def _mem_available_mb() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 class DaemonMemory:
     """Samples, once a second, the resident memory of every Pants daemon under a warm builder's home
     (the serving one and, during a warm-up, its replacement) and the host's MemAvailable; `take()`
@@ -135,15 +127,14 @@ class DaemonMemory:
 
     def sample(self) -> None:
         total, daemons = 0.0, 0
-        for pid_file in self.home.glob("warm-*/worktree*/.pids/*/pantsd/pid"):
-            try:
-                rss = proc_rss_mb(int(pid_file.read_text().strip()))["rss"]
-            except (OSError, ValueError):
-                continue
-            if rss == rss:  # not NaN: the process is alive
-                total += rss
-                daemons += 1
-        available = _mem_available_mb()
+        for tree in self.home.glob("warm-*/worktree*"):
+            for pid in pantsd_pids(tree):
+                rss = proc_rss_mb(pid)["rss"]
+                if rss == rss:  # not NaN: still alive
+                    total += rss
+                    daemons += 1
+        host = host_available()
+        available = None if host is None else host / 2**20
         with self._lock:
             self.peak_total_mb = max(self.peak_total_mb, total)
             self.most_daemons = max(self.most_daemons, daemons)
@@ -172,6 +163,16 @@ class DaemonMemory:
         return peaks
 
 
+def _until_main_serves(base: str, sha: str) -> float:
+    """Poll main's page every 50 ms until it serves `sha`: the seconds from now."""
+    started = time.perf_counter()
+    for _ in range(72000):
+        if _get(f"{base}/main/simple/", timeout=60)[1]["X-Relay-Commit"] == sha:
+            return time.perf_counter() - started
+        time.sleep(0.05)
+    raise BenchError(f"main never served {sha}")
+
+
 def _followed_with_recycles(settings: PullScaleSettings, log: Callable[[str], None]) -> dict[str, object]:
     work = OUT / "pull-recycle"
     shutil.rmtree(work, ignore_errors=True)
@@ -195,15 +196,7 @@ def _followed_with_recycles(settings: PullScaleSettings, log: Callable[[str], No
             for n in range(settings.followed_builds):
                 before = relay_health(base)["builders"][0]  # type: ignore[index]
                 sha = edit_and_commit(repo, generated.leaf_file, f"followed_{n}_{time.monotonic_ns()}")
-                committed = time.perf_counter()
-                for _ in range(72000):
-                    headers = _get(f"{base}/main/simple/", timeout=60)[1]
-                    if headers["X-Relay-Commit"] == sha:
-                        break
-                    time.sleep(0.05)
-                else:
-                    raise BenchError(f"main never served {sha}")
-                served = time.perf_counter() - committed
+                served = _until_main_serves(base, sha)
                 after = relay_health(base)["builders"][0]  # type: ignore[index]
                 row = {
                     "n": n + 2, "commit_to_served_s": round(served, 2),
@@ -270,15 +263,9 @@ def _first_build_on_a_replacement(settings: PullScaleSettings, log: Callable[[st
             builds: list[dict[str, object]] = []
             for n in range(3):
                 sha = edit_and_commit(repo, generated.leaf_file, f"replaced_{n}_{time.monotonic_ns()}")
-                committed = time.perf_counter()
-                for _ in range(72000):
-                    if _get(f"{base}/main/simple/", timeout=60)[1]["X-Relay-Commit"] == sha:
-                        break
-                    time.sleep(0.05)
-                else:
-                    raise BenchError(f"main never served {sha}")
+                served = _until_main_serves(base, sha)
                 after = relay_health(base)["builders"][0]
-                builds.append({"commit_to_served_s": round(time.perf_counter() - committed, 2),
+                builds.append({"commit_to_served_s": round(served, 2),
                                "recycles": after["recycles"], "restarts": after["restarts"], **memory.take()})
                 log(f"pull replaced: build {n + 1} on the replacement: {builds[-1]}")
             result["builds"] = builds

@@ -14,11 +14,12 @@ _V1_UNLIMITED = 1 << 60
 
 def available_memory(proc: Path = PROC, cgroup_fs: Path = CGROUP_FS) -> int | None:
     """Bytes a new process may still use, or None when it cannot be told (not Linux, say)."""
-    candidates = [m for m in (_host_available(proc), _cgroup_room(proc, cgroup_fs)) if m is not None]
+    candidates = [m for m in (host_available(proc), _cgroup_room(proc, cgroup_fs)) if m is not None]
     return min(candidates) if candidates else None
 
 
-def _host_available(proc: Path) -> int | None:
+def host_available(proc: Path = PROC) -> int | None:
+    """The host's MemAvailable in bytes (what the kernel can give without swapping), or None."""
     try:
         for line in (proc / "meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
