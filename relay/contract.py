@@ -207,9 +207,14 @@ class DistTable:
         return found
 
 
+# json.dumps with these arguments makes an encoder per call: a third of the time of a call, which a
+# start without a catalog makes once per entry of every manifest (1.5 million at 1,500 exports).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def entry_text(data: Any) -> str:
     """The canonical text of one manifest entry (a dist's JSON object): equal entries, equal text."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return _CANONICAL.encode(data)
 
 
 def _get(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:

@@ -272,11 +272,12 @@ def check_listed_files(directory: Path, export: Export) -> int:
     """Every file the manifest lists must be a regular file of the listed size in `directory`: catches
     half-copied exports. Returns their total size."""
     total = 0
+    base = os.fspath(directory)  # plain strings: this runs for every file of every export at a start
     for dist in export.dists:
         for filename, size in ((dist.filename, dist.size), (dist.metadata_filename, dist.metadata_size)):
-            path = directory / filename
+            path = os.path.join(base, filename)
             try:
-                st = path.lstat()
+                st = os.lstat(path)
             except OSError:
                 raise ContractError(f"{path}: listed in the manifest but missing") from None
             if not stat.S_ISREG(st.st_mode):
@@ -357,6 +358,10 @@ class DiskStore(Store):
         self._recorded: dict[str, Recorded] | None = None if catalog else {}
         # Exports parsed from their manifests and not yet in the catalog; keys the catalog has.
         self._unwritten = Unwritten()
+        # Exports whose files' sizes were found right (by manifest stamp), and ones whose were not:
+        # those are checked in the scan itself until they are right (see `_load`).
+        self._files_checked: dict[str, tuple[int, ...]] = {}
+        self._check_here: set[str] = set()
 
     # Listing.
 
@@ -440,6 +445,9 @@ class DiskStore(Store):
             self._reported.keep_only(entries.keys() | {""})
             for name in set(self._parsed) - entries.keys():
                 del self._parsed[name]
+            for name in set(self._files_checked) - entries.keys():
+                del self._files_checked[name]
+            self._check_here &= entries.keys()
         self._recorded = {}
         if updates or gone:
             exports = dict(self._exports)
@@ -555,16 +563,34 @@ class DiskStore(Store):
         export = self._parse(name, Path(entry.path), stamp, st.st_size)
         if export is None:
             return None
+        directory = Path(entry.path)
         try:
-            size = self._check_files(Path(entry.path), export)
+            if self._background is None or name in self._check_here:
+                size = self._check_files(directory, export)
+                self._check_here.discard(name)
+                if self._catalog is not None:
+                    self._unwritten.note(name, Recorded(stamp=stamp, export=export, size=size))
+            elif self._files_checked.get(name) == stamp:
+                # Checked whole already (by a publish, or on the store's thread): still there?
+                check_listed_names(directory, export)
+                size = export.size(st.st_size)
+                if self._catalog is not None:
+                    self._unwritten.note(name, Recorded(stamp=stamp, export=export, size=size))
+            else:
+                # A start over a store without a catalog reads every export: here one listing of
+                # its directory (every listed file there, no stat per file), the sizes on the
+                # store's own thread, which leaves it out again if one is wrong (and only then
+                # records it in the catalog). A file is checked against its size and sha256 when
+                # served in any case.
+                check_listed_names(directory, export)
+                size = export.size(st.st_size)
+                self._background.submit(self._check_sizes, name, directory, stamp, export)
         except ContractError as e:
             # Not remembered: the files of a half-copied export may still arrive.
             self._report(name, f"skipping export: {e}")
             return None
         self._reported.resolve(name)
         stamps[name] = stamp
-        if self._catalog is not None:
-            self._unwritten.note(name, Recorded(stamp=stamp, export=export, size=size))
         return StoredExport(export=export, size=size)
 
     def _parse(self, name: str, directory: Path, stamp: tuple[int, ...], size: int) -> Export | None:
@@ -606,6 +632,26 @@ class DiskStore(Store):
                     self._stamps[name] = ()
                     self._recheck.add(name)
             self._rescan_soon()
+
+    def _check_sizes(self, name: str, directory: Path, stamp: tuple[int, ...], export: Export) -> None:
+        """The sizes of a listed export's files, on the store's own thread: wrong or missing, it is
+        read again at the next scan, which checks its files there, reports it and leaves it out;
+        right, it goes into the catalog."""
+        try:
+            size = self._check_files(directory, export)
+        except (ContractError, OSError):
+            with self._lock:
+                self._check_here.add(name)
+                if self._stamps.get(name) == stamp:
+                    self._stamps[name] = ()
+                    self._recheck.add(name)
+            self._rescan_soon()
+            return
+        with self._lock:
+            self._files_checked[name] = stamp
+            if self._catalog is not None and self._stamps.get(name) == stamp:
+                self._unwritten.note(name, Recorded(stamp=stamp, export=export, size=size))
+                self._rescan_soon()  # the next scan writes it
 
     def _rescan_soon(self) -> None:
         self._scanned_at = float("-inf")
@@ -905,6 +951,7 @@ class DiskStore(Store):
             return
         with self._lock:
             self._parsed[export.key] = (stamp, export)
+            self._files_checked[export.key] = stamp  # publish_now checked them before the rename
 
     def _share_unchanged(self, directory: Path, export: Export) -> None:
         """Replace each file an export already in the store holds (same name and sha256) by a hard

@@ -289,6 +289,61 @@ def test_large_manifests_are_parsed_off_the_calling_thread(store_dir: Path, monk
         store.close_parser()
 
 
+def _store_thread_idle(store: DiskStore) -> None:
+    """Wait until what the store's own thread was given is done (one worker: in order)."""
+    assert store._background is not None
+    store._background.submit(lambda: None).result(timeout=30)
+
+
+def test_a_start_checks_file_sizes_on_the_store_thread(
+    store_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start without a catalog lists an export once its manifest is parsed and its files are all
+    in its directory; their sizes are checked on the store's thread (a stat per file, most of a
+    first start at thousands of exports). A file of the wrong size takes the export out again,
+    keeps it out of the catalog, and it is listed once the file is right."""
+    from relay.contract import DistTable
+    from relay.storage.catalog import Catalog
+
+    good = write_export(store_dir, fake_sha(1), 1)
+    short = write_export(store_dir, fake_sha(2), 2)
+    wheel = store_dir / short.key / short.dists[0].filename
+    right = wheel.read_bytes()
+    wheel.write_bytes(right[:10])  # half copied
+    import threading
+
+    import relay.storage.store as store_module
+
+    checked_on: list[str] = []
+    real_check = store_module.check_listed_files
+
+    def recording_check(directory: Path, export):  # type: ignore[no-untyped-def]
+        checked_on.append(threading.current_thread().name)
+        return real_check(directory, export)
+
+    monkeypatch.setattr(store_module, "check_listed_files", recording_check)
+    store = DiskStore(store_dir, scan_interval=0, background_parse_bytes=1 << 20)
+    try:
+        with caplog.at_level(logging.WARNING, logger="relay.store"):
+            store.exports()
+            _store_thread_idle(store)
+            assert checked_on and all(n.startswith("relay-store-parse") for n in checked_on), checked_on
+            assert list(store.exports()) == [good.key]
+            store.exports()
+        messages = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+        assert len(messages) == 1 and "10 bytes, the manifest says" in messages[0], messages
+        _store_thread_idle(store)
+        store.exports()
+        assert set(Catalog(store_dir).load(DistTable())) == {good.key}
+        wheel.write_bytes(right)
+        assert sorted(store.exports()) == sorted([good.key, short.key])
+        assert store.problems == {}
+    finally:
+        store.close_parser()
+    # The catalog has both now; a restart lists both from it.
+    assert set(Catalog(store_dir).load(DistTable())) == {good.key, short.key}
+
+
 def test_a_pin_held_by_another_process_keeps_the_export(store_dir: Path) -> None:
     import subprocess
     import sys
