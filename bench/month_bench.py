@@ -24,8 +24,9 @@ server) as `relay publish` lays them out (`manifests/<key>.json`, `files/<sha256
 the bench's own client, many at once, so loading 1.4 GB takes a minute rather than 1,500
 publishes), then a replica (`serve --store s3://...`) timed to its first page as above: the relay
 before the replica's catalog (`S3_PREVIOUS`, every start reads every manifest), this relay's first
-start (no catalog in its work directory: it reads every manifest and records them) and its restart
-(the catalog: no manifest read); and one listing of `manifests/` timed from the bench's client
+start (no catalog in its work directory, none in the bucket: it reads every manifest, records them
+and shares its catalog in the bucket), its restart (the catalog: no manifest read) and a new
+replica (an empty work directory: it starts from the shared catalog); and one listing of `manifests/` timed from the bench's client
 (what a replica does every interval).
 """
 from __future__ import annotations
@@ -152,13 +153,15 @@ def _s3_rows(full: Path, keys: list[str], sizes: tuple[int, ...], work: Path,
                     pages += 1
                 listings.append(time.perf_counter() - started)
             first_path = "/main/simple/monorepo-gen-d00000/"
-            # The replica's default work directory (its catalog) is under TMPDIR: empty at the first start.
+            # The replica's default work directory (its catalog) is under TMPDIR: empty at the first
+            # start, and for the new replica, which starts from the catalog the first one shared.
             tmp = work / f"s3-tmp-{n}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            variants = [(f"previous ({S3_PREVIOUS})", previous), ("no catalog (first start)", ROOT),
-                        ("catalog (restart)", ROOT)]
-            for variant, code in variants:
+            variants = [(f"previous ({S3_PREVIOUS})", previous, True), ("no catalog (first start)", ROOT, True),
+                        ("catalog (restart)", ROOT, False), ("new replica (catalog shared in the bucket)", ROOT, True)]
+            for variant, code, empty_work in variants:
+                if empty_work:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    tmp.mkdir()
                 name = f"relay-{n}-s3-{variant.split()[0]}"
                 log(f"month: {n} exports, S3 replica, {variant}: starting")
                 load = os.getloadavg()[0]
@@ -330,8 +333,9 @@ def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..
             + ": a replica (`serve --store s3://...`, SeaweedFS on 127.0.0.1) over the first N "
             "exports, from the process's start to its first branch page: the relay before the replica's catalog "
             f"(`{d.get('s3_previous', S3_PREVIOUS)}`: every start reads every manifest), this relay's first start "
-            "(no catalog in its work directory) and its restart (the catalog: only new or changed manifests are "
-            "read); one listing of `manifests/` from the "
+            "(no catalog in its work directory nor in the bucket), its restart (the catalog: only new or changed "
+            "manifests are read) and a new replica (an empty work directory: it starts from the catalog the first "
+            "one shared in the bucket, where there is one); one listing of `manifests/` from the "
             "bench's client (what a replica repeats every `listing_interval`: 5 s up to 1,000 manifests, then "
             "one LIST page a second on average); a tip page again after the first.",
             "",
@@ -401,10 +405,14 @@ def targets(d: dict[str, Any]) -> list[list[str]]:
         restarted = s3_at.get("catalog")
         restart = "" if restarted is None else (
             f"; a restart's first page after {restarted['startup_s']:.1f} s (its catalog: no manifest read)")
+        seeded = s3_at.get("new")
+        shared = "" if seeded is None else (
+            f"; a new replica's once another shared its catalog in the bucket: {seeded['startup_s']:.1f} s")
         add(f"object store, {s3['exports']:,} manifests: replicas do not list and parse every manifest every 5 s "
             "(listing cost said and bounded)",
             f"a listing is {pages} LIST request(s) ({s3['list_s'] * 1000:.0f} ms), one per 1,000 manifests, made every "
             f"max(5 s, {pages} s): at most one LIST a second on average; only new or changed manifests (by ETag) "
-            f"are read. A new replica's first page after {s3['startup_s']:.0f} s (it reads every manifest once){restart}",
+            f"are read. The first replica's first page after {s3['startup_s']:.0f} s (it reads every manifest once)"
+            f"{restart}{shared}",
             True)
     return out

@@ -129,6 +129,12 @@ class Bucket:
             raise StoreUnavailable(f"{what}: {e}") from None
         return raw, str(response["ETag"])
 
+    async def put(self, object_key: str, body: bytes, what: str) -> str:
+        """Write the object, replacing any (last writer wins): its ETag."""
+        etag = await self._put(object_key, body, what)
+        assert etag is not None  # only a condition fails
+        return etag
+
     async def put_if_absent(self, object_key: str, body: bytes, what: str) -> str | None:
         """Write the object unless one exists (`If-None-Match: *`): its ETag, or None if one existed."""
         return await self._put(object_key, body, what, IfNoneMatch="*")

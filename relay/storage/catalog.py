@@ -18,7 +18,10 @@ import array
 import json
 import logging
 import os
+import secrets
 import sqlite3
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Sequence
@@ -32,6 +35,9 @@ logger = logging.getLogger("relay.store")
 CATALOG = ".relay-catalog.sqlite3"
 # Bumped when the tables change: a file of another schema is rebuilt.
 SCHEMA = 1
+# What an object store's replicas share in the bucket (under catalog/): one schema and byte order
+# (an export's dist ids are machine-order integers) per name, so a replica reads only a file it can use.
+SHARED_NAME = f"relay-catalog-v{SCHEMA}-{sys.byteorder}.sqlite3"
 # Another process of this store (`--workers N`) writing: wait this long, else write next time.
 BUSY_SECONDS = 0.5
 
@@ -170,6 +176,42 @@ class Catalog:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def snapshot(self) -> bytes | None:
+        """The catalog as one self-contained SQLite file (SQLite's online backup: consistent while
+        other processes write it), or None without a usable catalog."""
+        db = self._connect()
+        if db is None:
+            return None
+        try:
+            with tempfile.TemporaryDirectory(prefix=".relay-catalog-snapshot-", dir=self.path.parent) as tmp:
+                copy = sqlite3.connect(os.path.join(tmp, "catalog.sqlite3"))
+                try:
+                    db.backup(copy)
+                finally:
+                    copy.close()
+                return Path(tmp, "catalog.sqlite3").read_bytes()
+        except (sqlite3.Error, OSError) as e:
+            logger.info("cannot take a snapshot of the catalog %s: %s", self.path, e)
+            return None
+
+    def seed(self, snapshot: bytes) -> bool:
+        """Start from `snapshot` (another replica's catalog) when there is no catalog file here yet;
+        False if there is one (another process made it meanwhile) or it cannot be written. A bad
+        snapshot is a damaged catalog: rebuilt from the manifests when opened."""
+        if self._db is not None or self.path.exists():
+            return False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            staged = self.path.with_name(f"{self.path.name}.seed-{secrets.token_hex(4)}")
+            staged.write_bytes(snapshot)
+            try:
+                os.link(staged, self.path)  # never over a catalog made meanwhile
+            finally:
+                staged.unlink()
+        except OSError:
+            return False
+        return True
 
     def load(self, table: DistTable) -> dict[str, Recorded]:
         """Every recorded export, its dists shared through `table`. Rows that no longer pass the

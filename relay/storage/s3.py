@@ -6,6 +6,7 @@ Layout under s3://BUCKET/PREFIX/ (docs/deployment.md):
     leases/<name>                 who builds a commit, evicts, or publishes now, until when
     used/<replica>.json           each replica's last use of each export (written once a minute)
     evicted/<key>.json            the manifest of an evicted export: its files stay for a grace period
+    catalog/<name>.sqlite3        a replica's catalog of parsed manifests, which a new replica starts from
 
 A file object is removed only when no manifest (nor an evicted one still in its grace period) lists
 it, by the evictor, under its lease, while no publish is under way (docs/deployment.md, "Eviction").
@@ -50,7 +51,7 @@ from cachetools import TTLCache
 from relay.storage.bucket import Bucket, S3Location, error_code, http_status, missing, precondition_failed
 from relay.storage.leases import LEASES, Lease
 from relay.contract import MANIFEST, ContractError, DistTable, Export, parse_manifest, read_export
-from relay.storage.catalog import Catalog, Recorded, Unwritten
+from relay.storage.catalog import SHARED_NAME, Catalog, Recorded, Unwritten
 from relay.storage.store import (
     CHUNK_BYTES,
     TOUCH_INTERVAL_SECONDS,
@@ -91,6 +92,10 @@ PRESIGN_SECONDS = 300
 LIST_PAGE_SECONDS = 1.0
 # New or changed manifests read at once (a replica's start reads them all): their transfers overlap.
 READS_AT_ONCE = 8
+# A replica puts its catalog in the bucket when it changed, at most this often and only when no
+# replica did for as long (and when it stops), so that a new replica (an empty work directory: a
+# new host, a container started afresh) reads only the manifests written since, as a restart does.
+CATALOG_SHARE_SECONDS = 300.0
 
 
 @functools.lru_cache(maxsize=1)
@@ -202,6 +207,9 @@ class S3Store(Store):
         # The rows of a listing being written, on the side; what the last complete listing found.
         self._recording: asyncio.Future[None] | None = None
         self._last_found: Mapping[str, StoredExport] | None = None
+        # When this replica last looked at sharing its catalog, and whether it changed since it did.
+        self._shared_at = float("-inf")
+        self._catalog_changed = False
         # Manifests read (GET) and parsed since the store was made.
         self.manifests_read = 0
 
@@ -212,6 +220,9 @@ class S3Store(Store):
 
     def _file_key(self, sha256: str) -> str:
         return f"{self.location.prefix}files/{sha256}"
+
+    def _shared_catalog_key(self) -> str:
+        return f"{self.location.prefix}catalog/{SHARED_NAME}"
 
     def _legacy_prefix(self) -> str:
         """Where relays before content-addressed files kept them: exports/<key>/<filename>."""
@@ -301,13 +312,18 @@ class S3Store(Store):
             raise StoreConfigError(f"{where}: a test write to the bucket failed: {e}") from None
 
     async def start(self) -> None:
-        # A restart's catalog is read on a thread while the client connects and lists the bucket.
-        reading = asyncio.ensure_future(self._read_catalog())
+        # A restart's catalog is read on a thread while the client connects and lists the bucket;
+        # a replica without one starts from the catalog the replicas share in the bucket, if any.
+        seed = self._catalog is not None and not self._catalog.path.exists()
+        reading = None if seed else asyncio.ensure_future(self._read_catalog())
         try:
             await self.connect()
             await self.move_legacy_files()
+            if seed:
+                await self._seed_catalog()
         except BaseException:
-            await asyncio.gather(reading, return_exceptions=True)
+            if reading is not None:
+                await asyncio.gather(reading, return_exceptions=True)
             raise
         await self.refresh()
         # An outage is logged by the bucket, once; the next round retries.
@@ -368,6 +384,15 @@ class S3Store(Store):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._catalog is not None:
+            if self._recording is not None:
+                await asyncio.gather(self._recording, return_exceptions=True)
+                self._recording = None
+            if self._last_found is not None:  # rows a busy catalog or a write under way left
+                await self._record(self._last_found, share=False)
+            if self._catalog_changed and self.bucket.client is not None:
+                # A replica that stops leaves what it read for the next new one.
+                await self._share_catalog(now=True)
         if self.bucket.client is not None:
             with contextlib.suppress(StoreUnavailable):
                 await self.flush_last_use()
@@ -376,11 +401,6 @@ class S3Store(Store):
         self.bucket.client = None
         self._stack = None
         if self._catalog is not None:
-            if self._recording is not None:
-                await asyncio.gather(self._recording, return_exceptions=True)
-                self._recording = None
-            if self._last_found is not None:  # rows a busy catalog or a write under way left
-                await self._record(self._last_found)
             self._catalog.close()
 
     def unavailable(self) -> str | None:
@@ -522,23 +542,73 @@ class S3Store(Store):
         self._reported.resolve(key)
         return StoredExport(export=row.export, size=row.size)
 
-    async def _record(self, found: Mapping[str, StoredExport]) -> None:
+    async def _record(self, found: Mapping[str, StoredExport], share: bool = True) -> None:
         """Bring the catalog in line with this listing: exports read from manifests in, the ones
-        gone out; one transaction (another process of this host writing it: next time)."""
+        gone out; one transaction (another process of this host writing it: next time). Then
+        share it in the bucket when due (`_share_catalog`)."""
         catalog = self._catalog
         if catalog is None:
             return
         due = self._unwritten.due(found)
-        if due is None:
+        if due is not None:
+            rows, removed = due
+            loop = asyncio.get_running_loop()
+            async with self._catalog_locked():
+                if not await loop.run_in_executor(None, catalog.write, rows, removed):
+                    return
+                if removed:
+                    await loop.run_in_executor(None, catalog.forget_unlisted_dists)
+            self._unwritten.written(rows, removed)
+            self._catalog_changed = True
+        if share and self._catalog_changed:
+            await self._share_catalog()
+
+    async def _share_catalog(self, now: bool = False) -> None:
+        """Put a snapshot of this replica's catalog in the bucket (catalog/<name>), where a new
+        replica starts from it (`_seed_catalog`): when it changed since this replica last did, at
+        most every CATALOG_SHARE_SECONDS, and only if no replica did for as long (`now`: when it
+        changed, whatever the time: a replica that stops). Last writer wins; the rows are checked
+        as this replica's own are, so an older or another replica's catalog costs manifest reads,
+        never a wrong page. An outage skips it (the listing reports outages)."""
+        catalog = self._catalog
+        if catalog is None or self.bucket.client is None:
             return
-        rows, removed = due
-        loop = asyncio.get_running_loop()
-        async with self._catalog_locked():
-            if not await loop.run_in_executor(None, catalog.write, rows, removed):
+        clock = time.monotonic()
+        if not now and clock - self._shared_at < CATALOG_SHARE_SECONDS:
+            return
+        self._shared_at = clock
+        key = self._shared_catalog_key()
+        try:
+            if not now:
+                head = await self.bucket.head_or_none(key, "looking at the shared catalog")
+                if head is not None and time.time() - head["LastModified"].timestamp() < CATALOG_SHARE_SECONDS:
+                    return  # another replica shared one lately
+            async with self._catalog_locked():
+                snapshot = await asyncio.get_running_loop().run_in_executor(None, catalog.snapshot)
+            if snapshot is None:
                 return
-            if removed:
-                await loop.run_in_executor(None, catalog.forget_unlisted_dists)
-        self._unwritten.written(rows, removed)
+            await self.bucket.put(key, snapshot, "sharing the catalog")
+        except StoreUnavailable:
+            return
+        self._catalog_changed = False
+        logger.info("%s: shared this replica's catalog (%d bytes) for new replicas", self.location, len(snapshot))
+
+    async def _seed_catalog(self) -> None:
+        """A replica with no catalog in its work directory starts from the one shared in the bucket:
+        its first listing then reads only the manifests new or changed since, as a restart does."""
+        catalog = self._catalog
+        if catalog is None:
+            return
+        try:
+            found = await self.bucket.get_or_none(self._shared_catalog_key(), "reading the shared catalog")
+        except StoreUnavailable:
+            return  # every manifest is read instead
+        if found is None:
+            return
+        snapshot = found[0]
+        if await asyncio.get_running_loop().run_in_executor(None, catalog.seed, snapshot):
+            logger.info("%s: starting from the catalog shared in the bucket (%d bytes)", self.location, len(snapshot))
+        await self._read_catalog()
 
     async def find(self, key: str) -> StoredExport | None:
         stored = self._exports.get(key)

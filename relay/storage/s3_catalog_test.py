@@ -1,5 +1,6 @@
 """An S3 replica's catalog in its work directory, on a real object store (SeaweedFS): a restart
-reads only the manifests that are new or changed since the rows were written."""
+reads only the manifests that are new or changed since the rows were written, and so does a new
+replica, from the catalog the replicas share in the bucket."""
 
 from __future__ import annotations
 
@@ -57,12 +58,67 @@ async def test_a_restart_reads_no_manifest(s3_url: str, tmp_path: Path) -> None:
         assert store.exports()[key].size > 0
     finally:
         await store.close()
-    # A brand-new replica (no catalog) reads them all.
+    # A brand-new replica (no catalog) with no shared catalog in the bucket reads them all.
+    store = await _started(s3_url, None)
+    try:
+        await store.bucket.client.delete_object(Bucket=store.location.bucket, Key=store._shared_catalog_key())
+    finally:
+        await store.close()
     fresh = await _started(s3_url, tmp_path / "other-work")
     try:
         assert fresh.manifests_read == 4 and fresh.exports().keys() == published.keys()
     finally:
         await fresh.close()
+
+
+@pytest.mark.asyncio
+async def test_a_new_replica_starts_from_the_catalog_shared_in_the_bucket(
+    s3_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica shares its catalog when it changed (and when it stops); one with an empty work
+    directory (a new host, a container started afresh) reads only the manifests written since."""
+    published = await _publish(s3_url, tmp_path, tmp_path / "first", 3)
+    # A manifest written by a publisher with no catalog after the last share.
+    store = await _started(s3_url, None)
+    try:
+        export = write_export(tmp_path / "out", fake_sha(4), 4)
+        await store.publish(tmp_path / "out" / export.key)
+        head = await store.bucket.head_or_none(store._shared_catalog_key(), "test")
+        assert head is not None
+    finally:
+        await store.close()
+    with caplog.at_level(logging.INFO):
+        exports, read, fresh = await _restarted(s3_url, tmp_path / "new")
+    try:
+        assert read == 1 and set(exports) == {*published, fake_sha(4)}
+        assert exports[fake_sha(2)] == published[fake_sha(2)]
+        assert any("starting from the catalog shared in the bucket" in r.getMessage() for r in caplog.records)
+        # Its rows serve as ones read from the bucket.
+        filename = published[fake_sha(3)][0]
+        assert (await fresh.read(fake_sha(3), filename))[:2] == b"PK"
+    finally:
+        await fresh.close()
+    # It stopped with one more row than it started from: the shared catalog has all four now.
+    exports, read, other = await _restarted(s3_url, tmp_path / "another")
+    await other.close()
+    assert read == 0 and len(exports) == 4
+
+
+@pytest.mark.asyncio
+async def test_a_damaged_shared_catalog_costs_manifest_reads_only(
+    s3_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    published = await _publish(s3_url, tmp_path, tmp_path / "first", 3)
+    store = await _started(s3_url, None)
+    try:
+        await store.bucket.put(store._shared_catalog_key(), b"not a database" * 100, "test")
+    finally:
+        await store.close()
+    with caplog.at_level(logging.WARNING):
+        exports, read, fresh = await _restarted(s3_url, tmp_path / "new")
+        await fresh.close()
+    assert read == 3 and exports == published
+    assert any("rebuilding the store's catalog" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.asyncio
