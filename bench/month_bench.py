@@ -56,6 +56,9 @@ BEFORE = "ec5cfff"
 PREVIOUS = "af5a839"
 # The relay before an S3 replica's catalog (every start GETs and parses every manifest).
 S3_PREVIOUS = "45087ab"
+# The relay whose first start without a catalog checked every listed file's size before listing
+# an export (a stat per file): its first start is measured at the largest size, in the same run.
+FIRST_START_BEFORE = "fcc5e2f"
 
 
 def _store(work: Path, dists: int, exports: int, log: Callable[[str], None]) -> Path:
@@ -261,6 +264,7 @@ def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], reque
     keys = [fake_sha(n) for n in range(1, max(sizes) + 1)]  # write_history's commits, oldest first
     before = _before(work)
     previous = _before(work, PREVIOUS) if previous_sizes else None
+    first_start_before = _before(work, FIRST_START_BEFORE)
     rng = random.Random(24)
     rows: list[dict[str, Any]] = []
     for n in sizes:
@@ -272,6 +276,8 @@ def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], reque
         first_path = f"/main/simple/{projects[0]}/"
         store_bytes = sum(f.stat().st_size for f in (store / tip).iterdir() if f.is_file())
         variants = [("no catalog (first start)", ROOT, True), ("catalog (restart)", ROOT, False)]
+        if n == max(sizes):
+            variants.insert(0, (f"first start before ({FIRST_START_BEFORE})", first_start_before, True))
         if n in before_sizes:
             variants.append((f"before ({BEFORE})", before, False))
         if previous is not None and n in previous_sizes:
@@ -384,9 +390,11 @@ def targets(d: dict[str, Any]) -> list[list[str]]:
     add(f"relay over {n:,} exports of {d['dists']:,} dists (one changed per export): resident memory <= 300 MB",
         f"{restart['rss_after_mb']:.0f} MB after a restart, {first['rss_after_mb']:.0f} MB after a first start "
         "(after the latency sweep)", worst_rss <= 300)
+    first_before = next((r for r in rows if r["relay"].startswith("first start before")), None)
+    before_text = "" if first_before is None else f", {first_before['startup_s']:.1f} s for the relay before, same run"
     add(f"relay over {n:,} exports: start-up (first page served) <= 3 s",
         f"{restart['startup_s']:.2f} s with the catalog (every restart); {first['startup_s']:.1f} s building it "
-        "(once per store)", restart["startup_s"] <= 3)
+        f"(once per store{before_text}): **missed** for a first start", restart["startup_s"] <= 3)
     floor_n = max(d["before_sizes"], default=None)
     floor = next((r for r in d["rows"] if r["exports"] == floor_n and r["relay"].startswith("before")), None)
     if floor is not None:
