@@ -657,9 +657,17 @@ class DiskStore(Store):
         self._scanned_at = float("-inf")
 
     def close_parser(self) -> None:
-        """Stop the background parser (if any)."""
+        """Stop the store's own thread (if any): manifests still queued are not parsed, but the size
+        checks queued are run and their exports recorded in the catalog, so a restart soon after a
+        first start does not parse them again (at most one stat per listed file)."""
         if self._background is not None:
-            self._background.shutdown(wait=True, cancel_futures=True)
+            with self._lock:
+                for _, outcome in self._parsed.values():
+                    if isinstance(outcome, Future):
+                        outcome.cancel()  # one already running finishes
+            self._background.shutdown(wait=True)
+            with self._lock:
+                self._record(self._exports)
         if self._catalog is not None:
             self._catalog.close()
 

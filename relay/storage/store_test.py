@@ -344,6 +344,26 @@ def test_a_start_checks_file_sizes_on_the_store_thread(
     assert set(Catalog(store_dir).load(DistTable())) == {good.key, short.key}
 
 
+def test_a_start_stopped_before_its_size_checks_records_every_checked_export(store_dir: Path) -> None:
+    """A relay stopped right after a first start (its size checks still queued on the store's thread)
+    runs them as it stops and records the exports, so the restart parses no manifest."""
+    from relay.contract import DistTable
+    from relay.storage.catalog import Catalog
+
+    keys = {write_export(store_dir, fake_sha(n), n).key for n in range(1, 6)}
+    store = DiskStore(store_dir, scan_interval=0, background_parse_bytes=1 << 20)
+    assert store._background is not None
+    gate = store._background.submit(time.sleep, 0.3)  # the size checks queue behind it
+    assert set(store.exports()) == keys
+    assert not gate.done()
+    store.close_parser()
+    catalog = Catalog(store_dir)
+    try:
+        assert set(catalog.load(DistTable())) == keys
+    finally:
+        catalog.close()
+
+
 def test_a_pin_held_by_another_process_keeps_the_export(store_dir: Path) -> None:
     import subprocess
     import sys
