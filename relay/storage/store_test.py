@@ -289,79 +289,26 @@ def test_large_manifests_are_parsed_off_the_calling_thread(store_dir: Path, monk
         store.close_parser()
 
 
-def _store_thread_idle(store: DiskStore) -> None:
-    """Wait until what the store's own thread was given is done (one worker: in order)."""
-    assert store._background is not None
-    store._background.submit(lambda: None).result(timeout=30)
+def test_a_scan_reads_each_hard_linked_file_size_once(store_dir: Path, tmp_path: Path) -> None:
+    """Exports that hard-link their unchanged files (as the goal and a pull build's publish do) cost
+    one `lstat` per distinct file in a scan, not one per listed name; a half-copied file (an inode
+    of its own) is still caught."""
+    from relay.storage.store import check_listed_files
 
-
-def test_a_start_checks_file_sizes_on_the_store_thread(
-    store_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A start without a catalog lists an export once its manifest is parsed and its files are all
-    in its directory; their sizes are checked on the store's thread (a stat per file, most of a
-    first start at thousands of exports). A file of the wrong size takes the export out again,
-    keeps it out of the catalog, and it is listed once the file is right."""
-    from relay.contract import DistTable
-    from relay.storage.catalog import Catalog
-
-    good = write_export(store_dir, fake_sha(1), 1)
-    short = write_export(store_dir, fake_sha(2), 2)
-    wheel = store_dir / short.key / short.dists[0].filename
-    right = wheel.read_bytes()
-    wheel.write_bytes(right[:10])  # half copied
-    import threading
-
-    import relay.storage.store as store_module
-
-    checked_on: list[str] = []
-    real_check = store_module.check_listed_files
-
-    def recording_check(directory: Path, export):  # type: ignore[no-untyped-def]
-        checked_on.append(threading.current_thread().name)
-        return real_check(directory, export)
-
-    monkeypatch.setattr(store_module, "check_listed_files", recording_check)
-    store = DiskStore(store_dir, scan_interval=0, background_parse_bytes=1 << 20)
-    try:
-        with caplog.at_level(logging.WARNING, logger="relay.store"):
-            store.exports()
-            _store_thread_idle(store)
-            assert checked_on and all(n.startswith("relay-store-parse") for n in checked_on), checked_on
-            assert list(store.exports()) == [good.key]
-            store.exports()
-        messages = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
-        assert len(messages) == 1 and "10 bytes, the manifest says" in messages[0], messages
-        _store_thread_idle(store)
-        store.exports()
-        assert set(Catalog(store_dir).load(DistTable())) == {good.key}
-        wheel.write_bytes(right)
-        assert sorted(store.exports()) == sorted([good.key, short.key])
-        assert store.problems == {}
-    finally:
-        store.close_parser()
-    # The catalog has both now; a restart lists both from it.
-    assert set(Catalog(store_dir).load(DistTable())) == {good.key, short.key}
-
-
-def test_a_start_stopped_before_its_size_checks_records_every_checked_export(store_dir: Path) -> None:
-    """A relay stopped right after a first start (its size checks still queued on the store's thread)
-    runs them as it stops and records the exports, so the restart parses no manifest."""
-    from relay.contract import DistTable
-    from relay.storage.catalog import Catalog
-
-    keys = {write_export(store_dir, fake_sha(n), n).key for n in range(1, 6)}
-    store = DiskStore(store_dir, scan_interval=0, background_parse_bytes=1 << 20)
-    assert store._background is not None
-    gate = store._background.submit(time.sleep, 0.3)  # the size checks queue behind it
-    assert set(store.exports()) == keys
-    assert not gate.done()
-    store.close_parser()
-    catalog = Catalog(store_dir)
-    try:
-        assert set(catalog.load(DistTable())) == keys
-    finally:
-        catalog.close()
+    export = write_export(store_dir, fake_sha(1), 1)
+    copies = [tmp_path / f"copy-{n}" for n in range(3)]
+    for copy in copies:
+        shutil.copytree(store_dir / export.key, copy, copy_function=os.link)
+    sizes: dict[int, int] = {}
+    for directory in (store_dir / export.key, *copies):
+        check_listed_files(directory, export, sizes)
+    assert len(sizes) == 2 * len(export.dists)  # each distinct file once, not once per directory
+    half = tmp_path / "half"
+    shutil.copytree(store_dir / export.key, half)  # files of their own
+    wheel = half / export.dists[0].filename
+    wheel.write_bytes(wheel.read_bytes()[:10])
+    with pytest.raises(ContractError, match="10 bytes, the manifest says"):
+        check_listed_files(half, export, sizes)
 
 
 def test_a_pin_held_by_another_process_keeps_the_export(store_dir: Path) -> None:
@@ -399,9 +346,9 @@ def _scans(store: DiskStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     visited: list[str] = []
     load = store._load
 
-    def spy(entry: os.DirEntry[str], stamps: dict[str, tuple[int, ...]]) -> object:
+    def spy(entry: os.DirEntry[str], stamps: dict[str, tuple[int, ...]], sizes: dict[int, int] | None = None) -> object:
         visited.append(entry.name)
-        return load(entry, stamps)
+        return load(entry, stamps, sizes)
 
     monkeypatch.setattr(store, "_load", spy)
     return visited
