@@ -284,6 +284,8 @@ def check_listed_files(directory: Path, export: Export, sizes: dict[int, int] | 
         with os.scandir(directory) as listing:
             entries = {e.name: e for e in listing}
     except OSError as e:
+        if is_resource_error(e):
+            raise  # out of file descriptors for a moment: not the export's fault (the scan keeps it)
         raise ContractError(f"{directory}: cannot be listed ({e.strerror})") from None
     total = 0
     for dist in export.dists:

@@ -311,6 +311,24 @@ def test_a_scan_reads_each_hard_linked_file_size_once(store_dir: Path, tmp_path:
         check_listed_files(half, export, sizes)
 
 
+def test_out_of_file_descriptors_is_not_a_damaged_export(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file check lists the export's directory (a descriptor): running out of them for a moment
+    raises the OSError the scan keeps the last listing for, not a ContractError that drops the export."""
+    import errno
+
+    from relay.storage.store import check_listed_files
+
+    export = write_export(store_dir, fake_sha(1), 1)
+
+    def no_descriptors(path: object) -> object:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(os, "scandir", no_descriptors)
+    with pytest.raises(OSError) as raised:
+        check_listed_files(store_dir / export.key, export)
+    assert not isinstance(raised.value, ContractError) and raised.value.errno == errno.EMFILE
+
+
 def test_a_pin_held_by_another_process_keeps_the_export(store_dir: Path) -> None:
     import subprocess
     import sys
