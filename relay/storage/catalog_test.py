@@ -163,7 +163,6 @@ from pathlib import Path
 from relay.contract import DistTable
 from relay.storage.catalog import Catalog, Recorded
 from relay.storage.store import DiskStore
-from relay.storage.store_test import counted_reads
 root = Path(sys.argv[1])
 store = DiskStore(root, scan_interval=0, catalog=False)
 records = {k: Recorded(stamp=(1, 2, 3), export=s.export, size=s.size) for k, s in store.exports().items()}
