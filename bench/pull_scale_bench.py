@@ -319,7 +319,7 @@ def targets(data: dict[str, Any]) -> list[list[str]]:
         last = rows_[-1]
         # The first build on a daemon replaced in the background: a client waits for it.
         firsts = [float(r["commit_to_served_s"]) for r in rows_ if r["builds"] == 1 and r["recycles"] >= 1]
-        typical = statistics.median(float(r["commit_to_served_s"]) for r in rows_)
+        typical = float(followed["commit_to_served_s"]["median"])
         slow_first = [f for f in firsts if f > 2 * typical]
         rows.append([f"pull mode, {followed['targets']:,} targets: the warm builder over {len(rows_) + 1} builds "
                      "(memory; a daemon replacement never in a client's wait)",
