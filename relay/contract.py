@@ -187,9 +187,41 @@ class DistTable:
         # the store's catalog, which writes only those it knows) is still one object.
         self._by_value: weakref.WeakValueDictionary[tuple[object, ...], Dist] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()  # a store parses on a thread of its own too
+        # Entries parsed lately, by where they point (their wheel), with their JSON values and the
+        # Dist they made: an equal entry in the next manifest is that Dist without its canonical text
+        # made again (a third of a first start's parse; see `entry`). Emptied by `forget_recent`.
+        self._recent: dict[tuple[object, ...], tuple[dict[str, Any], tuple[object, ...], Dist]] = {}
 
     def __len__(self) -> int:
         return len(self._by_entry)
+
+    def entry(self, data: Any, export_version: str, fmt: int, where: str) -> Dist:
+        """The Dist of one parsed manifest entry (`dist` of its canonical text). An entry equal to
+        one parsed lately, the same keys in the same order and values equal and of the same types
+        (JSON's `1`, `1.0` and `true` compare equal in Python, and only one of them is a valid
+        size), is that entry's Dist: it would pass the same checks and make the same text."""
+        try:
+            key: tuple[object, ...] | None = (
+                fmt, export_version if fmt == FORMAT else "", data["filename"], data["sha256"]
+            )
+            recent = self._recent.get(key)  # type: ignore[arg-type]
+        except (TypeError, KeyError):  # not an object, no such fields, or unhashable values
+            key = recent = None
+        if recent is not None and recent[0] == data and recent[1] == _shape(data):
+            return recent[2]
+        found = self.dist(entry_text(data), data, export_version, fmt, where)
+        if key is not None:
+            with self._lock:
+                if len(self._recent) >= RECENT_ENTRIES:
+                    self._recent.clear()
+                self._recent[key] = (data, _shape(data), found)
+        return found
+
+    def forget_recent(self) -> None:
+        """Drop the entries kept for `entry` (a store calls this after a scan: the raw JSON of a
+        few thousand entries need not stay in memory until the next new manifest)."""
+        with self._lock:
+            self._recent = {}
 
     def dist(self, entry: str, data: Any, export_version: str, fmt: int, where: str) -> Dist:
         """The Dist of one manifest entry; `entry` is its canonical text (`entry_text`), `data` its
@@ -205,6 +237,15 @@ class DistTable:
                 found = self._by_value.setdefault(value, parsed)
                 self._by_entry[key] = found
         return found
+
+
+# Entries `DistTable.entry` keeps at most (a few exports' worth of a 10,000-dist monorepo).
+RECENT_ENTRIES = 32768
+
+
+def _shape(data: dict[str, Any]) -> tuple[object, ...]:
+    """An entry's keys in order, then its values' types: equal entries of one shape are the same JSON."""
+    return (*data, *map(type, data.values()))
 
 
 # json.dumps with these arguments makes an encoder per call: a third of the time of a call, which a
@@ -336,7 +377,7 @@ def parse_manifest(raw: bytes, where: str, table: DistTable | None = None) -> Ex
     if table is None:
         dists = [_parse_dist(d, version, fmt, where) for d in raw_dists]
     else:
-        dists = [table.dist(entry_text(d), d, version, fmt, where) for d in raw_dists]
+        dists = [table.entry(d, version, fmt, where) for d in raw_dists]
     return export_from_parts(header, dists, where)
 
 
@@ -386,6 +427,60 @@ def read_export(directory: Path, table: DistTable | None = None) -> Export:
             f"{manifest}: names commit {export.key!r} but lies in directory {directory.name!r}"
         )
     return export
+
+
+# How much of a manifest `read_header` reads: the top-level fields come first in what the exporters
+# of this repository write, a few hundred bytes.
+HEADER_BYTES = 64 * 1024
+# The fields that tell a ref's exports apart and order them (`recency`, `Export.branches`, ...).
+HEADER_ORDER_FIELDS = ("count", "commit_time", "dirty", "branches", "tags")
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def read_header(directory: Path) -> dict[str, Any] | None:
+    """The manifest's top-level fields that come before `dists`, read from its first bytes (at most
+    HEADER_BYTES) without parsing the dists: what a store needs to tell which exports are branch tips
+    before it reads them whole. None when that cannot be told so: the file is missing or not JSON
+    there, or HEADER_ORDER_FIELDS do not all come before `dists` (a writer of the contract may order
+    its keys as it likes). Nothing is validated: `read_export` does that."""
+    try:
+        with open(directory / MANIFEST, "rb") as f:
+            head = f.read(4096)
+            if len(head) == 4096:
+                found = _header(head)
+                if found is not None:
+                    return found
+                head += f.read(HEADER_BYTES - len(head))
+    except OSError:
+        return None
+    return _header(head)
+
+
+def _header(head: bytes) -> dict[str, Any] | None:
+    # A character cut at the end of the read is dropped; the fields before `dists` come before it.
+    text = head.decode("utf-8", "ignore")
+    header: dict[str, Any] = {}
+    space = _SPACE.match
+    try:
+        i = space(text).end()  # type: ignore[union-attr]
+        if text[i] != "{":
+            return None
+        i += 1
+        while True:
+            key, i = _DECODER.raw_decode(text, space(text, i).end())  # type: ignore[union-attr]
+            i = space(text, i).end()  # type: ignore[union-attr]
+            if not isinstance(key, str) or text[i] != ":":
+                return None
+            if key == "dists":
+                return header if all(k in header for k in HEADER_ORDER_FIELDS) else None
+            header[key], i = _DECODER.raw_decode(text, space(text, i + 1).end())  # type: ignore[union-attr]
+            i = space(text, i).end()  # type: ignore[union-attr]
+            if text[i] != ",":
+                return None  # the object ends with no `dists`: the parse says so
+            i += 1
+    except (ValueError, IndexError):
+        return None
 
 
 def recency(export: Export) -> tuple[int, str]:

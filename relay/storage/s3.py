@@ -486,6 +486,7 @@ class S3Store(Store):
                 return await self._load(key, fresh, entry)
 
         loaded = await asyncio.gather(*(load(key, entry) for key, entry in listed.items()))
+        self._table.forget_recent()  # the entries kept while this listing's manifests were read
         found = {key: stored for key, stored in zip(listed, loaded) if stored is not None}
         if found.keys() != self._exports.keys() or any(found[k] is not self._exports[k] for k in found):
             self._generation += 1

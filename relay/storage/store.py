@@ -20,12 +20,12 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncContextManager, AsyncIterator, BinaryIO, Callable, Iterable, Iterator, Mapping
+from typing import Any, AsyncContextManager, AsyncIterator, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 from cachetools import LRUCache
 
 from relay import resources
-from relay.contract import MANIFEST, ContractError, DistTable, Export, read_export
+from relay.contract import MANIFEST, ContractError, DistTable, Export, read_export, read_header
 from relay.locks import file_lock
 from relay.resources import is_resource_error
 from relay.storage.catalog import Catalog, Recorded, Unwritten
@@ -54,6 +54,14 @@ FULL_PASS_INTERVALS = 30
 # A store root changed this recently is listed again at the next scan too: a second change within
 # the file system's timestamp granularity can leave its mtime as it was.
 SETTLE_SECONDS = 2.0
+# A scan reads at most this many new manifests itself, besides branch tips (and manifests whose
+# header cannot be read alone); the store's thread reads the others, newest first, and the listing
+# shows them as they are read: a first start over thousands of exports without a catalog serves
+# its branches' tips within a second (docs/relay.md, "The catalog").
+FOREGROUND_PARSES = 16
+# Meanwhile the exports it lists are recorded in the catalog at most this often (a crash loses only
+# what a restart reads again).
+RECORD_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -194,6 +202,12 @@ class Store(ABC):
 
     async def refresh(self) -> None:
         """List the exports again now instead of at the next interval."""
+
+    @property
+    def reading(self) -> int:
+        """Exports found but not listed yet because their manifests are still being read (a first
+        start over a store without a catalog reads them in the background, tips first)."""
+        return 0
 
     def unavailable(self) -> str | None:
         """Why the store cannot serve files now (None: it can), from what the store already knows:
@@ -377,6 +391,14 @@ class DiskStore(Store):
         self._recorded: dict[str, Recorded] | None = None if catalog else {}
         # Exports parsed from their manifests and not yet in the catalog; keys the catalog has.
         self._unwritten = Unwritten()
+        # Reads queued on the store's thread (or made by a request instead) and not done, and the
+        # files' sizes by inode for their checks, while the queue lasts.
+        self._queued = 0
+        self._background_sizes: dict[int, int] = {}
+        self._recorded_at = float("-inf")
+        # What this scan parses in its caller (None: every manifest up to background_parse_bytes),
+        # see `_fill_order`: the manifests it must read whatever their size, and the others it may.
+        self._foreground: tuple[set[str], set[str]] | None = None
 
     # Listing.
 
@@ -428,12 +450,18 @@ class DiskStore(Store):
                 if listed else []
             )
             due = dict.fromkeys([*changed_dirs, *self._invalid, *self._recheck, *self._next_slice(elapsed)])
+        due = self._fill_order(due, entries)
         self._recheck = set()
         updates: dict[str, tuple[StoredExport, tuple[int, ...]] | None] = {}
         sizes: dict[int, int] = {}  # the files' sizes by inode, for this scan (see check_listed_files)
         for name in due:
             entry = entries.get(name)
             if entry is None:
+                continue
+            remembered = self._parsed.get(name)
+            if remembered is not None and isinstance(remembered[1], Future) and not remembered[1].done():
+                # Being read on the store's thread, which lists it: no system call here meanwhile
+                # (each one would wait for that thread to let go of the GIL, milliseconds apiece).
                 continue
             previous = self._exports.get(name)
             stamps: dict[str, tuple[int, ...]] = {}
@@ -478,7 +506,55 @@ class DiskStore(Store):
             self._stamps = stamps
             self._generation += 1
         if updates or gone or self._unwritten.rows:
-            self._record(self._exports)
+            # While the store's thread reads a queue (a first start), its exports are recorded
+            # every few seconds, not at every request's scan (a write each).
+            if updates or gone or not self._queued or time.monotonic() - self._recorded_at > RECORD_SECONDS:
+                self._record(self._exports)
+        self._foreground = None
+        if updates and not self._queued:
+            self._table.forget_recent()
+
+    def _fill_order(self, due: Iterable[str], entries: Mapping[str, os.DirEntry[str]]) -> list[str]:
+        """The names to scan, in the order to read them, and which of them this scan reads itself
+        (`_foreground`). When more than FOREGROUND_PARSES are new (never read, no catalog row: a
+        first start, or a store filled while no relay ran), their headers are read first (a few KB
+        each, `read_header`): this scan reads the tip of every branch they name, the manifests
+        whose header could not be read so (no order can be told for them) and the newest
+        FOREGROUND_PARSES others; the store's thread reads the rest, tagged exports first, then
+        newest first. So a branch is served at its tip from the first page on, and its older
+        versions join its pages as they are read."""
+        names = list(due)
+        self._foreground = None
+        if self._background is None:
+            return names
+        recorded = self._recorded or {}
+        new = [n for n in names if n in entries and n not in self._exports and n not in recorded
+               and n not in self._parsed]
+        if len(new) <= FOREGROUND_PARSES:
+            return names
+        headers = {n: read_header(Path(entries[n].path)) for n in new}
+        order = sorted(new, key=lambda n: _header_recency(headers[n]), reverse=True)
+        tips: dict[str, str] = {}
+        for name in order:  # newest first: the first export naming a branch is its tip
+            header = headers[name]
+            if header is not None and header.get("dirty") is False:
+                for branch in _header_names(header, "branches"):
+                    tips.setdefault(branch, name)
+        # Tips and manifests of unknown order are read here even when large (on the store's thread
+        # a branch's page would have no export for as long); the newest others only when small.
+        must = {*tips.values(), *(n for n in new if headers[n] is None)}
+        may = set(order[:FOREGROUND_PARSES])
+        self._foreground = (must, may)
+        rest = [n for n in order if n not in must and n not in may]
+        tagged = [n for n in rest if _header_names(headers[n], "tags")]
+        untagged = [n for n in rest if not _header_names(headers[n], "tags")]
+        known = set(new)
+        return [
+            *(n for n in order if n in must or n in may),
+            *(n for n in names if n not in known),
+            *tagged,
+            *untagged,
+        ]
 
     def _list_root(self, force: bool) -> bool | None:
         """List the store root if it changed since the last listing (or `force`): True if listed,
@@ -523,6 +599,7 @@ class DiskStore(Store):
         the ones gone out. One transaction; another process writing it means next time."""
         if self._catalog is None:
             return
+        self._recorded_at = time.monotonic()
         due = self._unwritten.due(found)
         if due is not None and self._catalog.write(*due):
             self._unwritten.written(*due)
@@ -599,17 +676,21 @@ class DiskStore(Store):
         """
         remembered = self._parsed.get(name)
         if remembered is None or remembered[0] != stamp:
-            if self._background is not None and size > self.background_parse_bytes:
-                future = self._background.submit(read_export, directory, self._table)
-                # The next scan picks the result up; do not wait for the interval to pass.
-                future.add_done_callback(lambda _: self._rescan_soon())
+            if self._foreground is None:
+                in_background = size > self.background_parse_bytes
+            else:
+                must, may = self._foreground
+                in_background = name not in must and (name not in may or size > self.background_parse_bytes)
+            if self._background is not None and in_background:
+                future = self._background.submit(self._read_in_background, name, directory, stamp)
+                self._queue(future)
                 remembered = (stamp, future)
             else:
                 remembered = (stamp, _outcome(read_export, directory, self._table))
             self._parsed[name] = remembered
         outcome = remembered[1]
         if isinstance(outcome, Future):
-            if not outcome.done():
+            if not outcome.done() or outcome.cancelled():  # cancelled: the store is being closed
                 return None
             outcome = _outcome(outcome.result)
             self._parsed[name] = (stamp, outcome)
@@ -617,6 +698,52 @@ class DiskStore(Store):
             self._report(name, f"skipping export: {outcome}")
             return None
         return outcome
+
+    def _read_in_background(self, name: str, directory: Path, stamp: tuple[int, ...]) -> Export:
+        """`read_export` on the store's thread, then the export's files checked and the export
+        listed from here: a scan on another thread picks up only what failed (and reports it), so
+        the scans a first start's requests make meanwhile cost no system call per export read."""
+        try:
+            export = read_export(directory, self._table)
+        except ContractError:
+            self._rescan_soon()  # the scan reports it
+            raise
+        try:
+            size = self._check_files(directory, export, self._background_sizes)
+        except (ContractError, OSError):
+            self._rescan_soon()  # the scan checks again, and reports it or keeps its last listing
+            return export
+        with self._lock:
+            entry = self._entries.get(name)
+            remembered = self._parsed.get(name)
+            if entry is None or entry.inode() != stamp[0] or remembered is None or remembered[0] != stamp:
+                self._rescan_soon()  # removed or replaced meanwhile: the scan decides
+                return export
+            if self._stamps.get(name) != stamp:
+                self._exports = {**self._exports, name: StoredExport(export=export, size=size)}
+                self._stamps = {**self._stamps, name: stamp}
+                self._generation += 1
+                if self._catalog is not None:
+                    self._unwritten.note(name, Recorded(stamp=stamp, export=export, size=size))
+            self._invalid.discard(name)
+            self._reported.resolve(name)
+        return export
+
+    def _queue(self, future: Future[Export]) -> None:
+        """Count a read on the store's thread (or one a request made instead, `_listed`) until done."""
+        with self._lock:
+            self._queued += 1
+        future.add_done_callback(self._dequeue)
+
+    def _dequeue(self, _: Future[Export]) -> None:
+        with self._lock:
+            self._queued -= 1
+            if not self._queued:
+                # The queue is done: no size nor parsed entry is kept for the next one, and what it
+                # listed goes into the catalog at the next scan.
+                self._background_sizes = {}
+                self._table.forget_recent()
+                self._rescan_soon()
 
     def _check_recorded(self, name: str, directory: Path, stamp: tuple[int, ...], export: Export) -> None:
         """A listed export from the catalog whose files turn out incomplete is read again from its
@@ -638,6 +765,9 @@ class DiskStore(Store):
         if self._background is not None:
             self._background.shutdown(wait=True, cancel_futures=True)
         if self._catalog is not None:
+            with self._lock:
+                if self._unwritten.rows:
+                    self._record(self._exports)  # what the store's thread listed since the last write
             self._catalog.close()
 
     async def close(self) -> None:
@@ -667,6 +797,10 @@ class DiskStore(Store):
         except OSError as e:
             raise ContractError(f"{directory / MANIFEST}: cannot be read ({e.strerror})") from None
         return export.size(manifest_bytes)
+
+    @property
+    def reading(self) -> int:
+        return self._queued
 
     @property
     def problems(self) -> Mapping[str, str]:
@@ -876,10 +1010,26 @@ class DiskStore(Store):
             return found
         with self._lock:
             remembered = self._parsed.get(key)
-        if remembered is None or not isinstance(remembered[1], Future):
-            return None
-        with contextlib.suppress(Exception):  # the scan reports a bad manifest
-            await asyncio.wrap_future(remembered[1])
+            if remembered is None or not isinstance(remembered[1], Future):
+                return None
+            future = remembered[1]
+            # Still queued behind others (a first start reading the store): read it now instead,
+            # into a future of its own that the scans wait for as they would for the queued one.
+            now = future.cancel()
+            if now:
+                future = Future()
+                self._queue(future)
+                self._parsed[key] = (remembered[0], future)
+        if now:
+            try:
+                future.set_result(await asyncio.get_running_loop().run_in_executor(
+                    None, self._read_in_background, key, self.root / key, remembered[0]
+                ))
+            except Exception as e:  # the scan reports it, as it does a queued parse's
+                future.set_exception(e)
+        else:
+            with contextlib.suppress(Exception):  # the scan reports a bad manifest
+                await asyncio.wrap_future(future)
         self._rescan_soon()
         return self.exports().get(key)
 
@@ -1005,6 +1155,23 @@ class DiskStore(Store):
                 and now - entry.stat(follow_symlinks=False).st_mtime > STALE_STAGING_SECONDS
             ):
                 shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _header_recency(header: Mapping[str, Any] | None) -> tuple[int, str]:
+    """`relay.contract.recency` from a manifest's header, as far as it can be told (unread last)."""
+    if header is None:
+        return (-1, "")
+    count, time_ = header.get("count"), header.get("commit_time")
+    return (
+        count if isinstance(count, int) and not isinstance(count, bool) else -1,
+        time_ if isinstance(time_, str) else "",
+    )
+
+
+def _header_names(header: Mapping[str, Any] | None, key: str) -> list[str]:
+    """The branches or tags a manifest's header names (none if it names them wrongly)."""
+    names = None if header is None else header.get(key)
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
 
 
 def _outcome(parse: Callable[..., Export], *args: object) -> Export | ContractError:

@@ -218,7 +218,7 @@ def test_the_scan_skips_what_it_cannot_read_and_follows_nothing_outside(
     assert linked.key in capsys.readouterr().out
 
 
-def _big_manifest(directory: Path, valid: bool) -> None:
+def big_manifest(directory: Path, valid: bool) -> None:
     """Pad a manifest to 4.5 MB (unknown fields are allowed); invalid: a bad field at the end."""
     manifest = directory / MANIFEST
     data = json.loads(manifest.read_text())
@@ -245,7 +245,7 @@ def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_a_bad_manifest_is_parsed_once_per_change(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bad = write_export(store_dir, fake_sha(1), 1)
-    _big_manifest(store_dir / bad.key, valid=False)
+    big_manifest(store_dir / bad.key, valid=False)
     reads = counted_reads(monkeypatch)
     store = DiskStore(store_dir, scan_interval=0)
     for _ in range(5):
@@ -265,7 +265,7 @@ def test_large_manifests_are_parsed_off_the_calling_thread(store_dir: Path, monk
 
     good = write_export(store_dir, fake_sha(1), 1)
     big = write_export(store_dir, fake_sha(2), 2)
-    _big_manifest(store_dir / big.key, valid=True)
+    big_manifest(store_dir / big.key, valid=True)
     threads: list[str] = []
     real_read = store_module.read_export
 
@@ -440,7 +440,7 @@ def test_a_published_large_manifest_is_listed_at_once_and_parsed_once(
     try:
         assert store.exports() == {}
         export = write_export(tmp_path / "built", fake_sha(7), 7)
-        _big_manifest(tmp_path / "built" / export.key, valid=True)
+        big_manifest(tmp_path / "built" / export.key, valid=True)
         store.publish_now(tmp_path / "built" / export.key)
         assert export.key in store.exports()
         time.sleep(0.2)  # a parse on the store's thread, if one had been started, would be done
@@ -460,7 +460,7 @@ async def test_a_commit_another_worker_published_is_found_while_its_manifest_is_
     try:
         assert this_worker.exports() == {}
         export = write_export(tmp_path / "built", fake_sha(8), 8)
-        _big_manifest(tmp_path / "built" / export.key, valid=True)
+        big_manifest(tmp_path / "built" / export.key, valid=True)
         other_worker.publish_now(tmp_path / "built" / export.key)
         found = await this_worker.find(export.key)
         assert found is not None and found.export.sha == export.sha

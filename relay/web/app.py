@@ -75,7 +75,13 @@ async def _evict(app: web.Application) -> None:
 async def _background(app: web.Application) -> AsyncIterator[None]:
     await app[STORE].start()
     # Counted after the first listing (an object store lists only now, not at the start-up check).
-    logger.info("%s: %d exports", app[STORE].description, len(app[STORE].exports()))
+    store = app[STORE]
+    listed = len(store.exports())
+    if store.reading:
+        logger.info("%s: %d exports, %d more being read (listed as they are read)", store.description, listed,
+                    store.reading)
+    else:
+        logger.info("%s: %d exports", store.description, listed)
     # Eviction must not stop at an error: the next round retries.
     tasks = [asyncio.ensure_future(forever("eviction", lambda: _evict(app), app[SETTINGS].evict_interval, logger))]
     if app[REFS].git is not None:

@@ -22,6 +22,8 @@ async def health(request: web.Request) -> web.Response:
     body: dict[str, object] = {
         "status": "ok",
         "exports": len(request.app[STORE].exports()),
+        # Found but not listed yet: a first start over a store without a catalog reads them after the tips.
+        "reading": request.app[STORE].reading,
         "building": [b["sha"] for b in builds],
         "builds": builds,
     }
