@@ -59,6 +59,9 @@ S3_PREVIOUS = "45087ab"
 # The relay whose first start without a catalog checked every listed file's size before listing
 # an export (a stat per file): its first start is measured at the largest size, in the same run.
 FIRST_START_BEFORE = "fcc5e2f"
+# The relay whose first start without a catalog read every manifest before its first page (this part
+# measures the one that serves the tips first and reads the rest while serving against it).
+READ_ALL_FIRST = "5bdd3ae"
 
 
 def _store(work: Path, dists: int, exports: int, log: Callable[[str], None]) -> Path:
@@ -223,6 +226,45 @@ def _serve(name: str, code: Path, store: Path | str, work: Path, first_path: str
         time.sleep(0.02)
 
 
+def _first_page_version(port: int, path: str) -> str:
+    """The newest version a branch page lists (PEP 691 JSON)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.request("GET", path, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    response = conn.getresponse()
+    body = json.loads(response.read())
+    conn.close()
+    return str(body["versions"][-1])
+
+
+def _while_reading(port: int, started: float, tip: str, projects: list[str],
+                   timeout: float) -> tuple[float, dict[str, Any] | None]:
+    """Until `/-/health` says every export is listed: the time since the process started, and the
+    latency of the tip's pages asked meanwhile (one client, the projects in turn; None if it was
+    listed at once). A relay without `reading` in its health (the relays before) listed all first."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    times: list[float] = []
+    i = 0
+    while True:
+        conn.request("GET", "/-/health")
+        reading = json.loads(conn.getresponse().read()).get("reading", 0)
+        if not reading:
+            break
+        if time.monotonic() - started > timeout:
+            raise BenchError(f"still reading {reading} manifests after {timeout} s")
+        status, seconds = _get(conn, f"/{tip}/simple/{projects[i % len(projects)]}/")
+        if status != 200:
+            raise BenchError(f"tip page while reading: {status}")
+        times.append(seconds * 1000)
+        i += 1
+    conn.close()
+    listed = time.monotonic() - started
+    if not times:
+        return listed, None
+    times.sort()
+    return listed, {"p50_ms": times[len(times) // 2], "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
+                    "summary": summarize(times)}
+
+
 def _sweep(port: int, tip: str, projects: list[str], wheels: list[str],
            routes: tuple[str, ...] = ("tip index page", "branch index page", "wheel")) -> dict[str, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
@@ -265,6 +307,7 @@ def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], reque
     before = _before(work)
     previous = _before(work, PREVIOUS) if previous_sizes else None
     first_start_before = _before(work, FIRST_START_BEFORE)
+    read_all_first = _before(work, READ_ALL_FIRST)
     rng = random.Random(24)
     rows: list[dict[str, Any]] = []
     for n in sizes:
@@ -274,10 +317,13 @@ def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], reque
         wheels = rng.sample(tip_files, min(requests, len(tip_files)))
         projects = sorted({w.split("-", 1)[0].replace("_", "-") for w in wheels})
         first_path = f"/main/simple/{projects[0]}/"
+        tip_manifest = json.loads((store / tip / "manifest.json").read_text())
+        tip_versions = {d["project"]: d["version"] for d in tip_manifest["dists"]}
         store_bytes = sum(f.stat().st_size for f in (store / tip).iterdir() if f.is_file())
         variants = [("no catalog (first start)", ROOT, True), ("catalog (restart)", ROOT, False)]
         if n == max(sizes):
             variants.insert(0, (f"first start before ({FIRST_START_BEFORE})", first_start_before, True))
+            variants.insert(1, (f"first start reading all first ({READ_ALL_FIRST})", read_all_first, True))
         if n in before_sizes:
             variants.append((f"before ({BEFORE})", before, False))
         if previous is not None and n in previous_sizes:
@@ -286,21 +332,33 @@ def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], reque
             if drop_catalog:
                 for suffix in ("", "-journal", "-wal", "-shm"):
                     Path(f"{store / CATALOG}{suffix}").unlink(missing_ok=True)
-            name = f"relay-{n}-{variant.split()[0]}"
+            name = f"relay-{n}-{variant.split()[0]}-{variant.split()[-1].strip('()')}"
             log(f"month: {n} exports, {variant}: starting")
             load = os.getloadavg()[0]
+            started = time.monotonic()
             server, port, startup = _serve(name, code, store, work, first_path, timeout=1800)
             try:
                 rss_first = proc_rss_mb(server.pid)
+                # The first page must be the tip's: a relay serving before it read everything must
+                # still serve the branch at its tip.
+                shown = _first_page_version(port, first_path)
+                if shown != tip_versions[projects[0]]:
+                    raise BenchError(f"{variant}: the first page's newest version is {shown}, "
+                                     f"the tip's is {tip_versions[projects[0]]}")
+                listed_s, while_reading = _while_reading(port, started, tip, projects, timeout=1800)
                 latency = _sweep(port, tip, projects, wheels)
                 rss_after = proc_rss_mb(server.pid)
             finally:
                 server.stop()
             row = {"exports": n, "dists": dists, "relay": variant, "startup_s": startup, "load": load,
+                   "all_listed_s": listed_s, "while_reading": while_reading,
                    "rss_first_page_mb": rss_first["rss"], "rss_after_mb": rss_after["rss"],
                    "peak_rss_mb": rss_after["peak"], "latency": latency, "export_bytes": store_bytes}
             rows.append(row)
-            log(f"month: {n} exports, {variant}: first page after {startup:.2f} s, RSS {rss_first['rss']:.0f} MB, "
+            during = "" if while_reading is None else (
+                f"; tip pages meanwhile p50 {while_reading['p50_ms']:.1f} ms, p99 {while_reading['p99_ms']:.1f} ms")
+            log(f"month: {n} exports, {variant}: first page after {startup:.2f} s (the tip's), all listed after "
+                f"{listed_s:.2f} s{during}, RSS {rss_first['rss']:.0f} MB, "
                 f"{rss_after['rss']:.0f} MB after {len(projects)} projects x 3 routes x 2")
         if store != full:
             shutil.rmtree(store, ignore_errors=True)
@@ -315,7 +373,8 @@ def run(dists: int, sizes: tuple[int, ...], before_sizes: tuple[int, ...], reque
 
 def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..., str]) -> list[str]:
     d = payload["data"]
-    header = ["exports", "relay", "first page (s)", "RSS after it (MB)", "RSS after the sweep (MB)",
+    header = ["exports", "relay", "first page (s)", "all listed (s)", "tip page while reading p50 / p99 (ms)",
+              "RSS after it (MB)", "RSS after the sweep (MB)",
               "tip page p50 / p99 (ms)", "branch page first p50 / p99 (ms)", "branch page again p50 / p99 (ms)",
               "wheel p50 / p99 (ms)"]
 
@@ -324,7 +383,10 @@ def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..
         return f"{entry['p50_ms']:.1f} / {entry['p99_ms']:.1f}"
 
     rows = [[str(r["exports"]), r["relay"] + (f" (load {r['load']:.1f})" if "load" in r else ""),
-             f"{r['startup_s']:.2f}", f"{r['rss_first_page_mb']:.0f}",
+             f"{r['startup_s']:.2f}", f"{r['all_listed_s']:.2f}" if "all_listed_s" in r else "n/a",
+             "n/a" if not r.get("while_reading") else
+             f"{r['while_reading']['p50_ms']:.1f} / {r['while_reading']['p99_ms']:.1f}",
+             f"{r['rss_first_page_mb']:.0f}",
              f"{r['rss_after_mb']:.0f}", lat(r, "tip index page, again"), lat(r, "branch index page, first"),
              lat(r, "branch index page, again"), lat(r, "wheel, again")] for r in d["rows"]]
     catalog = f"{d['catalog_bytes'] / 1e6:.1f} MB" if d.get("catalog_bytes") else "n/a"
@@ -361,7 +423,9 @@ def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..
         f"wheels hard-linked; written in {d['write_seconds']:.0f} s), the smaller stores hard-linked copies of "
         "the first N. One relay at a time, `serve --store DIR` (push mode: `main` from the manifests, so "
         "`/main/simple/<project>/` lists the project over every export). First page: from the process's start "
-        "to the first 200 of a branch page (polled every 20 ms). Latency: one keep-alive client, "
+        "to the first 200 of a branch page (polled every 20 ms), checked to list the tip's version. All listed: "
+        "until `/-/health` counts no manifest still being read (a first start serves the tips first and reads "
+        "the rest while serving), with the tip's pages asked meanwhile by one client. Latency (after that): one keep-alive client, "
         f"{d['requests']} projects of the tip's index, of the branch index (rendered over every export the "
         "first time) and their wheels, then the same again. The floor is the relay before the catalog and "
         f"shared dists (`{d['before']}`), at the sizes it can afford. The catalog at "
@@ -390,11 +454,17 @@ def targets(d: dict[str, Any]) -> list[list[str]]:
     add(f"relay over {n:,} exports of {d['dists']:,} dists (one changed per export): resident memory <= 300 MB",
         f"{restart['rss_after_mb']:.0f} MB after a restart, {first['rss_after_mb']:.0f} MB after a first start "
         "(after the latency sweep)", worst_rss <= 300)
-    first_before = next((r for r in rows if r["relay"].startswith("first start before")), None)
-    before_text = "" if first_before is None else f", {first_before['startup_s']:.1f} s for the relay before, same run"
+    read_all = next((r for r in rows if r["relay"].startswith("first start reading all first")), None)
+    before_text = "" if read_all is None else (
+        f"; the relay that read every manifest before serving: {read_all['startup_s']:.1f} s, same run")
+    during = "" if not first.get("while_reading") else (
+        f", the tip's pages meanwhile p50 {first['while_reading']['p50_ms']:.1f} ms, "
+        f"p99 {first['while_reading']['p99_ms']:.0f} ms")
+    listed = "" if "all_listed_s" not in first else f"; every export listed after {first['all_listed_s']:.1f} s{during}"
     add(f"relay over {n:,} exports: start-up (first page served) <= 3 s",
-        f"{restart['startup_s']:.2f} s with the catalog (every restart); {first['startup_s']:.1f} s building it "
-        f"(once per store{before_text}): **missed** for a first start", restart["startup_s"] <= 3)
+        f"{restart['startup_s']:.2f} s with the catalog (every restart); {first['startup_s']:.2f} s on a first start "
+        f"(no catalog: the branch at its tip, the rest read while serving{listed}{before_text})",
+        max(restart["startup_s"], first["startup_s"]) <= 3)
     floor_n = max(d["before_sizes"], default=None)
     floor = next((r for r in d["rows"] if r["exports"] == floor_n and r["relay"].startswith("before")), None)
     if floor is not None:
