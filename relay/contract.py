@@ -432,6 +432,7 @@ def read_export(directory: Path, table: DistTable | None = None) -> Export:
 # How much of a manifest `read_header` reads: the top-level fields come first in what the exporters
 # of this repository write, a few hundred bytes.
 HEADER_BYTES = 64 * 1024
+HEADER_FIRST_BYTES = 4096  # read first: enough unless a commit is on hundreds of branches or tags
 # The fields that tell a ref's exports apart and order them (`recency`, `Export.branches`, ...).
 HEADER_ORDER_FIELDS = ("count", "commit_time", "dirty", "branches", "tags")
 _DECODER = json.JSONDecoder()
@@ -446,18 +447,19 @@ def read_header(directory: Path) -> dict[str, Any] | None:
     its keys as it likes). Nothing is validated: `read_export` does that."""
     try:
         with open(directory / MANIFEST, "rb") as f:
-            head = f.read(4096)
-            if len(head) == 4096:
-                found = _header(head)
+            head = f.read(HEADER_FIRST_BYTES)
+            if len(head) == HEADER_FIRST_BYTES:
+                found = parse_header(head)
                 if found is not None:
                     return found
                 head += f.read(HEADER_BYTES - len(head))
     except OSError:
         return None
-    return _header(head)
+    return parse_header(head)
 
 
-def _header(head: bytes) -> dict[str, Any] | None:
+def parse_header(head: bytes) -> dict[str, Any] | None:
+    """`read_header` of a manifest's first bytes (as an object store's ranged read returns them)."""
     # A character cut at the end of the read is dropped; the fields before `dists` come before it.
     text = head.decode("utf-8", "ignore")
     header: dict[str, Any] = {}

@@ -27,7 +27,7 @@ def open_store(
 
         return S3Store(
             S3Location.parse(spec), lease_seconds=lease_seconds or LEASE_SECONDS,
-            catalog_dir=work_dir if catalog else None,
+            catalog_dir=work_dir if catalog else None, read_tips_first=catalog,
         )
     if "://" in spec:
         raise StoreConfigError(f"--store {spec!r}: only directories and s3://BUCKET/PREFIX are supported")

@@ -50,10 +50,21 @@ from cachetools import TTLCache
 
 from relay.storage.bucket import Bucket, S3Location, error_code, http_status, missing, precondition_failed
 from relay.storage.leases import LEASES, Lease
-from relay.contract import MANIFEST, ContractError, DistTable, Export, parse_manifest, read_export
+from relay.contract import (
+    HEADER_BYTES,
+    HEADER_FIRST_BYTES,
+    MANIFEST,
+    ContractError,
+    DistTable,
+    Export,
+    parse_header,
+    parse_manifest,
+    read_export,
+)
 from relay.storage.catalog import SHARED_NAME, Catalog, Recorded, Unwritten
 from relay.storage.store import (
     CHUNK_BYTES,
+    FOREGROUND_PARSES,
     TOUCH_INTERVAL_SECONDS,
     Blob,
     EvictionPolicy,
@@ -64,6 +75,7 @@ from relay.storage.store import (
     StoredExport,
     StoreUnavailable,
     check_listed_files,
+    read_order,
     to_evict,
 )
 from relay.upkeep import Problems, forever
@@ -164,7 +176,12 @@ class S3Store(Store):
         timeout_seconds: float = 10.0,
         poll_seconds: float = 1.0,
         catalog_dir: Path | None = None,
+        read_tips_first: bool = False,
     ) -> None:
+        """`read_tips_first`: a listing with more than FOREGROUND_PARSES manifests never read
+        (a new replica over a bucket no replica shared a catalog of) reads the branches' tips and
+        the newest before it returns, and the rest while the replica serves (`_defer`); False
+        (`check`): every listing reads every new manifest before it returns."""
         self.location = location
         self.scan_interval = scan_interval
         self.replica = replica or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -212,6 +229,10 @@ class S3Store(Store):
         self._catalog_changed = False
         # Manifests read (GET) and parsed since the store was made.
         self.manifests_read = 0
+        # Manifests a listing left to read while serving (key -> as listed), and what reads them.
+        self.read_tips_first = read_tips_first
+        self._filling: dict[str, _Listed] = {}
+        self._fill_tasks: set[asyncio.Future[None]] = set()
 
     # Keys in the bucket.
 
@@ -380,16 +401,18 @@ class S3Store(Store):
         return len(legacy)
 
     async def close(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._fill_tasks]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._fill_tasks, return_exceptions=True)
         self._tasks = []
         if self._catalog is not None:
             if self._recording is not None:
                 await asyncio.gather(self._recording, return_exceptions=True)
                 self._recording = None
-            if self._last_found is not None:  # rows a busy catalog or a write under way left
-                await self._record(self._last_found, share=False)
+            if self._last_found is not None:
+                # Rows a busy catalog or a write under way left, and what was read since the last
+                # listing (while serving, or asked for by its sha).
+                await self._record(self._exports, share=False)
             if self._catalog_changed and self.bucket.client is not None:
                 # A replica that stops leaves what it read for the next new one.
                 await self._share_catalog(now=True)
@@ -417,6 +440,10 @@ class S3Store(Store):
 
     def exports(self) -> Mapping[str, StoredExport]:
         return self._exports
+
+    @property
+    def reading(self) -> int:
+        return len(self._filling)
 
     @property
     def problems(self) -> Mapping[str, str]:
@@ -466,6 +493,9 @@ class S3Store(Store):
         unstored = await asyncio.get_running_loop().run_in_executor(
             None, lambda: {key: self._unstored(row.export) for key, row in rows.items()}
         ) if rows else {}
+        for key in [k for k, e in self._filling.items() if listed.get(k) != e]:
+            del self._filling[key]  # gone or rewritten since it was left for later: read as listed now
+        deferred = await self._defer(listed, rows)
 
         async def load(key: str, entry: _Listed) -> StoredExport | None:
             previous = self._exports.get(key)
@@ -473,6 +503,8 @@ class S3Store(Store):
                 if key not in self._unwritten.keys:  # found by `find` (a HEAD), not recorded yet
                     self._note(key, entry, previous)
                 return previous
+            if key in self._filling:
+                return None  # read while serving (`_fill`)
             row = recorded.pop(key, None)
             if row is not None and key in unstored and unstored[key] is None:
                 self._reported.resolve(key)
@@ -486,8 +518,13 @@ class S3Store(Store):
                 return await self._load(key, fresh, entry)
 
         loaded = await asyncio.gather(*(load(key, entry) for key, entry in listed.items()))
-        self._table.forget_recent()  # the entries kept while this listing's manifests were read
+        if not self._filling:
+            self._table.forget_recent()  # the entries kept while this listing's manifests were read
         found = {key: stored for key, stored in zip(listed, loaded) if stored is not None}
+        for key, stored in self._exports.items():
+            # Read meanwhile (while serving, or asked for by its sha) and still listed so: kept.
+            if key not in found and key in listed and self._listed.get(key) == listed[key]:
+                found[key] = stored
         if found.keys() != self._exports.keys() or any(found[k] is not self._exports[k] for k in found):
             self._generation += 1
         self._exports = found
@@ -499,6 +536,73 @@ class S3Store(Store):
             # On the side: a new replica's first listing records every manifest (seconds at 1,500),
             # which no page waits for. Rows left while one is written go with the next listing's.
             self._recording = asyncio.ensure_future(self._record(found))
+        if deferred:
+            task = asyncio.ensure_future(self._fill([(key, listed[key]) for key in deferred]))
+            self._fill_tasks.add(task)
+            task.add_done_callback(self._fill_tasks.discard)
+
+    async def _defer(self, listed: Mapping[str, _Listed], rows: Mapping[str, Recorded]) -> list[str]:
+        """The manifests this listing leaves to read while the replica serves, in the order to read
+        them (and now in `_filling`). With more than FOREGROUND_PARSES never read (no export, no
+        catalog row), the first bytes of each are read (a ranged GET: the fields before `dists`)
+        and the listing reads the tip of every branch they name, the newest and those whose fields
+        cannot be read alone (`store.read_order`), as the directory store does."""
+        new = [
+            key for key, entry in listed.items()
+            if key not in rows and key not in self._filling
+            and not (key in self._exports and self._listed.get(key) == entry)
+        ]
+        if not self.read_tips_first or len(new) <= FOREGROUND_PARSES:
+            return []
+        slots = asyncio.Semaphore(READS_AT_ONCE * 4)
+
+        async def header(key: str) -> dict[str, Any] | None:
+            what = f"reading the start of {self._manifest_key(key)}"
+            async with slots:
+                head = await self.bucket.get_start(self._manifest_key(key), HEADER_FIRST_BYTES, what)
+                found = None if head is None else parse_header(head)
+                if found is None and head is not None and len(head) == HEADER_FIRST_BYTES:
+                    head = await self.bucket.get_start(self._manifest_key(key), HEADER_BYTES, what)
+                    found = None if head is None else parse_header(head)
+            return found
+
+        headers = dict(zip(new, await asyncio.gather(*(header(key) for key in new))))
+        _, _, later = read_order(headers, FOREGROUND_PARSES)
+        for key in later:
+            self._filling[key] = listed[key]
+        if later:
+            logger.info("%s: %d manifests never read: the branches' tips and the newest first, %d more "
+                        "while serving", self.location, len(new), len(later))
+        return later
+
+    async def _fill(self, queue: list[tuple[str, _Listed]]) -> None:
+        """Read what a listing left for later (`_defer`), in its order, listing each once read; one
+        that fails to read is left to the next listing."""
+        fresh = [False]
+        reads = asyncio.Semaphore(READS_AT_ONCE)
+
+        async def one(key: str, entry: _Listed) -> None:
+            async with reads:
+                if self._filling.get(key) != entry:
+                    return  # read by `find`, or gone or rewritten since
+                try:
+                    stored = await self._load(key, fresh, entry)
+                finally:
+                    if self._filling.get(key) == entry:
+                        del self._filling[key]
+            if stored is not None and key not in self._exports:
+                self._exports = {**self._exports, key: stored}
+                self._listed = {**self._listed, key: entry}
+                self._generation += 1
+
+        try:
+            await asyncio.gather(*(one(key, entry) for key, entry in queue), return_exceptions=True)
+        finally:
+            for key, entry in queue:
+                if self._filling.get(key) == entry:
+                    del self._filling[key]  # cancelled: the next listing reads it
+            if not self._filling:
+                self._table.forget_recent()
 
     # The catalog.
 
@@ -623,6 +727,7 @@ class S3Store(Store):
             return None
         stored = await self._load(key)
         if stored is not None and key not in self._exports:
+            self._filling.pop(key, None)  # asked for while it waited to be read: read now
             self._exports = {**self._exports, key: stored}
             self._listed = {**self._listed, key: _Listed(
                 head["ETag"], head["LastModified"].timestamp(), int(head["ContentLength"]))}

@@ -532,29 +532,12 @@ class DiskStore(Store):
                and n not in self._parsed]
         if len(new) <= FOREGROUND_PARSES:
             return names
-        headers = {n: read_header(Path(entries[n].path)) for n in new}
-        order = sorted(new, key=lambda n: _header_recency(headers[n]), reverse=True)
-        tips: dict[str, str] = {}
-        for name in order:  # newest first: the first export naming a branch is its tip
-            header = headers[name]
-            if header is not None and header.get("dirty") is False:
-                for branch in _header_names(header, "branches"):
-                    tips.setdefault(branch, name)
         # Tips and manifests of unknown order are read here even when large (on the store's thread
         # a branch's page would have no export for as long); the newest others only when small.
-        must = {*tips.values(), *(n for n in new if headers[n] is None)}
-        may = set(order[:FOREGROUND_PARSES])
+        must, may, rest = read_order({n: read_header(Path(entries[n].path)) for n in new}, FOREGROUND_PARSES)
         self._foreground = (must, may)
-        rest = [n for n in order if n not in must and n not in may]
-        tagged = [n for n in rest if _header_names(headers[n], "tags")]
-        untagged = [n for n in rest if not _header_names(headers[n], "tags")]
         known = set(new)
-        return [
-            *(n for n in order if n in must or n in may),
-            *(n for n in names if n not in known),
-            *tagged,
-            *untagged,
-        ]
+        return [*(n for n in new if n in must or n in may), *(n for n in names if n not in known), *rest]
 
     def _list_root(self, force: bool) -> bool | None:
         """List the store root if it changed since the last listing (or `force`): True if listed,
@@ -1155,6 +1138,27 @@ class DiskStore(Store):
                 and now - entry.stat(follow_symlinks=False).st_mtime > STALE_STAGING_SECONDS
             ):
                 shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def read_order(
+    headers: Mapping[str, Mapping[str, Any] | None], newest: int
+) -> tuple[set[str], set[str], list[str]]:
+    """Which of many exports never read to read before serving, from their manifests' headers
+    (`contract.read_header`): the tip of every branch they name and those whose header could not be
+    read (no order can be told for them: they may be tips), then the `newest` others; and
+    the rest in the order to read them while serving, tagged exports first, then newest first."""
+    order = sorted(headers, key=lambda n: _header_recency(headers[n]), reverse=True)
+    tips: dict[str, str] = {}
+    for name in order:  # newest first: the first export naming a branch is its tip
+        header = headers[name]
+        if header is not None and header.get("dirty") is False:
+            for branch in _header_names(header, "branches"):
+                tips.setdefault(branch, name)
+    must = {*tips.values(), *(n for n in order if headers[n] is None)}
+    may = set([n for n in order if n not in must][:newest])
+    rest = [n for n in order if n not in must and n not in may]
+    tagged = [n for n in rest if _header_names(headers[n], "tags")]
+    return must, may, [*tagged, *(n for n in rest if not _header_names(headers[n], "tags"))]
 
 
 def _header_recency(header: Mapping[str, Any] | None) -> tuple[int, str]:

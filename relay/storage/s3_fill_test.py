@@ -1,0 +1,111 @@
+"""A new S3 replica over a bucket no replica shared a catalog of, on a real object store (SeaweedFS):
+its first listing reads the branches' tips and the newest manifests, the rest while it serves."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import relay.storage.s3 as s3_module
+from relay.storage.catalog import CATALOG
+from relay.storage.factory import open_store
+from relay.storage.s3 import S3Location, S3Store
+from relay_testing.exports import fake_sha, write_export
+
+
+async def _publish(s3_url: str, tmp_path: Path) -> dict[str, Any]:
+    """22 exports of main, an old branch's tip and a tag, published without any catalog."""
+    publisher = S3Store(S3Location.parse(s3_url))
+    await publisher.start()
+    try:
+        main = []
+        for n in range(1, 21):
+            main.append(write_export(tmp_path / "out", fake_sha(n), n))
+            await publisher.publish(tmp_path / "out" / main[-1].key)
+        release = write_export(tmp_path / "out", fake_sha(100), 3, branches=("release",))
+        tagged = write_export(tmp_path / "out", fake_sha(101), 5, tags=("v1",))
+        for export in (release, tagged):
+            await publisher.publish(tmp_path / "out" / export.key)
+    finally:
+        await publisher.close()
+    return {"main": main, "release": release, "tagged": tagged}
+
+
+async def _until_read(store: S3Store) -> None:
+    deadline = time.monotonic() + 30
+    while store.reading and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert store.reading == 0
+
+
+@pytest.mark.asyncio
+async def test_a_new_replica_serves_the_tips_first_and_reads_the_rest_while_serving(
+    s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published = await _publish(s3_url, tmp_path)
+    main, release, tagged = published["main"], published["release"], published["tagged"]
+    everything = {e.key for e in [*main, release, tagged]}
+    monkeypatch.setattr(s3_module, "FOREGROUND_PARSES", 2)
+    gate = asyncio.Event()
+    real_fill = S3Store._fill
+
+    async def gated_fill(self: S3Store, queue: Any) -> None:
+        await gate.wait()
+        await real_fill(self, queue)
+
+    monkeypatch.setattr(S3Store, "_fill", gated_fill)
+    work = tmp_path / "work"
+    store = open_store(s3_url, work_dir=work)
+    assert isinstance(store, S3Store) and store.read_tips_first
+    await store.start()
+    try:
+        first = set(store.exports())
+        # The tips of main and release, and the 2 newest others.
+        assert first == {main[-1].key, release.key, main[-2].key, main[-3].key}
+        assert store.reading == len(everything) - len(first)
+        read = store.manifests_read
+        await store.refresh()  # the next listing leaves the queue alone
+        assert store.manifests_read == read and set(store.exports()) == first
+        # A commit asked for by its sha is read at once.
+        wanted = main[6]
+        found = await store.find(wanted.key)
+        assert found is not None and found.export == wanted
+        assert store.reading == len(everything) - len(first) - 1
+        gate.set()
+        await _until_read(store)
+        assert set(store.exports()) == everything
+        assert store.manifests_read == len(everything), "a manifest was read twice"
+        await store.refresh()  # what the fill listed stays listed
+        assert set(store.exports()) == everything
+    finally:
+        gate.set()
+        await store.close()
+    # Everything read went into the catalog: a restart reads no manifest.
+    assert (work / CATALOG).is_file()
+    restarted = open_store(s3_url, work_dir=work)
+    assert isinstance(restarted, S3Store)
+    await restarted.start()
+    try:
+        assert set(restarted.exports()) == everything and restarted.manifests_read == 0
+    finally:
+        await restarted.close()
+
+
+@pytest.mark.asyncio
+async def test_check_and_stores_without_a_catalog_read_every_manifest_before_listing(
+    s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`check` trusts no catalog and must see every export: it never leaves manifests for later."""
+    published = await _publish(s3_url, tmp_path)
+    monkeypatch.setattr(s3_module, "FOREGROUND_PARSES", 2)
+    store = open_store(s3_url, catalog=False)
+    assert isinstance(store, S3Store) and not store.read_tips_first
+    await store.start()
+    try:
+        assert len(store.exports()) == len(published["main"]) + 2 and store.reading == 0
+    finally:
+        await store.close()
