@@ -566,13 +566,15 @@ class S3Store(Store):
                     found = None if head is None else parse_header(head)
             return found
 
+        started = time.monotonic()
         headers = dict(zip(new, await asyncio.gather(*(header(key) for key in new))))
         _, _, later = read_order(headers, FOREGROUND_PARSES)
         for key in later:
             self._filling[key] = listed[key]
         if later:
-            logger.info("%s: %d manifests never read: the branches' tips and the newest first, %d more "
-                        "while serving", self.location, len(new), len(later))
+            logger.info("%s: %d manifests never read (their headers read in %.1f s): the branches' tips and the "
+                        "newest first, %d more while serving", self.location, len(new), time.monotonic() - started,
+                        len(later))
         return later
 
     async def _fill(self, queue: list[tuple[str, _Listed]]) -> None:
