@@ -117,29 +117,24 @@ class Bucket:
             raise StoreUnavailable(f"{what}: {e}") from None
         return head
 
-    async def get_or_none(self, object_key: str, what: str) -> tuple[bytes, str] | None:
-        """The object's bytes and ETag, or None if there is no such object."""
+    async def get_or_none(self, object_key: str, what: str, **kwargs: Any) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag, or None if there is no such object (or, with `Range`, no
+        such bytes: an empty object has no first byte)."""
         try:
-            response = await self.call(what, self.client.get_object(Bucket=self.location.bucket, Key=object_key))
+            response = await self.call(
+                what, self.client.get_object(Bucket=self.location.bucket, Key=object_key, **kwargs))
             async with response["Body"] as body:
                 raw = bytes(await self.call(what, body.read()))
         except ClientError as e:
-            if missing(e):
+            if missing(e) or http_status(e) == 416:
                 return None
             raise StoreUnavailable(f"{what}: {e}") from None
         return raw, str(response["ETag"])
 
     async def get_start(self, object_key: str, size: int, what: str) -> bytes | None:
         """The object's first `size` bytes (a ranged read), or None if there is no such object."""
-        try:
-            response = await self.call(what, self.client.get_object(
-                Bucket=self.location.bucket, Key=object_key, Range=f"bytes=0-{size - 1}"))
-            async with response["Body"] as body:
-                return bytes(await self.call(what, body.read()))
-        except ClientError as e:
-            if missing(e) or http_status(e) == 416:  # 416: an empty object has no first byte
-                return None
-            raise StoreUnavailable(f"{what}: {e}") from None
+        found = await self.get_or_none(object_key, what, Range=f"bytes=0-{size - 1}")
+        return None if found is None else found[0]
 
     async def put(self, object_key: str, body: bytes, what: str) -> str:
         """Write the object, replacing any (last writer wins): its ETag."""
