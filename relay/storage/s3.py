@@ -592,10 +592,8 @@ class S3Store(Store):
                 finally:
                     if self._filling.get(key) == entry:
                         del self._filling[key]
-            if stored is not None and key not in self._exports:
-                self._exports = {**self._exports, key: stored}
-                self._listed = {**self._listed, key: entry}
-                self._generation += 1
+            if stored is not None:
+                self._list_one(key, entry, stored)
 
         try:
             await asyncio.gather(*(one(key, entry) for key, entry in queue), return_exceptions=True)
@@ -728,13 +726,19 @@ class S3Store(Store):
         if head is None:
             return None
         stored = await self._load(key)
-        if stored is not None and key not in self._exports:
+        if stored is not None:
             self._filling.pop(key, None)  # asked for while it waited to be read: read now
-            self._exports = {**self._exports, key: stored}
-            self._listed = {**self._listed, key: _Listed(
-                head["ETag"], head["LastModified"].timestamp(), int(head["ContentLength"]))}
-            self._generation += 1
+            self._list_one(key, _Listed(head["ETag"], head["LastModified"].timestamp(), int(head["ContentLength"])),
+                           stored)
         return self._exports.get(key)
+
+    def _list_one(self, key: str, entry: _Listed, stored: StoredExport) -> None:
+        """List an export read between two listings (the next listing keeps it while its manifest
+        is listed as `entry`), unless one was listed for its key meanwhile."""
+        if key not in self._exports:
+            self._exports = {**self._exports, key: stored}
+            self._listed = {**self._listed, key: entry}
+            self._generation += 1
 
     async def _load(self, key: str, fresh: list[bool] | None = None, listed: _Listed | None = None) -> StoredExport | None:
         """The export of a manifest whose files are all there, else None (reported once).
