@@ -16,6 +16,7 @@ from typing import Any, Awaitable, TypeVar
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
 
+from relay.storage.ranged import RangedReader, Unanswered
 from relay.storage.store import StoreConfigError, StoreUnavailable
 from relay.upkeep import Problems
 
@@ -73,6 +74,9 @@ class Bucket:
     def __init__(self, location: S3Location) -> None:
         self.location = location
         self.client: Any = None
+        # Ranged reads of many objects' first bytes without the client's overhead (set by whoever
+        # connects it; dropped once the store refuses one).
+        self.ranged: RangedReader | None = None
         # Logged when it starts: its later failures are the same outage.
         self._outage = Problems(logger, f"{location}: the store is unavailable: ", again_when_changed=False)
 
@@ -132,7 +136,17 @@ class Bucket:
         return raw, str(response["ETag"])
 
     async def get_start(self, object_key: str, size: int, what: str) -> bytes | None:
-        """The object's first `size` bytes (a ranged read), or None if there is no such object."""
+        """The object's first `size` bytes (a ranged read), or None if there is no such object.
+        By `ranged` where it answers; through the client otherwise."""
+        if self.ranged is not None:
+            try:
+                return await self.ranged.read_start(object_key, size)
+            except Unanswered as e:
+                if e.refused and self.ranged is not None:
+                    logger.warning("%s: a signed ranged read of %s was refused (%s): reading through the S3 "
+                                   "client from now on", self.location, object_key, e)
+                    ranged, self.ranged = self.ranged, None
+                    await ranged.close()
         found = await self.get_or_none(object_key, what, Range=f"bytes=0-{size - 1}")
         return None if found is None else found[0]
 

@@ -50,6 +50,7 @@ from cachetools import TTLCache
 
 from relay.storage.bucket import Bucket, S3Location, error_code, http_status, missing, precondition_failed
 from relay.storage.leases import LEASES, Lease
+from relay.storage.ranged import RangedReader
 from relay.contract import (
     HEADER_BYTES,
     HEADER_FIRST_BYTES,
@@ -269,6 +270,11 @@ class S3Store(Store):
         try:
             session = _session()
             self.bucket.client = await self._stack.enter_async_context(session.create_client("s3", config=config))
+            if self.read_tips_first:
+                ranged = await RangedReader.open(session, self.bucket.client, self.location.bucket, self.timeout_seconds)
+                if ranged is not None:
+                    self.bucket.ranged = ranged
+                    self._stack.push_async_callback(self._close_ranged)
         except BotoCoreError as e:
             await self._stack.aclose()
             raise StoreConfigError(f"{self.location}: cannot make an S3 client: {e}") from None
@@ -277,6 +283,11 @@ class S3Store(Store):
         except BaseException:
             await self.close()
             raise
+
+    async def _close_ranged(self) -> None:
+        ranged, self.bucket.ranged = self.bucket.ranged, None
+        if ranged is not None:
+            await ranged.close()
 
     async def _check(self) -> None:
         where = str(self.location)

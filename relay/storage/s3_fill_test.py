@@ -13,6 +13,7 @@ import pytest
 import relay.storage.s3 as s3_module
 from relay.storage.catalog import CATALOG
 from relay.storage.factory import open_store
+from relay.storage.ranged import RangedReader
 from relay.storage.s3 import S3Location, S3Store
 from relay_testing.exports import fake_sha, write_export
 
@@ -58,6 +59,14 @@ async def test_a_new_replica_serves_the_tips_first_and_reads_the_rest_while_serv
         await real_fill(self, queue)
 
     monkeypatch.setattr(S3Store, "_fill", gated_fill)
+    ranged_reads: list[str] = []
+    real_read_start = RangedReader.read_start
+
+    async def counted_read_start(self: RangedReader, object_key: str, size: int) -> bytes | None:
+        ranged_reads.append(object_key)
+        return await real_read_start(self, object_key, size)
+
+    monkeypatch.setattr(RangedReader, "read_start", counted_read_start)
     work = tmp_path / "work"
     store = open_store(s3_url, work_dir=work)
     assert isinstance(store, S3Store) and store.read_tips_first
@@ -67,6 +76,8 @@ async def test_a_new_replica_serves_the_tips_first_and_reads_the_rest_while_serv
         # The tips of main and release, and the 2 newest others.
         assert first == {main[-1].key, release.key, main[-2].key, main[-3].key}
         assert store.reading == len(everything) - len(first)
+        # Every manifest's header was read by a signed ranged read, none through the client.
+        assert sorted(ranged_reads) == sorted(f"{store.location.prefix}manifests/{key}.json" for key in everything)
         read = store.manifests_read
         await store.refresh()  # the next listing leaves the queue alone
         assert store.manifests_read == read and set(store.exports()) == first
