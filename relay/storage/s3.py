@@ -487,26 +487,15 @@ class S3Store(Store):
         self._manifest_pages = self._pages_listed - pages_before
         fresh = [False]  # the file objects were listed in this round
         reads = asyncio.Semaphore(READS_AT_ONCE)
+        listing_objects: asyncio.Future[None] | None = None
         if self._catalog is not None and self._last_found is None:
             # A restart checks every catalog row's files: list the file objects once, while the
-            # rows are read, rather than let every row's check fail on an empty listing and run
-            # again after it. Only now: every manifest listed above has its files written by now.
-            await asyncio.gather(self._read_catalog(), self._list_objects())
-            fresh[0] = True
-        recorded, self._recorded = self._recorded or {}, {}
-        # The rows that stand for a manifest as listed now have their files checked against the
-        # listing in one pass on a thread: a restart has 1,500 of them, one thread hop each before.
-        rows = {
-            key: row
-            for key, entry in listed.items()
-            if (row := recorded.get(key)) is not None and row.stamp == entry.stamp and row.export.key == key
-        }
-        unstored = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: {key: self._unstored(row.export) for key, row in rows.items()}
-        ) if rows else {}
-        for key in [k for k, e in self._filling.items() if listed.get(k) != e]:
-            del self._filling[key]  # gone or rewritten since it was left for later: read as listed now
-        deferred = await self._defer(listed, rows)
+            # rows (and a first start's headers) are read, rather than let every row's check fail
+            # on an empty listing and run again after it. Only now: every manifest listed above has
+            # its files written by now.
+            listing_objects = asyncio.ensure_future(self._list_objects())
+        recorded: dict[str, Recorded] = {}
+        unstored: dict[str, tuple[str, bool] | None] = {}
 
         async def load(key: str, entry: _Listed) -> StoredExport | None:
             previous = self._exports.get(key)
@@ -528,7 +517,39 @@ class S3Store(Store):
             async with reads:
                 return await self._load(key, fresh, entry)
 
-        loaded = await asyncio.gather(*(load(key, entry) for key, entry in listed.items()))
+        deferred: list[str] = []
+        try:
+            if listing_objects is not None:
+                await self._read_catalog()
+            recorded, self._recorded = self._recorded or {}, {}
+            rows = {
+                key: row
+                for key, entry in listed.items()
+                if (row := recorded.get(key)) is not None and row.stamp == entry.stamp and row.export.key == key
+            }
+            for key in [k for k, e in self._filling.items() if listed.get(k) != e]:
+                del self._filling[key]  # gone or rewritten since it was left for later: read as listed now
+            deferred = await self._defer(listed, rows)
+            if listing_objects is not None:
+                await listing_objects
+                fresh[0] = True
+            # The rows that stand for a manifest as listed now have their files checked against the
+            # listing in one pass on a thread: a restart has 1,500 of them, one thread hop each before.
+            if rows:
+                unstored = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: {key: self._unstored(row.export) for key, row in rows.items()})
+            loaded = await asyncio.gather(*(load(key, entry) for key, entry in listed.items()))
+        except BaseException:
+            # What this listing left for later goes back to the next one, which reads it: nothing
+            # stays queued with nothing to read it.
+            for key in deferred:
+                if self._filling.get(key) == listed[key]:
+                    del self._filling[key]
+            raise
+        finally:
+            if listing_objects is not None and not listing_objects.done():
+                listing_objects.cancel()
+                await asyncio.gather(listing_objects, return_exceptions=True)
         if not self._filling:
             self._table.forget_recent()  # the entries kept while this listing's manifests were read
         found = {key: stored for key, stored in zip(listed, loaded) if stored is not None}

@@ -15,6 +15,7 @@ from relay.storage.catalog import CATALOG
 from relay.storage.factory import open_store
 from relay.storage.ranged import RangedReader
 from relay.storage.s3 import S3Location, S3Store
+from relay.storage.store import StoreUnavailable
 from relay_testing.exports import fake_sha, write_export
 
 
@@ -118,5 +119,39 @@ async def test_check_and_stores_without_a_catalog_read_every_manifest_before_lis
     await store.start()
     try:
         assert len(store.exports()) == len(published["main"]) + 2 and store.reading == 0
+    finally:
+        await store.close()
+
+
+@pytest.mark.asyncio
+async def test_a_first_listing_that_fails_leaves_nothing_queued_and_the_next_one_reads_it(
+    s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store goes away while the tips are read: what the listing had left for later goes back
+    to the next listing (a queue with no task to read it would hide those exports for good)."""
+    published = await _publish(s3_url, tmp_path)
+    everything = {e.key for e in [*published["main"], published["release"], published["tagged"]]}
+    monkeypatch.setattr(s3_module, "FOREGROUND_PARSES", 2)
+    store = open_store(s3_url, work_dir=tmp_path / "work")
+    assert isinstance(store, S3Store) and store.read_tips_first
+    real_load = S3Store._load
+    outage = [True]
+
+    async def load_in_an_outage(self: S3Store, *args: Any, **kwargs: Any) -> Any:
+        if outage[0]:
+            raise StoreUnavailable("reading a manifest: the store went away")
+        return await real_load(self, *args, **kwargs)
+
+    monkeypatch.setattr(S3Store, "_load", load_in_an_outage)
+    await store.connect()
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.refresh()
+        assert store.reading == 0 and not store.exports()
+        outage[0] = False
+        await store.refresh()
+        assert published["main"][-1].key in store.exports() and store.reading > 0
+        await _until_read(store)
+        assert set(store.exports()) == everything
     finally:
         await store.close()
