@@ -577,8 +577,10 @@ class S3Store(Store):
         """The manifests this listing leaves to read while the replica serves, in the order to read
         them (and now in `_filling`). With more than FOREGROUND_PARSES never read (no export, no
         catalog row), the first bytes of each are read (a ranged GET: the fields before `dists`)
-        and the listing reads the tip of every branch they name, the newest and those whose fields
-        cannot be read alone (`store.read_order`), as the directory store does."""
+        and the listing reads the tip of every branch they name and those whose fields cannot be
+        read alone (`store.read_order`): what a first page shows. Unlike a directory store's scan
+        (which parses the 16 newest too, from the page cache), the newest others are read first
+        while serving: each is one more GET of a whole manifest before the first page."""
         new = [
             key for key, entry in listed.items()
             if key not in rows and key not in self._filling
@@ -600,12 +602,12 @@ class S3Store(Store):
 
         started = time.monotonic()
         headers = dict(zip(new, await asyncio.gather(*(header(key) for key in new))))
-        _, _, later = read_order(headers, FOREGROUND_PARSES)
+        _, _, later = read_order(headers, 0)
         for key in later:
             self._filling[key] = listed[key]
         if later:
-            logger.info("%s: %d manifests never read (their headers read in %.1f s): the branches' tips and the "
-                        "newest first, %d more while serving", self.location, len(new), time.monotonic() - started,
+            logger.info("%s: %d manifests never read (their headers read in %.1f s): the branches' tips first, "
+                        "%d more while serving (tagged, then newest first)", self.location, len(new), time.monotonic() - started,
                         len(later))
         return later
 
