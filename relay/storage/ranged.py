@@ -9,7 +9,7 @@ client's own credentials and region and sent as a plain GET costs about 0.4 ms.
 Only the simple answers are read here: 206 or 200 is the bytes, 404 or 416 is none. Anything else
 (no connection, a timeout, a 5xx, a refusal, a redirect) is `Unanswered`: the caller reads again
 through the client, which retries and reports an outage as every other request does. A refusal
-(4xx) says this way does not work against this store: `Bucket` stops using it.
+(a 4xx or a redirect) says this way does not work against this store: `Bucket` stops using it.
 """
 
 from __future__ import annotations
@@ -73,13 +73,13 @@ class RangedReader:
         context: ssl.SSLContext | bool = False
         if verify:
             context = ssl.create_default_context(cafile=get_cert_path(verify))
-        session = aiohttp.ClientSession(
+        http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=context),
             timeout=aiohttp.ClientTimeout(sock_connect=timeout_seconds, sock_read=timeout_seconds),
             trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as botocore reads them
             auto_decompress=False,
         )
-        return RangedReader(session, object_url[: -len(_PROBE)], credentials, client.meta.region_name)
+        return RangedReader(http, object_url[: -len(_PROBE)], credentials, client.meta.region_name)
 
     async def close(self) -> None:
         await self._session.close()
@@ -97,11 +97,15 @@ class RangedReader:
         )
         S3SigV4Auth(credentials, "s3", self._region).add_auth(request)
         try:
-            async with self._session.get(request.url, headers=dict(request.headers.items())) as response:
+            async with self._session.get(
+                request.url, headers=dict(request.headers.items()), allow_redirects=False
+            ) as response:
                 if response.status in (200, 206):
                     return (await response.read())[:size]
                 if response.status in (404, 416):
                     return None
-                raise Unanswered(f"{response.status} {response.reason}", refused=400 <= response.status < 500)
+                # A redirect (another region or endpoint) or a 4xx: this way does not reach the object
+                # as the client would; a 5xx is the store's trouble, for the client to retry.
+                raise Unanswered(f"{response.status} {response.reason}", refused=response.status < 500)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             raise Unanswered(str(e) or type(e).__name__, refused=False) from None

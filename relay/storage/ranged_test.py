@@ -4,7 +4,9 @@ the same bytes as the client's, and the client again where the store refuses the
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import aiohttp
 import pytest
 
 from relay.storage.ranged import RangedReader, Unanswered
@@ -83,4 +85,31 @@ async def test_no_ranged_reader_where_the_client_goes_through_a_configured_proxy
     async with session.create_client("s3") as direct:
         reader = await RangedReader.open(session, direct, bucket, 1.0)
         assert reader is not None
+        await reader.close()
+
+
+@pytest.mark.asyncio
+async def test_what_is_a_refusal_and_what_is_the_stores_trouble(aiohttp_server: Any) -> None:
+    """A redirect or a 4xx stops the signed reads for the bucket; a 5xx is read again by the client,
+    which retries it, and the signed reads go on."""
+    from aiohttp import web
+    from botocore.credentials import Credentials  # pants: no-infer-dep (comes with aiobotocore)
+
+    answers = {"moved": 301, "forbidden": 403, "broken": 500, "slow-down": 503}
+
+    async def answer(request: web.Request) -> web.Response:
+        status = answers[request.match_info["name"]]
+        headers = {"Location": "http://elsewhere.invalid/"} if status == 301 else {}
+        return web.Response(status=status, headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/bucket/{name}", answer)
+    server = await aiohttp_server(app)
+    reader = RangedReader(aiohttp.ClientSession(), str(server.make_url("/bucket/")), Credentials("k", "s"), "us-east-1")
+    try:
+        for name, refused in [("moved", True), ("forbidden", True), ("broken", False), ("slow-down", False)]:
+            with pytest.raises(Unanswered) as raised:
+                await reader.read_start(name, 4096)
+            assert raised.value.refused is refused, name
+    finally:
         await reader.close()
