@@ -271,7 +271,8 @@ class S3Store(Store):
             session = _session()
             self.bucket.client = await self._stack.enter_async_context(session.create_client("s3", config=config))
             if self.read_tips_first:
-                ranged = await RangedReader.open(session, self.bucket.client, self.location.bucket, self.timeout_seconds)
+                ranged = await RangedReader.open(
+                    session, self.bucket.client, self.location.bucket, self.timeout_seconds)
                 if ranged is not None:
                     self.bucket.ranged = ranged
                     self._stack.push_async_callback(self._close_ranged)
@@ -607,8 +608,8 @@ class S3Store(Store):
             self._filling[key] = listed[key]
         if later:
             logger.info("%s: %d manifests never read (their headers read in %.1f s): the branches' tips first, "
-                        "%d more while serving (tagged, then newest first)", self.location, len(new), time.monotonic() - started,
-                        len(later))
+                        "%d more while serving (tagged, then newest first)",
+                        self.location, len(new), time.monotonic() - started, len(later))
         return later
 
     async def _fill(self, queue: list[tuple[str, _Listed]]) -> None:
