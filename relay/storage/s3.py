@@ -488,13 +488,14 @@ class S3Store(Store):
         self._manifest_pages = self._pages_listed - pages_before
         fresh = [False]  # the file objects were listed in this round
         reads = asyncio.Semaphore(READS_AT_ONCE)
-        listing_objects: asyncio.Future[None] | None = None
-        if self._catalog is not None and self._last_found is None:
+        first = self._catalog is not None and self._last_found is None
+        file_listing: asyncio.Future[None] | None = None
+        if first:
             # A restart checks every catalog row's files: list the file objects once, while the
             # rows (and a first start's headers) are read, rather than let every row's check fail
             # on an empty listing and run again after it. Only now: every manifest listed above has
             # its files written by now.
-            listing_objects = asyncio.ensure_future(self._list_objects())
+            file_listing = asyncio.ensure_future(self._list_objects())
         recorded: dict[str, Recorded] = {}
         unstored: dict[str, tuple[str, bool] | None] = {}
 
@@ -520,7 +521,7 @@ class S3Store(Store):
 
         deferred: list[str] = []
         try:
-            if listing_objects is not None:
+            if first:
                 await self._read_catalog()
             recorded, self._recorded = self._recorded or {}, {}
             rows = {
@@ -531,8 +532,8 @@ class S3Store(Store):
             for key in [k for k, e in self._filling.items() if listed.get(k) != e]:
                 del self._filling[key]  # gone or rewritten since it was left for later: read as listed now
             deferred = await self._defer(listed, rows)
-            if listing_objects is not None:
-                await listing_objects
+            if file_listing is not None:
+                await file_listing
                 fresh[0] = True
             # The rows that stand for a manifest as listed now have their files checked against the
             # listing in one pass on a thread: a restart has 1,500 of them, one thread hop each before.
@@ -548,9 +549,9 @@ class S3Store(Store):
                     del self._filling[key]
             raise
         finally:
-            if listing_objects is not None and not listing_objects.done():
-                listing_objects.cancel()
-                await asyncio.gather(listing_objects, return_exceptions=True)
+            if file_listing is not None and not file_listing.done():
+                file_listing.cancel()
+                await asyncio.gather(file_listing, return_exceptions=True)
         if not self._filling:
             self._table.forget_recent()  # the entries kept while this listing's manifests were read
         found = {key: stored for key, stored in zip(listed, loaded) if stored is not None}
