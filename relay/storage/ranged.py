@@ -21,9 +21,11 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from yarl import URL
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.httpsession import get_cert_path
+from botocore.httpsession import ProxyConfiguration, get_cert_path
+from botocore.utils import get_environ_proxies
 
 # What a probe object URL is made for; its name is then replaced by each object's key.
 _PROBE = "ranged-read-probe"
@@ -40,11 +42,21 @@ class Unanswered(Exception):
 class RangedReader:
     """GETs of an object's first bytes, by key, signed as the client signs its own."""
 
-    def __init__(self, session: aiohttp.ClientSession, bucket_url: str, credentials: Any, region: str) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        bucket_url: str,
+        credentials: Any,
+        region: str,
+        proxy: URL | None = None,
+        proxy_auth: aiohttp.BasicAuth | None = None,
+    ) -> None:
         self._session = session
         self._bucket_url = bucket_url
         self._credentials = credentials
         self._region = region
+        self._proxy = proxy
+        self._proxy_auth = proxy_auth
 
     @staticmethod
     async def open(session: Any, client: Any, bucket: str, timeout_seconds: float) -> RangedReader | None:
@@ -73,13 +85,21 @@ class RangedReader:
         context: ssl.SSLContext | bool = False
         if verify:
             context = ssl.create_default_context(cafile=get_cert_path(verify))
+        # The proxy the client's requests go through, from HTTP(S)_PROXY and NO_PROXY as botocore
+        # reads them for the client's endpoint (once, as the client does: aiohttp's `trust_env`
+        # would read the environment and ~/.netrc again for every request, 0.4 ms each).
+        proxy_url = ProxyConfiguration(proxies=get_environ_proxies(client.meta.endpoint_url)).proxy_url_for(object_url)
+        proxy = URL(proxy_url) if proxy_url else None
+        proxy_auth = None if proxy is None else aiohttp.BasicAuth.from_url(proxy)  # user:password@ in it
         http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=context),
             timeout=aiohttp.ClientTimeout(sock_connect=timeout_seconds, sock_read=timeout_seconds),
-            trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as botocore reads them
             auto_decompress=False,
         )
-        return RangedReader(http, object_url[: -len(_PROBE)], credentials, client.meta.region_name)
+        return RangedReader(
+            http, object_url[: -len(_PROBE)], credentials, client.meta.region_name,
+            None if proxy is None else proxy.with_user(None), proxy_auth,
+        )
 
     async def close(self) -> None:
         await self._session.close()
@@ -98,7 +118,11 @@ class RangedReader:
         S3SigV4Auth(credentials, "s3", self._region).add_auth(request)
         try:
             async with self._session.get(
-                request.url, headers=dict(request.headers.items()), allow_redirects=False
+                request.url,
+                headers=dict(request.headers.items()),
+                allow_redirects=False,
+                proxy=self._proxy,
+                proxy_auth=self._proxy_auth,
             ) as response:
                 if response.status in (200, 206):
                     return (await response.read())[:size]

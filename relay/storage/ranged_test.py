@@ -3,14 +3,19 @@ the same bytes as the client's, and the client again where the store refuses the
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 
 from relay.storage.ranged import RangedReader, Unanswered
+from relay.conftest import s3_client
 from relay.storage.s3 import S3Location, S3Store
+from relay_testing.seaweedfs import SeaweedFS
 
 
 async def _put(store: S3Store, objects: dict[str, bytes]) -> None:
@@ -86,6 +91,69 @@ async def test_no_ranged_reader_where_the_client_goes_through_a_configured_proxy
         reader = await RangedReader.open(session, direct, bucket, 1.0)
         assert reader is not None
         await reader.close()
+
+
+@pytest.mark.asyncio
+async def test_ranged_reads_go_through_the_proxy_the_environment_names(
+    s3_url: str, seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """http_proxy and no_proxy as botocore reads them for the client: the reads go through the proxy
+    (with its credentials from the URL) unless no_proxy exempts the endpoint."""
+    from aiobotocore.session import get_session  # pants: no-infer-dep (the relay's requirement)
+
+    location = S3Location.parse(s3_url)
+    key = f"{location.prefix}manifests/one.json"
+    s3_client(seaweedfs).put_object(Bucket=location.bucket, Key=key, Body=b'{"count": 1}')
+    heads: list[str] = []
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # One request, forwarded in origin form with the proxy's own headers dropped, then closed.
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        heads.append(head)
+        line, _, fields = head.partition("\r\n")
+        method, target, version = line.split(" ")
+        url = urlsplit(target)
+        kept = [f for f in fields.split("\r\n") if f and not f.lower().startswith(("proxy-", "connection:"))]
+        upstream_reader, upstream = await asyncio.open_connection(url.hostname, url.port)
+        upstream.write(f"{method} {url.path}?{url.query} {version}\r\n".encode("latin-1")
+                       + "\r\n".join([*kept, "Connection: close", "", ""]).encode("latin-1"))
+        writer.write(await upstream_reader.read())
+        await writer.drain()
+        upstream.close()
+        writer.close()
+
+    proxy = await asyncio.start_server(forward, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://relay:s%40cret@127.0.0.1:{port}")
+    session = get_session()
+    try:
+        async with session.create_client("s3") as client:
+            reader = await RangedReader.open(session, client, location.bucket, 5.0)
+            assert reader is not None
+            try:
+                assert await reader.read_start(key, 4096) == b'{"count": 1}'
+            finally:
+                await reader.close()
+        assert len(heads) == 1
+        request_line, *fields = heads[0].split("\r\n")
+        assert request_line.startswith(f"GET {seaweedfs.env['AWS_ENDPOINT_URL']}/{location.bucket}/{key} ")
+        assert f"Proxy-Authorization: Basic {base64.b64encode(b'relay:s@cret').decode()}" in fields
+        assert any(f.startswith("Authorization: AWS4-HMAC-SHA256 ") for f in fields)
+
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        async with session.create_client("s3") as client:
+            reader = await RangedReader.open(session, client, location.bucket, 5.0)
+            assert reader is not None
+            try:
+                assert await reader.read_start(key, 5) == b'{"cou'
+            finally:
+                await reader.close()
+        assert len(heads) == 1, "no_proxy names the endpoint: the read went around the proxy"
+    finally:
+        proxy.close()
+        await proxy.wait_closed()
 
 
 @pytest.mark.asyncio
