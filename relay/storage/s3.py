@@ -192,6 +192,8 @@ class S3Store(Store):
         self.poll_seconds = poll_seconds
         self.bucket = Bucket(location)
         self._stack: contextlib.AsyncExitStack | None = None
+        # Checked (`_check`) by this process: `serve` checks before it serves, then starts the store.
+        self._checked = False
         self._tasks: list[asyncio.Task[None]] = []
         self._exports: dict[str, StoredExport] = {}
         self._listed: dict[str, _Listed] = {}
@@ -279,11 +281,14 @@ class S3Store(Store):
         except BotoCoreError as e:
             await self._stack.aclose()
             raise StoreConfigError(f"{self.location}: cannot make an S3 client: {e}") from None
+        if self._checked:
+            return  # checked by this process already (`serve` checks before it starts the store)
         try:
             await self._check()
         except BaseException:
             await self.close()
             raise
+        self._checked = True
 
     async def _close_ranged(self) -> None:
         ranged, self.bucket.ranged = self.bucket.ranged, None

@@ -75,6 +75,36 @@ async def test_start_up_refuses_a_store_without_conditional_writes(
         await S3Store(S3Location.parse("s3://lenient/x")).connect()
 
 
+@pytest.mark.asyncio
+async def test_a_store_checked_by_serve_is_not_checked_again_when_it_starts(s3_url: str) -> None:
+    """`serve` checks the store (credentials, bucket, conditional writes) before it serves, then
+    starts it: the start makes none of the check's requests again; a store never checked does."""
+    checks: list[str] = []
+
+    def counting(store: S3Store) -> S3Store:
+        check = store._check
+
+        async def counted() -> None:
+            checks.append(store.replica)
+            await check()
+
+        store._check = counted  # type: ignore[method-assign]
+        return store
+
+    checked = counting(S3Store(S3Location.parse(s3_url)))
+    await checked.check()
+    await checked.start()
+    try:
+        assert checks == [checked.replica]
+        assert checked.exports() == {}
+    finally:
+        await checked.close()
+    fresh = counting(S3Store(S3Location.parse(s3_url)))
+    await fresh.start()
+    await fresh.close()
+    assert checks == [checked.replica, fresh.replica]
+
+
 @pytest.mark.parametrize("url", ["s3://", "s3://A_B/x", "s3://bucket/a//b", "s3://bucket/../x", "gs://bucket"])
 def test_bad_store_urls(url: str) -> None:
     with pytest.raises(StoreConfigError):
