@@ -24,10 +24,12 @@ server) as `relay publish` lays them out (`manifests/<key>.json`, `files/<sha256
 the bench's own client, many at once, so loading 1.4 GB takes a minute rather than 1,500
 publishes), then a replica (`serve --store s3://...`) timed to its first page as above: the relay
 before the replica's catalog (`S3_PREVIOUS`, every start reads every manifest), this relay's first
-start (no catalog in its work directory, none in the bucket: it reads the first bytes of every
-manifest, then the tips and the newest before its first page and the rest while serving, records
-them and shares its catalog in the bucket), its restart (the catalog: no manifest read) and a new
-replica (an empty work directory: it starts from the shared catalog); and one listing of `manifests/` timed from the bench's client
+start (no catalog in its work directory, none in the bucket: it lists the header keys `relay publish`
+writes beside the manifests, reads the tips before its first page and the rest while serving, records
+them and shares its catalog in the bucket), its restart (the catalog: no manifest read), a new
+replica (an empty work directory: it starts from the shared catalog), and a first start over the
+bucket without its header keys and shared catalog (an earlier relay's: it reads the first bytes of
+every manifest); and one listing of `manifests/` timed from the bench's client
 (what a replica does every interval).
 """
 from __future__ import annotations
@@ -48,6 +50,7 @@ from procs import OUT, ROOT, BenchError, Server, free_port, proc_rss_mb, summari
 
 sys.path.insert(0, str(ROOT))
 from relay.storage.catalog import CATALOG  # noqa: E402
+from relay.storage.header_keys import HEADERS, header_key  # noqa: E402
 from relay_testing.exports import fake_sha, write_history  # noqa: E402
 
 # The relay before this part's change (shared dists, the catalog): the floor it is measured against.
@@ -60,6 +63,8 @@ S3_PREVIOUS = "45087ab"
 # The relay whose first start without a catalog checked every listed file's size before listing
 # an export (a stat per file): its first start is measured at the largest size, in the same run.
 FIRST_START_BEFORE = "fcc5e2f"
+# The first start over a bucket whose manifests carry no header keys (`relay.storage.header_keys`).
+NO_HEADER_KEYS = "no header keys (first start over a bucket an earlier relay published)"
 # The relay whose first start without a catalog read every manifest before its first page (this part
 # measures the one that serves the tips first and reads the rest while serving against it).
 READ_ALL_FIRST = "5bdd3ae"
@@ -104,16 +109,21 @@ def _before(work: Path, commit: str = BEFORE) -> Path:
 
 
 def _fill_bucket(client: Any, bucket: str, prefix: str, store: Path, keys: list[str]) -> int:
-    """Put the exports `keys` of `store` under `prefix` as `relay publish` lays them out; returns the
-    bytes of their manifests."""
+    """Put the exports `keys` of `store` under `prefix` as `relay publish` lays them out (files, each
+    manifest's header key, manifests); returns the bytes of their manifests."""
     files: dict[str, Path] = {}
     manifests: list[tuple[str, Path]] = []
+    carried: list[tuple[str, bytes]] = []
     for key in keys:
         manifest = store / key / "manifest.json"
-        for d in json.loads(manifest.read_bytes())["dists"]:
+        body = manifest.read_bytes()
+        for d in json.loads(body)["dists"]:
             files.setdefault(d["sha256"], store / key / d["filename"])
             files.setdefault(d["metadata_sha256"], store / key / (d["filename"] + ".metadata"))
         manifests.append((f"{prefix}manifests/{key}.json", manifest))
+        found = header_key(key, body)
+        if found is not None:
+            carried.append((f"{prefix}{HEADERS}{found[0]}", found[1]))
 
     def put(item: tuple[str, Path]) -> int:
         body = item[1].read_bytes()
@@ -122,7 +132,15 @@ def _fill_bucket(client: Any, bucket: str, prefix: str, store: Path, keys: list[
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(put, [(f"{prefix}files/{sha256}", path) for sha256, path in files.items()]))
+        list(pool.map(lambda item: client.put_object(Bucket=bucket, Key=item[0], Body=item[1]), carried))
         return sum(pool.map(put, manifests))  # manifests last, as a publish writes them
+
+
+def _remove(client: Any, bucket: str, prefix: str) -> None:
+    """Remove every object under `prefix`."""
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", ()):
+            client.delete_object(Bucket=bucket, Key=item["Key"])
 
 
 def _ranged_reads_alone(client: Any, bucket: str, object_keys: list[str]) -> float:
@@ -197,12 +215,17 @@ def _s3_rows(full: Path, keys: list[str], sizes: tuple[int, ...], work: Path,
             # start, and for the new replica, which starts from the catalog the first one shared.
             tmp = work / f"s3-tmp-{n}"
             variants = [(f"previous ({S3_PREVIOUS})", previous, True), ("no catalog (first start)", ROOT, True),
-                        ("catalog (restart)", ROOT, False), ("new replica (catalog shared in the bucket)", ROOT, True)]
+                        ("catalog (restart)", ROOT, False), ("new replica (catalog shared in the bucket)", ROOT, True),
+                        (NO_HEADER_KEYS, ROOT, True)]
             for variant, code, empty_work in variants:
+                if variant == NO_HEADER_KEYS:
+                    # A bucket an earlier relay published: no header keys, and no catalog shared.
+                    _remove(client, bucket, f"{prefix}{HEADERS}")
+                    _remove(client, bucket, f"{prefix}catalog/")
                 if empty_work:
                     shutil.rmtree(tmp, ignore_errors=True)
                     tmp.mkdir()
-                name = f"relay-{n}-s3-{variant.split()[0]}"
+                name = f"relay-{n}-s3-{'-'.join(variant.split()[:2])}"
                 log(f"month: {n} exports, S3 replica, {variant}: starting")
                 load = os.getloadavg()[0]
                 started = time.monotonic()
@@ -445,9 +468,12 @@ def section(payload: dict[str, Any], fmt: Callable[..., str], table: Callable[..
             + ": a replica (`serve --store s3://...`, SeaweedFS on 127.0.0.1) over the first N "
             "exports, from the process's start to its first branch page: the relay before the replica's catalog "
             f"(`{d.get('s3_previous', S3_PREVIOUS)}`: every start reads every manifest), this relay's first start "
-            "(no catalog in its work directory nor in the bucket: it reads the manifests' first bytes, serves the tips and reads the rest while serving), its restart (the catalog: only new or changed "
-            "manifests are read) and a new replica (an empty work directory: it starts from the catalog the first "
-            "one shared in the bucket, where there is one); one listing of `manifests/` from the "
+            "(no catalog in its work directory nor in the bucket: it lists the manifests' header keys, which the bucket "
+            "holds as `relay publish` writes them, serves the tips and reads the rest while serving), its restart (the catalog: only new or changed "
+            "manifests are read), a new replica (an empty work directory: it starts from the catalog the first "
+            "one shared in the bucket, where there is one), and a first start over the bucket with its header keys "
+            "and shared catalog removed (as an earlier relay's `relay publish` left it: the first bytes of every "
+            "manifest are read, one ranged GET each); one listing of `manifests/` from the "
             "bench's client (what a replica repeats every `listing_interval`: 5 s up to 1,000 manifests, then "
             "one LIST page a second on average); a tip page again after the first; and the floor of a first "
             "start's header reads: the store answering one 4 KB ranged GET per manifest, 32 at once, to a plain "
@@ -527,8 +553,10 @@ def targets(d: dict[str, Any]) -> list[list[str]]:
             f"p50 page {mine[0]:.1f} ms vs {theirs[0]:.1f} ms, wheel {mine[1]:.1f} ms vs {theirs[1]:.1f} ms",
             all(m <= max(1.25 * t, t + 1.0) for m, t in zip(mine, theirs)))
     s3_n = max((r["exports"] for r in d.get("s3_rows", [])), default=None)
-    s3_at = {r.get("relay", "no catalog").split()[0]: r for r in d.get("s3_rows", []) if r["exports"] == s3_n}
-    s3 = s3_at.get("no")
+    s3_rows = [r for r in d.get("s3_rows", []) if r["exports"] == s3_n]
+    s3_at = {word: next((r for r in s3_rows if r.get("relay", "no catalog").startswith(word)), None)
+             for word in ("no catalog", "catalog", "new", "no header keys")}
+    s3 = s3_at["no catalog"]
     if s3 is not None:
         pages = s3["list_pages"]
         restarted = s3_at.get("catalog")
@@ -538,6 +566,7 @@ def targets(d: dict[str, Any]) -> list[list[str]]:
         seeded = s3_at.get("new")
         shared = "" if seeded is None else (
             f"; a new replica's once another shared its catalog in the bucket: {seeded['startup_s']:.1f} s")
+        unkeyed = s3_at["no header keys"]
         add(f"object store, {s3['exports']:,} manifests: replicas do not list and parse every manifest every 5 s "
             "(listing cost said and bounded)",
             f"a listing is {pages} LIST request(s) ({s3['list_s'] * 1000:.0f} ms), one per 1,000 manifests, made every "
@@ -550,11 +579,14 @@ def targets(d: dict[str, Any]) -> list[list[str]]:
             f"; the tip's pages meanwhile p50 {s3['while_reading']['p50_ms']:.1f} ms, "
             f"p99 {s3['while_reading']['p99_ms']:.0f} ms")
         alone = "" if "ranged_reads_alone_s" not in s3 else (
-            f"; the store answers those {s3['exports']:,} ranged GETs in {s3['ranged_reads_alone_s']:.2f} s alone, "
+            f"; the store alone answers those {s3['exports']:,} ranged GETs in {s3['ranged_reads_alone_s']:.2f} s, "
             "to a plain client with presigned URLs")
+        older = "" if unkeyed is None else (
+            f". Over a bucket an earlier relay published (no header keys), not in this row: "
+            f"{unkeyed['startup_s']:.2f} s, one ranged GET per manifest for its header{alone}")
         add(f"object store, {s3['exports']:,} manifests: start-up (first page served) <= 3 s, as for a directory",
             "; ".join(f"{r.get('relay', 'no catalog')}: {r['startup_s']:.2f} s" for r in starts)
-            + f" (the first replica over the bucket: one ranged GET per manifest for its header, then the tips"
-            f"{during}{alone})",
+            + f" (the first replica over a bucket `relay publish` filled: one listing of the header keys, then "
+            f"the tips{during}){older}",
             all(r["startup_s"] <= 3 for r in starts))
     return out

@@ -2,6 +2,8 @@
 
 Layout under s3://BUCKET/PREFIX/ (docs/deployment.md):
     manifests/<key>.json          an export's manifest: written last, removed first
+    headers/<key>.<md5>.<fields>  written just before the manifest: its header in the key, so that
+                                  a new replica lists every export's place (relay/storage/header_keys.py)
     files/<sha256>                every wheel and .metadata file, once, named by its content's sha256
     leases/<name>                 who builds a commit, evicts, or publishes now, until when
     used/<replica>.json           each replica's last use of each export (written once a minute)
@@ -48,6 +50,7 @@ from botocore.exceptions import (
 )
 from cachetools import TTLCache
 
+from relay.storage.header_keys import HEADERS, etag_md5, header_key, key_of, md5_of, read_header_keys
 from relay.storage.bucket import Bucket, S3Location, error_code, http_status, missing, precondition_failed
 from relay.storage.leases import LEASES, Lease
 from relay.storage.ranged import RangedReader
@@ -236,6 +239,9 @@ class S3Store(Store):
         self.read_tips_first = read_tips_first
         self._filling: dict[str, _Listed] = {}
         self._fill_tasks: set[asyncio.Future[None]] = set()
+        # Manifests a first listing found without a header key (an earlier relay published them):
+        # the key is written once the manifest is read, so the next new replica lists it.
+        self._unkeyed: set[str] = set()
 
     # Keys in the bucket.
 
@@ -596,8 +602,13 @@ class S3Store(Store):
         if not self.read_tips_first or len(new) <= FOREGROUND_PARSES:
             return []
         slots = asyncio.Semaphore(READS_AT_ONCE * 4)
+        started = time.monotonic()
+        carried = await self._header_keys()
 
-        async def header(key: str) -> dict[str, Any] | None:
+        async def header(key: str) -> Mapping[str, Any] | None:
+            known = carried.get(key, {}).get(etag_md5(listed[key].etag))
+            if known is not None:
+                return known
             what = f"reading the start of {self._manifest_key(key)}"
             async with slots:
                 head = await self.bucket.get_start(self._manifest_key(key), HEADER_FIRST_BYTES, what)
@@ -607,16 +618,22 @@ class S3Store(Store):
                     found = None if head is None else parse_header(head)
             return found
 
-        started = time.monotonic()
         headers = dict(zip(new, await asyncio.gather(*(header(key) for key in new))))
+        self._unkeyed.update(key for key in new if headers[key] is not carried.get(key, {}).get(etag_md5(listed[key].etag)))
         _, _, later = read_order(headers, 0)
         for key in later:
             self._filling[key] = listed[key]
         if later:
-            logger.info("%s: %d manifests never read (their headers read in %.1f s): the branches' tips first, "
-                        "%d more while serving (tagged, then newest first)",
-                        self.location, len(new), time.monotonic() - started, len(later))
+            by_key = len(new) - len(self._unkeyed.intersection(new))
+            logger.info("%s: %d manifests never read (their headers known in %.1f s, %d from their keys under "
+                        "headers/): the branches' tips first, %d more while serving (tagged, then newest first)",
+                        self.location, len(new), time.monotonic() - started, by_key, len(later))
         return later
+
+    async def _header_keys(self) -> dict[str, dict[str, Mapping[str, Any]]]:
+        """The headers `relay publish` wrote in keys under headers/ (`header_keys`): one listing."""
+        prefix = self.bucket.key(HEADERS)
+        return read_header_keys([item["Key"][len(prefix):] async for item in self._list(prefix)])
 
     async def _fill(self, queue: list[tuple[str, _Listed]]) -> None:
         """Read what a listing left for later (`_defer`), in its order, listing each once read; one
@@ -807,7 +824,20 @@ class S3Store(Store):
         stored = StoredExport(export=export, size=export.size(len(raw)))
         if listed is not None and listed.etag == etag:
             self._note(key, listed, stored)
+        if key in self._unkeyed:
+            self._unkeyed.discard(key)
+            await self._write_header_key(key, raw, etag)
         return stored
+
+    async def _write_header_key(self, key: str, manifest: bytes, etag: str) -> None:
+        """Write the header key of a manifest an earlier relay published without one, as `relay
+        publish` does, if the manifest's ETag is its MD5 (else no key would hold). Best effort: a
+        failure costs the next new replica one ranged read, nothing else."""
+        carried = await asyncio.get_running_loop().run_in_executor(None, header_key, key, manifest)
+        if carried is None or md5_of(carried[0]) != etag_md5(etag):
+            return
+        with contextlib.suppress(StoreUnavailable, ClientError):
+            await self.bucket.put(self.bucket.key(HEADERS + carried[0]), carried[1], "writing a header's key")
 
     async def _check_files(self, export: Export, fresh: list[bool] | None) -> None:
         """Raise ContractError unless every file the export lists is in the bucket with its size
@@ -1058,6 +1088,11 @@ class S3Store(Store):
         try:
             await self._wait_for_eviction_round()
             written = await self._upload_files(directory, export)
+            # The header in a key, just before the manifest (a new replica lists it rather than GET
+            # the manifest's start); one left by a publish that failed here is removed by the evictor.
+            carried = header_key(export.key, manifest)
+            if carried is not None:
+                await self.bucket.put(self.bucket.key(HEADERS + carried[0]), carried[1], "writing the header's key")
             wrote_manifest = await self._put_once(self._manifest_key(export.key), manifest, str(directory / MANIFEST))
             # Belt and braces: every file the manifest lists is there now (one listing), or written.
             written += await self._upload_files(directory, export)
@@ -1219,9 +1254,11 @@ class S3Store(Store):
         if not await self._may_remove_files(lease):
             return
         listed: set[str] = set()
+        manifests: set[str] = set()
         prefix = f"{self.location.prefix}manifests/"
         async for item in self._list(prefix):
             key = item["Key"][len(prefix):-len(".json")]
+            manifests.add(key)
             stored = self._exports.get(key)
             if stored is None:
                 # A manifest not served (being validated, damaged): its files are kept all the same.
@@ -1263,6 +1300,22 @@ class S3Store(Store):
             with contextlib.suppress(ClientError):
                 await self.bucket.call("clearing an eviction", self.bucket.client.delete_object(
                     Bucket=self.location.bucket, Key=object_key))
+        await self._remove_stale_header_keys(manifests, now)
+
+    async def _remove_stale_header_keys(self, manifests: set[str], now: float) -> None:
+        """Remove the header keys (`header_keys`) of manifests that are gone (evicted) or never came
+        (a publish that failed between the two), once older than the grace period: a publish under
+        way writes its manifest right after its header's key."""
+        prefix = self.bucket.key(HEADERS)
+        stale = [
+            (item["Key"], item["ETag"]) async for item in self._list(prefix)
+            if key_of(item["Key"][len(prefix):]) not in manifests
+            and now - item["LastModified"].timestamp() >= self.grace_seconds
+        ]
+        for object_key, etag in stale:
+            await self.bucket.delete_if_match(object_key, etag, f"removing {object_key}")
+        if stale:
+            logger.info("removed %d header key(s) of manifests that are gone", len(stale))
 
     async def _names_in(self, object_key: str) -> set[str] | None:
         """The sha256s a manifest (or an evicted one's copy) lists, read leniently: any well-formed

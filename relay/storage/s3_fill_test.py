@@ -4,6 +4,9 @@ its first listing reads the branches' tips and the newest manifests, the rest wh
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -13,10 +16,14 @@ import pytest
 import relay.storage.s3 as s3_module
 from relay.storage.catalog import CATALOG
 from relay.storage.factory import open_store
+from relay.storage.header_keys import key_of, read_header_keys
 from relay.storage.ranged import RangedReader
 from relay.storage.s3 import S3Location, S3Store
 from relay.storage.store import StoreUnavailable
+from relay.conftest import s3_client
+from relay.contract import Export
 from relay_testing.exports import fake_sha, write_export
+from relay_testing.seaweedfs import SeaweedFS
 
 
 async def _publish(s3_url: str, tmp_path: Path) -> dict[str, Any]:
@@ -44,13 +51,39 @@ async def _until_read(store: S3Store) -> None:
     assert store.reading == 0
 
 
+def _header_keys(seaweedfs: SeaweedFS, s3_url: str, keep: str, main: list[Export]) -> set[str]:
+    """Leave the header keys `relay publish` wrote (`published`), none (`none`: a bucket published by
+    an earlier relay), or all but the oldest export's, whose key lies (`lying`: its MD5 is not its
+    manifest's, it claims to be main's newest); the exports whose header must be read with a GET."""
+    location = S3Location.parse(s3_url)
+    client = s3_client(seaweedfs)
+    prefix = f"{location.prefix}headers/"
+    names = [o["Key"] for o in client.list_objects_v2(Bucket=location.bucket, Prefix=prefix)["Contents"]]
+    assert len(names) == 22, "relay publish wrote a header key per export"
+    if keep == "published":
+        return set()
+    oldest = main[0].key
+    for name in names:
+        if keep == "none" or name.startswith(prefix + oldest + "."):
+            client.delete_object(Bucket=location.bucket, Key=name)
+    if keep == "none":
+        return {key_of(name[len(prefix):]) for name in names}
+    claim = {"count": 10**6, "commit_time": "2099-01-01T00:00:00+00:00", "dirty": False, "branches": ["main"], "tags": []}
+    token = base64.urlsafe_b64encode(json.dumps(claim).encode()).decode().rstrip("=")
+    client.put_object(Bucket=location.bucket, Key=f"{prefix}{oldest}.{'0' * 32}.{token}", Body=b"{}")
+    return {oldest}
+
+
 @pytest.mark.asyncio
+@pytest.mark.parametrize("header_keys", ["published", "lying", "none"])
 async def test_a_new_replica_serves_the_tips_first_and_reads_the_rest_while_serving(
-    s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3_url: str, seaweedfs: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, header_keys: str
 ) -> None:
     published = await _publish(s3_url, tmp_path)
     main, release, tagged = published["main"], published["release"], published["tagged"]
     everything = {e.key for e in [*main, release, tagged]}
+    # The manifests whose header is read with a GET: those without a header key that holds.
+    unknown = _header_keys(seaweedfs, s3_url, header_keys, main)
     monkeypatch.setattr(s3_module, "FOREGROUND_PARSES", 2)
     gate = asyncio.Event()
     real_fill = S3Store._fill
@@ -83,8 +116,9 @@ async def test_a_new_replica_serves_the_tips_first_and_reads_the_rest_while_serv
         await asyncio.sleep(0)  # the fill's task starts
         assert queues == [[tagged.key, *(e.key for e in reversed(main[:-1]))]]
         assert store.reading == len(everything) - len(first)
-        # Every manifest's header was read by a signed ranged read, none through the client.
-        assert sorted(ranged_reads) == sorted(f"{store.location.prefix}manifests/{key}.json" for key in everything)
+        # The headers the keys under headers/ do not hold were read by signed ranged reads, none
+        # through the client; a key that lies about its manifest (another MD5) counted for nothing.
+        assert sorted(ranged_reads) == sorted(f"{store.location.prefix}manifests/{key}.json" for key in unknown)
         read = store.manifests_read
         await store.refresh()  # the next listing leaves the queue alone
         assert store.manifests_read == read and set(store.exports()) == first
@@ -97,6 +131,15 @@ async def test_a_new_replica_serves_the_tips_first_and_reads_the_rest_while_serv
         await _until_read(store)
         assert set(store.exports()) == everything
         assert store.manifests_read == len(everything), "a manifest was read twice"
+        # Each manifest read has its header key now, as `relay publish` writes it: the next new
+        # replica over this bucket lists them rather than read a manifest's start.
+        names = [o["Key"] for o in s3_client(seaweedfs).list_objects_v2(
+            Bucket=store.location.bucket, Prefix=f"{store.location.prefix}headers/")["Contents"]]
+        carried = read_header_keys([name[len(f"{store.location.prefix}headers/"):] for name in names])
+        assert set(carried) == everything
+        for export in [*main, release, tagged]:
+            manifest = (tmp_path / "out" / export.key / "manifest.json").read_bytes()
+            assert carried[export.key][hashlib.md5(manifest).hexdigest()]["count"] == export.count
         await store.refresh()  # what the fill listed stays listed
         assert set(store.exports()) == everything
     finally:

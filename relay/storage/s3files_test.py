@@ -191,3 +191,32 @@ async def test_a_tampered_object_never_reaches_a_client_whole(
         assert response.status != 200 or hashlib.sha256(received).hexdigest() == dist.sha256, (
             "a client received a whole file that differs from the manifest"
         )
+
+
+async def test_header_keys_are_written_with_each_manifest_and_go_with_it(
+    stores: Any, tmp_path: Path, seaweedfs: SeaweedFS
+) -> None:
+    """`relay publish` writes a manifest's header in a key under headers/ (relay/storage/header_keys.py,
+    bound to the manifest's MD5); the evictor removes those of manifests evicted, and one a publish
+    left without its manifest, once older than the grace period."""
+    from relay.storage.header_keys import read_header_keys
+
+    store = await stores(grace_seconds=0)
+    kept = write_export(tmp_path / "a", fake_sha(1), 1)
+    evicted = write_export(tmp_path / "b", fake_sha(2), 2, branches=("release",))
+    for export, out in ((kept, tmp_path / "a"), (evicted, tmp_path / "b")):
+        await store.publish(out / export.key)
+    keys = read_header_keys(list(_objects(seaweedfs, store.location, "headers/")))
+    assert set(keys) == {kept.key, evicted.key}
+    for export, out in ((kept, tmp_path / "a"), (evicted, tmp_path / "b")):
+        manifest = (out / export.key / "manifest.json").read_bytes()
+        fields = keys[export.key][hashlib.md5(manifest).hexdigest()]
+        assert fields["count"] == export.count and fields["branches"] == list(export.branches)
+        assert fields["commit_time"] == export.commit_time and fields["dirty"] is False
+    # A publish that wrote its header's key and died before its manifest.
+    s3_client(seaweedfs).put_object(
+        Bucket=store.location.bucket, Key=f"{store.location.prefix}headers/{fake_sha(3)}.{'0' * 32}.e30", Body=b"{}")
+    with store.pin(kept.key):
+        assert await store.evict(EVICT_ALL, now=time.time() + 1) == [evicted.key]
+    assert set(read_header_keys(list(_objects(seaweedfs, store.location, "headers/")))) == {kept.key}
+    assert len(_objects(seaweedfs, store.location, "headers/")) == 1
