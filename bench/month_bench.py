@@ -219,9 +219,14 @@ def _s3_rows(full: Path, keys: list[str], sizes: tuple[int, ...], work: Path,
                         (NO_HEADER_KEYS, ROOT, True)]
             for variant, code, empty_work in variants:
                 if variant == NO_HEADER_KEYS:
-                    # A bucket an earlier relay published: no header keys, and no catalog shared.
+                    # A bucket an earlier relay published: no header keys, and no catalog shared. The
+                    # floor again, as the store answers after those removals.
                     _remove(client, bucket, f"{prefix}{HEADERS}")
                     _remove(client, bucket, f"{prefix}catalog/")
+                    listed = [item["Key"] for page in client.get_paginator("list_objects_v2").paginate(
+                        Bucket=bucket, Prefix=f"{prefix}manifests/") for item in page.get("Contents", ())]
+                    ranged_alone = min(_ranged_reads_alone(client, bucket, listed) for _ in range(3))
+                    log(f"month: {n} ranged reads of the manifests' first 4 KB alone again: {ranged_alone:.2f} s")
                 if empty_work:
                     shutil.rmtree(tmp, ignore_errors=True)
                     tmp.mkdir()
@@ -578,9 +583,9 @@ def targets(d: dict[str, Any]) -> list[list[str]]:
         during = "" if not s3.get("while_reading") else (
             f"; the tip's pages meanwhile p50 {s3['while_reading']['p50_ms']:.1f} ms, "
             f"p99 {s3['while_reading']['p99_ms']:.0f} ms")
-        alone = "" if "ranged_reads_alone_s" not in s3 else (
-            f"; the store alone answers those {s3['exports']:,} ranged GETs in {s3['ranged_reads_alone_s']:.2f} s, "
-            "to a plain client with presigned URLs")
+        alone = "" if unkeyed is None or "ranged_reads_alone_s" not in unkeyed else (
+            f"; the store alone answers those {unkeyed['exports']:,} ranged GETs in "
+            f"{unkeyed['ranged_reads_alone_s']:.2f} s, to a plain client with presigned URLs, right before")
         older = "" if unkeyed is None else (
             f". Over a bucket an earlier relay published (no header keys), not in this row: "
             f"{unkeyed['startup_s']:.2f} s, one ranged GET per manifest for its header{alone}")
