@@ -1203,8 +1203,10 @@ class S3Store(Store):
             await self.refresh()
             await self.flush_last_use()
             forget = None if policy.max_age_seconds is None else time.time() - policy.max_age_seconds
-            used = await self.last_used(forget_before=forget)
+            # The exports before their records are read: one listed meanwhile (a new replica's fill,
+            # a commit asked for by its sha) waits for the next round, judged with its own times.
             exports = dict(self._exports)
+            used = await self.last_used(forget_before=forget)
             evicted = to_evict(exports, used, policy, now, lambda key: key in self._pins)
             for key in evicted:
                 # The manifest's copy first, then the manifest: a crash between leaves the export
@@ -1250,7 +1252,13 @@ class S3Store(Store):
 
     async def _remove_unlisted_files(self, lease: Lease, now: float, fresh: list[str]) -> None:
         """Remove the file objects no manifest lists, nor an evicted one younger than the grace
-        period; each with a conditional delete (an object written again since the listing stays)."""
+        period; each with a conditional delete (an object written again since the listing stays).
+        Not while manifests are still being read (a new replica's first listing left them for later):
+        what their files are is known only once they are read, and reading them here too would GET
+        each whole manifest twice while the replica serves."""
+        if self._filling:
+            logger.info("not removing files this round: %d manifests still being read", len(self._filling))
+            return
         if not await self._may_remove_files(lease):
             return
         listed: set[str] = set()

@@ -204,3 +204,96 @@ async def test_a_first_listing_that_fails_leaves_nothing_queued_and_the_next_one
         assert set(store.exports()) == everything
     finally:
         await store.close()
+
+
+@pytest.mark.asyncio
+async def test_no_files_are_removed_and_no_manifest_is_read_by_the_evictor_while_a_fill_runs(
+    s3_url: str, seaweedfs: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the manifests left for later list is known only once they are read: the evictor's round
+    at start removes no file meanwhile (and does not GET each of them whole a second time); its
+    next round, after the fill, removes what no export lists."""
+    from relay.storage.store import EvictionPolicy
+
+    published = await _publish(s3_url, tmp_path)
+    everything = {e.key for e in [*published["main"], published["release"], published["tagged"]]}
+    location = S3Location.parse(s3_url)
+    orphan = f"{location.prefix}files/{'0' * 64}"
+    s3_client(seaweedfs).put_object(Bucket=location.bucket, Key=orphan, Body=b"listed by no manifest")
+    monkeypatch.setattr(s3_module, "FOREGROUND_PARSES", 2)
+    gate = asyncio.Event()
+    real_fill = S3Store._fill
+
+    async def gated_fill(self: S3Store, queue: Any) -> None:
+        await gate.wait()
+        await real_fill(self, queue)
+
+    monkeypatch.setattr(S3Store, "_fill", gated_fill)
+    store = S3Store(location, catalog_dir=tmp_path / "work", read_tips_first=True, grace_seconds=0)
+    keep_all = EvictionPolicy(max_age_seconds=None)
+    await store.start()
+    try:
+        assert store.reading == len(everything) - 2
+        read = store.manifests_read
+        whole_reads: list[str] = []
+        real_names_in = S3Store._names_in
+
+        async def counted(self: S3Store, object_key: str) -> Any:
+            whole_reads.append(object_key)
+            return await real_names_in(self, object_key)
+
+        monkeypatch.setattr(S3Store, "_names_in", counted)
+        assert await store.evict(keep_all) == []
+        assert whole_reads == [] and store.manifests_read == read
+        assert s3_client(seaweedfs).head_object(Bucket=location.bucket, Key=orphan)["ContentLength"] > 0
+        gate.set()
+        await _until_read(store)
+        assert await store.evict(keep_all) == []
+        assert whole_reads == []  # every manifest is read by now: the evictor reads none again
+        with pytest.raises(Exception, match="404|Not Found"):
+            s3_client(seaweedfs).head_object(Bucket=location.bucket, Key=orphan)
+        assert set(store.exports()) == everything
+    finally:
+        gate.set()
+        await store.close()
+
+
+@pytest.mark.asyncio
+async def test_exports_listed_while_the_evictor_reads_last_use_are_not_evicted_as_never_used(
+    s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The evictor's round at start reads every replica's last-use records while the fill lists
+    exports: one listed meanwhile has no record in what it read, and was judged unused since 1970
+    (evicted at once, just published). An export is judged only with its own times."""
+    from relay.storage.store import EvictionPolicy
+
+    published = await _publish(s3_url, tmp_path)
+    everything = {e.key for e in [*published["main"], published["release"], published["tagged"]]}
+    monkeypatch.setattr(s3_module, "FOREGROUND_PARSES", 2)
+    gate = asyncio.Event()
+    real_fill = S3Store._fill
+
+    async def gated_fill(self: S3Store, queue: Any) -> None:
+        await gate.wait()
+        await real_fill(self, queue)
+
+    monkeypatch.setattr(S3Store, "_fill", gated_fill)
+    real_last_used = S3Store.last_used
+
+    async def fill_meanwhile(self: S3Store, forget_before: float | None = None) -> dict[str, float]:
+        used = await real_last_used(self, forget_before)
+        gate.set()  # the fill lists every other export while the records are read
+        await _until_read(self)
+        return used
+
+    monkeypatch.setattr(S3Store, "last_used", fill_meanwhile)
+    store = open_store(s3_url, work_dir=tmp_path / "work")
+    assert isinstance(store, S3Store)
+    await store.start()
+    try:
+        assert store.reading == len(everything) - 2
+        assert await store.evict(EvictionPolicy()) == []  # unused for 30 days: none is
+        assert set(store.exports()) == everything
+    finally:
+        gate.set()
+        await store.close()

@@ -113,11 +113,11 @@ def to_evict(
 ) -> list[str]:
     """The exports a store should remove, least recently used first: unused for longer than the
     policy's age, then as many more as bring the Footprint under its size; never one `keep` says is
-    in use."""
+    in use. An export `last_used` has no time for counts as used `now`: nothing says it is old."""
     footprint = Footprint(exports.values())
     chosen: list[str] = []
-    for key in sorted(exports, key=lambda k: last_used.get(k, 0.0)):
-        too_old = policy.max_age_seconds is not None and now - last_used.get(key, 0.0) > policy.max_age_seconds
+    for key in sorted(exports, key=lambda k: last_used.get(k, now)):
+        too_old = policy.max_age_seconds is not None and now - last_used.get(key, now) > policy.max_age_seconds
         too_big = policy.max_size_bytes is not None and footprint.total > policy.max_size_bytes
         if (too_old or too_big) and not keep(key):
             chosen.append(key)

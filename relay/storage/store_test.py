@@ -469,3 +469,15 @@ async def test_a_commit_another_worker_published_is_found_while_its_manifest_is_
     finally:
         this_worker.close_parser()
         other_worker.close_parser()
+
+
+def test_an_export_without_a_last_use_time_is_not_evicted_by_age(tmp_path: Path) -> None:
+    """A store that lists an export after reading the last-use times has none for it: it is not
+    judged unused since 1970 (evicted at once), but as used now."""
+    from relay.storage.store import StoredExport, to_evict
+
+    exports = {e.key: StoredExport(export=e, size=1) for e in (write_export(tmp_path, fake_sha(n), n) for n in (1, 2))}
+    now = time.time()
+    old, _ = list(exports)
+    policy = EvictionPolicy(max_age_seconds=30 * 24 * 3600.0)
+    assert to_evict(exports, {old: now - 40 * 24 * 3600.0}, policy, now, lambda key: False) == [old]
