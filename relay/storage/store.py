@@ -113,15 +113,19 @@ def to_evict(
 ) -> list[str]:
     """The exports a store should remove, least recently used first: unused for longer than the
     policy's age, then as many more as bring the Footprint under its size; never one `keep` says is
-    in use. An export `last_used` has no time for counts as used `now`: nothing says it is old."""
-    footprint = Footprint(exports.values())
+    in use. An export `last_used` has no time for counts as used `now`: nothing says it is old.
+    The Footprint is counted only under a size cap (every file of every export: 0.9 s of a thread
+    at 1,500 exports of 1,000 dists, each round)."""
+    cap = policy.max_size_bytes
+    footprint = None if cap is None else Footprint(exports.values())
     chosen: list[str] = []
     for key in sorted(exports, key=lambda k: last_used.get(k, now)):
         too_old = policy.max_age_seconds is not None and now - last_used.get(key, now) > policy.max_age_seconds
-        too_big = policy.max_size_bytes is not None and footprint.total > policy.max_size_bytes
+        too_big = footprint is not None and cap is not None and footprint.total > cap
         if (too_old or too_big) and not keep(key):
             chosen.append(key)
-            footprint.remove(exports[key])
+            if footprint is not None:
+                footprint.remove(exports[key])
     return chosen
 
 
