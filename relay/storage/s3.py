@@ -619,15 +619,15 @@ class S3Store(Store):
             return found
 
         headers = dict(zip(new, await asyncio.gather(*(header(key) for key in new))))
-        self._unkeyed.update(key for key in new if headers[key] is not carried.get(key, {}).get(etag_md5(listed[key].etag)))
+        by_key = {key for key in new if carried.get(key, {}).get(etag_md5(listed[key].etag)) is not None}
+        self._unkeyed.update(key for key in new if key not in by_key)
         _, _, later = read_order(headers, 0)
         for key in later:
             self._filling[key] = listed[key]
         if later:
-            by_key = len(new) - len(self._unkeyed.intersection(new))
             logger.info("%s: %d manifests never read (their headers known in %.1f s, %d from their keys under "
                         "headers/): the branches' tips first, %d more while serving (tagged, then newest first)",
-                        self.location, len(new), time.monotonic() - started, by_key, len(later))
+                        self.location, len(new), time.monotonic() - started, len(by_key), len(later))
         return later
 
     async def _header_keys(self) -> dict[str, dict[str, Mapping[str, Any]]]:
@@ -1090,7 +1090,7 @@ class S3Store(Store):
             written = await self._upload_files(directory, export)
             # The header in a key, just before the manifest (a new replica lists it rather than GET
             # the manifest's start); one left by a publish that failed here is removed by the evictor.
-            carried = header_key(export.key, manifest)
+            carried = await loop.run_in_executor(None, header_key, export.key, manifest)
             if carried is not None:
                 await self.bucket.put(self.bucket.key(HEADERS + carried[0]), carried[1], "writing the header's key")
             wrote_manifest = await self._put_once(self._manifest_key(export.key), manifest, str(directory / MANIFEST))
