@@ -604,11 +604,14 @@ class S3Store(Store):
         slots = asyncio.Semaphore(READS_AT_ONCE * 4)
         started = time.monotonic()
         carried = await self._header_keys()
+        # The headers a key holds for the manifest as listed (its ETag is the MD5 the key names).
+        by_key = {
+            key: fields for key in new if (fields := carried.get(key, {}).get(etag_md5(listed[key].etag))) is not None
+        }
 
         async def header(key: str) -> Mapping[str, Any] | None:
-            known = carried.get(key, {}).get(etag_md5(listed[key].etag))
-            if known is not None:
-                return known
+            if key in by_key:
+                return by_key[key]
             what = f"reading the start of {self._manifest_key(key)}"
             async with slots:
                 head = await self.bucket.get_start(self._manifest_key(key), HEADER_FIRST_BYTES, what)
@@ -619,7 +622,6 @@ class S3Store(Store):
             return found
 
         headers = dict(zip(new, await asyncio.gather(*(header(key) for key in new))))
-        by_key = {key for key in new if carried.get(key, {}).get(etag_md5(listed[key].etag)) is not None}
         self._unkeyed.update(key for key in new if key not in by_key)
         _, _, later = read_order(headers, 0)
         for key in later:
@@ -1238,9 +1240,14 @@ class S3Store(Store):
         return live
 
     async def _may_remove_files(self, lease: Lease) -> bool:
-        """Whether the evictor may remove files now: it still holds its lease (renewed now, so a
-        publish that looks sees it) and then no publish is under way (one that started since looks
-        at the lease, sees it held, and waits)."""
+        """Whether the evictor may remove files now: no manifest is still being read (a new replica's
+        first listing left them for later: what their files are is known only once they are read,
+        and reading them here too would GET each whole manifest twice while the replica serves), it
+        still holds its lease (renewed now, so a publish that looks sees it) and then no publish is
+        under way (one that started since looks at the lease, sees it held, and waits)."""
+        if self._filling:
+            logger.info("not removing files this round: %d manifests still being read", len(self._filling))
+            return False
         if not await lease.renew():
             return False
         publishing = await self._publishing()
@@ -1252,13 +1259,7 @@ class S3Store(Store):
 
     async def _remove_unlisted_files(self, lease: Lease, now: float, fresh: list[str]) -> None:
         """Remove the file objects no manifest lists, nor an evicted one younger than the grace
-        period; each with a conditional delete (an object written again since the listing stays).
-        Not while manifests are still being read (a new replica's first listing left them for later):
-        what their files are is known only once they are read, and reading them here too would GET
-        each whole manifest twice while the replica serves."""
-        if self._filling:
-            logger.info("not removing files this round: %d manifests still being read", len(self._filling))
-            return
+        period; each with a conditional delete (an object written again since the listing stays)."""
         if not await self._may_remove_files(lease):
             return
         listed: set[str] = set()
