@@ -19,7 +19,7 @@ from relay.storage.factory import open_store
 from relay.storage.header_keys import key_of, read_header_keys
 from relay.storage.ranged import RangedReader
 from relay.storage.s3 import S3Location, S3Store
-from relay.storage.store import StoreUnavailable
+from relay.storage.store import EvictionPolicy, StoreUnavailable
 from relay.conftest import s3_client
 from relay.contract import Export
 from relay_testing.exports import fake_sha, write_export
@@ -42,6 +42,22 @@ async def _publish(s3_url: str, tmp_path: Path) -> dict[str, Any]:
     finally:
         await publisher.close()
     return {"main": main, "release": release, "tagged": tagged}
+
+
+def _gate_fill(monkeypatch: pytest.MonkeyPatch, queues: list[list[str]] | None = None) -> asyncio.Event:
+    """Hold every store's fill (what a first listing left to read while serving) until the event is
+    set; each queue's keys, in order, go into `queues`."""
+    gate = asyncio.Event()
+    real_fill = S3Store._fill
+
+    async def gated_fill(self: S3Store, queue: Any) -> None:
+        if queues is not None:
+            queues.append([key for key, _ in queue])
+        await gate.wait()
+        await real_fill(self, queue)
+
+    monkeypatch.setattr(S3Store, "_fill", gated_fill)
+    return gate
 
 
 async def _until_read(store: S3Store) -> None:
@@ -85,17 +101,8 @@ async def test_a_new_replica_serves_the_tips_first_and_reads_the_rest_while_serv
     # The manifests whose header is read with a GET: those without a header key that holds.
     unknown = _header_keys(seaweedfs, s3_url, header_keys, main)
     monkeypatch.setattr(s3_module, "FOREGROUND_PARSES", 2)
-    gate = asyncio.Event()
-    real_fill = S3Store._fill
-
     queues: list[list[str]] = []
-
-    async def gated_fill(self: S3Store, queue: Any) -> None:
-        queues.append([key for key, _ in queue])
-        await gate.wait()
-        await real_fill(self, queue)
-
-    monkeypatch.setattr(S3Store, "_fill", gated_fill)
+    gate = _gate_fill(monkeypatch, queues)
     ranged_reads: list[str] = []
     real_read_start = RangedReader.read_start
 
@@ -213,22 +220,13 @@ async def test_no_files_are_removed_and_no_manifest_is_read_by_the_evictor_while
     """What the manifests left for later list is known only once they are read: the evictor's round
     at start removes no file meanwhile (and does not GET each of them whole a second time); its
     next round, after the fill, removes what no export lists."""
-    from relay.storage.store import EvictionPolicy
-
     published = await _publish(s3_url, tmp_path)
     everything = {e.key for e in [*published["main"], published["release"], published["tagged"]]}
     location = S3Location.parse(s3_url)
     orphan = f"{location.prefix}files/{'0' * 64}"
     s3_client(seaweedfs).put_object(Bucket=location.bucket, Key=orphan, Body=b"listed by no manifest")
     monkeypatch.setattr(s3_module, "FOREGROUND_PARSES", 2)
-    gate = asyncio.Event()
-    real_fill = S3Store._fill
-
-    async def gated_fill(self: S3Store, queue: Any) -> None:
-        await gate.wait()
-        await real_fill(self, queue)
-
-    monkeypatch.setattr(S3Store, "_fill", gated_fill)
+    gate = _gate_fill(monkeypatch)
     store = S3Store(location, catalog_dir=tmp_path / "work", read_tips_first=True, grace_seconds=0)
     keep_all = EvictionPolicy(max_age_seconds=None)
     await store.start()
@@ -265,19 +263,10 @@ async def test_exports_listed_while_the_evictor_reads_last_use_are_not_evicted_a
     """The evictor's round at start reads every replica's last-use records while the fill lists
     exports: one listed meanwhile has no record in what it read, and was judged unused since 1970
     (evicted at once, just published). An export is judged only with its own times."""
-    from relay.storage.store import EvictionPolicy
-
     published = await _publish(s3_url, tmp_path)
     everything = {e.key for e in [*published["main"], published["release"], published["tagged"]]}
     monkeypatch.setattr(s3_module, "FOREGROUND_PARSES", 2)
-    gate = asyncio.Event()
-    real_fill = S3Store._fill
-
-    async def gated_fill(self: S3Store, queue: Any) -> None:
-        await gate.wait()
-        await real_fill(self, queue)
-
-    monkeypatch.setattr(S3Store, "_fill", gated_fill)
+    gate = _gate_fill(monkeypatch)
     real_last_used = S3Store.last_used
 
     async def fill_meanwhile(self: S3Store, forget_before: float | None = None) -> dict[str, float]:
