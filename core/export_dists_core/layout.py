@@ -157,13 +157,13 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def _page_key(dist: ExportedDist) -> tuple[str, str, str, str | None, str]:
+def page_key(dist: ExportedDist) -> tuple[str, str, str, str | None, str]:
     """What a project page is made of (manifest entries record each): equal keys, equal pages."""
     return (dist.name, dist.wheel.filename, dist.wheel.sha256, dist.requires_python, dist.wheel.metadata_sha256)
 
 
 @functools.lru_cache(maxsize=_RENDERED)
-def _project_page(key: tuple[str, str, str, str | None, str]) -> bytes:
+def project_page(key: tuple[str, str, str, str | None, str]) -> bytes:
     name, filename, sha256, requires_python, metadata_sha256 = key
     attrs = [f'href="../../{filename}#sha256={sha256}"']
     if requires_python:
@@ -191,7 +191,7 @@ def _simple_pages(dists: Iterable[ExportedDist]) -> dict[str, bytes]:
     )
     pages["simple/index.html"] = _page("Simple index", root_links).encode()
     for dist in ordered:
-        pages[page_path(dist.project)] = _project_page(_page_key(dist))
+        pages[page_path(dist.project)] = project_page(page_key(dist))
     return pages
 
 
@@ -277,24 +277,14 @@ def link_sources(output_dir: Path, directory_name: str, dists: Iterable[Exported
     of (name, file name, both sha256s, Requires-Python) and the page has this export's page's size.
     """
     wanted = {d.wheel.filename: d for d in dists}
-    candidates: list[tuple[int, int, Path]] = []
-    try:
-        for entry in os.scandir(output_dir):
-            if entry.name.startswith(".") or entry.name == directory_name or not entry.is_dir(follow_symlinks=False):
-                continue
-            try:
-                stat = os.stat(os.path.join(entry.path, MANIFEST))
-            except OSError:
-                continue
-            candidates.append((stat.st_mtime_ns, stat.st_size, Path(entry.path)))
-    except OSError:
-        return {}
     sources: dict[str, str] = {}
     found: set[str] = set()
-    for mtime, size, directory in sorted(candidates, reverse=True)[:_LINK_SOURCES]:
+    if not wanted:
+        return sources
+    for mtime, size, directory in newest_exports(output_dir, besides=directory_name)[:_LINK_SOURCES]:
         if len(found) == len(wanted):
             break
-        entries = _manifest_entries(directory, mtime, size)
+        entries = manifest_entries(directory, mtime, size)
         if entries is None:
             continue
         # Plain strings, not Paths: this runs for every file of every dist.
@@ -318,15 +308,33 @@ def link_sources(output_dir: Path, directory_name: str, dists: Iterable[Exported
                 if (entry["name"], entry["requires_python"]) != (dist.name, dist.requires_python):
                     continue
                 page = os.path.join(base, page_path(dist.project))
-                if os.stat(page).st_size == len(_project_page(_page_key(dist))):
+                if os.stat(page).st_size == len(project_page(page_key(dist))):
                     sources[page_path(dist.project)] = page
             except (OSError, KeyError, TypeError):
                 continue
     return sources
 
 
+def newest_exports(output_dir: Path, *, besides: str = "") -> list[tuple[int, int, Path]]:
+    """The export directories in `output_dir` but `besides`, newest first by their manifest's time:
+    (manifest mtime in ns, manifest size, directory). Staging directories (`.`) are not exports."""
+    candidates: list[tuple[int, int, Path]] = []
+    try:
+        for entry in os.scandir(output_dir):
+            if entry.name.startswith(".") or entry.name == besides or not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                stat = os.stat(os.path.join(entry.path, MANIFEST))
+            except OSError:
+                continue
+            candidates.append((stat.st_mtime_ns, stat.st_size, Path(entry.path)))
+    except OSError:
+        return []
+    return sorted(candidates, reverse=True)
+
+
 @functools.lru_cache(maxsize=_LINK_SOURCES + 1)
-def _manifest_entries(directory: Path, mtime_ns: int, size: int) -> list[Any] | None:
+def manifest_entries(directory: Path, mtime_ns: int, size: int) -> list[Any] | None:
     """The dist entries of an export's manifest.json, or None when unreadable. Cached by the
     manifest's time and size (a written export is never changed in place, only replaced): the export
     after this one links from the same manifests, and parsing one of 10,000 dists takes 0.1-0.2 s."""
@@ -342,23 +350,32 @@ def write_export(
     directory_name: str,
     files: Mapping[str, bytes],
     links: Mapping[str, str | Path] | None = None,
+    staged: Staged | None = None,
 ) -> WriteResult:
     """Write an export directory atomically: a temporary sibling, renamed into place when complete.
 
     Files in `links` are hard-linked from there (an earlier export holding the same bytes) rather
-    than written; where a link fails (another file system), they are written. A crash leaves only
-    a `.tmp-*` directory, which readers ignore. An existing export of the same commit is kept as it
-    is when identical, and replaced atomically when not (a dirty re-export, or more dists: see
-    `earlier_dists`).
+    than written; where a link fails (another file system), they are written. `staged` is such a
+    sibling already holding some of `files` (staging.py: linked ahead from an earlier export); the
+    rest go into it the same way. A crash leaves only a `.tmp-*` directory, which readers ignore.
+    An existing export of the same commit is kept as it is when identical, and replaced
+    atomically when not (a dirty re-export, or more dists: see `earlier_dists`).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     final = output_dir / directory_name
     if final.is_dir() and _same_export(final, files):
         return WriteResult(final, written=False)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{directory_name}-", dir=output_dir))
+    if staged is not None:
+        staging, present, directories = staged.path, set(staged.files), staged.directories
+    else:
+        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{directory_name}-", dir=output_dir))
+        present, directories = set(), frozenset()
     try:
-        _make_directories(staging, files)
-        linked = _link_files(staging, {p: source for p, source in (links or {}).items() if p in files})
+        _make_directories(staging, files, directories)
+        linked = _link_files(
+            staging, {p: source for p, source in (links or {}).items() if p in files and p not in present}
+        )
+        linked |= present
         _write_files(staging, {p: d for p, d in files.items() if p != MANIFEST and p not in linked})
         # manifest.json last: a reader that sees it sees a complete directory.
         _write_files(staging, {MANIFEST: files[MANIFEST]})
@@ -377,11 +394,26 @@ def write_export(
     return WriteResult(final, written=True, linked=len(linked), linked_wheels=wheels)
 
 
-def _make_directories(root: Path, files: Iterable[str]) -> None:
+@dataclass(frozen=True)
+class Staged:
+    """A staging directory (`.tmp-*` in the output directory) that already holds `files` (relative
+    paths, each the bytes the export wants) and `directories`: what staging.StagedExport leaves."""
+
+    path: Path
+    files: frozenset[str]
+    directories: frozenset[str]
+
+    def holds(self, dist: ExportedDist) -> bool:
+        """Whether every file of `dist` is staged already (nothing of it to link or write)."""
+        filename = dist.wheel.filename
+        return {filename, f"{filename}.metadata", page_path(dist.project)} <= self.files
+
+
+def _make_directories(root: Path, files: Iterable[str], present: Collection[str] = ()) -> None:
     base = os.fspath(root)
     # Parents sort before their children. One directory per dist (simple/<project>/) is most of
     # what an export after a one-leaf commit costs: a new inode and block each, where a link is not.
-    for directory in sorted({os.path.dirname(p) for p in files} - {""}):
+    for directory in sorted({os.path.dirname(p) for p in files} - {""} - set(present)):
         try:
             os.mkdir(os.path.join(base, directory))
         except FileNotFoundError:
