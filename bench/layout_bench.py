@@ -6,6 +6,11 @@ by the goal's three calls (`export_files`, `link_sources`, `write_export`) into 
 - **cold**: the first export (nothing to link from);
 - **after a commit**: the next commit's export, one dist changed (the rest linked from the export
   before), `reps` times, each on top of the one before;
+- **staged**: the same exports into a second output directory as the goal writes them with versions
+  by content: the directory staged from the export before on a thread (core/export_dists_core/staging.py)
+  while Pants plans, timed alone and waited for, then what is left on the export's path (`take`,
+  `link_sources` of the dists not staged, `write_export`): the export's part when the staging
+  overlaps Pants' planning entirely;
 - **floor**: what the contract itself asks of the file system for such an export, timed alone in the
   same run: one directory per dist (`simple/<project>/`) and three hard links per dist (wheel,
   .metadata, page) in a new directory, renamed into place.
@@ -25,6 +30,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "core"))
 
 from export_dists_core.layout import ExportedDist, ExportInfo, export_files, link_sources, write_export  # noqa: E402
+from export_dists_core.staging import StagedExport  # noqa: E402
 from export_dists_core.wheel import Wheel  # noqa: E402
 
 
@@ -57,6 +63,27 @@ def _export(out: Path, number: int, dists: list[ExportedDist]) -> dict[str, floa
             "total_s": done - started, "linked": result.linked}
 
 
+def _staged_export(out: Path, number: int, dists: list[ExportedDist]) -> dict[str, float]:
+    info = _info(number)
+    started = time.perf_counter()
+    staging = StagedExport.start(out, lambda: info.directory_name)
+    staging._thread.join()  # as if Pants' planning took longer than staging
+    staged_at = time.perf_counter()
+    try:
+        files = export_files(info, dists)
+        rendered = time.perf_counter()
+        staged = staging.take(dists)
+        unstaged = [d for d in dists if not (staged and staged.holds(d))]
+        links = link_sources(out, info.directory_name, unstaged)
+        found = time.perf_counter()
+        result = write_export(out, info.directory_name, files, links, staged)
+        done = time.perf_counter()
+    finally:
+        staging.close()
+    return {"staging_s": staged_at - started, "render_s": rendered - staged_at, "find_links_s": found - rendered,
+            "write_s": done - found, "total_s": done - staged_at, "linked": result.linked}
+
+
 def _floor(work: Path, source: Path, dists: list[ExportedDist]) -> float:
     """mkdir per dist and three links per dist into a staging directory, renamed: the file system's part."""
     staging = work / ".floor-staging"
@@ -79,16 +106,20 @@ def run(n: int, reps: int, log: Callable[[str], None]) -> dict[str, object]:
         out = work / "out"
         dists = [_dist(i, n, "0.1+gaaaaaaaaaaaa") for i in range(n)]
         result: dict[str, object] = {"dists": n, "load_at_start": os.getloadavg()[0]}
+        staged_out = work / "out-staged"
         result["cold"] = _export(out, 1, dists)
+        _export(staged_out, 1, dists)
         log(f"cold export of {n} dists: {result['cold']}")
-        after, floors = [], []
+        after, staged, floors = [], [], []
         for rep in range(reps):
             changed = (rep * 37) % n
             dists[changed] = _dist(changed, n, f"0.{rep + 2}+g{rep + 2:012d}")
             after.append(_export(out, rep + 2, dists))
+            staged.append(_staged_export(staged_out, rep + 2, dists))
             floors.append(_floor(work, out / _info(rep + 2).directory_name, dists))
-            log(f"after a commit #{rep + 1}: {after[-1]}; floor {floors[-1]:.3f} s")
+            log(f"after a commit #{rep + 1}: {after[-1]}; staged {staged[-1]}; floor {floors[-1]:.3f} s")
         result["after_commit"] = after
+        result["after_commit_staged"] = staged
         result["floor_s"] = floors
         result["load_at_end"] = os.getloadavg()[0]
         return result

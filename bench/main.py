@@ -55,7 +55,7 @@ FULL = {
     "pages_dists": 1000, "pages_commits": 20, "pages_reps": 20,
     "uv_members": 100, "uv_reps": 2,
     "scale_targets": 10000, "scale_exports": 20, "scale_floor_every": 4, "scale_profile_exports": 3,
-    "scale_memory_limit_mb": 14000, "scale_pantsd_max_memory": "12GiB",
+    "scale_memory_limit_mb": 14000, "scale_pantsd_max_memory": "12GiB", "scale_skip_cold": 0,
     "history_targets": 10000, "history_commits": 50000, "history_new_commits": 5,
     "layout_dists": 10000, "layout_reps": 5,
     "month_dists": 1000, "month_sizes": "50,300,1500", "month_before_sizes": "50,300", "month_requests": 100,
@@ -78,7 +78,7 @@ QUICK = {
     "pages_dists": 100, "pages_commits": 5, "pages_reps": 5,
     "uv_members": 10, "uv_reps": 1,
     "scale_targets": 100, "scale_exports": 3, "scale_floor_every": 2, "scale_profile_exports": 1,
-    "scale_memory_limit_mb": 14000, "scale_pantsd_max_memory": "4GiB",
+    "scale_memory_limit_mb": 14000, "scale_pantsd_max_memory": "4GiB", "scale_skip_cold": 0,
     "history_targets": 200, "history_commits": 2000, "history_new_commits": 2,
     "layout_dists": 300, "layout_reps": 2,
     "month_dists": 100, "month_sizes": "10,50", "month_before_sizes": "10", "month_requests": 20,
@@ -316,9 +316,17 @@ def run_scale(args: argparse.Namespace) -> None:
         targets=args.scale_targets, exports=args.scale_exports, floor_every=args.scale_floor_every,
         profile_exports=args.scale_profile_exports, memory_limit_mb=args.scale_memory_limit_mb,
         pantsd_max_memory=args.scale_pantsd_max_memory, shape=_shape(args),
-        py_spy=str(py_spy) if py_spy.exists() else None,
+        py_spy=str(py_spy) if py_spy.exists() else None, skip_cold=bool(args.scale_skip_cold),
     )
     data = scale_bench.run(settings, log)
+    if args.scale_skip_cold:
+        # The cold runs do not change with what a daemon does: carried from the results file.
+        earlier = json.loads((RESULTS / "scale.json").read_text())
+        data.update({k: earlier["data"][k] for k in ("cold_export", "cold_dependencies", "cold_summary")
+                     if k in earlier["data"]})
+        data["cold_from"] = "the cold runs carried from the run started " + str(
+            earlier["data"].get("cold_from_started") or earlier.get("started"))
+        data["cold_from_started"] = earlier["data"].get("cold_from_started") or earlier.get("started")
     _save("scale", {**{k: v for k, v in vars(settings).items() if k not in {"shape", "py_spy"}},
                     "shape": vars(settings.shape)}, data, started)
 
