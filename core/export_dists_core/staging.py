@@ -23,7 +23,8 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from export_dists_core.layout import (
     MANIFEST,
@@ -45,15 +46,29 @@ STAGING_PREFIX = ".tmp-staged-"
 _NO_LINKS = {errno.EXDEV, errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EROFS}
 
 
-def file_keys(dist: ExportedDist) -> dict[str, Hashable]:
-    """What each file of `dist` in an export directory is, by relative path: equal keys, equal bytes."""
-    wheel = dist.wheel
-    page = page_key(dist)
-    return {
-        wheel.filename: ("wheel", wheel.sha256, len(wheel.content)),
-        f"{wheel.filename}.metadata": ("metadata", wheel.metadata_sha256, len(wheel.metadata)),
-        page_path(dist.project): ("page", page, len(project_page(page))),
-    }
+@dataclass
+class _Entry:
+    """One earlier dist as staged: what its manifest entry says its files are made of, and the size
+    of each file linked (None: not staged)."""
+
+    filename: str
+    sha256: object
+    metadata_sha256: object
+    page_key: tuple[object, ...]
+    wheel_size: int | None = None
+    metadata_size: int | None = None
+    page_size: int | None = None
+
+    def kept_for(self, dist: ExportedDist) -> tuple[bool, bool, bool]:
+        """Whether the staged wheel, .metadata file and page are `dist`'s bytes."""
+        wheel = dist.wheel
+        same_file = self.filename == wheel.filename
+        page = page_key(dist)
+        return (
+            same_file and self.sha256 == wheel.sha256 and self.wheel_size == len(wheel.content),
+            same_file and self.metadata_sha256 == wheel.metadata_sha256 and self.metadata_size == len(wheel.metadata),
+            self.page_key == page and self.page_size == len(project_page(page)),
+        )
 
 
 def _plain(name: object) -> bool:
@@ -69,8 +84,7 @@ class StagedExport:
         self._current = current
         self._stop = threading.Event()
         self._path: Path | None = None
-        self._keys: dict[str, Hashable] = {}
-        self._projects: set[str] = set()
+        self._entries: dict[str, _Entry] = {}  # by project
         self._thread = threading.Thread(target=self._run, name="export-dists-staging", daemon=True)
 
     @classmethod
@@ -108,33 +122,35 @@ class StagedExport:
                 return
             try:
                 project, filename = entry["project"], entry["filename"]
-                files = (
-                    (filename, ("wheel", entry["sha256"])),
-                    (f"{filename}.metadata", ("metadata", entry["metadata_sha256"])),
-                    (
-                        page_path(project),
-                        ("page", (entry["name"], filename, entry["sha256"], entry["requires_python"], entry["metadata_sha256"])),
-                    ),
+                staged_entry = _Entry(
+                    filename,
+                    entry["sha256"],
+                    entry["metadata_sha256"],
+                    (entry["name"], filename, entry["sha256"], entry["requires_python"], entry["metadata_sha256"]),
                 )
             except (KeyError, TypeError):
                 continue
-            if not (_plain(project) and _plain(filename)) or project in self._projects:
+            if not (_plain(project) and _plain(filename)) or project in self._entries:
                 continue
             os.mkdir(os.path.join(staged, "simple", project))
-            self._projects.add(project)
-            for relpath, (kind, made_of) in files:
+            self._entries[project] = staged_entry
+            sizes = []
+            for relpath in (filename, f"{filename}.metadata", page_path(project)):
                 target = os.path.join(staged, relpath)
                 try:
                     os.link(os.path.join(base, relpath), target)
                 except FileNotFoundError:
+                    sizes.append(None)
                     continue
                 except OSError as e:
                     if e.errno in _NO_LINKS:
                         self._discard()
                         return
+                    sizes.append(None)
                     continue
                 # The size of the file linked, not of whatever the name holds later.
-                self._keys[relpath] = (kind, made_of, os.stat(target).st_size)
+                sizes.append(os.stat(target).st_size)
+            staged_entry.wheel_size, staged_entry.metadata_size, staged_entry.page_size = sizes
 
     def take(self, dists: Iterable[ExportedDist]) -> Staged | None:
         """Wait for staging, keep the staged files that are these dists' bytes, remove the rest.
@@ -144,21 +160,22 @@ class StagedExport:
         self._thread.join()
         if self._path is None:
             return None
-        wanted: dict[str, Hashable] = {}
-        projects = set()
-        for dist in dists:
-            wanted.update(file_keys(dist))
-            projects.add(dist.project)
+        wanted = {dist.project: dist for dist in dists}
         root = os.fspath(self._path)
-        kept = set()
-        for relpath, key in self._keys.items():
-            if wanted.get(relpath) == key:
-                kept.add(relpath)
-            else:
-                os.unlink(os.path.join(root, relpath))
-        for project in self._projects - projects:
-            os.rmdir(os.path.join(root, "simple", project))
-        directories = {"simple"} | {f"simple/{p}" for p in self._projects & projects}
+        kept: set[str] = set()
+        for project, entry in self._entries.items():
+            dist = wanted.get(project)
+            keep = entry.kept_for(dist) if dist is not None else (False, False, False)
+            sizes = (entry.wheel_size, entry.metadata_size, entry.page_size)
+            relpaths = (entry.filename, f"{entry.filename}.metadata", page_path(project))
+            for relpath, size, keeping in zip(relpaths, sizes, keep):
+                if keeping:
+                    kept.add(relpath)
+                elif size is not None:
+                    os.unlink(os.path.join(root, relpath))
+            if dist is None:
+                os.rmdir(os.path.join(root, "simple", project))
+        directories = {"simple"} | {f"simple/{p}" for p in self._entries.keys() & wanted.keys()}
         return Staged(self._path, frozenset(kept), frozenset(directories))
 
     def close(self) -> None:
