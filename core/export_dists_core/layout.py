@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,10 @@ CONTENT_FORMAT = 2
 MANIFEST = "manifest.json"
 # How many of the newest earlier exports in an output directory unchanged files are linked from.
 _LINK_SOURCES = 2
+# A staging directory (`.tmp-*`) or a replaced export being removed (`.old-*`) this much older than
+# its last change was left by a process that died: the next write removes it. No export, however
+# large, leaves its staging directory untouched for a day (the relay's own staging uses the same bound).
+STALE_SECONDS = 24 * 3600
 # Rendered manifest entries and project pages kept per process (pantsd exports one commit after
 # another, and all but a few dists are unchanged): a bound above the largest exports measured.
 _RENDERED = 32_768
@@ -362,6 +367,7 @@ def write_export(
     atomically when not (a dirty re-export, or more dists: see `earlier_dists`).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale(output_dir)
     final = output_dir / directory_name
     if final.is_dir() and _same_export(final, files):
         return WriteResult(final, written=False)
@@ -407,6 +413,27 @@ class Staged:
         """Whether every file of `dist` is staged already (nothing of it to link or write)."""
         filename = dist.wheel.filename
         return {filename, f"{filename}.metadata", page_path(dist.project)} <= self.files
+
+
+def remove_stale(output_dir: Path, now: float | None = None) -> list[str]:
+    """Remove what a write that died left in `output_dir` (see STALE_SECONDS); the names removed."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(output_dir))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith((".tmp-", ".old-")):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime <= STALE_SECONDS or not entry.is_dir(follow_symlinks=False):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.name)
+    return removed
 
 
 def _make_directories(root: Path, files: Iterable[str], present: Collection[str] = ()) -> None:

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -377,3 +378,17 @@ def test_manifest_bytes_are_json_dumps_indented_and_sorted(scheme: str) -> None:
         expected = json.dumps(manifest_document(info, dists), indent=2, sort_keys=True) + "\n"
         assert layout.manifest_bytes(info, dists) == expected.encode()
         assert layout.manifest_bytes(info, dists) == expected.encode()  # rendered entries kept
+
+
+def test_a_write_removes_what_a_dead_write_left_a_day_ago(tmp_path: Path) -> None:
+    old_staging = tmp_path / f".tmp-{SHA}-abc"
+    old_retired = tmp_path / f".old-{SHA}-def"
+    young = tmp_path / ".tmp-staged-ghi"
+    unrelated = tmp_path / ".keep"
+    for directory in (old_staging, old_retired, young, unrelated):
+        (directory / "simple").mkdir(parents=True)
+    day_ago = time.time() - layout.STALE_SECONDS - 60
+    for directory in (old_staging, old_retired, unrelated):
+        os.utime(directory, (day_ago, day_ago))
+    write_export(tmp_path, SHA, export_files(INFO, [C]))
+    assert sorted(os.listdir(tmp_path)) == sorted([SHA, young.name, unrelated.name])
