@@ -9,7 +9,8 @@ On one repository (bench/generate_monorepo.py, default 10,000 targets), in one r
   its first run, one `dependencies ::` to warm the floor's rules, then `exports` one-leaf commits
   (a constant added to a leaf module, committed), each exported; after every `floor_every`-th
   export one more one-leaf commit measured with `dependencies ::` instead. The daemon's RSS is read
-  after the first export and after each export;
+  after the first export and after each export, and each export's own clock (the `[N s]` of its
+  summary line: the goal rule alone, without Pants' per-run work before and after it);
 - **profiled**: `profile_exports` more one-leaf exports under py-spy (not timed for the rows).
 
 Every Pants process tree is watched: one that goes above `memory_limit_mb` is stopped and recorded
