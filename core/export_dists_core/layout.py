@@ -418,7 +418,7 @@ class Staged:
 def remove_stale(output_dir: Path, now: float | None = None) -> list[str]:
     """Remove what a write that died left in `output_dir` (see STALE_SECONDS); the names removed."""
     now = time.time() if now is None else now
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(output_dir))
     except OSError:

@@ -134,7 +134,7 @@ class StagedExport:
                 continue
             os.mkdir(os.path.join(staged, "simple", project))
             self._entries[project] = staged_entry
-            sizes = []
+            sizes: list[int | None] = []
             for relpath in (filename, f"{filename}.metadata", page_path(project)):
                 target = os.path.join(staged, relpath)
                 try:
