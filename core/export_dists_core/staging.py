@@ -3,7 +3,8 @@ directory on a thread while the exporter works out the new export.
 
 An export after a one-leaf commit keeps all but a few dists of the export before (versions by
 content), and the part of writing it that does not depend on what changed, a directory per dist
-(`simple/<project>/`) and three hard links each, is most of the write: about 1 s at 10,000 dists.
+(`simple/<project>/`) and three hard links each, is most of the write: 1.2-1.9 s of an export of
+10,000 dists after a one-dist change in the layout bench, 0.24-0.49 s once staged.
 So an exporter starts it (`StagedExport.start`) before it plans; once the dists are known, `take`
 keeps the staged files that are this export's bytes and removes the rest, and
 `layout.write_export` writes what is missing, the page that lists every project and the manifest
@@ -22,8 +23,8 @@ import os
 import shutil
 import tempfile
 import threading
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable
 
 from export_dists_core.layout import (
@@ -54,7 +55,7 @@ class _Entry:
     filename: str
     sha256: object
     metadata_sha256: object
-    page_key: tuple[object, ...]
+    page_made_of: tuple[object, ...]  # what layout.page_key gives for the dist it lists
     wheel_size: int | None = None
     metadata_size: int | None = None
     page_size: int | None = None
@@ -67,7 +68,7 @@ class _Entry:
         return (
             same_file and self.sha256 == wheel.sha256 and self.wheel_size == len(wheel.content),
             same_file and self.metadata_sha256 == wheel.metadata_sha256 and self.metadata_size == len(wheel.metadata),
-            self.page_key == page and self.page_size == len(project_page(page)),
+            self.page_made_of == page and self.page_size == len(project_page(page)),
         )
 
 
