@@ -559,6 +559,7 @@ def _layout_section(payload: dict[str, Any]) -> list[str]:
     floor = summarize_values(d["floor_s"])
     total = summarize_values([a["total_s"] for a in after])
     staged = d.get("after_commit_staged")
+    staged_total = median(summarize_values([a["total_s"] for a in staged])) if staged else float("nan")
 
     def staged_col(key: str) -> str:
         return fmt(summarize_values([a[key] for a in staged]), "s", 3) if staged else "-"
@@ -587,9 +588,8 @@ def _layout_section(payload: dict[str, Any]) -> list[str]:
         table(["step", "cold export", "after a commit (one dist changed)", "after a commit, staged ahead (as the goal does)"], rows),
         "",
         f"After a commit the write takes {median(total) / median(floor):.1f}x its floor (medians)"
-        + (f"; staged ahead, the export's own path takes {median(summarize_values([a['total_s'] for a in staged])):.3f} s "
-           f"of it, {median(summarize_values([a['total_s'] for a in staged])) / median(floor):.2f}x the floor, while the "
-           "staging runs beside Pants' planning." if staged else "."),
+        + (f"; staged ahead, the export's own path takes {staged_total:.3f} s of it, {staged_total / median(floor):.2f}x "
+           "the floor, while the staging runs beside Pants' planning." if staged else "."),
         "",
     ]
 

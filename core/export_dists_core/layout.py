@@ -367,15 +367,15 @@ def write_export(
     atomically when not (a dirty re-export, or more dists: see `earlier_dists`).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale(output_dir)
+    _remove_stale(output_dir)
     final = output_dir / directory_name
     if final.is_dir() and _same_export(final, files):
         return WriteResult(final, written=False)
     if staged is not None:
-        staging, present, directories = staged.path, set(staged.files), staged.directories
+        staging, present, directories = staged.path, staged.files, staged.directories
     else:
         staging = Path(tempfile.mkdtemp(prefix=f".tmp-{directory_name}-", dir=output_dir))
-        present, directories = set(), frozenset()
+        present = directories = frozenset()
     try:
         _make_directories(staging, files, directories)
         linked = _link_files(
@@ -415,14 +415,13 @@ class Staged:
         return {filename, f"{filename}.metadata", page_path(dist.project)} <= self.files
 
 
-def remove_stale(output_dir: Path, now: float | None = None) -> list[str]:
-    """Remove what a write that died left in `output_dir` (see STALE_SECONDS); the names removed."""
-    now = time.time() if now is None else now
-    removed: list[str] = []
+def _remove_stale(output_dir: Path) -> None:
+    """Remove what a write that died left in `output_dir` (see STALE_SECONDS)."""
+    now = time.time()
     try:
         entries = list(os.scandir(output_dir))
     except OSError:
-        return removed
+        return
     for entry in entries:
         if not entry.name.startswith((".tmp-", ".old-")):
             continue
@@ -432,8 +431,6 @@ def remove_stale(output_dir: Path, now: float | None = None) -> list[str]:
         except OSError:
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
-        removed.append(entry.name)
-    return removed
 
 
 def _make_directories(root: Path, files: Iterable[str], present: Collection[str] = ()) -> None:
