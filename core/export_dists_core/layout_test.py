@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -392,3 +393,18 @@ def test_a_write_removes_what_a_dead_write_left_a_day_ago(tmp_path: Path) -> Non
         os.utime(directory, (day_ago, day_ago))
     write_export(tmp_path, SHA, export_files(INFO, [C]))
     assert sorted(os.listdir(tmp_path)) == sorted([SHA, young.name, unrelated.name])
+
+
+def test_the_writing_threads_are_started_once_per_process(tmp_path: Path) -> None:
+    # In pantsd a thread's start waits for the GIL the engine holds: exports reuse the writers.
+    dists = [_dist(f"monorepo.w{i}", f"w{i}:w{i}") for i in range(12)]  # more files than are written inline
+
+    def writers() -> set[int]:
+        return {t.ident or 0 for t in threading.enumerate() if t.name.startswith("export-dists-write")}
+
+    first = write_export(tmp_path, SHA, export_files(INFO, dists))
+    started = writers()
+    assert 1 <= len(started) <= 4
+    second = write_export(tmp_path, "f" * 40, export_files(ExportInfo(**{**INFO.__dict__, "sha": "f" * 40}), dists))
+    assert writers() == started
+    assert _tree(second.path) == {**_tree(first.path), MANIFEST: (second.path / MANIFEST).read_bytes()}

@@ -18,11 +18,13 @@ nothing that looks complete, and `close` removes it unless the write renamed it 
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import shutil
 import tempfile
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -77,6 +79,14 @@ def _plain(name: object) -> bool:
     return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\0" not in name
 
 
+@functools.lru_cache(maxsize=None)
+def _stagers() -> ThreadPoolExecutor:
+    """The threads that stage, started once per process and kept: in pantsd a thread's start waits
+    for the GIL the engine's threads hold (see layout._writers). Two: two exports at once in one
+    pantsd do not wait for each other's staging."""
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="export-dists-staging")
+
+
 class StagedExport:
     """Stages the newest earlier export of `output_dir` on a thread; see the module docstring."""
 
@@ -86,7 +96,7 @@ class StagedExport:
         self._stop = threading.Event()
         self._path: Path | None = None
         self._entries: dict[str, _Entry] = {}  # by project
-        self._thread = threading.Thread(target=self._run, name="export-dists-staging", daemon=True)
+        self._done: Future[None] | None = None
 
     @classmethod
     def start(cls, output_dir: Path, current: Callable[[], str | None] = lambda: None) -> StagedExport:
@@ -94,7 +104,7 @@ class StagedExport:
         most likely write; when it already holds a manifest (a re-export, most likely a no-op),
         nothing is staged."""
         staged = cls(output_dir, current)
-        staged._thread.start()
+        staged._done = _stagers().submit(staged._run)
         return staged
 
     def _run(self) -> None:
@@ -158,7 +168,7 @@ class StagedExport:
 
         None when nothing was staged (no earlier export, a re-export, links impossible).
         """
-        self._thread.join()
+        self._wait()
         if self._path is None:
             return None
         wanted = {dist.project: dist for dist in dists}
@@ -182,9 +192,12 @@ class StagedExport:
     def close(self) -> None:
         """Stop staging and remove the staging directory, unless a write renamed it into place."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._wait()
         self._discard()
+
+    def _wait(self) -> None:
+        if self._done is not None:
+            self._done.result()  # _run catches what staging raises
 
     def _discard(self) -> None:
         if self._path is not None:

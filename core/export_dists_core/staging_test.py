@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,17 @@ def test_a_crash_while_staging_leaves_nothing_that_looks_complete(tmp_path: Path
     assert not (tmp_path / "out" / left[0] / MANIFEST).exists()
     assert [p.name for _, _, p in layout.newest_exports(tmp_path / "out")] == [EARLIER]
     stager.close()
+
+
+def test_the_staging_threads_are_started_once_per_process(tmp_path: Path) -> None:
+    _earlier(tmp_path / "out", [A, B, C])
+
+    def stagers() -> set[int]:
+        return {t.ident or 0 for t in threading.enumerate() if t.name.startswith("export-dists-staging")}
+
+    _write_staged(tmp_path / "out", [A, B2, D])
+    started = stagers()
+    assert 1 <= len(started) <= 2
+    for n in range(3):
+        _write_staged(tmp_path / "out", [A, B2, D], current=f"{n:040d}")
+    assert stagers() == started
