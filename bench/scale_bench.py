@@ -48,6 +48,8 @@ class ScaleSettings:
     py_spy: str | None = None
     floor_goal: str = "dependencies"  # Pants' own goal over `::` the daemon runs are compared with
     skip_cold: bool = False
+    profile_rate: int = EXPORT_RATE  # py-spy's samples a second during the profiled exports
+    profile_idle: bool = False  # py-spy --idle: waits (for the GIL, a lock, a file) sampled too
 
 
 @dataclass(frozen=True)
@@ -211,8 +213,8 @@ def run(settings: ScaleSettings, log: Callable[[str], None]) -> dict[str, object
         if settings.py_spy and settings.profile_exports:
             raw = OUT / "profiles" / f"pantsd-scale-{settings.targets}.raw"
             raw.parent.mkdir(parents=True, exist_ok=True)
-            spy = subprocess.Popen([settings.py_spy, "record", "-r", str(EXPORT_RATE), "-f", "raw", "-o", str(raw),
-                                    "-p", str(pantsd)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            spy = subprocess.Popen([settings.py_spy, "record", "-r", str(settings.profile_rate), "-f", "raw", "-o", str(raw),
+                                    "-p", str(pantsd), *(["--idle"] if settings.profile_idle else [])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
             profiled = []
             for n in range(settings.profile_exports):
@@ -223,7 +225,7 @@ def run(settings: ScaleSettings, log: Callable[[str], None]) -> dict[str, object
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=120)
             if raw.exists():
-                result["profile"] = {"seconds": profiled, "summary": summarize_profile(raw, EXPORT_RATE),
+                result["profile"] = {"seconds": profiled, "summary": summarize_profile(raw, settings.profile_rate),
                                      "raw": str(raw.relative_to(ROOT))}
                 log(f"profiled {len(profiled)} one-leaf exports: {profiled}")
     finally:
@@ -253,10 +255,13 @@ if __name__ == "__main__":
     parser.add_argument("--py-spy", default=None)
     parser.add_argument("--floor-goal", default="dependencies", help="the Pants goal over `::` run as the floor")
     parser.add_argument("--skip-cold", action="store_true", help="only the daemon runs")
+    parser.add_argument("--profile-rate", type=int, default=EXPORT_RATE, help="py-spy's samples a second")
+    parser.add_argument("--profile-idle", action="store_true", help="py-spy --idle: waiting threads sampled too")
     parser.add_argument("--output", default=None, help="write the result here as JSON")
     args = parser.parse_args()
     found = run(ScaleSettings(args.targets, args.exports, args.floor_every, args.profile_exports, args.memory_limit_mb,
-                              args.pantsd_max_memory, Shape(), args.py_spy, args.floor_goal, args.skip_cold),
+                              args.pantsd_max_memory, Shape(), args.py_spy, args.floor_goal, args.skip_cold,
+                              args.profile_rate, args.profile_idle),
                 lambda m: print(f"[scale {time.strftime('%H:%M:%S')}] {m}", flush=True))
     text = json.dumps(found, indent=2)
     if args.output:
