@@ -18,6 +18,7 @@ as such (the machine is shared; `dependencies ::` took 7.6 GB at 3,000 targets).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -119,6 +120,24 @@ def _summary_line(output: str) -> str:
     return next((line for line in reversed(output.splitlines()) if line.startswith("export-dists:")), "")
 
 
+def _timings(output: str) -> dict[str, float]:
+    """The export's own timing lines (debug, see the env above): planning (the engine's and the plan
+    rule's), the plan rule's body alone, the write after planning, staging on its thread."""
+    found: dict[str, float] = {}
+    for key, pattern in (("planning", r"timings: planning ([\d.]+) s"), ("write", r"then the write ([\d.]+) s"),
+                         ("staging", r"staged ahead in ([\d.]+) s"), ("staging_waited", r"waited for ([\d.]+) s"),
+                         ("plan_rule", r"timings: the plan rule ([\d.]+) s")):
+        match = re.search(pattern, output)
+        if match:
+            found[key] = float(match.group(1))
+    return found
+
+
+def _plan_rule_line(output: str) -> str:
+    match = re.search(r"export-dists timings: the plan rule .*", output)
+    return match.group(0) if match else ""
+
+
 def _goal_seconds(summary: str) -> float | None:
     """The goal's own clock, `[12.3s]` in its summary line: from the goal rule's start to its write,
     without Pants' per-run work before and after it (start-up, options, BUILD files), which the
@@ -166,11 +185,15 @@ def run(settings: ScaleSettings, log: Callable[[str], None]) -> dict[str, object
     shutil.rmtree(work / "cold-out", ignore_errors=True)
 
     cache = work / "pantsd-cache"
-    env = pants_env({**cache_env(cache), "PANTS_PANTSD_MAX_MEMORY_USAGE": settings.pantsd_max_memory})
+    env = pants_env({**cache_env(cache), "PANTS_PANTSD_MAX_MEMORY_USAGE": settings.pantsd_max_memory,
+                     # The export's timing lines (goal.py, export.py); the same options for the floor's
+                     # runs, or pantsd would restart between them.
+                     "PANTS_LOG_LEVELS_BY_TARGET": json.dumps({"export_dists.goal": "debug", "export_dists.export": "debug"})})
     result["pantsd_max_memory_usage"] = settings.pantsd_max_memory
     remember_pantsd(repo.path)
     exports: list[float] = []
     goal_clock: list[float] = []
+    timings: list[dict[str, float]] = []
     floors: list[float] = []
     rss_after: dict[int, float] = {}
     try:
@@ -200,6 +223,8 @@ def run(settings: ScaleSettings, log: Callable[[str], None]) -> dict[str, object
             clock = _goal_seconds(result["last_summary"])
             if clock is not None:
                 goal_clock.append(clock)
+            timings.append(_timings(timed.output))
+            result["last_plan_rule"] = _plan_rule_line(timed.output)
             log(f"one-leaf export #{n}: {timed.seconds:.2f} s, pantsd {rss_after[n]:.0f} MB")
             if settings.floor_every and n % settings.floor_every == 0:
                 edit_and_commit(repo.path, repo.leaf_file, f"scale_floor_{n}_{time.time_ns()}")
@@ -235,6 +260,7 @@ def run(settings: ScaleSettings, log: Callable[[str], None]) -> dict[str, object
     result["incremental_floor_s"] = summarize(floors)
     result["exports_s"] = exports
     result["export_goal_s"] = goal_clock
+    result["export_timings_s"] = timings
     result["floors_s"] = floors
     result["pantsd_rss_mb"] = rss_after
     shutil.rmtree(work, ignore_errors=True)
@@ -243,7 +269,6 @@ def run(settings: ScaleSettings, log: Callable[[str], None]) -> dict[str, object
 
 if __name__ == "__main__":
     import argparse
-    import json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", type=int, default=10000)

@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,8 @@ class StagedExport:
         self._path: Path | None = None
         self._entries: dict[str, _Entry] = {}  # by project
         self._done: Future[None] | None = None
+        self.seconds = 0.0  # how long staging took on its thread
+        self.waited = 0.0  # how long `take` waited for it
 
     @classmethod
     def start(cls, output_dir: Path, current: Callable[[], str | None] = lambda: None) -> StagedExport:
@@ -108,11 +111,14 @@ class StagedExport:
         return staged
 
     def _run(self) -> None:
+        started = time.monotonic()
         try:
             self._stage()
         except Exception:  # staging is an optimisation: the write does everything without it
             logger.debug("staging an export directory ahead failed", exc_info=True)
             self._discard()
+        finally:
+            self.seconds = time.monotonic() - started
 
     def _stage(self) -> None:
         name = self._current()
@@ -168,7 +174,9 @@ class StagedExport:
 
         None when nothing was staged (no earlier export, a re-export, links impossible).
         """
+        waiting = time.monotonic()
         self._wait()
+        self.waited = time.monotonic() - waiting
         if self._path is None:
             return None
         wanted = {dist.project: dist for dist in dists}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.base.build_root import BuildRoot
@@ -148,11 +149,28 @@ def _planned(
     return planned
 
 
+class _Laps:
+    """Where a rule's own time goes, step by step: `laps("checks")` ends a step; str() says it all."""
+
+    def __init__(self) -> None:
+        self._start = self._last = time.monotonic()
+        self._laps: list[str] = []
+
+    def __call__(self, step: str) -> None:
+        now = time.monotonic()
+        self._laps.append(f"{step} {now - self._last:.2f} s")
+        self._last = now
+
+    def __str__(self) -> str:
+        return f"{time.monotonic() - self._start:.2f} s ({', '.join(self._laps)})"
+
+
 @by_name
 @rule(desc="Plan and build an export")
 async def build_export(
     request: ExportRequest, build_files: BuildFileOptions, python_setup: PythonSetup, build_root: BuildRoot
 ) -> Export:
+    laps = _Laps()
     identities = await concurrently(
         dist_identity(DistIdentityRequest(address, request.settings), **implicitly()) for address in request.roots
     )
@@ -163,12 +181,14 @@ async def build_export(
     # An environment pins its whole closure and the union of its third party (environments.py).
     # In address order once: each check's own sort of it is then one linear pass.
     plans = dict(sorted(flatten_environments(plans).items()))
+    laps("plans")
     findings = check_plans(plans, request.unexportable)
     ordered = list(plans.values())
     top_level = await check_top_level(
         TopLevelCheckRequest(stray_top_level_of(ordered), request.refuse_top_level), **implicitly()
     )
     findings.extend(top_level_findings(top_level.stray))
+    laps("checks")
 
     commit = await export_commit(ExportCommitRequest(request.allow_dirty, request.output_dir), **implicitly())
     version = render_version(request.version_template, commit)
@@ -182,6 +202,7 @@ async def build_export(
     else:
         origins = {plan.identity.address: head for plan in ordered}
     versions = versions_of(request.version_template, origins)
+    laps("commit and origins")
     derived = _REQUIREMENTS.derived
     planned = _planned(ordered, version, versions, origins, lockfiles, request)
     logger.debug(
@@ -191,7 +212,11 @@ async def build_export(
     findings.extend(url_requirement_findings_of(planned))
     report(findings, request.warning_examples)
     planned = with_fingerprints(planned, request)
+    laps("requirements and fingerprints")
     dists = await exported_dists(planned, request)
+    laps("wheels")
+    # Where the rule's own time went (the engine's before the rule ran is the goal's to say).
+    logger.debug(f"export-dists timings: the plan rule {laps} for {len(ordered)} dists")
     info = ExportInfo(
         sha=commit.sha,
         version=version,
