@@ -440,6 +440,29 @@ def _versions_section(versions: dict[str, Any]) -> list[str]:
     ]
 
 
+def _scale_timings(d: dict[str, Any]) -> list[str]:
+    """Where the export's own clock went, by its debug timing lines (medians over the one-leaf exports)."""
+    timings = d["export_timings_s"]
+
+    def step(key: str) -> str:
+        return fmt(summarize_values([t[key] for t in timings if key in t]), "s")
+
+    engine = [t["planning"] - t["plan_rule"] for t in timings if "planning" in t and "plan_rule" in t]
+    # The steps of the export whose plan rule took the median time (older results kept only the last).
+    lines = d.get("export_plan_rule_lines") or []
+    ranked = sorted((t.get("plan_rule", 0.0), n) for n, t in enumerate(timings) if n < len(lines))
+    typical = (f"the median one's: `{lines[ranked[len(ranked) // 2][1]]}`" if ranked
+               else f"the last one's: `{d.get('last_plan_rule', '')}`")
+    return [
+        "Where it went, by the export's timing lines (`export_dists.goal` and `export_dists.export` at debug): "
+        f"planning {step('planning')}, of which the plan rule's own work {step('plan_rule')} and the engine's before "
+        f"the rule ran (its earlier inputs checked again) {fmt(summarize_values(engine), 's')}; then the write "
+        f"{step('write')}. Staging ahead, on its own thread meanwhile: {step('staging')} (the write waited for it "
+        f"{step('staging_waited')}). The plan rule's steps, {typical}.",
+        "",
+    ]
+
+
 def _scale_section(payload: dict[str, Any]) -> list[str]:
     d, s = payload["data"], payload["settings"]
     n = d["targets"]
@@ -495,6 +518,7 @@ def _scale_section(payload: dict[str, Any]) -> list[str]:
         *([f"The export's own clock (its summary line's `[N s]`: the goal rule, from its start to its written "
            f"directory; Pants' per-run work before and after it is the floor's too): {fmt(summarize_values(d['export_goal_s']), 's')}.", ""]
           if d.get("export_goal_s") else []),
+        *(_scale_timings(d) if d.get("export_timings_s") else []),
         "pantsd resident memory (VmRSS) after the first export "
         f"{d['pantsd_rss_after_first_mb']:,.0f} MB, after one `{goal} ::` {d['pantsd_rss_after_floor_mb']:,.0f} MB, "
         "then after N one-leaf exports: " + ", ".join(f"{k}: {rss[k]:,.0f} MB" for k in marks) + ".",

@@ -194,6 +194,7 @@ def run(settings: ScaleSettings, log: Callable[[str], None]) -> dict[str, object
     exports: list[float] = []
     goal_clock: list[float] = []
     timings: list[dict[str, float]] = []
+    plan_rule_lines: list[str] = []
     floors: list[float] = []
     rss_after: dict[int, float] = {}
     try:
@@ -224,7 +225,8 @@ def run(settings: ScaleSettings, log: Callable[[str], None]) -> dict[str, object
             if clock is not None:
                 goal_clock.append(clock)
             timings.append(_timings(timed.output))
-            result["last_plan_rule"] = _plan_rule_line(timed.output)
+            plan_rule_lines.append(_plan_rule_line(timed.output))
+            result["last_plan_rule"] = plan_rule_lines[-1]
             log(f"one-leaf export #{n}: {timed.seconds:.2f} s, pantsd {rss_after[n]:.0f} MB")
             if settings.floor_every and n % settings.floor_every == 0:
                 edit_and_commit(repo.path, repo.leaf_file, f"scale_floor_{n}_{time.time_ns()}")
@@ -261,6 +263,7 @@ def run(settings: ScaleSettings, log: Callable[[str], None]) -> dict[str, object
     result["exports_s"] = exports
     result["export_goal_s"] = goal_clock
     result["export_timings_s"] = timings
+    result["export_plan_rule_lines"] = plan_rule_lines
     result["floors_s"] = floors
     result["pantsd_rss_mb"] = rss_after
     shutil.rmtree(work, ignore_errors=True)
