@@ -455,7 +455,7 @@ def _scale_timings(d: dict[str, Any]) -> list[str]:
                else f"the last one's: `{d.get('last_plan_rule', '')}`")
     return [
         "Where it went, by the export's timing lines (`export_dists.goal` and `export_dists.export` at debug): "
-        f"planning {step('planning')}, of which the plan rule's own work {step('plan_rule')} and the engine's before "
+        f"planning {step('planning')}, of which the plan rule's body (what it awaits included) {step('plan_rule')} and the engine's before "
         f"the rule ran (its earlier inputs checked again) {fmt(summarize_values(engine), 's')}; then the write "
         f"{step('write')}. Staging ahead, on its own thread meanwhile: {step('staging')} (the write waited for it "
         f"{step('staging_waited')}). The plan rule's steps, {typical}.",
