@@ -448,16 +448,17 @@ def _scale_timings(d: dict[str, Any]) -> list[str]:
         return fmt(summarize_values([t[key] for t in timings if key in t]), "s")
 
     engine = [t["planning"] - t["plan_rule"] for t in timings if "planning" in t and "plan_rule" in t]
-    # The steps of the export whose plan rule took the median time (older results kept only the last).
+    # The steps of the export whose plan rule took the median time (results of 2026-12-07 15:42 kept
+    # only the last export's, as last_plan_rule).
     lines = d.get("export_plan_rule_lines") or []
     ranked = sorted((t.get("plan_rule", 0.0), n) for n, t in enumerate(timings) if n < len(lines))
     typical = (f"the median one's: `{lines[ranked[len(ranked) // 2][1]]}`" if ranked
                else f"the last one's: `{d.get('last_plan_rule', '')}`")
     return [
         "Where it went, by the export's timing lines (`export_dists.goal` and `export_dists.export` at debug): "
-        f"planning {step('planning')}, of which the plan rule's body (what it awaits included) {step('plan_rule')} and the engine's before "
-        f"the rule ran (its earlier inputs checked again) {fmt(summarize_values(engine), 's')}; then the write "
-        f"{step('write')}. Staging ahead, on its own thread meanwhile: {step('staging')} (the write waited for it "
+        f"planning {step('planning')}, of which the plan rule's body (what it awaits included) {step('plan_rule')} "
+        f"and the engine's before the rule ran (its earlier inputs checked again) {fmt(summarize_values(engine), 's')}; "
+        f"then the write {step('write')}. Staging ahead, on its own thread meanwhile: {step('staging')} (the write waited for it "
         f"{step('staging_waited')}). The plan rule's steps, {typical}.",
         "",
     ]

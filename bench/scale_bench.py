@@ -226,7 +226,6 @@ def run(settings: ScaleSettings, log: Callable[[str], None]) -> dict[str, object
                 goal_clock.append(clock)
             timings.append(_timings(timed.output))
             plan_rule_lines.append(_plan_rule_line(timed.output))
-            result["last_plan_rule"] = plan_rule_lines[-1]
             log(f"one-leaf export #{n}: {timed.seconds:.2f} s, pantsd {rss_after[n]:.0f} MB")
             if settings.floor_every and n % settings.floor_every == 0:
                 edit_and_commit(repo.path, repo.leaf_file, f"scale_floor_{n}_{time.time_ns()}")

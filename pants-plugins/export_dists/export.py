@@ -150,7 +150,8 @@ def _planned(
 
 
 class _Laps:
-    """Where a rule's own time goes, step by step: `laps("checks")` ends a step; str() says it all."""
+    """Where a rule's time goes, step by step (what each step awaits included): `laps("checks")`
+    ends a step; str() says it all."""
 
     def __init__(self) -> None:
         self._start = self._last = time.monotonic()
@@ -215,7 +216,7 @@ async def build_export(
     laps("requirements and fingerprints")
     dists = await exported_dists(planned, request)
     laps("wheels")
-    # Where the rule's own time went (the engine's before the rule ran is the goal's to say).
+    # Where the rule's body spent its time (the engine's before the body ran is the goal's to say).
     logger.debug(f"export-dists timings: the plan rule {laps} for {len(ordered)} dists")
     info = ExportInfo(
         sha=commit.sha,

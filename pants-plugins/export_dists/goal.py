@@ -278,8 +278,8 @@ async def export_dists(
     finally:
         if staging:
             staging.close()
-    # For `--log-levels-by-target='{"export_dists": "debug"}'` (bench/scale_bench.py reads it): the
-    # planning is the engine's work and the plan rule's (export.py logs the rule's own).
+    # At debug for this logger and export.py's (README says how; bench/scale_bench.py reads both):
+    # the planning is the engine's work and the plan rule's (export.py logs the rule's steps).
     logger.debug(
         f"export-dists timings: planning {planned - planning:.2f} s, then the write {time.monotonic() - planned:.2f} s"
         + (f" (staged ahead in {staging.seconds:.2f} s on a thread, waited for {staging.waited:.2f} s)" if staging else "")
