@@ -171,6 +171,7 @@ class Repo:
         version_scheme: VersionScheme = VersionScheme.CONTENT,
         url_requirement_map: Mapping[str, str] | None = None,
         warning_examples: int = DEFAULT_EXAMPLES,
+        reuse_plans: bool = True,
         **settings: bool | str | tuple[str, ...],
     ) -> Export:
         request = ExportRequest(
@@ -183,6 +184,7 @@ class Repo:
             version_scheme=version_scheme,
             url_requirement_map=FrozenDict(url_requirement_map or {}),
             warning_examples=warning_examples,
+            reuse_plans=reuse_plans,
         )
         return self.rule_runner.request(Export, [request])
 

@@ -9,18 +9,30 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from typing import Mapping
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.base.build_root import BuildRoot
 from pants.engine.addresses import Address
+from pants.engine.internals.graph import OwnersRequest
+from pants.engine.target import WrappedTargetRequest
 from pants.engine.internals.build_files import BuildFileOptions
 from pants.engine.rules import collect_rules, rule
 from pants.util.strutil import softwrap
 
 from export_dists.checks import check_plans, url_requirement_findings_of
 from export_dists.content_versions import content_origins, versions_of, with_fingerprints
-from export_dists.dists import DistIdentityRequest, DistPlan, DistPlanRequest, dist_identity, dist_plan
-from export_dists.engine import by_name, concurrently, implicitly
+from export_dists import replan
+from export_dists.dists import (
+    DistIdentity,
+    DistIdentityRequest,
+    DistPlan,
+    DistPlanRequest,
+    dist_identity,
+    dist_plan,
+    generator_address,
+)
+from export_dists.engine import by_name, concurrently, implicitly, owners, wrapped_target
 from export_dists.environments import check_conflicts, flatten_environments, is_environment
 from export_dists.export_types import DistOrigin, Export, ExportRequest, PlannedDist
 from export_dists.findings import report
@@ -38,7 +50,15 @@ from export_dists.requirements import logger as requirements_logger
 from export_dists.subsystem import VersionScheme
 from export_dists.toplevel import TopLevelCheckRequest, check_top_level, stray_top_level_of, top_level_findings
 from export_dists.url_requirements import UrlRequirementMap
-from export_dists.versioning import ExportCommitRequest, export_commit, render_version
+from export_dists.replan import KeptPlans, PlanningContext, PlanningContextRequest, planning_context
+from export_dists.versioning import (
+    CommitDiffRequest,
+    ExportCommit,
+    ExportCommitRequest,
+    commit_diff,
+    export_commit,
+    render_version,
+)
 from export_dists.wheels import exported_dists
 
 logger = logging.getLogger(__name__)
@@ -46,8 +66,11 @@ logger = logging.getLogger(__name__)
 __all__ = ["Export", "ExportRequest", "PlannedDist", "build_export", "rules"]
 
 
-async def _closure_plans(request: ExportRequest, requested: tuple[Address, ...]) -> dict[Address, DistPlan]:
-    """The plans of the requested dists and their first-party closure.
+async def _closure_plans(
+    request: ExportRequest, requested: tuple[Address, ...], known: Mapping[Address, DistPlan]
+) -> dict[Address, DistPlan]:
+    """The plans of the requested dists and their first-party closure: the `known` ones as they
+    are, the others from the engine.
 
     An exported wheel pins its dependencies to their versions in this export, so they must be in
     the same export or the wheel could not be installed from it.
@@ -55,8 +78,10 @@ async def _closure_plans(request: ExportRequest, requested: tuple[Address, ...])
     plans: dict[Address, DistPlan] = {}
     frontier = list(requested)
     while frontier:
-        found = await concurrently(
-            dist_plan(DistPlanRequest(a, request.settings), **implicitly()) for a in frontier
+        asked = [a for a in frontier if a not in known]
+        found = [known[a] for a in frontier if a in known]
+        found.extend(
+            await concurrently(dist_plan(DistPlanRequest(a, request.settings), **implicitly()) for a in asked)
         )
         for plan in found:
             plans[plan.identity.address] = plan
@@ -166,22 +191,82 @@ class _Laps:
         return f"{time.monotonic() - self._start:.2f} s ({', '.join(self._laps)})"
 
 
+async def _edited(request: ExportRequest, commit: ExportCommit, kept: KeptPlans) -> frozenset[Address] | str:
+    """The targets owning the files the commit edited since the kept export, or why every dist must
+    be planned (replan.py)."""
+    if commit.dirty:
+        return "the work tree has uncommitted changes"
+    if kept.roots != request.roots:
+        return "the specs name other targets than the export before"
+    paths: tuple[str, ...] = ()
+    if kept.sha != commit.sha:
+        diff = await commit_diff(CommitDiffRequest(kept.sha, commit.sha), **implicitly())
+        if diff.output is None:
+            return f"git cannot diff {kept.sha[:12]} and {commit.sha[:12]}"
+        paths, why = replan.modified_files(diff.output)
+        why = why or replan.unsafe_file(paths, kept.context.build_files)
+        if why:
+            return why
+    found = await concurrently(owners(OwnersRequest((path,))) for path in paths)
+    addresses = sorted({address for owned in found for address in owned})
+    wrapped = await concurrently(
+        wrapped_target(WrappedTargetRequest(a, description_of_origin="the export-dists goal")) for a in addresses
+    )
+    target_of = {w.target.address: w.target for w in wrapped}
+    for path, owned in zip(paths, found):
+        why = replan.unsafe_owner(path, tuple(target_of[a] for a in owned))
+        if why:
+            return why
+    logger.debug(f"export-dists plans: the commit edited {len(paths)} files of {len(addresses)} targets")
+    return frozenset(generator_address(a) for a in addresses)
+
+
+async def _kept_plans(
+    request: ExportRequest, commit: ExportCommit, context: PlanningContext
+) -> tuple[tuple[DistIdentity, ...], dict[Address, DistPlan]] | None:
+    """The roots' identities and the plans this export keeps from the one before (all but those of
+    the dists the commit edited), or None to plan everything."""
+    kept = replan.kept_for(context) if request.reuse_plans else None
+    if kept is None:
+        return None
+    edited = await _edited(request, commit, kept)
+    if isinstance(edited, str):
+        logger.debug(f"export-dists plans: planning all dists: {edited}")
+        return None
+    plans = {a: p for a, p in kept.plans.items() if a not in edited}
+    logger.debug(
+        f"export-dists plans: kept {len(plans)} of {len(kept.plans)} from the export of {kept.sha[:12]}, "
+        f"planning {len(kept.plans) - len(plans)} again"
+    )
+    return kept.identities, plans
+
+
 @by_name
 @rule(desc="Plan and build an export")
 async def build_export(
     request: ExportRequest, build_files: BuildFileOptions, python_setup: PythonSetup, build_root: BuildRoot
 ) -> Export:
     laps = _Laps()
-    identities = await concurrently(
-        dist_identity(DistIdentityRequest(address, request.settings), **implicitly()) for address in request.roots
-    )
+    # First: whether the plans of the export before can be kept depends on it (replan.py).
+    commit = await export_commit(ExportCommitRequest(request.allow_dirty, request.output_dir), **implicitly())
+    laps("commit")
+    context = await planning_context(PlanningContextRequest(request.settings), **implicitly())
+    kept = await _kept_plans(request, commit, context)
+    if kept is None:
+        identities = await concurrently(
+            dist_identity(DistIdentityRequest(address, request.settings), **implicitly()) for address in request.roots
+        )
+    else:
+        identities = kept[0]
     requested = tuple(i.address for i in identities if i.exportable)
     skipped = tuple(i for i in identities if not i.exportable)
 
-    plans = await _closure_plans(request, requested)
+    closure = await _closure_plans(request, requested, kept[1] if kept else {})
+    if not commit.dirty:
+        replan.keep(KeptPlans(context, commit.sha, request.roots, identities, closure))
     # An environment pins its whole closure and the union of its third party (environments.py).
     # In address order once: each check's own sort of it is then one linear pass.
-    plans = dict(sorted(flatten_environments(plans).items()))
+    plans = dict(sorted(flatten_environments(closure).items()))
     laps("plans")
     findings = check_plans(plans, request.unexportable)
     ordered = list(plans.values())
@@ -191,7 +276,6 @@ async def build_export(
     findings.extend(top_level_findings(top_level.stray))
     laps("checks")
 
-    commit = await export_commit(ExportCommitRequest(request.allow_dirty, request.output_dir), **implicitly())
     version = render_version(request.version_template, commit)
     lockfiles = await _lockfiles(request, ordered)
 
@@ -203,7 +287,7 @@ async def build_export(
     else:
         origins = {plan.identity.address: head for plan in ordered}
     versions = versions_of(request.version_template, origins)
-    laps("commit and origins")
+    laps("origins")
     derived = _REQUIREMENTS.derived
     planned = _planned(ordered, version, versions, origins, lockfiles, request)
     logger.debug(

@@ -26,6 +26,7 @@ class ExportRequest:
     url_requirement_map: FrozenDict[str, str] = FrozenDict()  # project -> plain requirement
     refuse_top_level: bool = True  # refuse a top-level `__init__.py` or `tests` (not while explaining)
     warning_examples: int = DEFAULT_EXAMPLES  # instances each warning lists (findings.py)
+    reuse_plans: bool = True  # keep the plans of the export before that a commit cannot change (replan.py)
 
 
 @dataclass(frozen=True)

@@ -248,6 +248,7 @@ async def export_dists(
         url_requirement_map=FrozenDict(subsystem.url_requirement_map),
         refuse_top_level=not subsystem.explain,
         warning_examples=subsystem.warning_examples,
+        reuse_plans=subsystem.reuse_plans,
     )
     # With versions by content an export keeps all but a few dists of the one before: their
     # directories and links are staged from it on a thread while the engine plans (staging.py).

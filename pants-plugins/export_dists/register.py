@@ -12,7 +12,7 @@ _WARNING = check_pants_version(VERSION)
 if _WARNING:
     logging.getLogger(__name__).warning(_WARNING)
 
-from export_dists import dists, export, goal, requirements, toplevel, versioning  # noqa: E402
+from export_dists import dists, export, goal, replan, requirements, toplevel, versioning  # noqa: E402
 from export_dists.target_types import ExportDistsEnvironmentTarget, target_types_with_fields  # noqa: E402
 
 
@@ -21,6 +21,7 @@ def rules():
         *dists.rules(),
         *export.rules(),
         *goal.rules(),
+        *replan.rules(),
         *requirements.rules(),
         *toplevel.rules(),
         *versioning.rules(),

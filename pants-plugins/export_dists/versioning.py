@@ -243,6 +243,37 @@ async def export_commit(
 
 
 @dataclass(frozen=True)
+class CommitDiffRequest:
+    before: str  # two commits: their diff never changes, so the engine may cache it for good
+    after: str
+
+
+@dataclass(frozen=True)
+class CommitDiff:
+    """`git diff --name-status -z --no-renames` between two commits, paths relative to the build
+    root (changes outside it left out); None when git could not diff them (one is unknown here)."""
+
+    output: str | None
+
+
+@by_name
+@rule(desc="Read what a commit changed from git")
+async def commit_diff(request: CommitDiffRequest, build_root: BuildRoot, maybe_git: MaybeGitBinary) -> CommitDiff:
+    assert maybe_git.git_binary is not None  # export_commit checked it
+    result = await run_process(
+        Process(
+            argv=(
+                maybe_git.git_binary.path, "-C", build_root.path, "diff", "--relative", "--no-renames",
+                "--no-ext-diff", "--name-status", "-z", request.before, request.after, "--",
+            ),
+            description=f"Read what changed from {request.before[:12]} to {request.after[:12]} from git",
+            level=LogLevel.DEBUG,
+        )
+    )
+    return CommitDiff(result.stdout.decode("utf-8", "surrogateescape") if result.exit_code == 0 else None)
+
+
+@dataclass(frozen=True)
 class HistoryRequest:
     sha: str  # a commit: its history never changes, so the engine may cache the walk for good
 
