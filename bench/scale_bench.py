@@ -138,6 +138,11 @@ def _plan_rule_line(output: str) -> str:
     return match.group(0) if match else ""
 
 
+def _plans_lines(output: str) -> str:
+    """What the export said of the plans it kept from the export before (export.py, replan.py)."""
+    return "; ".join(m.group(1) for m in re.finditer(r"export-dists plans: (.*)", output))
+
+
 def _goal_seconds(summary: str) -> float | None:
     """The goal's own clock, `[12.3s]` in its summary line: from the goal rule's start to its write,
     without Pants' per-run work before and after it (start-up, options, BUILD files), which the
@@ -195,6 +200,7 @@ def run(settings: ScaleSettings, log: Callable[[str], None]) -> dict[str, object
     goal_clock: list[float] = []
     timings: list[dict[str, float]] = []
     plan_rule_lines: list[str] = []
+    plans_lines: list[str] = []
     floors: list[float] = []
     rss_after: dict[int, float] = {}
     try:
@@ -226,7 +232,8 @@ def run(settings: ScaleSettings, log: Callable[[str], None]) -> dict[str, object
                 goal_clock.append(clock)
             timings.append(_timings(timed.output))
             plan_rule_lines.append(_plan_rule_line(timed.output))
-            log(f"one-leaf export #{n}: {timed.seconds:.2f} s, pantsd {rss_after[n]:.0f} MB")
+            plans_lines.append(_plans_lines(timed.output))
+            log(f"one-leaf export #{n}: {timed.seconds:.2f} s, pantsd {rss_after[n]:.0f} MB; {timings[-1]}; {plans_lines[-1]}")
             if settings.floor_every and n % settings.floor_every == 0:
                 edit_and_commit(repo.path, repo.leaf_file, f"scale_floor_{n}_{time.time_ns()}")
                 floor = _checked(run_watched([str(PANTS), *floor_args], cwd=repo.path, env=env,
@@ -263,6 +270,7 @@ def run(settings: ScaleSettings, log: Callable[[str], None]) -> dict[str, object
     result["export_goal_s"] = goal_clock
     result["export_timings_s"] = timings
     result["export_plan_rule_lines"] = plan_rule_lines
+    result["export_plans_lines"] = plans_lines
     result["floors_s"] = floors
     result["pantsd_rss_mb"] = rss_after
     shutil.rmtree(work, ignore_errors=True)

@@ -229,6 +229,9 @@ async def _kept_plans(
     kept = replan.kept_for(context) if request.reuse_plans else None
     if kept is None:
         return None
+    if isinstance(kept, str):
+        logger.debug(f"export-dists plans: planning all dists: {kept}")
+        return None
     edited = await _edited(request, commit, kept)
     if isinstance(edited, str):
         logger.debug(f"export-dists plans: planning all dists: {edited}")

@@ -94,7 +94,8 @@ async def planning_context(
     return PlanningContext(
         build_root=build_root.path,
         settings=request.settings,
-        args=tuple(bootstrapper.args),
+        # Without the program: the run that starts pantsd is `pants`, the next ones its native client.
+        args=tuple(bootstrapper.args[1:]),
         pants_env=_pants_env(bootstrapper),
         options=(global_options, python_setup, python_infer, source_root_config),
         build_files=build_files,
@@ -122,8 +123,26 @@ def keep(kept: KeptPlans) -> None:
     _KEPT[:] = [k for k in _KEPT if k.context != kept.context][-(_KEPT_MAX - 1) :] + [kept]
 
 
-def kept_for(context: PlanningContext) -> KeptPlans | None:
-    return next((k for k in reversed(_KEPT) if k.context == context), None)
+def kept_for(context: PlanningContext) -> KeptPlans | str | None:
+    """The plans kept under this context; else why the ones of this build root are not usable, or
+    None if there are none."""
+    kept = next((k for k in reversed(_KEPT) if k.context == context), None)
+    if kept is not None:
+        return kept
+    before = next((k.context for k in reversed(_KEPT) if k.context.build_root == context.build_root), None)
+    if before is None:
+        return None
+    if before.settings != context.settings:
+        return "[export-dists] naming settings differ from the export before"
+    if before.args != context.args:
+        changed = [f"-{a}" for a in before.args if a not in context.args] + [f"+{a}" for a in context.args if a not in before.args]
+        return f"the command line differs from the export before ({' '.join(changed[:4]) or 'order'})"
+    if before.pants_env != context.pants_env:
+        return "the PANTS_* environment variables differ from the export before"
+    if before.build_files != context.build_files:
+        return "the BUILD file options differ from the export before"
+    scopes = [f"[{new.options_scope}]" for old, new in zip(before.options, context.options) if old != new]
+    return f"the options of {', '.join(scopes)} differ from the export before"
 
 
 def forget() -> None:
