@@ -460,7 +460,25 @@ def _scale_timings(d: dict[str, Any]) -> list[str]:
         f"and the engine's before the rule ran (its earlier inputs checked again) {fmt(summarize_values(engine), 's')}; "
         f"then the write {step('write')}. Staging ahead, on its own thread meanwhile: {step('staging')} (the write waited for it "
         f"{step('staging_waited')}). The plan rule's steps, {typical}.",
+        *_scale_kept_plans(d),
         "",
+    ]
+
+
+def _scale_kept_plans(d: dict[str, Any]) -> list[str]:
+    """What the exports said of the plans they kept from the export before (results since 2026-12-07 18:30)."""
+    lines = d.get("export_plans_lines")
+    if not lines:
+        return []
+    kept = [re.search(r"kept (\d+) of (\d+)", line) for line in lines]
+    counts = sorted({f"{m.group(1)} of {m.group(2)}" for m in kept if m})
+    others = sorted({line for line, m in zip(lines, kept) if not m})
+    return [
+        "",
+        f"Plans kept from the export before (`reuse_plans`, `export_dists.export` at debug): {sum(1 for m in kept if m)} "
+        f"of {len(lines)} exports kept {', '.join(counts) or 'none'}"
+        + (f"; the others: {'; '.join(repr(o or '(nothing said: no plans kept yet in this pantsd)') for o in others)}" if others else "")
+        + ".",
     ]
 
 

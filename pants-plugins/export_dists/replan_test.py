@@ -185,3 +185,18 @@ def test_build_files_preludes_and_init_files_are_unsafe() -> None:
     )
     assert unsafe_file(("a/__init__.py",), options) is not None
     assert unsafe_file(("a/b.py", "a/BUILD_helpers.py"), options) is None
+
+
+def test_a_file_two_dists_own_plans_both_again(repo: Repo, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest) -> None:
+    files = {
+        **REPO,
+        "libs/lib/low/BUILD": "python_sources()\nresources(name='copy', sources=['l.py'])",
+        "src/python/app/main.py": "import lib.mid.m\n",
+    }
+    _first_commit(repo, request, files)
+    roots = (Address("src/python/app"), Address("libs/lib/low", target_name="copy"))
+    _export_both(repo, caplog, *roots)
+    repo.commit({"libs/lib/low/l.py": "import other.o\n"})
+    export, said = _export_both(repo, caplog, *roots)
+    assert "edited 1 files of 2 targets" in said and "kept 3 of 5" in said, said
+    assert {"monorepo.libs.lib.low.copy", "monorepo.libs.other"} <= {d.name for d in export.dists}
