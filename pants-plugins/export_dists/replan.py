@@ -13,9 +13,10 @@ holds.
 The plans of the export before are kept when all of these hold, and otherwise every dist is planned
 (`export_dists.export`'s debug log says which, and why):
 
-- the same build root, naming settings and options: the command line and `PANTS_*` variables, and
-  the values of [GLOBAL], [python], [python-infer] and [source] (config files outside the
-  repository included);
+- the same build root, naming settings and options: the command line and `PANTS_*` variables
+  (the export-dists goal's own flags and variables aside: its naming settings are compared as
+  such), and the values of [GLOBAL], [python], [python-infer] and [source] (config files outside
+  the repository included);
 - both exports are of clean work trees (no uncommitted or untracked change), so what Pants read is
   each commit's files, and git can say what differs;
 - git's diff between the two commits only modifies files: none added, removed, renamed or changing
@@ -70,12 +71,31 @@ class PlanningContextRequest:
     settings: NamingSettings
 
 
+# The export-dists goal's own options shape plans only through its naming settings, compared as
+# such: its flags and variables are left out of the command line compared, so that exports into a
+# new output directory each time (the relay's pull builds) keep plans too.
+_GOAL = "export-dists"
+
+
+def _plan_args(args: tuple[str, ...]) -> tuple[str, ...]:
+    """The command line without the program and the export-dists goal's own flags (`--export-dists-x`
+    anywhere, and any flag right after the goal's name, which is the goal's)."""
+    kept: list[str] = []
+    after_goal = False
+    for arg in args[1:]:
+        if arg.startswith(("--export-dists-", "--no-export-dists-")) or (after_goal and arg.startswith("-")):
+            continue
+        after_goal = arg == _GOAL
+        kept.append(arg)
+    return tuple(kept)
+
+
 def _pants_env(bootstrapper: OptionsBootstrapper) -> tuple[tuple[str, str], ...]:
     # `env_tuples` (the PANTS_* variables) before Pants 2.2x's Rust options parser, `env` (all) since.
     pairs = getattr(bootstrapper, "env_tuples", None)
     if pairs is None:
         pairs = tuple(getattr(bootstrapper, "env", {}).items())
-    return tuple(sorted((k, v) for k, v in pairs if k.startswith("PANTS_")))
+    return tuple(sorted((k, v) for k, v in pairs if k.startswith("PANTS_") and not k.startswith("PANTS_EXPORT_DISTS_")))
 
 
 @by_name
@@ -95,7 +115,7 @@ async def planning_context(
         build_root=build_root.path,
         settings=request.settings,
         # Without the program: the run that starts pantsd is `pants`, the next ones its native client.
-        args=tuple(bootstrapper.args[1:]),
+        args=_plan_args(tuple(bootstrapper.args)),
         pants_env=_pants_env(bootstrapper),
         options=(global_options, python_setup, python_infer, source_root_config),
         build_files=build_files,

@@ -9,7 +9,7 @@ import pytest
 from export_dists import replan
 from export_dists.conftest import Repo
 from export_dists.export import Export
-from export_dists.replan import modified_files, unsafe_file
+from export_dists.replan import _plan_args, modified_files, unsafe_file
 from pants.engine.addresses import Address
 from pants.engine.internals.build_files import BuildFileOptions
 
@@ -200,3 +200,26 @@ def test_a_file_two_dists_own_plans_both_again(repo: Repo, caplog: pytest.LogCap
     export, said = _export_both(repo, caplog, *roots)
     assert "edited 1 files of 2 targets" in said and "kept 3 of 5" in said, said
     assert {"monorepo.libs.lib.low.copy", "monorepo.libs.other"} <= {d.name for d in export.dists}
+
+
+def test_a_new_output_directory_each_export_keeps_plans(
+    repo: Repo, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+) -> None:
+    # As the relay's pull builds run it: `--export-dists-output-dir=<a new staging directory>`.
+    repo.set_options("--export-dists-output-dir=/tmp/staging-1")
+    _first_commit(repo, request)
+    _export_both(repo, caplog)
+    repo.set_options("--export-dists-output-dir=/tmp/staging-2")
+    repo.commit({"libs/lib/low/l.py": "x = 1\n"})
+    _, said = _export_both(repo, caplog)
+    assert "kept 3 of 4" in said, said
+
+
+def test_the_command_line_compared_leaves_out_the_program_and_the_goals_own_flags() -> None:
+    assert _plan_args(("/bin/pants", "--no-pantsd", "export-dists", "--output-dir=x", "--no-reuse-plans", "::")) == (
+        "--no-pantsd", "export-dists", "::"
+    )
+    assert _plan_args(("pants", "--export-dists-output-dir=x", "export-dists", "src::")) == ("export-dists", "src::")
+    assert _plan_args(("pants", "--python-infer-no-imports", "export-dists", "::")) == (
+        "--python-infer-no-imports", "export-dists", "::"
+    )
