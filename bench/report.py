@@ -465,6 +465,21 @@ def _scale_timings(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def _scale_pairs(d: dict[str, Any]) -> list[str]:
+    """Each one-leaf export against the floor run right after it (the run is noisy: both drift together)."""
+    if d.get("floors_s") is None or len(d["floors_s"]) != len(d["exports_s"]) or not d["exports_s"]:
+        return []
+    pairs = [e - f for e, f in zip(d["exports_s"], d["floors_s"])]
+    faster = sum(1 for p in pairs if p < 0)
+    ordered = sorted(pairs)
+    mid = (ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2
+    return [
+        f"Paired, each one-leaf export minus the floor right after it: median {mid:+.2f} s (from {ordered[0]:+.1f} to "
+        f"{ordered[-1]:+.1f} s); the export was the faster in {faster} of {len(pairs)} pairs.",
+        "",
+    ]
+
+
 def _scale_kept_plans(d: dict[str, Any]) -> list[str]:
     """What the exports said of the plans they kept from the export before (results since 2026-12-07 18:30)."""
     lines = d.get("export_plans_lines")
@@ -534,6 +549,7 @@ def _scale_section(payload: dict[str, Any]) -> list[str]:
              f"{median(inc) - median(base):+.2f} s"],
         ]),
         "",
+        *_scale_pairs(d),
         *([f"The export's own clock (its summary line's `[N s]`: the goal rule, from its start to its written "
            f"directory; Pants' per-run work before and after it is the floor's too): {fmt(summarize_values(d['export_goal_s']), 's')}.", ""]
           if d.get("export_goal_s") else []),
