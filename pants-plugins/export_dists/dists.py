@@ -171,11 +171,11 @@ def _classify(target: Target, include_test_utils: bool) -> tuple[DistKind | None
 # in Pants 2.17 every `Collection` has the same hash (`__hash__ = typing.Tuple.__hash__`), so the
 # engine compares each new `Addresses` param with every one it interned before. With one lookup per
 # dist that is quadratic in the number of dists: 7 s of a 40 s cold export of 1,000 targets.
-_ORIGIN = "the export-dists goal"
+ORIGIN = "the export-dists goal"  # where Pants says a target lookup came from
 
 
 async def _target(address: Address) -> Target:
-    wrapped = await wrapped_target(WrappedTargetRequest(address, description_of_origin=_ORIGIN))
+    wrapped = await wrapped_target(WrappedTargetRequest(address, description_of_origin=ORIGIN))
     return wrapped.target
 
 
@@ -312,7 +312,7 @@ async def _members(target: Target, environment: EnvironmentName) -> tuple[Target
         return (target,)
     address = target.address
     parametrizations = await target_parametrizations(
-        _TargetParametrizationsRequest(address.maybe_convert_to_target_generator(), description_of_origin=_ORIGIN),
+        _TargetParametrizationsRequest(address.maybe_convert_to_target_generator(), description_of_origin=ORIGIN),
         environment,
     )
     # The generator itself is never a member: in Pants 2.17 it has no `dependencies` field of its
@@ -349,7 +349,7 @@ async def dist_plan(
 ) -> DistPlan:
     identity, wrapped = await concurrently(
         dist_identity(DistIdentityRequest(request.address, request.settings), **implicitly()),
-        wrapped_target(WrappedTargetRequest(request.address, description_of_origin=_ORIGIN)),
+        wrapped_target(WrappedTargetRequest(request.address, description_of_origin=ORIGIN)),
     )
     members = await _members(wrapped.target, local_environment.val)
     member_sources = [m[SourcesField] for m in members if m.has_field(SourcesField)]
@@ -389,7 +389,7 @@ async def dist_plan(
     member_addresses = {m.address for m in members} | {request.address}
     external = [edge for edge in edges if edge.target not in member_addresses]
     wrapped_dependencies = await concurrently(
-        wrapped_target(WrappedTargetRequest(a, description_of_origin=_ORIGIN))
+        wrapped_target(WrappedTargetRequest(a, description_of_origin=ORIGIN))
         for a in sorted({edge.target for edge in external})
     )
     dependency_targets = [w.target for w in wrapped_dependencies]

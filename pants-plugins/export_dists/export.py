@@ -24,6 +24,7 @@ from export_dists.checks import check_plans, url_requirement_findings_of
 from export_dists.content_versions import content_origins, versions_of, with_fingerprints
 from export_dists import replan
 from export_dists.dists import (
+    ORIGIN,
     DistIdentity,
     DistIdentityRequest,
     DistPlan,
@@ -210,7 +211,7 @@ async def _edited(request: ExportRequest, commit: ExportCommit, kept: KeptPlans)
     found = await concurrently(owners(OwnersRequest((path,))) for path in paths)
     addresses = sorted({address for owned in found for address in owned})
     wrapped = await concurrently(
-        wrapped_target(WrappedTargetRequest(a, description_of_origin="the export-dists goal")) for a in addresses
+        wrapped_target(WrappedTargetRequest(a, description_of_origin=ORIGIN)) for a in addresses
     )
     target_of = {w.target.address: w.target for w in wrapped}
     for path, owned in zip(paths, found):

@@ -9,7 +9,7 @@ from pants.engine.rules import collect_rules, rule
 from pants.engine.target import WrappedTargetRequest
 from pants.util.strutil import softwrap
 
-from export_dists.dists import DistPlan, OwnedFile
+from export_dists.dists import ORIGIN, DistPlan, OwnedFile
 from export_dists.engine import by_name, concurrently, wrapped_target
 from export_dists.findings import Cause, Finding
 from export_dists.per_plan import PerPlan
@@ -113,7 +113,7 @@ async def check_top_level(request: TopLevelCheckRequest) -> TopLevelCheck:
         return TopLevelCheck(())
     candidates = [s for s in stray if s.refused]
     wrapped = await concurrently(
-        wrapped_target(WrappedTargetRequest(s.plan.identity.address, description_of_origin="the export-dists goal"))
+        wrapped_target(WrappedTargetRequest(s.plan.identity.address, description_of_origin=ORIGIN))
         for s in candidates
     )
     refused = [s for s, w in zip(candidates, wrapped) if not w.target.get(ExportDistAllowTopLevelField).value]
