@@ -471,11 +471,10 @@ def _scale_pairs(d: dict[str, Any]) -> list[str]:
         return []
     pairs = [e - f for e, f in zip(d["exports_s"], d["floors_s"])]
     faster = sum(1 for p in pairs if p < 0)
-    ordered = sorted(pairs)
-    mid = (ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2
+    paired = summarize_values(pairs)
     return [
-        f"Paired, each one-leaf export minus the floor right after it: median {mid:+.2f} s (from {ordered[0]:+.1f} to "
-        f"{ordered[-1]:+.1f} s); the export was the faster in {faster} of {len(pairs)} pairs.",
+        f"Paired, each one-leaf export minus the floor right after it: median {paired['median']:+.2f} s (from "
+        f"{paired['min']:+.1f} to {paired['max']:+.1f} s); the export was the faster in {faster} of {len(pairs)} pairs.",
         "",
     ]
 
